@@ -1,0 +1,466 @@
+//! Greenlets: spawning them, and the handles that join, kill and link them.
+
+mod join;
+pub(crate) mod task;
+
+use alloc::borrow::Cow;
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::fmt;
+use core::panic::Location;
+use core::time::Duration;
+
+use corosensei::Coroutine;
+
+pub use join::{joinall, killall, killall_timeout, AsGreenlet, JoinAll};
+pub(crate) use join::{join_task, DeadlineTimer};
+
+use crate::error::{FailureKind, GetError, GreenletError, Interrupted};
+use crate::hub::hub;
+use crate::hub::switch::GreenletCoroutine;
+use crate::stack::{PooledStack, DEFAULT_STACK_SIZE};
+use task::{Outcome, Task, TaskObj, TaskRef};
+
+/// A greenlet whose body has a concrete type: the shape the hub does not need to know.
+struct Inner<T, F> {
+    task: Task,
+    body: Cell<Option<F>>,
+    value: RefCell<Option<T>>,
+}
+
+/// Access to a greenlet's result slot, whatever its body's type.
+trait ValueSlot<T>: TaskObj {
+    fn value(&self) -> &RefCell<Option<T>>;
+}
+
+impl<T: 'static, F: FnOnce() -> T + 'static> TaskObj for Inner<T, F> {
+    fn task(&self) -> &Task {
+        &self.task
+    }
+
+    fn start(self: Rc<Self>, stack: PooledStack) -> GreenletCoroutine {
+        let body = self.body.take().expect("a greenlet starts once");
+        Coroutine::with_stack(stack, move |yielder, ()| {
+            self.task.context.set_yielder(yielder);
+            let failure = match crate::panic::catch(body) {
+                // The body ended because it was killed: its value is not trusted.
+                Ok(_) if self.task.kill_delivered.get() => Some(FailureKind::Killed),
+                Ok(value) => {
+                    *self.value.borrow_mut() = Some(value);
+                    None
+                }
+                Err(message) => Some(FailureKind::Panicked(message)),
+            };
+            let me: TaskRef = self;
+            hub().finish(&me, failure);
+        })
+    }
+
+    fn discard_body(&self) {
+        drop(self.body.take());
+    }
+}
+
+impl<T: 'static, F: FnOnce() -> T + 'static> ValueSlot<T> for Inner<T, F> {
+    fn value(&self) -> &RefCell<Option<T>> {
+        &self.value
+    }
+}
+
+/// Configures a greenlet before spawning it: its name and stack size.
+#[derive(Clone, Debug, Default)]
+pub struct Builder {
+    name: Option<Cow<'static, str>>,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    /// A builder with the defaults: name `Greenlet-<id>`, [`DEFAULT_STACK_SIZE`].
+    pub fn new() -> Self {
+        Builder::default()
+    }
+
+    /// Names the greenlet; the name appears in errors, panic reports and `LoopExit` reports.
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the usable stack size in bytes (rounded up to whole pages by the platform).
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Spawns the greenlet: it starts once the current greenlet parks or yields, after the
+    /// greenlets already in the run queue.
+    #[track_caller]
+    pub fn spawn<T: 'static>(self, f: impl FnOnce() -> T + 'static) -> Greenlet<T> {
+        self.spawn_at(Location::caller(), None, f)
+    }
+
+    /// Spawns the greenlet to start no earlier than `delay` from now.
+    #[track_caller]
+    pub fn spawn_later<T: 'static>(
+        self,
+        delay: Duration,
+        f: impl FnOnce() -> T + 'static,
+    ) -> Greenlet<T> {
+        let start_at = hub().now() + delay;
+        self.spawn_at(Location::caller(), Some(start_at), f)
+    }
+
+    /// Spawns a job posted from another thread; its handle is not needed.
+    pub(crate) fn spawn_untracked(self, job: Box<dyn FnOnce() + Send>) {
+        drop(self.spawn_at(Location::caller(), None, job));
+    }
+
+    fn spawn_at<T: 'static, F: FnOnce() -> T + 'static>(
+        self,
+        location: &'static Location<'static>,
+        start_at: Option<crate::time::Instant>,
+        f: F,
+    ) -> Greenlet<T> {
+        let hub = hub();
+        let id = hub.next_greenlet_id();
+        let stack_size = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
+        let inner = Rc::new(Inner {
+            task: Task::new(id, self.name, location, stack_size, false),
+            body: Cell::new(Some(f)),
+            value: RefCell::new(None),
+        });
+        hub.schedule_new(inner.clone(), start_at);
+        Greenlet { inner }
+    }
+}
+
+/// Spawns a greenlet running `f`; see [`Builder::spawn`].
+#[track_caller]
+pub fn spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> Greenlet<T> {
+    Builder::new().spawn_at(Location::caller(), None, f)
+}
+
+/// Spawns a greenlet that starts no earlier than `delay` from now; see [`Builder::spawn_later`].
+#[track_caller]
+pub fn spawn_later<T: 'static>(delay: Duration, f: impl FnOnce() -> T + 'static) -> Greenlet<T> {
+    let start_at = hub().now() + delay;
+    Builder::new().spawn_at(Location::caller(), Some(start_at), f)
+}
+
+/// Runs a finished greenlet's link callbacks, in the order they were added, in a greenlet of
+/// their own (so that a callback may block without holding up anyone else).
+pub(crate) fn spawn_links(task: &Task, links: Vec<Box<dyn FnOnce()>>) {
+    let name = format!("links of greenlet #{}", task.id);
+    drop(Builder::new().name(name).spawn_at(task.spawned_at, None, move || {
+        for link in links {
+            link();
+        }
+    }));
+}
+
+/// A handle to a greenlet that returns a `T`. Clones are handles to the same greenlet.
+///
+/// Dropping every handle does not stop the greenlet: it runs to its end (or until killed, or
+/// until the hub shuts down).
+pub struct Greenlet<T> {
+    inner: Rc<dyn ValueSlot<T>>,
+}
+
+impl<T> Clone for Greenlet<T> {
+    fn clone(&self) -> Self {
+        Greenlet { inner: self.inner.clone() }
+    }
+}
+
+impl<T> fmt::Debug for Greenlet<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_task(self.inner.task(), f)
+    }
+}
+
+fn debug_task(task: &Task, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.debug_struct("Greenlet")
+        .field("id", &task.id)
+        .field("name", &task.name())
+        .field("spawned_at", &task.spawned_at)
+        .field("state", &task.state.get())
+        .finish()
+}
+
+impl<T: 'static> Greenlet<T> {
+    fn task_ref(&self) -> TaskRef {
+        self.inner.clone()
+    }
+
+    /// An untyped handle to the same greenlet.
+    pub fn to_ref(&self) -> GreenletRef {
+        GreenletRef { t: self.task_ref() }
+    }
+
+    /// The greenlet's id, unique within its hub.
+    pub fn id(&self) -> u64 {
+        self.inner.task().id
+    }
+
+    /// The greenlet's name.
+    pub fn name(&self) -> Cow<'_, str> {
+        self.inner.task().name()
+    }
+
+    /// Where it was spawned.
+    pub fn spawned_at(&self) -> &'static Location<'static> {
+        self.inner.task().spawned_at
+    }
+
+    /// Whether its body has started running.
+    pub fn started(&self) -> bool {
+        self.inner.task().ran.get()
+    }
+
+    /// Whether it has finished, one way or another (gevent's `ready()`).
+    pub fn ready(&self) -> bool {
+        self.inner.task().is_finished()
+    }
+
+    /// Same as [`ready`](Self::ready) (gevent's `dead`).
+    pub fn dead(&self) -> bool {
+        self.ready()
+    }
+
+    /// Whether it finished with a value (not killed, not panicked).
+    pub fn successful(&self) -> bool {
+        *self.inner.task().outcome.borrow() == Outcome::Value
+    }
+
+    /// How it failed, if it finished and failed (gevent's `exception`).
+    pub fn error(&self) -> Option<GreenletError> {
+        self.inner.task().error()
+    }
+
+    /// Waits until it finishes (whatever the outcome).
+    pub fn join(&self) -> Result<(), Interrupted> {
+        join_task(&self.task_ref(), None).map(|_| ())
+    }
+
+    /// Waits at most `timeout` for it to finish; `Ok(true)` if it did.
+    ///
+    /// An enclosing [`Timeout`](crate::Timeout) that expires first is reported as such
+    /// (`Err(TimedOut(its id))`), not as `Ok(false)`.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool, Interrupted> {
+        let deadline = hub().now() + timeout;
+        join_task(&self.task_ref(), Some(deadline))
+    }
+
+    /// Waits for it to finish and returns a clone of its value.
+    pub fn get(&self) -> Result<T, GetError>
+    where
+        T: Clone,
+    {
+        self.join()?;
+        self.finished_value(|v| v.clone())
+    }
+
+    /// Waits for it to finish and moves its value out; later calls return [`GetError::Taken`].
+    pub fn take(&self) -> Result<T, GetError> {
+        self.join()?;
+        self.finished_value(|v| v.take())
+    }
+
+    fn finished_value(
+        &self,
+        f: impl FnOnce(&mut Option<T>) -> Option<T>,
+    ) -> Result<T, GetError> {
+        let task = self.inner.task();
+        let outcome = task.outcome.borrow().clone();
+        match outcome {
+            Outcome::Value => f(&mut self.inner.value().borrow_mut()).ok_or(GetError::Taken),
+            Outcome::Failed(_) => Err(GetError::Failed(task.error().expect("failed"))),
+            Outcome::Pending => unreachable!("joined greenlets have an outcome"),
+        }
+    }
+
+    /// Kills it and waits until it has finished. See [`GreenletRef::kill`].
+    pub fn kill(&self) -> Result<(), Interrupted> {
+        self.to_ref().kill()
+    }
+
+    /// Kills it and waits at most `timeout` for it to finish; `Ok(true)` if it did.
+    pub fn kill_timeout(&self, timeout: Duration) -> Result<bool, Interrupted> {
+        self.to_ref().kill_timeout(timeout)
+    }
+
+    /// Kills it without waiting.
+    pub fn kill_nowait(&self) {
+        hub().kill(&self.task_ref());
+    }
+
+    /// Calls `f` with this greenlet when it finishes (at once if it has), in a greenlet of its
+    /// own; callbacks run in the order they were added.
+    pub fn link(&self, f: impl FnOnce(&Greenlet<T>) + 'static) {
+        let me = self.clone();
+        add_link(self.inner.task(), Box::new(move || f(&me)));
+    }
+
+    /// Like [`link`](Self::link), but only if it finishes successfully.
+    pub fn link_value(&self, f: impl FnOnce(&Greenlet<T>) + 'static) {
+        self.link(move |g| {
+            if g.successful() {
+                f(g)
+            }
+        });
+    }
+
+    /// Like [`link`](Self::link), but only if it fails (killed, panicked, no stack).
+    pub fn link_exception(&self, f: impl FnOnce(&Greenlet<T>) + 'static) {
+        self.link(move |g| {
+            if !g.successful() {
+                f(g)
+            }
+        });
+    }
+}
+
+fn add_link(task: &Task, link: Box<dyn FnOnce()>) {
+    if task.is_finished() {
+        spawn_links(task, vec![link]);
+    } else {
+        task.links.borrow_mut().push(link);
+    }
+}
+
+/// An untyped handle to a greenlet: the current one, or any greenlet whatever its value type.
+#[derive(Clone)]
+pub struct GreenletRef {
+    t: TaskRef,
+}
+
+impl fmt::Debug for GreenletRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_task(self.t.task(), f)
+    }
+}
+
+impl PartialEq for GreenletRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.t.task().id == other.t.task().id
+    }
+}
+
+impl Eq for GreenletRef {}
+
+impl<T: 'static> From<&Greenlet<T>> for GreenletRef {
+    fn from(g: &Greenlet<T>) -> Self {
+        g.to_ref()
+    }
+}
+
+impl GreenletRef {
+    pub(crate) fn task_ref(&self) -> &TaskRef {
+        &self.t
+    }
+
+    /// The greenlet's id, unique within its hub (the main greenlet's is 0).
+    pub fn id(&self) -> u64 {
+        self.t.task().id
+    }
+
+    /// The greenlet's name (`main` for the main greenlet).
+    pub fn name(&self) -> Cow<'_, str> {
+        self.t.task().name()
+    }
+
+    /// Where it was spawned.
+    pub fn spawned_at(&self) -> &'static Location<'static> {
+        self.t.task().spawned_at
+    }
+
+    /// Whether this is the thread's main greenlet.
+    pub fn is_main(&self) -> bool {
+        self.t.task().is_main
+    }
+
+    /// Whether its body has started running.
+    pub fn started(&self) -> bool {
+        self.t.task().ran.get()
+    }
+
+    /// Whether it has finished.
+    pub fn ready(&self) -> bool {
+        self.t.task().is_finished()
+    }
+
+    /// Same as [`ready`](Self::ready).
+    pub fn dead(&self) -> bool {
+        self.ready()
+    }
+
+    /// Whether it finished with a value.
+    pub fn successful(&self) -> bool {
+        *self.t.task().outcome.borrow() == Outcome::Value
+    }
+
+    /// How it failed, if it did.
+    pub fn error(&self) -> Option<GreenletError> {
+        self.t.task().error()
+    }
+
+    /// Whether it has been killed (the kill may not have reached it yet).
+    pub fn is_killed(&self) -> bool {
+        self.t.task().killed.get()
+    }
+
+    /// Waits until it finishes.
+    pub fn join(&self) -> Result<(), Interrupted> {
+        join_task(&self.t, None).map(|_| ())
+    }
+
+    /// Waits at most `timeout` for it to finish; `Ok(true)` if it did.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool, Interrupted> {
+        let deadline = hub().now() + timeout;
+        join_task(&self.t, Some(deadline))
+    }
+
+    /// Kills it and waits until it has finished.
+    ///
+    /// A greenlet that has not started never runs its body. A running one has its current (or
+    /// next) blocking call return [`Interrupted::Killed`], and so do all its later ones (the
+    /// kill is sticky) outside [`shield`](crate::shield) scopes. Killing a finished greenlet
+    /// does nothing. If it ignores the kill, this waits for as long as it runs: see
+    /// [`kill_timeout`](Self::kill_timeout).
+    pub fn kill(&self) -> Result<(), Interrupted> {
+        hub().kill(&self.t);
+        if self.t.task().id == hub().current().task().id {
+            return Ok(()); // killing oneself: the kill is delivered at the next blocking call
+        }
+        self.join()
+    }
+
+    /// Kills it and waits at most `timeout`; `Ok(true)` if it finished.
+    pub fn kill_timeout(&self, timeout: Duration) -> Result<bool, Interrupted> {
+        hub().kill(&self.t);
+        if self.t.task().id == hub().current().task().id {
+            return Ok(false);
+        }
+        self.join_timeout(timeout)
+    }
+
+    /// Kills it without waiting.
+    pub fn kill_nowait(&self) {
+        hub().kill(&self.t);
+    }
+
+    /// Calls `f` with this greenlet when it finishes; see [`Greenlet::link`].
+    pub fn link(&self, f: impl FnOnce(&GreenletRef) + 'static) {
+        let me = self.clone();
+        add_link(self.t.task(), Box::new(move || f(&me)));
+    }
+}
+
+/// The greenlet running now (gevent's `getcurrent()`).
+pub fn current() -> GreenletRef {
+    GreenletRef { t: hub().current() }
+}

@@ -1,0 +1,562 @@
+//! The hub: one per thread, it owns the run queue, the timers, the I/O registrations and the
+//! table of live greenlets, and runs them all.
+//!
+//! # Scheduling order
+//!
+//! - A spawned greenlet goes to the back of the run queue; it starts once the spawner parks or
+//!   yields, after every greenlet queued before it (FIFO).
+//! - [`yield_now`](crate::yield_now) puts the caller at the back of the run queue.
+//! - A woken greenlet (timer fired, event set, I/O ready, killed) goes to the back of the run
+//!   queue.
+//! - Expired timers, I/O readiness and work posted from other threads are collected whenever
+//!   the run queue is empty and, while it is busy, after every [`CHECK_EVERY`] greenlet
+//!   resumptions, so a busy run queue cannot starve I/O or timers.
+//! - The hub loop runs on the main greenlet's stack while the main greenlet waits; the main
+//!   greenlet continues when its turn in the run queue comes.
+
+mod current;
+pub(crate) mod fault_context;
+pub(crate) mod io;
+mod report;
+pub(crate) mod switch;
+
+use alloc::collections::VecDeque;
+use alloc::rc::Rc;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::time::Duration;
+
+pub use current::{install, shutdown};
+pub(crate) use current::{current_hub_ptr, hub};
+pub use io::IoRegistration;
+
+use crate::error::{FailureKind, Interrupted, TimeoutId};
+use crate::greenlet::task::{MainTask, Outcome, State, TaskRef, WaitKind};
+use crate::platform::{Clock, Platform, Poller, Readiness, Token};
+use crate::remote::{HubHandle, Remote};
+use crate::slab::{Key, Slab};
+use crate::stack::StackPool;
+use crate::time::Instant;
+use crate::timer::{TimerHeap, TimerKey};
+use crate::wait_list::WaitList;
+
+/// While the run queue is busy, timers, I/O and posted work are collected after this many
+/// greenlet resumptions. A poll is a system call, so doing it on every switch would cost more
+/// than the switch; 64 bounds the delay to 64 greenlet time slices.
+pub const CHECK_EVERY: u32 = 64;
+
+/// How long [`shutdown`] waits for killed greenlets to return before abandoning them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What a timer does when it fires.
+pub(crate) enum TimerAction {
+    /// Wake a greenlet parked with a deadline (sleep, join with timeout).
+    Wake(TaskRef),
+    /// Expire a [`Timeout`](crate::Timeout) of a greenlet.
+    Timeout(TaskRef, TimeoutId),
+    /// Start a greenlet spawned with a delay.
+    Start(TaskRef),
+}
+
+/// The per-thread scheduler. See the module docs for the scheduling order.
+pub(crate) struct Hub {
+    poller: RefCell<alloc::boxed::Box<dyn Poller>>,
+    clock: alloc::boxed::Box<dyn Clock>,
+    stacks: RefCell<StackPool>,
+    run_queue: RefCell<VecDeque<TaskRef>>,
+    timers: RefCell<TimerHeap<TimerAction>>,
+    pub(crate) io: RefCell<Slab<io::IoEntry>>,
+    live: RefCell<Slab<TaskRef>>,
+    idle_waiters: RefCell<WaitList<TaskRef>>,
+    main: TaskRef,
+    current: RefCell<TaskRef>,
+    remote: Arc<Remote>,
+    next_id: Cell<u64>,
+    next_timeout_id: Cell<u64>,
+    next_finish_seq: Cell<u64>,
+    resumes_since_check: Cell<u32>,
+}
+
+impl Hub {
+    pub(crate) fn new(platform: Platform) -> Self {
+        let main: TaskRef = Rc::new(MainTask {
+            task: crate::greenlet::task::Task::new(
+                0,
+                None,
+                core::panic::Location::caller(),
+                0,
+                true,
+            ),
+        });
+        main.task().state.set(State::Running);
+        main.task().ran.set(true);
+        let remote = Arc::new(Remote::new(platform.poller.remote_waker()));
+        Hub {
+            poller: RefCell::new(platform.poller),
+            clock: platform.clock,
+            stacks: RefCell::new(StackPool::new(platform.stacks)),
+            run_queue: RefCell::new(VecDeque::new()),
+            timers: RefCell::new(TimerHeap::new()),
+            io: RefCell::new(Slab::new()),
+            live: RefCell::new(Slab::new()),
+            idle_waiters: RefCell::new(WaitList::new()),
+            current: RefCell::new(main.clone()),
+            main,
+            remote,
+            next_id: Cell::new(1),
+            next_timeout_id: Cell::new(1),
+            next_finish_seq: Cell::new(1),
+            resumes_since_check: Cell::new(0),
+        }
+    }
+
+    pub(crate) fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    pub(crate) fn next_greenlet_id(&self) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
+    }
+
+    pub(crate) fn next_timeout_id(&self) -> TimeoutId {
+        let id = self.next_timeout_id.get();
+        self.next_timeout_id.set(id + 1);
+        TimeoutId(id)
+    }
+
+    /// The greenlet running now.
+    pub(crate) fn current(&self) -> TaskRef {
+        self.current.borrow().clone()
+    }
+
+    /// The running greenlet, unless the hub is in the middle of switching.
+    #[cfg(feature = "std")]
+    pub(crate) fn try_current(&self) -> Option<TaskRef> {
+        self.current.try_borrow().ok().map(|c| c.clone())
+    }
+
+    /// The cell holding the running greenlet, for the fault handler's unchecked read.
+    pub(crate) fn current_ptr(&self) -> *const TaskRef {
+        self.current.as_ptr()
+    }
+
+    pub(crate) fn handle(&self) -> HubHandle {
+        HubHandle { remote: self.remote.clone() }
+    }
+
+    pub(crate) fn poller(&self) -> &RefCell<alloc::boxed::Box<dyn Poller>> {
+        &self.poller
+    }
+
+    // --- spawning ------------------------------------------------------------------------
+
+    /// Schedules a new greenlet: now (back of the run queue) or when `start_at` passes.
+    pub(crate) fn schedule_new(&self, t: TaskRef, start_at: Option<Instant>) {
+        let key = self.live.borrow_mut().insert(t.clone());
+        let task = t.task();
+        task.live_key.set(Some(key));
+        match start_at {
+            None => {
+                task.state.set(State::Runnable);
+                self.run_queue.borrow_mut().push_back(t);
+            }
+            Some(at) => {
+                task.state.set(State::Created);
+                let timer = self.add_timer(at, TimerAction::Start(t.clone()));
+                task.start_timer.set(Some(timer));
+            }
+        }
+    }
+
+    // --- parking and waking ---------------------------------------------------------------
+
+    /// Fails with the interruption that is due before a wait starts: a sticky kill (outside
+    /// shields) or a timeout that expired while the greenlet was busy.
+    ///
+    /// A kill is delivered again and again (it is sticky); each time after a yield, so that a
+    /// greenlet that drops the error and loops on cannot starve the others (the one that
+    /// killed it may be waiting with a timeout).
+    fn due_interrupt(&self, t: &TaskRef) -> Result<(), Interrupted> {
+        let task = t.task();
+        if task.kill_is_deliverable() {
+            if task.kill_delivered.get() {
+                task.state.set(State::Runnable);
+                self.run_queue.borrow_mut().push_back(t.clone());
+                self.switch_out(t);
+            }
+            task.kill_delivered.set(true);
+            return Err(Interrupted::Killed);
+        }
+        match task.pending_timeout.take() {
+            Some(id) => Err(Interrupted::TimedOut(id)),
+            None => Ok(()),
+        }
+    }
+
+    /// Parks the current greenlet until something wakes it. `Ok` means a normal wake-up (the
+    /// caller re-checks what it waits for); `Err` says why the wait was interrupted.
+    pub(crate) fn park(&self, kind: WaitKind) -> Result<(), Interrupted> {
+        let cur = self.current();
+        self.due_interrupt(&cur)?;
+        let task = cur.task();
+        task.state.set(State::Parked);
+        task.waits_on.set(kind);
+        self.switch_out(&cur);
+        task.waits_on.set(WaitKind::Nothing);
+        match task.interrupt.take() {
+            None => Ok(()),
+            Some(Interrupted::Killed) => {
+                task.kill_delivered.set(true);
+                Err(Interrupted::Killed)
+            }
+            Some(other) => Err(other),
+        }
+    }
+
+    /// Puts the current greenlet at the back of the run queue and runs the others.
+    pub(crate) fn yield_now(&self) -> Result<(), Interrupted> {
+        let cur = self.current();
+        self.due_interrupt(&cur)?;
+        let task = cur.task();
+        task.state.set(State::Runnable);
+        task.waits_on.set(WaitKind::Yield);
+        self.run_queue.borrow_mut().push_back(cur.clone());
+        self.switch_out(&cur);
+        task.waits_on.set(WaitKind::Nothing);
+        // A kill or timeout that came while it waited its turn is delivered here.
+        self.due_interrupt(&cur)
+    }
+
+    fn switch_out(&self, cur: &TaskRef) {
+        if cur.task().is_main {
+            self.run_until_main_runs();
+        } else {
+            cur.task().context.suspend();
+        }
+    }
+
+    /// Wakes a parked greenlet normally; no effect on one that is not parked.
+    pub(crate) fn unpark(&self, t: &TaskRef) {
+        let task = t.task();
+        if task.state.get() == State::Parked {
+            task.state.set(State::Runnable);
+            self.run_queue.borrow_mut().push_back(t.clone());
+        }
+    }
+
+    /// Interrupts a greenlet's current wait, or its next one if it is not waiting.
+    pub(crate) fn interrupt(&self, t: &TaskRef, why: Interrupted) {
+        let task = t.task();
+        if task.state.get() == State::Parked {
+            if why == Interrupted::Killed && task.shield_depth.get() > 0 {
+                return; // delivered when the shield ends, by the sticky flag
+            }
+            task.interrupt.set(Some(why));
+            task.state.set(State::Runnable);
+            self.run_queue.borrow_mut().push_back(t.clone());
+        } else if let Interrupted::TimedOut(id) = why {
+            // Outer scopes were started first and have smaller ids: report the outermost.
+            let pending = task.pending_timeout.get().map_or(id, |p| p.min(id));
+            task.pending_timeout.set(Some(pending));
+        }
+    }
+
+    // --- timers ---------------------------------------------------------------------------
+
+    pub(crate) fn add_timer(&self, deadline: Instant, action: TimerAction) -> TimerKey {
+        self.timers.borrow_mut().insert(deadline, action)
+    }
+
+    /// Cancels a timer; true if it was still pending.
+    pub(crate) fn cancel_timer(&self, key: TimerKey) -> bool {
+        let action = self.timers.borrow_mut().cancel(key);
+        action.is_some() // dropped here, outside the borrow
+    }
+
+    pub(crate) fn timer_pending(&self, key: TimerKey) -> bool {
+        self.timers.borrow().contains(key)
+    }
+
+    fn fire_timers(&self) {
+        if self.timers.borrow().is_empty() {
+            return;
+        }
+        let now = self.now();
+        loop {
+            let action = self.timers.borrow_mut().pop_expired(now);
+            match action {
+                None => break,
+                Some(TimerAction::Wake(t)) => self.unpark(&t),
+                Some(TimerAction::Timeout(t, id)) => self.interrupt(&t, Interrupted::TimedOut(id)),
+                Some(TimerAction::Start(t)) => {
+                    let task = t.task();
+                    task.start_timer.set(None);
+                    if task.state.get() == State::Created {
+                        task.state.set(State::Runnable);
+                        self.run_queue.borrow_mut().push_back(t);
+                    }
+                }
+            }
+        }
+    }
+
+    // --- kill and finish ------------------------------------------------------------------
+
+    /// Kills a greenlet: an unstarted one finishes at once without running its body; a
+    /// started one has its current or next blocking call return `Killed`.
+    pub(crate) fn kill(&self, t: &TaskRef) {
+        let task = t.task();
+        if task.is_finished() {
+            return;
+        }
+        task.killed.set(true);
+        if !task.is_main && !task.ran.get() {
+            if let Some(timer) = task.start_timer.take() {
+                self.cancel_timer(timer);
+            }
+            t.discard_body();
+            self.finish(t, Some(FailureKind::Killed));
+            return;
+        }
+        self.interrupt(t, Interrupted::Killed);
+    }
+
+    /// Records a greenlet's end, wakes its joiners and schedules its link callbacks.
+    pub(crate) fn finish(&self, t: &TaskRef, failure: Option<FailureKind>) {
+        let task = t.task();
+        task.state.set(State::Finished);
+        *task.outcome.borrow_mut() = match failure {
+            None => Outcome::Value,
+            Some(kind) => Outcome::Failed(kind),
+        };
+        let seq = self.next_finish_seq.get();
+        self.next_finish_seq.set(seq + 1);
+        task.finish_seq.set(seq);
+        if let Some(key) = task.live_key.take() {
+            let entry = self.live.borrow_mut().remove(key);
+            drop(entry);
+        }
+        loop {
+            let joiner = task.joiners.borrow_mut().pop_front();
+            match joiner {
+                Some(j) => self.unpark(&j),
+                None => break,
+            }
+        }
+        let links = core::mem::take(&mut *task.links.borrow_mut());
+        if !links.is_empty() {
+            crate::greenlet::spawn_links(task, links);
+        }
+    }
+
+    // --- the loop -------------------------------------------------------------------------
+
+    /// Runs greenlets, timers and I/O until the main greenlet is at the front of the run queue.
+    fn run_until_main_runs(&self) {
+        loop {
+            let next = self.run_queue.borrow_mut().pop_front();
+            let Some(t) = next else {
+                self.check_events(true);
+                continue;
+            };
+            if t.task().is_main {
+                t.task().state.set(State::Running);
+                return;
+            }
+            self.resume(t);
+            let n = self.resumes_since_check.get() + 1;
+            if n >= CHECK_EVERY {
+                self.check_events(false);
+            } else {
+                self.resumes_since_check.set(n);
+            }
+        }
+    }
+
+    fn resume(&self, t: TaskRef) {
+        let task = t.task();
+        if task.state.get() != State::Runnable {
+            return; // finished while queued (killed before it started)
+        }
+        if !task.ran.get() {
+            let stack = self.stacks.borrow_mut().take(task.stack_size);
+            match stack {
+                Ok(stack) => {
+                    let region = stack.region();
+                    let coroutine = t.clone().start(stack);
+                    task.context.install(coroutine, region);
+                    task.ran.set(true);
+                }
+                Err(e) => {
+                    #[cfg(feature = "std")]
+                    std::eprintln!("gevent: {} could not start: {e}", task.describe());
+                    t.discard_body();
+                    self.finish(&t, Some(FailureKind::NoStack(e)));
+                    return;
+                }
+            }
+        }
+        task.state.set(State::Running);
+        let previous = self.current.replace(t.clone());
+        let returned = task.context.resume();
+        let me = self.current.replace(previous);
+        drop(me);
+        if returned {
+            let stack = task.context.take_finished_stack();
+            self.stacks.borrow_mut().give_back(stack);
+        }
+    }
+
+    /// Collects posted work, expired timers and I/O readiness. With `may_block` (the run
+    /// queue is empty) it may sleep in the poller until one of them comes, or report
+    /// `LoopExit` to the main greenlet when none ever can.
+    fn check_events(&self, may_block: bool) {
+        self.resumes_since_check.set(0);
+        self.drain_remote();
+        self.fire_timers();
+        let has_io = !self.io.borrow().is_empty();
+        if has_io {
+            self.poll(Some(Duration::ZERO));
+        }
+        if !may_block || !self.run_queue.borrow().is_empty() {
+            return;
+        }
+        // Nothing is runnable: wake `idle()` waiters before sleeping.
+        if !self.idle_waiters.borrow().is_empty() {
+            loop {
+                let waiter = self.idle_waiters.borrow_mut().pop_front();
+                match waiter {
+                    Some(t) => self.unpark(&t),
+                    None => return,
+                }
+            }
+        }
+        let deadline = self.timers.borrow().next_deadline();
+        // Announce that we are about to sleep before looking at the posted work for the last
+        // time: a post after this point will wake the poller.
+        self.remote.clear_notified();
+        if !self.remote.jobs.is_empty() {
+            self.drain_remote();
+            return;
+        }
+        let pending_posts = self.remote.pending.load(core::sync::atomic::Ordering::SeqCst);
+        if deadline.is_none() && !has_io && pending_posts == 0 {
+            let report = report::loop_exit(self);
+            self.interrupt(&self.main, Interrupted::LoopExit(alloc::boxed::Box::new(report)));
+            return;
+        }
+        self.stacks.borrow_mut().trim();
+        let timeout = deadline.map(|d| d.saturating_duration_since(self.now()));
+        self.poll(timeout);
+        self.drain_remote();
+        self.fire_timers();
+    }
+
+    fn poll(&self, timeout: Option<Duration>) {
+        let mut ready: Vec<(Token, Readiness)> = Vec::new();
+        let result = self.poller.borrow_mut().poll(timeout, &mut |token, readiness| {
+            ready.push((token, readiness));
+        });
+        if let Err(e) = result {
+            panic!("gevent hub: the poller failed: {e}");
+        }
+        for (token, readiness) in ready {
+            io::dispatch(self, Key::from_bits(token.0), readiness);
+        }
+    }
+
+    fn drain_remote(&self) {
+        if self.remote.jobs.is_empty() {
+            return;
+        }
+        for job in self.remote.jobs.take_all() {
+            crate::greenlet::Builder::new().name("posted job").spawn_untracked(job);
+        }
+    }
+
+    // --- idle and shutdown ----------------------------------------------------------------
+
+    pub(crate) fn idle(&self) -> Result<(), Interrupted> {
+        let cur = self.current();
+        let key = self.idle_waiters.borrow_mut().push_back(cur.clone());
+        let result = self.park(WaitKind::Idle);
+        if result.is_err() {
+            self.idle_waiters.borrow_mut().remove(key);
+        }
+        result
+    }
+
+    /// Kills every live greenlet and runs them until they have all returned, so that their
+    /// destructors run. Called by the main greenlet.
+    pub(crate) fn shutdown(&self) {
+        let main = self.main.task();
+        main.shield_depth.set(main.shield_depth.get() + 1);
+        loop {
+            let victims: Vec<TaskRef> = self.live.borrow().iter().map(|(_, t)| t.clone()).collect();
+            if victims.is_empty() {
+                break;
+            }
+            for v in &victims {
+                self.kill(v);
+            }
+            let deadline = self.now() + SHUTDOWN_GRACE;
+            let mut stuck = false;
+            for v in &victims {
+                if crate::greenlet::join_task(v, Some(deadline)) != Ok(true) {
+                    stuck = true;
+                    break;
+                }
+            }
+            if stuck {
+                self.abandon_live();
+                break;
+            }
+        }
+        main.shield_depth.set(main.shield_depth.get() - 1);
+    }
+
+    #[cfg(feature = "std")]
+    /// Refuses further posts from other threads and drops the unrun ones (the hub is going).
+    pub(crate) fn close_remote(&self) {
+        self.remote.close();
+        drop(self.remote.jobs.take_all());
+    }
+
+    /// Forgets the greenlets that ignored their kill and wait on nothing that can come.
+    fn abandon_live(&self) {
+        let stuck: Vec<TaskRef> = self.live.borrow().iter().map(|(_, t)| t.clone()).collect();
+        for t in stuck {
+            let task = t.task();
+            #[cfg(feature = "std")]
+            std::eprintln!(
+                "gevent: at hub shutdown, {} did not return within {:?} of its kill; its stack \
+                 and the values on it are leaked",
+                task.describe(),
+                SHUTDOWN_GRACE
+            );
+            task.context.abandon();
+            if let Some(key) = task.live_key.take() {
+                self.live.borrow_mut().remove(key);
+            }
+            task.state.set(State::Finished);
+            *task.outcome.borrow_mut() = Outcome::Failed(FailureKind::Killed);
+        }
+        self.run_queue.borrow_mut().clear();
+        *self.idle_waiters.borrow_mut() = WaitList::new();
+    }
+
+    /// The greenlets alive now (started or not, main excluded).
+    pub(crate) fn live_greenlets(&self) -> Vec<TaskRef> {
+        self.live.borrow().iter().map(|(_, t)| t.clone()).collect()
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        // Timers and wait lists hold task references that point back at nothing now.
+        self.run_queue.get_mut().clear();
+    }
+}

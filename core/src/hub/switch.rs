@@ -1,0 +1,104 @@
+//! The context switch: a greenlet's corosensei coroutine and the way back to the hub.
+//!
+//! Greenlets are asymmetric coroutines. The hub loop runs on the main greenlet's stack (the
+//! thread's own) and *resumes* a greenlet; the greenlet *suspends* back to the loop when it
+//! parks or yields. A switch from one greenlet to another is therefore one suspend and one
+//! resume, with the loop's bookkeeping in between.
+//!
+//! Invariants that make the unsafe code below sound:
+//! - Only the hub loop touches `coroutine`, and never reentrantly: the loop runs on the main
+//!   greenlet's stack, a greenlet cannot run the loop, and a greenlet is resumed only when it
+//!   is not running.
+//! - `yielder` points into the coroutine's own stack, set by the coroutine when it starts, and
+//!   is used only by code running on that coroutine, so it is valid whenever it is used.
+#![allow(unsafe_code)] // see the SAFETY comments
+
+use core::cell::{Cell, UnsafeCell};
+use core::ptr;
+
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+
+use crate::stack::{PooledStack, StackRegion};
+
+/// The coroutine type every greenlet runs in: no values cross the switch (wake reasons travel
+/// in the greenlet's task header instead).
+pub(crate) type GreenletCoroutine = Coroutine<(), (), (), PooledStack>;
+
+/// The yielder type of [`GreenletCoroutine`].
+pub(crate) type GreenletYielder = Yielder<(), ()>;
+
+/// A greenlet's execution context: empty until it first runs, then its coroutine.
+pub(crate) struct Context {
+    coroutine: UnsafeCell<Option<GreenletCoroutine>>,
+    yielder: Cell<*const GreenletYielder>,
+    /// A copy of the stack's bounds while the greenlet holds one, for fault reports.
+    region: Cell<Option<StackRegion>>,
+}
+
+impl Context {
+    pub(crate) const fn new() -> Self {
+        Context {
+            coroutine: UnsafeCell::new(None),
+            yielder: Cell::new(ptr::null()),
+            region: Cell::new(None),
+        }
+    }
+
+    /// The stack the greenlet runs on, while it has one.
+    pub(crate) fn stack_region(&self) -> Option<StackRegion> {
+        self.region.get()
+    }
+
+    /// Gives the greenlet its coroutine, before the first resume.
+    pub(crate) fn install(&self, coroutine: GreenletCoroutine, region: StackRegion) {
+        // SAFETY: only the hub loop calls this, before the first resume; no reference into the
+        // cell exists (see the module invariants).
+        unsafe { *self.coroutine.get() = Some(coroutine) };
+        self.region.set(Some(region));
+    }
+
+    /// Called by the coroutine itself when it starts, so that it can suspend later.
+    pub(crate) fn set_yielder(&self, yielder: &GreenletYielder) {
+        self.yielder.set(yielder);
+    }
+
+    /// Runs the greenlet until it suspends or returns; true when it returned.
+    pub(crate) fn resume(&self) -> bool {
+        // SAFETY: the hub loop is the only caller and does not call this reentrantly, so this is
+        // the only reference into the cell while it lives (module invariants).
+        let coroutine = unsafe { &mut *self.coroutine.get() };
+        let coroutine = coroutine.as_mut().expect("resume of a greenlet without a coroutine");
+        matches!(coroutine.resume(()), CoroutineResult::Return(()))
+    }
+
+    /// Switches from the running greenlet back to the hub loop.
+    pub(crate) fn suspend(&self) {
+        let yielder = self.yielder.get();
+        assert!(!yielder.is_null(), "suspend of a greenlet that is not running");
+        // SAFETY: the yielder lives on this coroutine's stack for as long as the coroutine runs,
+        // and `suspend` is only called by the greenlet itself, i.e. from that stack.
+        unsafe { (*yielder).suspend(()) }
+    }
+
+    /// After the coroutine returned: takes its stack back for reuse.
+    pub(crate) fn take_finished_stack(&self) -> PooledStack {
+        // SAFETY: called by the hub loop right after `resume` returned true; no other reference
+        // into the cell exists.
+        let coroutine = unsafe { (*self.coroutine.get()).take() };
+        self.region.set(None);
+        self.yielder.set(ptr::null());
+        coroutine.expect("a finished greenlet has its coroutine").into_stack()
+    }
+
+    /// Forgets a greenlet that could not be brought to an end at shutdown: its stack and the
+    /// values on it are leaked rather than dropped, since dropping a suspended coroutine would
+    /// need unwinding, which `no_std` lacks.
+    pub(crate) fn abandon(&self) {
+        // SAFETY: called by the hub at shutdown, from the main greenlet, while this greenlet is
+        // suspended; no other reference into the cell exists.
+        if let Some(coroutine) = unsafe { (*self.coroutine.get()).take() } {
+            core::mem::forget(coroutine);
+        }
+        self.region.set(None);
+    }
+}

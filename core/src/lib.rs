@@ -1,0 +1,106 @@
+//! The portable core of gevent for Rust: greenlets, the hub that runs them, timers, timeouts.
+//!
+//! This crate is `#![no_std]` + `alloc` and knows nothing of sockets, files, threads or clocks:
+//! it sees the world through the [`platform`] traits ([`Poller`](platform::Poller),
+//! [`Clock`](platform::Clock), [`StackSource`](stack::StackSource)). Applications depend on
+//! `gevent` (hosted: epoll/kqueue, sockets) or `gevent-embedded` (smoltcp), which re-export this
+//! API and provide the platform.
+//!
+//! # The model
+//!
+//! A greenlet is a stackful coroutine. Each thread has one hub, created on first use; the thread's
+//! own stack is the *main greenlet*. Blocking calls (`sleep`, `join`, I/O) park the caller and
+//! run other greenlets until it is woken; they return `Result`, and the error says why a call
+//! stopped early ([`Interrupted`]: killed, timed out, or waiting forever).
+//!
+//! ```
+//! # gevent_core::sim::run(|| {
+//! use core::time::Duration;
+//! use gevent_core::{sleep, spawn};
+//!
+//! let workers: Vec<_> = (1..=3u64)
+//!     .map(|i| spawn(move || {
+//!         sleep(Duration::from_millis(10 * i))?;
+//!         Ok::<_, gevent_core::Interrupted>(i * i)
+//!     }))
+//!     .collect();
+//! let squares: Vec<u64> = workers.iter().map(|g| g.get().unwrap().unwrap()).collect();
+//! assert_eq!(squares, [1, 4, 9]);
+//! # });
+//! ```
+//!
+//! # Scheduling
+//!
+//! Cooperative, one greenlet at a time per hub; the order is documented in [`hub`] and pinned by
+//! tests: spawned greenlets start in FIFO order once the spawner yields, `yield_now` goes to the
+//! back of the run queue, and timers and I/O are collected at least every
+//! [`hub::CHECK_EVERY`] switches.
+//!
+//! # Caveats
+//!
+//! - A greenlet that computes without blocking holds the whole thread: call [`yield_now`] in
+//!   long loops.
+//! - A thread-blocking call (a `std` socket, `std::thread::sleep`) blocks every greenlet of the
+//!   thread; use the cooperative versions.
+//! - A greenlet's stack has a fixed size ([`stack::DEFAULT_STACK_SIZE`] unless set with
+//!   [`Builder::stack_size`]); on hosted platforms overflow is caught by a guard page and ends the
+//!   process with a message naming the greenlet.
+//! - Kills and timeouts arrive only at blocking calls, as `Err` values: code that discards
+//!   such an error keeps running, but a kill is sticky, so its next blocking call fails again.
+//!
+//! # Features
+//!
+//! - `std`: one hub per thread, panics caught at greenlet boundaries and reported with the
+//!   greenlet's name and spawn site.
+//! - `default-platform`: hubs are created on first use with the platform the `gevent` crate
+//!   links in.
+//! - `sim`: [`sim`], a simulated platform with a virtual clock for deterministic tests.
+//!
+//! MSRV: Rust 1.86.
+
+#![no_std]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+mod error;
+mod greenlet;
+pub mod hub;
+mod panic;
+pub mod platform;
+mod remote;
+#[cfg(feature = "sim")]
+pub mod sim;
+mod sleep;
+mod slab;
+pub mod stack;
+pub mod time;
+mod timeout;
+mod timer;
+mod wait_list;
+
+pub use error::{
+    FailureKind, GetError, GreenletError, Interrupted, JoinAllError, LoopExit, ParkedGreenlet,
+    TimeoutId,
+};
+pub use greenlet::{
+    current, joinall, killall, killall_timeout, spawn, spawn_later, AsGreenlet, Builder, Greenlet,
+    GreenletRef, JoinAll,
+};
+pub use remote::{HubHandle, PendingPost, PostError};
+pub use sleep::{idle, now, sleep, sleep_until, yield_now};
+pub use timeout::{shield, with_timeout, Timeout};
+
+/// A `Send` handle to the current thread's hub, for other threads to post work to it.
+pub fn hub_handle() -> HubHandle {
+    hub::hub().handle()
+}
+
+#[doc(hidden)]
+pub mod __private {
+    //! Hooks for the platform crates; not part of the public API.
+
+    pub use crate::hub::fault_context::{with_faulting_greenlet, FaultingGreenlet};
+}

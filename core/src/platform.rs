@@ -1,0 +1,145 @@
+//! What a hub needs from the world, as small traits that the adapters implement.
+//!
+//! The core knows nothing of sockets, files, threads or clocks. The hosted crate implements
+//! these traits with epoll/kqueue and `CLOCK_MONOTONIC`, the embedded crate with smoltcp and a
+//! tick counter, and the `sim` feature with a virtual clock for deterministic tests.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::fmt;
+use core::time::Duration;
+
+use crate::stack::StackSource;
+use crate::time::Instant;
+
+/// A monotonic clock.
+pub trait Clock {
+    /// The current time; never earlier than a previous call's result.
+    fn now(&self) -> Instant;
+}
+
+/// Wakes a hub's poller from another thread or an interrupt handler.
+pub trait RemoteWaker: Send + Sync {
+    /// Makes a current or the next [`Poller::poll`] return promptly.
+    fn wake(&self);
+}
+
+/// A poller-specific I/O source: a file descriptor on Unix, a socket handle on smoltcp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RawSource(pub u64);
+
+/// The hub's name for a registered source, handed back with its readiness events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Token(pub u64);
+
+/// Which readiness a registration asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Interest {
+    readable: bool,
+    writable: bool,
+}
+
+impl Interest {
+    /// Readable readiness.
+    pub const READABLE: Interest = Interest { readable: true, writable: false };
+    /// Writable readiness.
+    pub const WRITABLE: Interest = Interest { readable: false, writable: true };
+    /// Both.
+    pub const BOTH: Interest = Interest { readable: true, writable: true };
+
+    /// Whether readable readiness is asked for.
+    pub const fn is_readable(self) -> bool {
+        self.readable
+    }
+
+    /// Whether writable readiness is asked for.
+    pub const fn is_writable(self) -> bool {
+        self.writable
+    }
+}
+
+/// Readiness reported for a source. Errors and hang-ups count as both readable and writable,
+/// so that the waiting operation runs and meets the error itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Readiness {
+    /// A read would not block (data, end of stream, or an error to report).
+    pub readable: bool,
+    /// A write would not block (buffer space, or an error to report).
+    pub writable: bool,
+}
+
+/// An error from the platform's poller, with the operation that failed and an OS code if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PollError {
+    /// The operation that failed, such as `"epoll_ctl(ADD)"`.
+    pub operation: &'static str,
+    /// The OS error number, when there is one.
+    pub code: Option<i32>,
+}
+
+impl fmt::Display for PollError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.code {
+            Some(code) => write!(f, "{} failed (OS error {code})", self.operation),
+            None => write!(f, "{} failed", self.operation),
+        }
+    }
+}
+
+impl core::error::Error for PollError {}
+
+/// The hub's view of an I/O readiness mechanism.
+///
+/// Registrations are edge-triggered: a source is reported when it *becomes* ready, and the
+/// hub remembers readiness until an operation meets `WouldBlock` and clears it.
+pub trait Poller {
+    /// Starts reporting readiness of `source` under `token`.
+    fn register(
+        &mut self,
+        source: RawSource,
+        token: Token,
+        interest: Interest,
+    ) -> Result<(), PollError>;
+
+    /// Changes the interest of a registered source.
+    fn reregister(
+        &mut self,
+        source: RawSource,
+        token: Token,
+        interest: Interest,
+    ) -> Result<(), PollError>;
+
+    /// Stops reporting `source`.
+    fn deregister(&mut self, source: RawSource) -> Result<(), PollError>;
+
+    /// Waits until a registered source is ready, the timeout passes, or a [`RemoteWaker`] of
+    /// this poller is woken, and reports each ready source to `ready`. `None` waits without
+    /// limit; a zero timeout only collects what is ready now.
+    fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        ready: &mut dyn FnMut(Token, Readiness),
+    ) -> Result<(), PollError>;
+
+    /// A waker that other threads can use to interrupt [`Poller::poll`].
+    fn remote_waker(&self) -> Arc<dyn RemoteWaker>;
+
+    /// Gives access to the concrete poller, for adapters that need backend-specific calls.
+    fn as_any_mut(&mut self) -> &mut dyn core::any::Any;
+}
+
+/// Everything a hub is built from.
+pub struct Platform {
+    /// The I/O readiness mechanism.
+    pub poller: Box<dyn Poller>,
+    /// The monotonic clock timers are measured against.
+    pub clock: Box<dyn Clock>,
+    /// Where greenlet stacks come from.
+    pub stacks: Box<dyn StackSource>,
+}
+
+impl fmt::Debug for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Platform").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,128 @@
+//! Timeouts and shields: bounding how long a scope may block, and protecting cleanup from kills.
+
+use core::time::Duration;
+
+use crate::error::{Interrupted, TimeoutId};
+use crate::greenlet::task::TaskRef;
+use crate::hub::{hub, TimerAction};
+use crate::time::Instant;
+use crate::timer::TimerKey;
+
+/// A deadline for the current greenlet's blocking calls, armed while the guard lives.
+///
+/// When it expires, the greenlet's current blocking call (or, if it is busy, its next one)
+/// returns [`Interrupted::TimedOut`] with this timeout's [`id`](Self::id); it fires only at a
+/// blocking point, never in the middle of computation. The expiry is reported once. Dropping
+/// the guard disarms it. Nested timeouts are independent: an inner one expiring does not
+/// cancel the outer, and the id tells which one expired.
+///
+/// ```
+/// # gevent_core::sim::run(|| {
+/// use core::time::Duration;
+/// use gevent_core::{sleep, Interrupted, Timeout};
+/// let timeout = Timeout::start(Duration::from_millis(100));
+/// let result = sleep(Duration::from_secs(5));
+/// assert_eq!(result, Err(Interrupted::TimedOut(timeout.id())));
+/// assert!(timeout.expired());
+/// # });
+/// ```
+#[must_use = "a Timeout is disarmed as soon as it is dropped"]
+pub struct Timeout {
+    id: TimeoutId,
+    key: TimerKey,
+    owner: TaskRef,
+}
+
+impl core::fmt::Debug for Timeout {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Timeout").field("id", &self.id).field("owner", &self.owner.task().id).finish()
+    }
+}
+
+impl Timeout {
+    /// Arms a timeout of `duration` for the current greenlet.
+    pub fn start(duration: Duration) -> Timeout {
+        Timeout::start_at(hub().now() + duration)
+    }
+
+    /// Arms a timeout expiring at `deadline` on the hub's clock.
+    pub fn start_at(deadline: Instant) -> Timeout {
+        let hub = hub();
+        let id = hub.next_timeout_id();
+        let owner = hub.current();
+        let key = hub.add_timer(deadline, TimerAction::Timeout(owner.clone(), id));
+        Timeout { id, key, owner }
+    }
+
+    /// This timeout's id, as carried by [`Interrupted::TimedOut`].
+    pub fn id(&self) -> TimeoutId {
+        self.id
+    }
+
+    /// Whether it has expired.
+    pub fn expired(&self) -> bool {
+        !hub().timer_pending(self.key)
+    }
+
+    /// Whether `error` is this timeout's expiry.
+    pub fn is(&self, error: &Interrupted) -> bool {
+        error.is_timeout(self.id)
+    }
+
+    /// Disarms it (the same as dropping it).
+    pub fn cancel(self) {}
+}
+
+impl Drop for Timeout {
+    fn drop(&mut self) {
+        let hub = hub();
+        hub.cancel_timer(self.key);
+        // An expiry not yet reported belongs to the scope that just ended.
+        let task = self.owner.task();
+        if task.pending_timeout.get() == Some(self.id) {
+            task.pending_timeout.set(None);
+        }
+    }
+}
+
+/// Runs `f` under a [`Timeout`] of `duration`.
+///
+/// Returns `Err(Interrupted::TimedOut(id))` if this timeout expired while `f` ran (whatever
+/// `f` returned then), and `Ok` with `f`'s result otherwise. An outer timeout expiring inside
+/// `f` is not this one: `f` sees it as an error from its blocking call, and `with_timeout`
+/// returns `f`'s result.
+///
+/// ```
+/// # gevent_core::sim::run(|| {
+/// use core::time::Duration;
+/// use gevent_core::{sleep, with_timeout};
+/// let quick = with_timeout(Duration::from_secs(1), || sleep(Duration::from_millis(1)));
+/// assert_eq!(quick, Ok(Ok(())));
+/// let slow = with_timeout(Duration::from_secs(1), || sleep(Duration::from_secs(2)));
+/// assert!(matches!(slow, Err(gevent_core::Interrupted::TimedOut(_))));
+/// # });
+/// ```
+pub fn with_timeout<R>(duration: Duration, f: impl FnOnce() -> R) -> Result<R, Interrupted> {
+    let timeout = Timeout::start(duration);
+    let result = f();
+    if timeout.expired() { Err(Interrupted::TimedOut(timeout.id())) } else { Ok(result) }
+}
+
+/// Runs `f` with kills held back: blocking calls inside do not fail with
+/// [`Interrupted::Killed`] (the kill stays pending and is delivered at the first blocking call
+/// after the shield), while [`Timeout`]s still apply, so bound cleanup with one.
+///
+/// Meant for cleanup that must finish, such as a graceful close.
+pub fn shield<R>(f: impl FnOnce() -> R) -> R {
+    struct Unshield(TaskRef);
+    impl Drop for Unshield {
+        fn drop(&mut self) {
+            let depth = &self.0.task().shield_depth;
+            depth.set(depth.get() - 1);
+        }
+    }
+    let me = hub().current();
+    me.task().shield_depth.set(me.task().shield_depth.get() + 1);
+    let _unshield = Unshield(me);
+    f()
+}

@@ -1,0 +1,146 @@
+//! `cargo xtask test`: the whole test matrix, one step after another.
+
+use std::process::Command;
+
+use crate::flags;
+use crate::step::Steps;
+
+/// Tests that miri runs: libtest runs every test whose path contains any of these.
+const MIRI_FILTERS: &[&str] = &["timer::heap::", "wait_list::", "remote::", "run_queue::"];
+
+/// Whether `--quick` runs a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Runs {
+    /// Every time.
+    Always,
+    /// Not with `--quick`: miri, the release-mode tests, the cross-target steps.
+    Full,
+}
+use Runs::{Always, Full};
+
+/// `cargo` is the cargo that runs xtask (`$CARGO`), so every step uses the same toolchain;
+/// when the first argument picks a toolchain (`+nightly`) it is the rustup proxy on `$PATH`.
+const CARGO: &str = "cargo";
+
+/// One step: (name, when it runs, program, arguments, environment).
+///
+/// The arguments are split on whitespace, so none of them may contain a space (environment
+/// values may), and `{MIRI_FILTERS}` stands for the list above.
+type Step =
+    (&'static str, Runs, &'static str, &'static str, &'static [(&'static str, &'static str)]);
+
+/// The steps, in the order they run. The tests run one package at a time: testing packages
+/// together would unify their features, and gevent-core's `default-platform` feature links a
+/// symbol that only `gevent` defines.
+const STEPS: &[Step] = &[
+    ("fmt", Always, CARGO, "fmt --all --check", &[]),
+    ("clippy", Always, CARGO, "clippy --workspace --all-targets -- -D warnings", &[]),
+    (
+        "clippy core no_std",
+        Full,
+        CARGO,
+        "clippy -p gevent-core --no-default-features --target thumbv7m-none-eabi -- -D warnings",
+        &[],
+    ),
+    ("test core", Always, CARGO, "test -p gevent-core --features std,sim", &[]),
+    ("test hosted", Always, CARGO, "test -p gevent", &[]),
+    ("test acceptance", Always, CARGO, "test -p gevent-tests", &[]),
+    ("test examples", Always, CARGO, "test -p gevent-examples", &[]),
+    // Stack switching in release mode, one test at a time so that a crash names its test.
+    (
+        "test hosted release",
+        Full,
+        CARGO,
+        "test --release -p gevent -p gevent-tests",
+        &[("RUST_TEST_THREADS", "1")],
+    ),
+    ("doc", Always, CARGO, "doc --workspace --no-deps", &[("RUSTDOCFLAGS", "-D warnings")]),
+    (
+        "miri",
+        Full,
+        CARGO,
+        "+nightly miri test -p gevent-core --features std,sim --lib -- {MIRI_FILTERS}",
+        &[],
+    ),
+    (
+        "build core thumbv7m",
+        Full,
+        CARGO,
+        "build -p gevent-core --no-default-features --target thumbv7m-none-eabi",
+        &[],
+    ),
+    (
+        "build core riscv32imac",
+        Full,
+        CARGO,
+        "build -p gevent-core --no-default-features --target riscv32imac-unknown-none-elf",
+        &[],
+    ),
+    // kqueue is type-checked only: nothing here can run macOS or FreeBSD binaries.
+    ("check hosted macos", Full, CARGO, "check -p gevent --target aarch64-apple-darwin", &[]),
+    ("check hosted freebsd", Full, CARGO, "check -p gevent --target x86_64-unknown-freebsd", &[]),
+    ("demo", Always, CARGO, "run --release -p gevent-examples --example demo", &[]),
+];
+
+impl flags::Test {
+    /// Runs every step (but the slow ones with `--quick`), then prints the summary.
+    pub(crate) fn run(self) -> Result<(), String> {
+        let root = crate::project_root();
+        let mut steps = Steps::new();
+        for &(name, runs, program, args, env) in STEPS {
+            if self.quick && runs == Full {
+                steps.skip(name);
+                continue;
+            }
+            let args = expand(args);
+            let mut command = match program {
+                CARGO if args.first().is_some_and(|arg| arg.starts_with('+')) => {
+                    Command::new(CARGO)
+                }
+                CARGO => Command::new(crate::cargo()),
+                other => Command::new(other),
+            };
+            command.args(args).envs(env.iter().copied()).current_dir(&root);
+            steps.run(name, &mut command);
+        }
+        steps.finish()
+    }
+}
+
+/// Splits a step's arguments on whitespace and expands `{MIRI_FILTERS}`.
+fn expand(args: &'static str) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for arg in args.split_whitespace() {
+        match arg {
+            "{MIRI_FILTERS}" => out.extend_from_slice(MIRI_FILTERS),
+            _ => {
+                assert!(!arg.starts_with('{'), "unknown placeholder {arg} in a step");
+                out.push(arg);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_well_formed() {
+        let mut names = Vec::new();
+        for &(name, _, _, args, _) in STEPS {
+            assert!(!names.contains(&name), "two steps named {name}");
+            names.push(name);
+            expand(args);
+        }
+    }
+
+    #[test]
+    fn miri_runs_the_filtered_tests() {
+        let (.., args, _) = STEPS.iter().find(|step| step.0 == "miri").unwrap();
+        let args = expand(args);
+        let filters = args.iter().position(|&arg| arg == "--").unwrap() + 1;
+        assert_eq!(&args[filters..], MIRI_FILTERS);
+    }
+}
