@@ -1,1 +1,54 @@
-//! placeholder
+//! gevent for Rust on Linux, macOS and the BSDs: greenlets, an implicit hub per thread, and
+//! blocking-style calls that switch to other greenlets instead of blocking the thread.
+//!
+//! This crate re-exports the portable API of [`gevent_core`] and provides the platform under
+//! it: an epoll (Linux) or kqueue (macOS, BSD) poller, `CLOCK_MONOTONIC`, and guard-paged stacks
+//! whose overflow ends the process with a message naming the greenlet. Each thread gets its hub
+//! the first time it uses one.
+//!
+//! ```
+//! use std::time::Duration;
+//! use gevent::{sleep, spawn, Timeout, Interrupted};
+//!
+//! let fast = spawn(|| { sleep(Duration::from_millis(10))?; Ok::<_, Interrupted>("fast") });
+//! let slow = spawn(|| { sleep(Duration::from_secs(60))?; Ok::<_, Interrupted>("slow") });
+//! assert_eq!(fast.get().unwrap(), Ok("fast"));
+//!
+//! let timeout = Timeout::start(Duration::from_millis(20));
+//! assert_eq!(slow.join(), Err(Interrupted::TimedOut(timeout.id())));
+//! slow.kill().unwrap();
+//! assert!(slow.error().is_some()); // killed
+//! ```
+//!
+//! # gevent's names and ours
+//!
+//! | gevent | here |
+//! |---|---|
+//! | `gevent.spawn`, `spawn_later`, `Greenlet` | [`spawn`], [`spawn_later`], [`Builder`], [`Greenlet`] |
+//! | `Greenlet.join/get/kill/link/ready/successful/dead/name` | the same methods |
+//! | `joinall`, `killall` | [`joinall`], [`JoinAll`], [`killall`] |
+//! | `sleep`, `sleep(0)`, `idle`, `getcurrent` | [`sleep`], [`yield_now`], [`idle`], [`current`] |
+//! | `Timeout`, `with_timeout` | [`Timeout`] (a guard), [`with_timeout`] |
+//! | `GreenletExit`, `Timeout` exceptions, `LoopExit` | [`Interrupted`]'s variants |
+//!
+//! # Memory maps
+//!
+//! Each greenlet holding a stack (one that has started and not finished) uses two memory maps
+//! (the stack and its guard page). Linux's default `vm.max_map_count` of 65,530 therefore allows
+//! about 32,000 such greenlets; beyond that a greenlet fails to start with an error that says
+//! so. Raise the limit with `sysctl -w vm.max_map_count=262144` for more.
+//!
+//! MSRV: Rust 1.86.
+
+#![deny(unsafe_code)]
+
+mod clock;
+mod overflow;
+mod default_platform;
+mod mmap_stack;
+mod sys;
+
+pub use clock::MonotonicClock;
+pub use gevent_core::*;
+pub use default_platform::platform;
+pub use mmap_stack::MmapStacks;

@@ -1,0 +1,36 @@
+//! The OS readiness backends, one module per mechanism behind core's `Poller` trait.
+//!
+//! Every backend defines:
+//! - `OsPoller`: `OsPoller::new() -> io::Result<OsPoller>` and an implementation of
+//!   [`gevent_core::platform::Poller`], registering sources edge-triggered for both
+//!   directions and reporting errors and hang-ups as readable and writable;
+//! - a waker inside it that another thread can trigger ([`RemoteWaker`]), which makes a
+//!   blocked `poll` return.
+//!
+//! Linux and Android use epoll with an eventfd waker; macOS, iOS and the BSDs use kqueue with an
+//! `EVFILT_USER` waker. As in mio, no policy lives here: the hub decides what to do with events.
+//!
+//! [`RemoteWaker`]: gevent_core::platform::RemoteWaker
+
+#[cfg_attr(any(target_os = "linux", target_os = "android"), path = "epoll.rs")]
+#[cfg_attr(
+    any(
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    ),
+    path = "kqueue.rs"
+)]
+mod poller;
+
+pub(crate) use poller::OsPoller;
+
+use gevent_core::platform::PollError;
+
+/// Converts an OS error into the core's poller error, naming the failed operation.
+pub(crate) fn poll_error(operation: &'static str, e: rustix::io::Errno) -> PollError {
+    PollError { operation, code: Some(e.raw_os_error()) }
+}

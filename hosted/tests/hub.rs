@@ -1,0 +1,175 @@
+//! The hosted hub on the real clock and the real poller: cross-thread posts, I/O readiness on a
+//! pipe, hubs per thread, stack reuse, and kills that the target ignores.
+
+use std::cell::{Cell, RefCell};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::Duration;
+
+use gevent::hub::IoRegistration;
+use gevent::platform::{Interest, RawSource};
+use gevent::{
+    current, hub_handle, joinall, sleep, spawn, Builder, GreenletRef, Interrupted, Timeout,
+};
+use rustix::pipe::{pipe_with, PipeFlags};
+
+const MS: Duration = Duration::from_millis(1);
+
+thread_local! {
+    static TARGET: RefCell<Option<GreenletRef>> = const { RefCell::new(None) };
+}
+
+#[test]
+fn a_post_from_another_thread_wakes_the_hub_blocked_in_its_poller() {
+    let sleeper = spawn(|| sleep(Duration::from_secs(3600)));
+    TARGET.with(|t| *t.borrow_mut() = Some(sleeper.to_ref()));
+    let handle = hub_handle();
+    let poster = std::thread::spawn(move || {
+        handle
+            .post(|| TARGET.with(|t| t.borrow().as_ref().expect("set by the test").kill_nowait()))
+            .expect("the hub is alive")
+    });
+    // The main greenlet now blocks in epoll_wait: only the posted job can end the sleep.
+    sleeper.join().unwrap();
+    assert_eq!(sleeper.get(), Err(gevent::GetError::Failed(sleeper.error().unwrap())));
+    poster.join().unwrap();
+}
+
+#[test]
+fn a_pending_post_keeps_the_hub_waiting_instead_of_reporting_loop_exit() {
+    let main = current();
+    let stuck = spawn(move || main.join());
+    TARGET.with(|t| *t.borrow_mut() = Some(stuck.to_ref()));
+    let promise = hub_handle().pending_post();
+    let poster = std::thread::spawn(move || {
+        promise.post(|| TARGET.with(|t| t.borrow().as_ref().unwrap().kill_nowait())).unwrap()
+    });
+    // Without the promise this join would be a LoopExit (see the next test).
+    stuck.join().unwrap();
+    assert!(stuck.is_killed_and_done());
+    poster.join().unwrap();
+}
+
+trait KilledAndDone {
+    fn is_killed_and_done(&self) -> bool;
+}
+
+impl<T: 'static> KilledAndDone for gevent::Greenlet<T> {
+    fn is_killed_and_done(&self) -> bool {
+        self.ready() && self.error().is_some_and(|e| e.kind == gevent::FailureKind::Killed)
+    }
+}
+
+#[test]
+fn a_deadlock_is_reported_as_loop_exit_on_the_real_hub() {
+    let main = current();
+    let stuck = Builder::new().name("stuck").spawn(move || main.join());
+    let err = stuck.join().unwrap_err();
+    let Interrupted::LoopExit(report) = &err else { panic!("{err:?}") };
+    assert_eq!(report.parked.len(), 1);
+    assert!(err.to_string().contains("'stuck'"), "{err}");
+    stuck.kill().unwrap();
+}
+
+#[test]
+fn io_readiness_of_a_pipe_wakes_the_reader() {
+    let (reader_fd, writer_fd) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC).unwrap();
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let g = got.clone();
+    let reader = spawn(move || -> Result<(), Interrupted> {
+        let reg = IoRegistration::new(RawSource(reader_fd.as_raw_fd() as u64)).unwrap();
+        let mut buf = [0u8; 16];
+        loop {
+            match rustix::io::read(&reader_fd, &mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => g.borrow_mut().extend_from_slice(&buf[..n]),
+                Err(rustix::io::Errno::AGAIN) => {
+                    reg.clear_readiness(Interest::READABLE);
+                    reg.wait(Interest::READABLE)?;
+                }
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    });
+    let writer = spawn(move || {
+        for chunk in [&b"hello "[..], b"greenlets"] {
+            sleep(2 * MS).unwrap();
+            rustix::io::write(&writer_fd, chunk).unwrap();
+        }
+        drop(writer_fd); // end of stream
+    });
+    joinall(&[reader.to_ref(), writer.to_ref()]).unwrap();
+    assert_eq!(reader.get(), Ok(Ok(())));
+    assert_eq!(&*got.borrow(), b"hello greenlets");
+}
+
+#[test]
+fn a_timeout_bounds_an_io_wait() {
+    let (reader_fd, _writer_fd) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC).unwrap();
+    let reg = IoRegistration::new(RawSource(reader_fd.as_raw_fd() as u64)).unwrap();
+    let t = Timeout::start(5 * MS);
+    assert_eq!(reg.wait(Interest::READABLE), Err(Interrupted::TimedOut(t.id())));
+}
+
+#[test]
+fn every_thread_has_its_own_hub() {
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let gs: Vec<_> = (0..100u64)
+                    .map(|i| {
+                        spawn(move || {
+                            sleep(MS).unwrap();
+                            t * 1000 + i
+                        })
+                    })
+                    .collect();
+                gs.iter().map(|g| g.get().unwrap()).sum::<u64>()
+            })
+        })
+        .collect();
+    for (t, th) in threads.into_iter().enumerate() {
+        let t = t as u64;
+        assert_eq!(th.join().unwrap(), (0..100).map(|i| t * 1000 + i).sum::<u64>());
+    }
+}
+
+fn memory_maps() -> usize {
+    std::fs::read_to_string("/proc/self/maps").map(|m| m.lines().count()).unwrap_or(0)
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn finished_greenlets_give_their_stacks_back_for_reuse() {
+    // Warm up the pool, then run many short greenlets one after another: the number of memory
+    // maps (each new stack would add two) stays put.
+    for _ in 0..10 {
+        spawn(|| ()).join().unwrap();
+    }
+    let before = memory_maps();
+    for i in 0..10_000u32 {
+        assert_eq!(spawn(move || i).get(), Ok(i));
+    }
+    let after = memory_maps();
+    assert!(after <= before + 4, "maps grew from {before} to {after}: stacks are not reused");
+}
+
+#[test]
+fn kill_timeout_returns_when_the_target_drops_its_kill_errors() {
+    let stop = Rc::new(Cell::new(false));
+    let s = stop.clone();
+    let loops = Rc::new(Cell::new(0u64));
+    let l = loops.clone();
+    let stubborn = spawn(move || {
+        while !s.get() {
+            let _ = sleep(Duration::from_secs(1)); // drops the error and carries on
+            l.set(l.get() + 1);
+        }
+    });
+    sleep(MS).unwrap();
+    assert_eq!(stubborn.kill_timeout(20 * MS), Ok(false));
+    assert!(loops.get() > 0, "its sleeps kept failing at once (the kill is sticky)");
+    stop.set(true);
+    stubborn.join().unwrap();
+    assert!(stubborn.is_killed_and_done());
+}
