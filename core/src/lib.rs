@@ -54,18 +54,21 @@
 //!   greenlet's name and spawn site.
 //! - `default-platform`: hubs are created on first use with the platform the `gevent` crate
 //!   links in.
-//! - `sim`: [`sim`], a simulated platform with a virtual clock for deterministic tests.
+//! - `sim`: the `sim` module, a simulated platform with a virtual clock for deterministic tests.
 //!
 //! MSRV: Rust 1.86.
 
 #![no_std]
 #![deny(unsafe_code)]
+// These keep the crate honestly `no_std`: with `std` on, nothing reaches for std by habit.
+#![warn(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
 
 extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
 mod error;
+pub mod event;
 mod greenlet;
 pub mod hub;
 mod panic;
@@ -73,8 +76,8 @@ pub mod platform;
 mod remote;
 #[cfg(feature = "sim")]
 pub mod sim;
-mod sleep;
 mod slab;
+mod sleep;
 pub mod stack;
 pub mod time;
 mod timeout;
@@ -86,12 +89,12 @@ pub use error::{
     TimeoutId,
 };
 pub use greenlet::{
-    current, joinall, killall, killall_timeout, spawn, spawn_later, AsGreenlet, Builder, Greenlet,
-    GreenletRef, JoinAll,
+    AsGreenlet, Builder, Greenlet, GreenletRef, JoinAll, current, joinall, killall,
+    killall_timeout, spawn, spawn_later,
 };
 pub use remote::{HubHandle, PendingPost, PostError};
 pub use sleep::{idle, now, sleep, sleep_until, yield_now};
-pub use timeout::{shield, with_timeout, Timeout};
+pub use timeout::{Timeout, shield, with_timeout};
 
 /// A `Send` handle to the current thread's hub, for other threads to post work to it.
 pub fn hub_handle() -> HubHandle {
@@ -102,5 +105,5 @@ pub fn hub_handle() -> HubHandle {
 pub mod __private {
     //! Hooks for the platform crates; not part of the public API.
 
-    pub use crate::hub::fault_context::{with_faulting_greenlet, FaultingGreenlet};
+    pub use crate::hub::fault_context::{FaultingGreenlet, with_faulting_greenlet};
 }

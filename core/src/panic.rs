@@ -7,7 +7,7 @@ use alloc::string::String;
 /// Runs a greenlet's body, turning a panic into its message.
 #[cfg(feature = "std")]
 pub(crate) fn catch<T>(body: impl FnOnce() -> T) -> Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).map_err(|payload| {
+    std::panic::catch_unwind(core::panic::AssertUnwindSafe(body)).map_err(|payload| {
         if let Some(s) = payload.downcast_ref::<&'static str>() {
             String::from(*s)
         } else if let Some(s) = payload.downcast_ref::<String>() {

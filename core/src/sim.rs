@@ -5,7 +5,7 @@
 //! the same schedule.
 #![allow(unsafe_code)] // see the SAFETY comments
 
-use alloc::alloc::{alloc, dealloc, Layout};
+use alloc::alloc::{Layout, alloc, dealloc};
 use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::sync::Arc;
@@ -80,7 +80,12 @@ impl Poller for SimPoller {
         Ok(())
     }
 
-    fn reregister(&mut self, source: RawSource, token: Token, _: Interest) -> Result<(), PollError> {
+    fn reregister(
+        &mut self,
+        source: RawSource,
+        token: Token,
+        _: Interest,
+    ) -> Result<(), PollError> {
         self.deregister(source)?;
         self.io.registered.borrow_mut().push((source, token));
         Ok(())

@@ -103,7 +103,8 @@ impl<T> Slab<T> {
         match slot {
             Slot::Occupied { generation, .. } if *generation == key.generation => {
                 let next_generation = generation.wrapping_add(1);
-                let vacant = Slot::Vacant { generation: next_generation, next_free: self.free_head };
+                let vacant =
+                    Slot::Vacant { generation: next_generation, next_free: self.free_head };
                 let Slot::Occupied { value, .. } = core::mem::replace(slot, vacant) else {
                     unreachable!("matched as occupied just above")
                 };

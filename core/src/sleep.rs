@@ -3,8 +3,8 @@
 use core::time::Duration;
 
 use crate::error::Interrupted;
-use crate::greenlet::task::WaitKind;
 use crate::greenlet::DeadlineTimer;
+use crate::greenlet::task::WaitKind;
 use crate::hub::hub;
 use crate::time::Instant;
 

@@ -218,7 +218,8 @@ mod tests {
 
     #[test]
     fn reuses_by_size_and_trims_to_reserve() {
-        let mut pool = StackPool::new(Box::new(CountingSource { next: 1 << 20, allocated: 0, released: 0 }));
+        let mut pool =
+            StackPool::new(Box::new(CountingSource { next: 1 << 20, allocated: 0, released: 0 }));
         let a = pool.take(8192).unwrap();
         let region = a.region();
         pool.give_back(a);

@@ -4,7 +4,7 @@ use core::time::Duration;
 
 use crate::error::{Interrupted, TimeoutId};
 use crate::greenlet::task::TaskRef;
-use crate::hub::{hub, TimerAction};
+use crate::hub::{TimerAction, hub};
 use crate::time::Instant;
 use crate::timer::TimerKey;
 
@@ -35,7 +35,10 @@ pub struct Timeout {
 
 impl core::fmt::Debug for Timeout {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Timeout").field("id", &self.id).field("owner", &self.owner.task().id).finish()
+        f.debug_struct("Timeout")
+            .field("id", &self.id)
+            .field("owner", &self.owner.task().id)
+            .finish()
     }
 }
 

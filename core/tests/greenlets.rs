@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use gevent_core::sim;
 use gevent_core::{
-    current, joinall, killall, now, shield, sleep, spawn, spawn_later, yield_now, Builder,
-    FailureKind, GetError, Interrupted, JoinAll, JoinAllError, Timeout,
+    Builder, FailureKind, GetError, Interrupted, JoinAll, JoinAllError, Timeout, current, joinall,
+    killall, now, shield, sleep, spawn, spawn_later, yield_now,
 };
 
 const MS: Duration = Duration::from_millis(1);
@@ -32,7 +32,10 @@ fn spawned_greenlets_start_in_spawn_order_once_the_spawner_yields() {
         yield_now().unwrap();
         trace.borrow_mut().push("spawner again".into());
         joinall(&gs).unwrap();
-        assert_eq!(*trace.borrow(), ["spawner still running", "g0", "g1", "g2", "g3", "g4", "spawner again"]);
+        assert_eq!(
+            *trace.borrow(),
+            ["spawner still running", "g0", "g1", "g2", "g3", "g4", "spawner again"]
+        );
     });
 }
 
@@ -149,7 +152,10 @@ fn a_shield_holds_back_a_kill_until_it_ends_but_a_timeout_still_bounds_it() {
                 let r = sleep(Duration::from_secs(100));
                 (r, t.id())
             });
-            r.borrow_mut().push(format!("bounded timed out: {}", bounded.0 == Err(Interrupted::TimedOut(bounded.1))));
+            r.borrow_mut().push(format!(
+                "bounded timed out: {}",
+                bounded.0 == Err(Interrupted::TimedOut(bounded.1))
+            ));
             r.borrow_mut().push(format!("after: {:?}", sleep(MS)));
         });
         sleep(MS).unwrap();
@@ -167,8 +173,10 @@ fn kill_timeout_returns_even_when_the_target_ignores_the_kill() {
     sim::run(|| {
         // A target that drops every error and loops is tested on the real clock (hosted): on
         // the simulated one, time does not pass while greenlets are busy.
-        let shielded = spawn(|| loop {
-            let _ = shield(|| sleep(Duration::from_secs(1)));
+        let shielded = spawn(|| {
+            loop {
+                let _ = shield(|| sleep(Duration::from_secs(1)));
+            }
         });
         yield_now().unwrap();
         assert_eq!(shielded.kill_timeout(50 * MS), Ok(false));
@@ -262,10 +270,8 @@ fn a_panic_fails_only_its_greenlet_and_get_reports_it() {
 #[test]
 fn joinall_with_a_timeout_returns_the_finished_subset() {
     sim::run(|| {
-        let gs: Vec<_> = [30, 10, 1000, 20]
-            .into_iter()
-            .map(|ms| spawn(move || sleep(ms * MS)))
-            .collect();
+        let gs: Vec<_> =
+            [30, 10, 1000, 20].into_iter().map(|ms| spawn(move || sleep(ms * MS))).collect();
         let done = JoinAll::new(&gs).timeout(25 * MS).wait().unwrap();
         assert_eq!(done, [1, 3]);
         assert_eq!(now().as_nanos(), 25_000_000);
@@ -401,7 +407,10 @@ fn a_greenlet_without_a_stack_fails_with_a_clear_error() {
     struct NoStacks;
     // SAFETY: it never hands out a region.
     unsafe impl gevent_core::stack::StackSource for NoStacks {
-        fn allocate(&mut self, _: usize) -> Result<gevent_core::stack::StackRegion, gevent_core::stack::StackError> {
+        fn allocate(
+            &mut self,
+            _: usize,
+        ) -> Result<gevent_core::stack::StackRegion, gevent_core::stack::StackError> {
             Err(gevent_core::stack::StackError { message: "the test's stack pool is empty".into() })
         }
         unsafe fn release(&mut self, _: gevent_core::stack::StackRegion) {}

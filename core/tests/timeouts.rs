@@ -9,7 +9,7 @@ use gevent_core::hub::IoRegistration;
 use gevent_core::platform::{Interest, RawSource, Readiness};
 use gevent_core::sim;
 use gevent_core::time::Instant;
-use gevent_core::{now, sleep, spawn, with_timeout, yield_now, Interrupted, Timeout};
+use gevent_core::{Interrupted, Timeout, now, sleep, spawn, with_timeout, yield_now};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -126,7 +126,11 @@ fn io_readiness_wakes_the_waiting_greenlet_and_timeouts_bound_the_wait() {
     sim::run_with(|sim| {
         let source = RawSource(7);
         let reg = IoRegistration::new(source).unwrap();
-        sim.io.schedule(source, Readiness { readable: true, writable: false }, Instant::from_nanos(5_000_000));
+        sim.io.schedule(
+            source,
+            Readiness { readable: true, writable: false },
+            Instant::from_nanos(5_000_000),
+        );
         let woke = Rc::new(Cell::new(None));
         let w = woke.clone();
         let reader = spawn(move || {

@@ -2,7 +2,7 @@
 
 use gevent_core::platform::Clock;
 use gevent_core::time::Instant;
-use rustix::time::{clock_gettime, ClockId};
+use rustix::time::{ClockId, clock_gettime};
 
 /// The hub's clock on hosted platforms.
 #[derive(Clone, Copy, Debug, Default)]

@@ -43,12 +43,12 @@
 #![deny(unsafe_code)]
 
 mod clock;
-mod overflow;
 mod default_platform;
 mod mmap_stack;
+mod overflow;
 mod sys;
 
 pub use clock::MonotonicClock;
-pub use gevent_core::*;
 pub use default_platform::platform;
+pub use gevent_core::*;
 pub use mmap_stack::MmapStacks;

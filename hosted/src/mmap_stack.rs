@@ -11,7 +11,7 @@ use std::num::NonZeroUsize;
 use std::ptr;
 
 use gevent_core::stack::{StackError, StackRegion, StackSource};
-use rustix::mm::{mmap_anonymous, mprotect, munmap, MapFlags, MprotectFlags, ProtFlags};
+use rustix::mm::{MapFlags, MprotectFlags, ProtFlags, mmap_anonymous, mprotect, munmap};
 
 /// Guard-paged stacks from `mmap`.
 #[derive(Debug)]
@@ -62,8 +62,15 @@ unsafe impl StackSource for MmapStacks {
         let usable = size.max(gevent_core::stack::MIN_STACK_SIZE).div_ceil(page) * page;
         let total = usable + page;
         // SAFETY: a fresh anonymous mapping at an address of the kernel's choice aliases nothing.
-        let base = unsafe { mmap_anonymous(ptr::null_mut(), total, ProtFlags::READ | ProtFlags::WRITE, Self::map_flags()) }
-            .map_err(|e| Self::refusal("mmap", e, usable))?;
+        let base = unsafe {
+            mmap_anonymous(
+                ptr::null_mut(),
+                total,
+                ProtFlags::READ | ProtFlags::WRITE,
+                Self::map_flags(),
+            )
+        }
+        .map_err(|e| Self::refusal("mmap", e, usable))?;
         // SAFETY: the first page of the mapping just made is ours to protect.
         if let Err(e) = unsafe { mprotect(base, page, MprotectFlags::empty()) } {
             // SAFETY: unmapping the mapping we just made and have not shared.

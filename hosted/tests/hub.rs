@@ -9,9 +9,9 @@ use std::time::Duration;
 use gevent::hub::IoRegistration;
 use gevent::platform::{Interest, RawSource};
 use gevent::{
-    current, hub_handle, joinall, sleep, spawn, Builder, GreenletRef, Interrupted, Timeout,
+    Builder, GreenletRef, Interrupted, Timeout, current, hub_handle, joinall, sleep, spawn,
 };
-use rustix::pipe::{pipe_with, PipeFlags};
+use rustix::pipe::{PipeFlags, pipe_with};
 
 const MS: Duration = Duration::from_millis(1);
 

@@ -28,7 +28,10 @@ fn a_panicking_greenlet_is_reported_once_and_the_others_go_on() {
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stderr.matches("panicked at").count(), 1, "reported exactly once: {stderr}");
     assert!(stderr.contains("greenlet #1 'doomed'") && stderr.contains("deliberate"), "{stderr}");
-    assert!(stdout.contains("get: greenlet #1 'doomed'") && stdout.contains("panicked: deliberate"), "{stdout}");
+    assert!(
+        stdout.contains("get: greenlet #1 'doomed'") && stdout.contains("panicked: deliberate"),
+        "{stdout}"
+    );
     assert!(stdout.contains("survivor: Ok(7)"), "{stdout}");
 }
 

@@ -6,7 +6,7 @@ use crate::flags;
 use crate::step::Steps;
 
 /// Tests that miri runs: libtest runs every test whose path contains any of these.
-const MIRI_FILTERS: &[&str] = &["timer::heap::", "wait_list::", "remote::", "run_queue::"];
+const MIRI_FILTERS: &[&str] = &["slab::", "timer::heap::", "wait_list::", "remote::", "stack::"];
 
 /// Whether `--quick` runs a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use core::time::Duration;
 use super::task::{TaskRef, WaitKind};
 use super::{Greenlet, GreenletRef};
 use crate::error::{Interrupted, JoinAllError, LoopExit};
-use crate::hub::{hub, TimerAction};
+use crate::hub::{TimerAction, hub};
 use crate::time::Instant;
 use crate::timer::TimerKey;
 

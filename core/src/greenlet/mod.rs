@@ -9,6 +9,7 @@ use alloc::format;
 use alloc::rc::Rc;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::any::Any;
 use core::cell::{Cell, RefCell};
 use core::fmt;
 use core::panic::Location;
@@ -16,56 +17,53 @@ use core::time::Duration;
 
 use corosensei::Coroutine;
 
-pub use join::{joinall, killall, killall_timeout, AsGreenlet, JoinAll};
-pub(crate) use join::{join_task, DeadlineTimer};
+pub use join::{AsGreenlet, JoinAll, joinall, killall, killall_timeout};
+pub(crate) use join::{DeadlineTimer, join_task};
 
 use crate::error::{FailureKind, GetError, GreenletError, Interrupted};
 use crate::hub::hub;
 use crate::hub::switch::GreenletCoroutine;
-use crate::stack::{PooledStack, DEFAULT_STACK_SIZE};
-use task::{Outcome, Task, TaskObj, TaskRef};
+use crate::stack::{DEFAULT_STACK_SIZE, PooledStack};
+use task::{Body, Node, Outcome, Task, TaskRef};
 
-/// A greenlet whose body has a concrete type: the shape the hub does not need to know.
-struct Inner<T, F> {
-    task: Task,
+/// The body of a greenlet spawned with `F` returning `T`: the closure until it starts, then
+/// the value it returned.
+struct Typed<T, F> {
     body: Cell<Option<F>>,
     value: RefCell<Option<T>>,
 }
 
-/// Access to a greenlet's result slot, whatever its body's type.
-trait ValueSlot<T>: TaskObj {
+/// Access to a greenlet's result slot, whatever its closure's type.
+trait ValueSlot<T>: Body {
     fn value(&self) -> &RefCell<Option<T>>;
 }
 
-impl<T: 'static, F: FnOnce() -> T + 'static> TaskObj for Inner<T, F> {
-    fn task(&self) -> &Task {
-        &self.task
-    }
-
-    fn start(self: Rc<Self>, stack: PooledStack) -> GreenletCoroutine {
+impl<T: 'static, F: FnOnce() -> T + 'static> Body for Typed<T, F> {
+    fn start(&self, me: TaskRef, stack: PooledStack) -> GreenletCoroutine {
         let body = self.body.take().expect("a greenlet starts once");
         Coroutine::with_stack(stack, move |yielder, ()| {
-            self.task.context.set_yielder(yielder);
+            me.task.context.set_yielder(yielder);
             let failure = match crate::panic::catch(body) {
                 // The body ended because it was killed: its value is not trusted.
-                Ok(_) if self.task.kill_delivered.get() => Some(FailureKind::Killed),
+                Ok(_) if me.task.kill_delivered.get() => Some(FailureKind::Killed),
                 Ok(value) => {
-                    *self.value.borrow_mut() = Some(value);
+                    let typed: &dyn Any = &me.body;
+                    let typed = typed.downcast_ref::<Self>().expect("the body has this type");
+                    *typed.value.borrow_mut() = Some(value);
                     None
                 }
                 Err(message) => Some(FailureKind::Panicked(message)),
             };
-            let me: TaskRef = self;
             hub().finish(&me, failure);
         })
     }
 
-    fn discard_body(&self) {
+    fn discard(&self) {
         drop(self.body.take());
     }
 }
 
-impl<T: 'static, F: FnOnce() -> T + 'static> ValueSlot<T> for Inner<T, F> {
+impl<T: 'static, F: FnOnce() -> T + 'static> ValueSlot<T> for Typed<T, F> {
     fn value(&self) -> &RefCell<Option<T>> {
         &self.value
     }
@@ -128,10 +126,9 @@ impl Builder {
         let hub = hub();
         let id = hub.next_greenlet_id();
         let stack_size = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
-        let inner = Rc::new(Inner {
+        let inner = Rc::new(Node {
             task: Task::new(id, self.name, location, stack_size, false),
-            body: Cell::new(Some(f)),
-            value: RefCell::new(None),
+            body: Typed { body: Cell::new(Some(f)), value: RefCell::new(None) },
         });
         hub.schedule_new(inner.clone(), start_at);
         Greenlet { inner }
@@ -167,7 +164,7 @@ pub(crate) fn spawn_links(task: &Task, links: Vec<Box<dyn FnOnce()>>) {
 /// Dropping every handle does not stop the greenlet: it runs to its end (or until killed, or
 /// until the hub shuts down).
 pub struct Greenlet<T> {
-    inner: Rc<dyn ValueSlot<T>>,
+    inner: Rc<Node<dyn ValueSlot<T>>>,
 }
 
 impl<T> Clone for Greenlet<T> {
@@ -270,14 +267,11 @@ impl<T: 'static> Greenlet<T> {
         self.finished_value(|v| v.take())
     }
 
-    fn finished_value(
-        &self,
-        f: impl FnOnce(&mut Option<T>) -> Option<T>,
-    ) -> Result<T, GetError> {
+    fn finished_value(&self, f: impl FnOnce(&mut Option<T>) -> Option<T>) -> Result<T, GetError> {
         let task = self.inner.task();
         let outcome = task.outcome.borrow().clone();
         match outcome {
-            Outcome::Value => f(&mut self.inner.value().borrow_mut()).ok_or(GetError::Taken),
+            Outcome::Value => f(&mut self.inner.body.value().borrow_mut()).ok_or(GetError::Taken),
             Outcome::Failed(_) => Err(GetError::Failed(task.error().expect("failed"))),
             Outcome::Pending => unreachable!("joined greenlets have an outcome"),
         }

@@ -6,6 +6,7 @@ use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::any::Any;
 use core::cell::{Cell, RefCell};
 use core::panic::Location;
 
@@ -17,16 +18,33 @@ use crate::timer::TimerKey;
 use crate::wait_list::WaitList;
 
 /// A shared, type-erased reference to a greenlet, as the hub holds it.
-pub(crate) type TaskRef = Rc<dyn TaskObj>;
+pub(crate) type TaskRef = Rc<Node<dyn Body>>;
 
-/// What the hub needs of a greenlet whatever its result type.
-pub(crate) trait TaskObj {
+/// A greenlet: the header the hub works with, then the typed body.
+///
+/// The header comes first and has a fixed type, so reaching it from a `TaskRef` is a field
+/// access rather than a virtual call (which mattered: two greenlets with different body types
+/// alternating made the indirect call mispredict on every switch).
+pub(crate) struct Node<B: ?Sized> {
+    pub(crate) task: Task,
+    pub(crate) body: B,
+}
+
+impl<B: ?Sized> Node<B> {
     /// The header.
-    fn task(&self) -> &Task;
-    /// Builds the coroutine that runs the body on `stack`; called once, at the first run.
-    fn start(self: Rc<Self>, stack: PooledStack) -> GreenletCoroutine;
+    #[inline]
+    pub(crate) fn task(&self) -> &Task {
+        &self.task
+    }
+}
+
+/// What the hub needs of a greenlet's body, whatever its result type.
+pub(crate) trait Body: Any {
+    /// Builds the coroutine that runs the body on `stack`; called once, at the first run, with
+    /// the greenlet itself as `me`.
+    fn start(&self, me: TaskRef, stack: PooledStack) -> GreenletCoroutine;
     /// Drops the body without running it (the greenlet was killed before it started).
-    fn discard_body(&self);
+    fn discard(&self);
 }
 
 /// The lifecycle of a greenlet.
@@ -53,6 +71,7 @@ pub(crate) enum WaitKind {
     Idle,
     Join(u64),
     JoinAll,
+    Event,
     Io { source: u64, readable: bool },
 }
 
@@ -165,19 +184,14 @@ impl Task {
     }
 }
 
-/// The main greenlet: the thread's own stack, which runs the hub loop when it waits.
-pub(crate) struct MainTask {
-    pub(crate) task: Task,
-}
+/// The body of the main greenlet: the thread's own stack, which runs the hub loop when it
+/// waits.
+pub(crate) struct MainBody;
 
-impl TaskObj for MainTask {
-    fn task(&self) -> &Task {
-        &self.task
-    }
-
-    fn start(self: Rc<Self>, _: PooledStack) -> GreenletCoroutine {
+impl Body for MainBody {
+    fn start(&self, _: TaskRef, _: PooledStack) -> GreenletCoroutine {
         unreachable!("the main greenlet runs on the thread's own stack")
     }
 
-    fn discard_body(&self) {}
+    fn discard(&self) {}
 }

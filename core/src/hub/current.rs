@@ -140,6 +140,9 @@ pub fn shutdown() {
     }
     // SAFETY: as in `hub()`.
     let hub = unsafe { &*ptr };
-    assert!(hub.current().task().is_main, "gevent: shutdown() must be called from the main greenlet");
+    assert!(
+        hub.current().task().is_main,
+        "gevent: shutdown() must be called from the main greenlet"
+    );
     hub.shutdown();
 }

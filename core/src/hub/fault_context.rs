@@ -23,7 +23,10 @@ pub struct FaultingGreenlet<'a> {
 /// Meant for a SIGSEGV handler: it allocates nothing and takes no locks. It reads the hub
 /// without borrow checks, which is sound only because the faulting greenlet is stopped inside
 /// the handler and nothing else on this thread runs meanwhile.
-pub fn with_faulting_greenlet<R>(addr: usize, f: impl FnOnce(Option<FaultingGreenlet<'_>>) -> R) -> R {
+pub fn with_faulting_greenlet<R>(
+    addr: usize,
+    f: impl FnOnce(Option<FaultingGreenlet<'_>>) -> R,
+) -> R {
     let hub = super::current_hub_ptr();
     if hub.is_null() {
         return f(None);

@@ -8,7 +8,7 @@
 
 use core::fmt;
 
-use super::{hub, Hub};
+use super::{Hub, hub};
 use crate::error::Interrupted;
 use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::platform::{Interest, PollError, RawSource, Readiness, Token};

@@ -27,12 +27,12 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::time::Duration;
 
-pub use current::{install, shutdown};
 pub(crate) use current::{current_hub_ptr, hub};
+pub use current::{install, shutdown};
 pub use io::IoRegistration;
 
 use crate::error::{FailureKind, Interrupted, TimeoutId};
-use crate::greenlet::task::{MainTask, Outcome, State, TaskRef, WaitKind};
+use crate::greenlet::task::{MainBody, Node, Outcome, State, TaskRef, WaitKind};
 use crate::platform::{Clock, Platform, Poller, Readiness, Token};
 use crate::remote::{HubHandle, Remote};
 use crate::slab::{Key, Slab};
@@ -80,7 +80,7 @@ pub(crate) struct Hub {
 
 impl Hub {
     pub(crate) fn new(platform: Platform) -> Self {
-        let main: TaskRef = Rc::new(MainTask {
+        let main: TaskRef = Rc::new(Node {
             task: crate::greenlet::task::Task::new(
                 0,
                 None,
@@ -88,6 +88,7 @@ impl Hub {
                 0,
                 true,
             ),
+            body: MainBody,
         });
         main.task().state.set(State::Running);
         main.task().ran.set(true);
@@ -317,7 +318,7 @@ impl Hub {
             if let Some(timer) = task.start_timer.take() {
                 self.cancel_timer(timer);
             }
-            t.discard_body();
+            t.body.discard();
             self.finish(t, Some(FailureKind::Killed));
             return;
         }
@@ -386,24 +387,21 @@ impl Hub {
             match stack {
                 Ok(stack) => {
                     let region = stack.region();
-                    let coroutine = t.clone().start(stack);
+                    let coroutine = t.body.start(t.clone(), stack);
                     task.context.install(coroutine, region);
                     task.ran.set(true);
                 }
                 Err(e) => {
                     #[cfg(feature = "std")]
                     std::eprintln!("gevent: {} could not start: {e}", task.describe());
-                    t.discard_body();
+                    t.body.discard();
                     self.finish(&t, Some(FailureKind::NoStack(e)));
                     return;
                 }
             }
         }
         task.state.set(State::Running);
-        let previous = self.current.replace(t.clone());
-        let returned = task.context.resume();
-        let me = self.current.replace(previous);
-        drop(me);
+        let returned = task.context.resume_as_current(&self.current, &t);
         if returned {
             let stack = task.context.take_finished_stack();
             self.stacks.borrow_mut().give_back(stack);

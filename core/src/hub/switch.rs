@@ -71,6 +71,20 @@ impl Context {
         matches!(coroutine.resume(()), CoroutineResult::Return(()))
     }
 
+    /// Runs the greenlet `t` (whose context this is) as the hub's current greenlet until it
+    /// suspends or returns; true when it returned. `t` is moved in and out of `current` rather
+    /// than cloned, to keep reference-count traffic off the switch path.
+    pub(crate) fn resume_as_current(
+        &self,
+        current: &core::cell::RefCell<crate::greenlet::task::TaskRef>,
+        t: &crate::greenlet::task::TaskRef,
+    ) -> bool {
+        let previous = current.replace(t.clone());
+        let returned = self.resume();
+        drop(current.replace(previous));
+        returned
+    }
+
     /// Switches from the running greenlet back to the hub loop.
     pub(crate) fn suspend(&self) {
         let yielder = self.yielder.get();

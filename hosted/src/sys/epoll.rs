@@ -9,7 +9,7 @@ use gevent_core::platform::{
     Interest, PollError, Poller, RawSource, Readiness, RemoteWaker, Token,
 };
 use rustix::event::epoll::{self, EventData, EventFlags};
-use rustix::event::{eventfd, EventfdFlags, Timespec};
+use rustix::event::{EventfdFlags, Timespec, eventfd};
 
 use super::poll_error;
 
@@ -78,18 +78,34 @@ fn borrow(source: RawSource) -> BorrowedFd<'static> {
 }
 
 impl Poller for OsPoller {
-    fn register(&mut self, source: RawSource, token: Token, interest: Interest) -> Result<(), PollError> {
+    fn register(
+        &mut self,
+        source: RawSource,
+        token: Token,
+        interest: Interest,
+    ) -> Result<(), PollError> {
         epoll::add(&self.epoll, borrow(source), EventData::new_u64(token.0), Self::flags(interest))
             .map_err(|e| poll_error("epoll_ctl(EPOLL_CTL_ADD)", e))
     }
 
-    fn reregister(&mut self, source: RawSource, token: Token, interest: Interest) -> Result<(), PollError> {
-        epoll::modify(&self.epoll, borrow(source), EventData::new_u64(token.0), Self::flags(interest))
-            .map_err(|e| poll_error("epoll_ctl(EPOLL_CTL_MOD)", e))
+    fn reregister(
+        &mut self,
+        source: RawSource,
+        token: Token,
+        interest: Interest,
+    ) -> Result<(), PollError> {
+        epoll::modify(
+            &self.epoll,
+            borrow(source),
+            EventData::new_u64(token.0),
+            Self::flags(interest),
+        )
+        .map_err(|e| poll_error("epoll_ctl(EPOLL_CTL_MOD)", e))
     }
 
     fn deregister(&mut self, source: RawSource) -> Result<(), PollError> {
-        epoll::delete(&self.epoll, borrow(source)).map_err(|e| poll_error("epoll_ctl(EPOLL_CTL_DEL)", e))
+        epoll::delete(&self.epoll, borrow(source))
+            .map_err(|e| poll_error("epoll_ctl(EPOLL_CTL_DEL)", e))
     }
 
     fn poll(
@@ -102,7 +118,11 @@ impl Poller for OsPoller {
             tv_nsec: t.subsec_nanos().into(),
         });
         self.events.clear();
-        match epoll::wait(&self.epoll, rustix::buffer::spare_capacity(&mut self.events), timespec.as_ref()) {
+        match epoll::wait(
+            &self.epoll,
+            rustix::buffer::spare_capacity(&mut self.events),
+            timespec.as_ref(),
+        ) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => return Ok(()),
             Err(e) => return Err(poll_error("epoll_wait", e)),
@@ -117,7 +137,8 @@ impl Poller for OsPoller {
             }
             let trouble = flags.intersects(EventFlags::ERR | EventFlags::HUP);
             let readiness = Readiness {
-                readable: trouble || flags.intersects(EventFlags::IN | EventFlags::PRI | EventFlags::RDHUP),
+                readable: trouble
+                    || flags.intersects(EventFlags::IN | EventFlags::PRI | EventFlags::RDHUP),
                 writable: trouble || flags.contains(EventFlags::OUT),
             };
             ready(Token(token), readiness);

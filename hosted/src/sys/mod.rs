@@ -7,21 +7,15 @@
 //! - a waker inside it that another thread can trigger ([`RemoteWaker`]), which makes a
 //!   blocked `poll` return.
 //!
-//! Linux and Android use epoll with an eventfd waker; macOS, iOS and the BSDs use kqueue with an
-//! `EVFILT_USER` waker. As in mio, no policy lives here: the hub decides what to do with events.
+//! Linux and Android use epoll with an eventfd waker; macOS, iOS, FreeBSD and DragonFly use
+//! kqueue with an `EVFILT_USER` waker. As in mio, no policy lives here: the hub decides what to do with events.
 //!
 //! [`RemoteWaker`]: gevent_core::platform::RemoteWaker
 
 #[cfg_attr(any(target_os = "linux", target_os = "android"), path = "epoll.rs")]
+// NetBSD and OpenBSD lack EVFILT_USER in rustix, which the kqueue waker uses.
 #[cfg_attr(
-    any(
-        target_os = "macos",
-        target_os = "ios",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    ),
+    any(target_os = "macos", target_os = "ios", target_os = "freebsd", target_os = "dragonfly"),
     path = "kqueue.rs"
 )]
 mod poller;

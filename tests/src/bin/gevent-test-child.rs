@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use gevent::{sleep, spawn, Builder};
+use gevent::{Builder, sleep, spawn};
 
 fn recurse(depth: u64) -> u64 {
     let frame = [depth; 64]; // a frame that cannot be optimised away

@@ -1,0 +1,115 @@
+//! The workloads of `shared/anchors/README.md` on gevent for Rust, with the anchors' command
+//! line, so that `run.sh` can run it as `IMPL_CMD`:
+//!
+//! ```text
+//! gevent-bench switch|spawn|idle|queue     prints `bench=... impl=gevent-rs metric=... value=...`
+//! gevent-bench echo|http PORT              serves on 127.0.0.1:PORT until killed
+//! ```
+//!
+//! Everything runs on one thread and one hub, inside the main greenlet.
+#![allow(clippy::print_stdout)]
+
+use std::cell::Cell;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::Instant;
+
+use gevent::event::Event;
+use gevent::{spawn, yield_now};
+
+const IMPL: &str = "gevent-rs";
+
+fn report(bench: &str, metric: &str, value: f64) {
+    println!("bench={bench} impl={IMPL} metric={metric} value={value:.1}");
+}
+
+/// Resident set size (VmRSS), in bytes.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("a VmRSS line");
+    let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a number");
+    kib * 1024
+}
+
+/// Two greenlets each yield 1,000,000 times.
+fn switch() {
+    const N: u64 = 1_000_000;
+    let t = Instant::now();
+    let a = spawn(|| {
+        for _ in 0..N {
+            yield_now().unwrap();
+        }
+    });
+    let b = spawn(|| {
+        for _ in 0..N {
+            yield_now().unwrap();
+        }
+    });
+    a.join().unwrap();
+    b.join().unwrap();
+    report("switch", "ns_per_switch", t.elapsed().as_nanos() as f64 / (2 * N) as f64);
+}
+
+/// Spawn 100,000 greenlets returning their index, join each in spawn order, sum the results.
+fn spawn_join() {
+    const N: u64 = 100_000;
+    let t = Instant::now();
+    let handles: Vec<_> = (0..N).map(|i| spawn(move || i)).collect();
+    let sum: u64 = handles.iter().map(|h| h.get().unwrap()).sum();
+    let ns = t.elapsed().as_nanos() as f64;
+    assert_eq!(sum, N * (N - 1) / 2);
+    report("spawn", "ns_per_spawn_join", ns / N as f64);
+}
+
+/// 100,000 greenlets park on one shared Event; RSS delta while parked, then the time to wake
+/// and join them all.
+fn idle() {
+    const N: usize = 100_000;
+    let event = Rc::new(Event::new());
+    let parked = Rc::new(Cell::new(0usize));
+    let rss0 = rss_bytes();
+    let handles: Vec<_> = (0..N)
+        .map(|_| {
+            let (event, parked) = (event.clone(), parked.clone());
+            spawn(move || {
+                parked.set(parked.get() + 1);
+                event.wait().unwrap();
+            })
+        })
+        .collect();
+    while parked.get() < N {
+        yield_now().unwrap();
+    }
+    let rss1 = rss_bytes();
+    let t = Instant::now();
+    event.set();
+    for h in &handles {
+        h.join().unwrap();
+    }
+    let ns = t.elapsed().as_nanos() as f64;
+    if let Some(e) = handles.iter().find_map(|h| h.error()) {
+        panic!("a parked greenlet failed: {e}");
+    }
+    report("idle", "bytes_per_idle", (rss1 as f64 - rss0 as f64) / N as f64);
+    report("idle", "ns_per_wakeup", ns / N as f64);
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("switch") => switch(),
+        Some("spawn") => spawn_join(),
+        Some("idle") => idle(),
+        Some(other @ ("queue" | "echo" | "http")) => {
+            eprintln!(
+                "gevent-bench: the {other} workload needs queues/sockets, which are not built yet"
+            );
+            return ExitCode::from(2);
+        }
+        _ => {
+            eprintln!("usage: gevent-bench switch|spawn|idle|queue | gevent-bench echo|http PORT");
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
+}

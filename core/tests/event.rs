@@ -1,0 +1,88 @@
+//! `Event` (gevent's `gevent.event.Event`) on the simulated hub.
+#![cfg(all(feature = "std", feature = "sim"))]
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use gevent_core::event::Event;
+use gevent_core::{Interrupted, joinall, now, sim, sleep, spawn, yield_now};
+
+const MS: Duration = Duration::from_millis(1);
+
+#[test]
+fn wait_returns_when_set_and_at_once_while_set() {
+    sim::run(|| {
+        let event = Rc::new(Event::new());
+        let e = event.clone();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let e = e.clone();
+                spawn(move || {
+                    e.wait().unwrap();
+                    now()
+                })
+            })
+            .collect();
+        sleep(10 * MS).unwrap();
+        assert!(waiters.iter().all(|w| !w.ready()));
+        event.set();
+        for w in &waiters {
+            assert_eq!(w.get().unwrap().as_nanos(), 10_000_000);
+        }
+        assert!(event.is_set());
+        assert_eq!(event.wait(), Ok(()));
+    });
+}
+
+#[test]
+fn wait_timeout_is_false_after_the_timeout_and_true_when_set() {
+    sim::run(|| {
+        let event = Rc::new(Event::new());
+        assert_eq!(event.wait_timeout(5 * MS), Ok(false));
+        assert_eq!(now().as_nanos(), 5_000_000);
+        let e = event.clone();
+        let setter = spawn(move || {
+            sleep(2 * MS).unwrap();
+            e.set()
+        });
+        assert_eq!(event.wait_timeout(50 * MS), Ok(true));
+        assert_eq!(now().as_nanos(), 7_000_000);
+        setter.join().unwrap();
+    });
+}
+
+#[test]
+fn waiters_woken_by_set_return_even_if_it_is_cleared_before_they_run() {
+    sim::run(|| {
+        let event = Rc::new(Event::new());
+        let e = event.clone();
+        let waiter = spawn(move || e.wait());
+        yield_now().unwrap();
+        event.set();
+        event.clear();
+        assert_eq!(waiter.get(), Ok(Ok(())));
+        assert!(!event.is_set());
+    });
+}
+
+#[test]
+fn a_killed_waiter_leaves_the_event_and_the_others_untouched() {
+    sim::run(|| {
+        let event = Rc::new(Event::new());
+        let (a, b) = (event.clone(), event.clone());
+        let killed = spawn(move || a.wait());
+        let other = spawn(move || b.wait());
+        yield_now().unwrap();
+        killed.kill().unwrap();
+        assert!(matches!(killed.get(), Err(_)));
+        event.set();
+        joinall(&[&other]).unwrap();
+        assert_eq!(other.get(), Ok(Ok(())));
+        event.clear();
+        let err = event.wait().unwrap_err();
+        assert!(
+            matches!(&err, Interrupted::LoopExit(r) if r.main_waits_on.contains("event")),
+            "{err}"
+        );
+    });
+}
