@@ -1,10 +1,10 @@
 //! Greenlet stacks: where they come from ([`StackSource`]) and how they are reused
-//! ([`StackPool`]).
+//! (the hub's pool).
 //!
 //! A greenlet takes a stack when it first runs and gives it back the moment it finishes, so
 //! many short-lived greenlets share a few warm stacks and spawning makes no system call in the
 //! steady state. The pool keeps returned stacks by size; when the hub is about to sleep, it gives
-//! surplus stacks back to the source (see [`StackPool::trim`]).
+//! surplus stacks back to the source.
 //!
 //! This module is the only place that implements corosensei's `Stack` trait.
 #![allow(unsafe_code)] // see the SAFETY comments
