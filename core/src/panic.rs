@@ -65,7 +65,6 @@ fn running_greenlet() -> Option<String> {
     }
     // SAFETY: a non-null pointer is this thread's live hub (see `hub::current`).
     let hub = unsafe { &*hub };
-    let current = hub.try_current()?;
-    let task = current.task();
+    let task = hub.current_task();
     (!task.is_main).then(|| task.describe())
 }

@@ -66,7 +66,6 @@ pub(crate) enum State {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WaitKind {
     Nothing,
-    Yield,
     Sleep,
     Idle,
     Join(u64),
@@ -94,6 +93,9 @@ pub(crate) struct Task {
     pub(crate) waits_on: Cell<WaitKind>,
     /// Why the greenlet was last woken, when it was an interruption.
     pub(crate) interrupt: Cell<Option<Interrupted>>,
+    /// Set when something may interrupt the next wait (a kill, a pending timeout), so that
+    /// the common case costs one test.
+    pub(crate) attention: Cell<bool>,
     /// Sticky kill flag.
     pub(crate) killed: Cell<bool>,
     /// A blocking call returned `Killed`: the body's result is the consequence of the kill.
@@ -132,6 +134,7 @@ impl Task {
             state: Cell::new(State::Created),
             waits_on: Cell::new(WaitKind::Nothing),
             interrupt: Cell::new(None),
+            attention: Cell::new(false),
             killed: Cell::new(false),
             kill_delivered: Cell::new(false),
             shield_depth: Cell::new(0),

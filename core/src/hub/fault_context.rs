@@ -34,10 +34,7 @@ pub fn with_faulting_greenlet<R>(
     // SAFETY: a non-null pointer is this thread's live hub; see the function docs for why an
     // unchecked read is acceptable while the thread is stopped in a signal handler.
     let hub = unsafe { &*hub };
-    // SAFETY: as above; the fault cannot be inside a mutation of `current` (those run on the
-    // main stack, which has no greenlet guard), so the value is consistent.
-    let current = unsafe { &*hub.current_ptr() };
-    let task = current.task();
+    let task = hub.current_task();
     match task.context.stack_region() {
         Some(stack) if stack.guard_contains(addr) => f(Some(FaultingGreenlet {
             id: task.id,

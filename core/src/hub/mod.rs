@@ -32,7 +32,7 @@ pub use current::{install, shutdown};
 pub use io::IoRegistration;
 
 use crate::error::{FailureKind, Interrupted, TimeoutId};
-use crate::greenlet::task::{MainBody, Node, Outcome, State, TaskRef, WaitKind};
+use crate::greenlet::task::{MainBody, Node, Outcome, State, Task, TaskRef, WaitKind};
 use crate::platform::{Clock, Platform, Poller, Readiness, Token};
 use crate::remote::{HubHandle, Remote};
 use crate::slab::{Key, Slab};
@@ -70,7 +70,7 @@ pub(crate) struct Hub {
     live: RefCell<Slab<TaskRef>>,
     idle_waiters: RefCell<WaitList<TaskRef>>,
     main: TaskRef,
-    current: RefCell<TaskRef>,
+    current: switch::CurrentSlot,
     remote: Arc<Remote>,
     next_id: Cell<u64>,
     next_timeout_id: Cell<u64>,
@@ -81,13 +81,7 @@ pub(crate) struct Hub {
 impl Hub {
     pub(crate) fn new(platform: Platform) -> Self {
         let main: TaskRef = Rc::new(Node {
-            task: crate::greenlet::task::Task::new(
-                0,
-                None,
-                core::panic::Location::caller(),
-                0,
-                true,
-            ),
+            task: Task::new(0, None, core::panic::Location::caller(), 0, true),
             body: MainBody,
         });
         main.task().state.set(State::Running);
@@ -102,7 +96,7 @@ impl Hub {
             io: RefCell::new(Slab::new()),
             live: RefCell::new(Slab::new()),
             idle_waiters: RefCell::new(WaitList::new()),
-            current: RefCell::new(main.clone()),
+            current: switch::CurrentSlot::new(&main),
             main,
             remote,
             next_id: Cell::new(1),
@@ -130,18 +124,13 @@ impl Hub {
 
     /// The greenlet running now.
     pub(crate) fn current(&self) -> TaskRef {
-        self.current.borrow().clone()
+        self.current.get()
     }
 
-    /// The running greenlet, unless the hub is in the middle of switching.
-    #[cfg(feature = "std")]
-    pub(crate) fn try_current(&self) -> Option<TaskRef> {
-        self.current.try_borrow().ok().map(|c| c.clone())
-    }
-
-    /// The cell holding the running greenlet, for the fault handler's unchecked read.
-    pub(crate) fn current_ptr(&self) -> *const TaskRef {
-        self.current.as_ptr()
+    /// The header of the greenlet running now; see [`switch::CurrentSlot::task`].
+    #[inline]
+    pub(crate) fn current_task(&self) -> &Task {
+        self.current.task()
     }
 
     pub(crate) fn handle(&self) -> HubHandle {
@@ -176,22 +165,31 @@ impl Hub {
 
     /// Fails with the interruption that is due before a wait starts: a sticky kill (outside
     /// shields) or a timeout that expired while the greenlet was busy.
+    #[inline]
+    fn due_interrupt(&self, task: &Task) -> Result<(), Interrupted> {
+        if task.attention.get() { self.due_interrupt_slow(task) } else { Ok(()) }
+    }
+
+    /// The rare case of [`Hub::due_interrupt`]: something is pending.
     ///
     /// A kill is delivered again and again (it is sticky); each time after a yield, so that a
     /// greenlet that drops the error and loops on cannot starve the others (the one that
     /// killed it may be waiting with a timeout).
-    fn due_interrupt(&self, t: &TaskRef) -> Result<(), Interrupted> {
-        let task = t.task();
+    #[cold]
+    #[inline(never)]
+    fn due_interrupt_slow(&self, task: &Task) -> Result<(), Interrupted> {
         if task.kill_is_deliverable() {
             if task.kill_delivered.get() {
                 task.state.set(State::Runnable);
-                self.run_queue.borrow_mut().push_back(t.clone());
-                self.switch_out(t);
+                self.run_queue.borrow_mut().push_back(self.current());
+                self.switch_out(task);
             }
             task.kill_delivered.set(true);
             return Err(Interrupted::Killed);
         }
-        match task.pending_timeout.take() {
+        let pending = task.pending_timeout.take();
+        task.attention.set(task.killed.get());
+        match pending {
             Some(id) => Err(Interrupted::TimedOut(id)),
             None => Ok(()),
         }
@@ -200,42 +198,42 @@ impl Hub {
     /// Parks the current greenlet until something wakes it. `Ok` means a normal wake-up (the
     /// caller re-checks what it waits for); `Err` says why the wait was interrupted.
     pub(crate) fn park(&self, kind: WaitKind) -> Result<(), Interrupted> {
-        let cur = self.current();
-        self.due_interrupt(&cur)?;
-        let task = cur.task();
+        let task = self.current_task();
+        self.due_interrupt(task)?;
         task.state.set(State::Parked);
         task.waits_on.set(kind);
-        self.switch_out(&cur);
-        task.waits_on.set(WaitKind::Nothing);
+        self.switch_out(task);
         match task.interrupt.take() {
             None => Ok(()),
-            Some(Interrupted::Killed) => {
-                task.kill_delivered.set(true);
-                Err(Interrupted::Killed)
-            }
-            Some(other) => Err(other),
+            Some(why) => Err(self.interrupted(task, why)),
         }
+    }
+
+    #[cold]
+    fn interrupted(&self, task: &Task, why: Interrupted) -> Interrupted {
+        if why == Interrupted::Killed {
+            task.kill_delivered.set(true);
+        }
+        why
     }
 
     /// Puts the current greenlet at the back of the run queue and runs the others.
     pub(crate) fn yield_now(&self) -> Result<(), Interrupted> {
-        let cur = self.current();
-        self.due_interrupt(&cur)?;
-        let task = cur.task();
+        let task = self.current_task();
+        self.due_interrupt(task)?;
         task.state.set(State::Runnable);
-        task.waits_on.set(WaitKind::Yield);
-        self.run_queue.borrow_mut().push_back(cur.clone());
-        self.switch_out(&cur);
-        task.waits_on.set(WaitKind::Nothing);
+        self.run_queue.borrow_mut().push_back(self.current());
+        self.switch_out(task);
         // A kill or timeout that came while it waited its turn is delivered here.
-        self.due_interrupt(&cur)
+        self.due_interrupt(task)
     }
 
-    fn switch_out(&self, cur: &TaskRef) {
-        if cur.task().is_main {
+    #[inline]
+    fn switch_out(&self, task: &Task) {
+        if task.is_main {
             self.run_until_main_runs();
         } else {
-            cur.task().context.suspend();
+            task.context.suspend();
         }
     }
 
@@ -262,6 +260,7 @@ impl Hub {
             // Outer scopes were started first and have smaller ids: report the outermost.
             let pending = task.pending_timeout.get().map_or(id, |p| p.min(id));
             task.pending_timeout.set(Some(pending));
+            task.attention.set(true);
         }
     }
 
@@ -314,6 +313,7 @@ impl Hub {
             return;
         }
         task.killed.set(true);
+        task.attention.set(true);
         if !task.is_main && !task.ran.get() {
             if let Some(timer) = task.start_timer.take() {
                 self.cancel_timer(timer);
@@ -356,6 +356,7 @@ impl Hub {
     // --- the loop -------------------------------------------------------------------------
 
     /// Runs greenlets, timers and I/O until the main greenlet is at the front of the run queue.
+    #[inline(never)]
     fn run_until_main_runs(&self) {
         loop {
             let next = self.run_queue.borrow_mut().pop_front();

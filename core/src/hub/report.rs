@@ -28,7 +28,6 @@ pub(super) fn loop_exit(hub: &Hub) -> LoopExit {
 pub(crate) fn describe_wait(hub: &Hub, kind: WaitKind) -> String {
     match kind {
         WaitKind::Nothing => String::from("nothing"),
-        WaitKind::Yield => String::from("its turn in the run queue"),
         WaitKind::Sleep => String::from("a sleep"),
         WaitKind::Idle => String::from("the hub becoming idle"),
         WaitKind::Join(id) if id == hub.main.task().id => {

@@ -18,7 +18,45 @@ use core::ptr;
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
+use crate::greenlet::task::{Body, Node, Task, TaskRef};
 use crate::stack::{PooledStack, StackRegion};
+use alloc::rc::Rc;
+
+/// The greenlet the hub runs now, held as a borrowed pointer so that reaching it on the switch
+/// path costs no reference counting.
+///
+/// Invariant: the pointer always names a live greenlet. It names the main greenlet (owned by
+/// the hub for its whole life) except inside [`Context::resume_as_current`], which points it at
+/// a greenlet that its caller keeps alive (by holding a `TaskRef`) until the pointer is restored.
+pub(crate) struct CurrentSlot {
+    ptr: Cell<*const Node<dyn Body>>,
+}
+
+impl CurrentSlot {
+    /// A slot naming `main`, which must outlive the slot.
+    pub(crate) fn new(main: &TaskRef) -> Self {
+        CurrentSlot { ptr: Cell::new(Rc::as_ptr(main)) }
+    }
+
+    /// The running greenlet's header. Use it only while that greenlet runs (it may end after).
+    #[inline]
+    pub(crate) fn task(&self) -> &Task {
+        // SAFETY: the slot's invariant: the pointee is alive, and the running greenlet is not
+        // freed while it runs, which is as long as callers use the reference.
+        unsafe { &(*self.ptr.get()).task }
+    }
+
+    /// A counted reference to the running greenlet.
+    pub(crate) fn get(&self) -> TaskRef {
+        let ptr = self.ptr.get();
+        // SAFETY: the pointee is alive and owned by an `Rc` (the slot's invariant), so adding a
+        // strong count and wrapping the pointer makes one more owner of that `Rc`.
+        unsafe {
+            Rc::increment_strong_count(ptr);
+            Rc::from_raw(ptr)
+        }
+    }
+}
 
 /// The coroutine type every greenlet runs in: no values cross the switch (wake reasons travel
 /// in the greenlet's task header instead).
@@ -72,16 +110,11 @@ impl Context {
     }
 
     /// Runs the greenlet `t` (whose context this is) as the hub's current greenlet until it
-    /// suspends or returns; true when it returned. `t` is moved in and out of `current` rather
-    /// than cloned, to keep reference-count traffic off the switch path.
-    pub(crate) fn resume_as_current(
-        &self,
-        current: &core::cell::RefCell<crate::greenlet::task::TaskRef>,
-        t: &crate::greenlet::task::TaskRef,
-    ) -> bool {
-        let previous = current.replace(t.clone());
+    /// suspends or returns; true when it returned.
+    pub(crate) fn resume_as_current(&self, current: &CurrentSlot, t: &TaskRef) -> bool {
+        let previous = current.ptr.replace(Rc::as_ptr(t));
         let returned = self.resume();
-        drop(current.replace(previous));
+        current.ptr.set(previous);
         returned
     }
 
