@@ -33,6 +33,7 @@ pub fn sleep_until(deadline: Instant) -> Result<(), Interrupted> {
 
 /// Lets every other runnable greenlet run once, then continues (gevent's `sleep(0)`): the
 /// caller goes to the back of the run queue.
+#[inline(always)]
 pub fn yield_now() -> Result<(), Interrupted> {
     hub().yield_now()
 }

@@ -218,6 +218,10 @@ impl Hub {
     }
 
     /// Puts the current greenlet at the back of the run queue and runs the others.
+    // Inlined into the caller so that, after the switch back, no `ret` is left whose
+    // return-stack-buffer entry the other greenlets overwrote: each such `ret` mispredicts,
+    // which measured at ~18 ns per switch on the development machine.
+    #[inline(always)]
     pub(crate) fn yield_now(&self) -> Result<(), Interrupted> {
         let task = self.current_task();
         self.due_interrupt(task)?;
@@ -228,7 +232,7 @@ impl Hub {
         self.due_interrupt(task)
     }
 
-    #[inline]
+    #[inline(always)]
     fn switch_out(&self, task: &Task) {
         if task.is_main {
             self.run_until_main_runs();
@@ -378,6 +382,7 @@ impl Hub {
         }
     }
 
+    #[inline(always)]
     fn resume(&self, t: TaskRef) {
         let task = t.task();
         if task.state.get() != State::Runnable {

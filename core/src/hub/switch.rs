@@ -101,6 +101,7 @@ impl Context {
     }
 
     /// Runs the greenlet until it suspends or returns; true when it returned.
+    #[inline(always)]
     pub(crate) fn resume(&self) -> bool {
         // SAFETY: the hub loop is the only caller and does not call this reentrantly, so this is
         // the only reference into the cell while it lives (module invariants).
@@ -111,6 +112,7 @@ impl Context {
 
     /// Runs the greenlet `t` (whose context this is) as the hub's current greenlet until it
     /// suspends or returns; true when it returned.
+    #[inline(always)]
     pub(crate) fn resume_as_current(&self, current: &CurrentSlot, t: &TaskRef) -> bool {
         let previous = current.ptr.replace(Rc::as_ptr(t));
         let returned = self.resume();
@@ -119,6 +121,7 @@ impl Context {
     }
 
     /// Switches from the running greenlet back to the hub loop.
+    #[inline(always)]
     pub(crate) fn suspend(&self) {
         let yielder = self.yielder.get();
         assert!(!yielder.is_null(), "suspend of a greenlet that is not running");
