@@ -59,7 +59,7 @@ impl Event {
         loop {
             let waiter = self.waiters.borrow_mut().pop_front();
             match waiter {
-                Some(t) => hub.unpark(&t),
+                Some(t) => hub.notify(t),
                 None => break,
             }
         }
@@ -85,17 +85,22 @@ impl Event {
             return Ok(true);
         }
         let hub = hub();
+        let me = hub.current_task();
         let timer = DeadlineTimer::arm(deadline);
+        me.notified.set(false);
         let key = self.waiters.borrow_mut().push_back(hub.current());
         loop {
-            let parked = hub.park(WaitKind::Event);
-            // `set` pops the waiters it wakes: gone from the list means notified.
-            if !self.waiters.borrow().contains(key) {
+            if let Err(e) = hub.park(WaitKind::Event) {
+                self.waiters.borrow_mut().remove(key);
+                return Err(e);
+            }
+            // `set` pops the waiters it notifies, so there is nothing to remove.
+            if me.notified.get() {
                 return Ok(true);
             }
-            if parked.is_err() || timer.expired() {
+            if timer.expired() {
                 self.waiters.borrow_mut().remove(key);
-                return parked.map(|()| false);
+                return Ok(false);
             }
         }
     }

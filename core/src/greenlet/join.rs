@@ -56,7 +56,7 @@ pub(crate) fn join_task(target: &TaskRef, deadline: Option<Instant>) -> Result<b
         })));
     }
     let timer = DeadlineTimer::arm(deadline);
-    let key = task.joiners.borrow_mut().push_back(me);
+    let key = task.add_joiner(me);
     loop {
         let parked = hub.park(WaitKind::Join(task.id));
         if task.is_finished() {
@@ -64,7 +64,7 @@ pub(crate) fn join_task(target: &TaskRef, deadline: Option<Instant>) -> Result<b
         }
         let timed_out = timer.expired();
         if parked.is_err() || timed_out {
-            task.joiners.borrow_mut().remove(key);
+            task.remove_joiner(key);
             return parked.map(|()| false);
         }
     }
@@ -156,7 +156,7 @@ impl JoinAll {
         for (i, g) in self.targets.iter().enumerate() {
             let task = g.task_ref().task();
             if !task.is_finished() {
-                registrations.push((i, task.joiners.borrow_mut().push_back(me.clone())));
+                registrations.push((i, task.add_joiner(me.clone())));
             }
         }
         let result = loop {
@@ -183,7 +183,7 @@ impl JoinAll {
             }
         };
         for (i, key) in registrations {
-            self.targets[i].task_ref().task().joiners.borrow_mut().remove(key);
+            self.targets[i].task_ref().task().remove_joiner(key);
         }
         result
     }

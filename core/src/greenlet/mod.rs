@@ -322,7 +322,7 @@ fn add_link(task: &Task, link: Box<dyn FnOnce()>) {
     if task.is_finished() {
         spawn_links(task, vec![link]);
     } else {
-        task.links.borrow_mut().push(link);
+        task.add_link(link);
     }
 }
 

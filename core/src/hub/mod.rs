@@ -241,6 +241,16 @@ impl Hub {
         }
     }
 
+    /// Tells a waiter that what it waits for happened, and wakes it if it is parked.
+    pub(crate) fn notify(&self, t: TaskRef) {
+        let task = t.task();
+        task.notified.set(true);
+        if task.state.get() == State::Parked {
+            task.state.set(State::Runnable);
+            self.run_queue.borrow_mut().push_back(t);
+        }
+    }
+
     /// Wakes a parked greenlet normally; no effect on one that is not parked.
     pub(crate) fn unpark(&self, t: &TaskRef) {
         let task = t.task();
@@ -335,7 +345,7 @@ impl Hub {
         task.state.set(State::Finished);
         *task.outcome.borrow_mut() = match failure {
             None => Outcome::Value,
-            Some(kind) => Outcome::Failed(kind),
+            Some(kind) => Outcome::Failed(alloc::boxed::Box::new(kind)),
         };
         let seq = self.next_finish_seq.get();
         self.next_finish_seq.set(seq + 1);
@@ -344,14 +354,10 @@ impl Hub {
             let entry = self.live.borrow_mut().remove(key);
             drop(entry);
         }
-        loop {
-            let joiner = task.joiners.borrow_mut().pop_front();
-            match joiner {
-                Some(j) => self.unpark(&j),
-                None => break,
-            }
+        while let Some(joiner) = task.pop_joiner() {
+            self.notify(joiner);
         }
-        let links = core::mem::take(&mut *task.links.borrow_mut());
+        let links = task.take_links();
         if !links.is_empty() {
             crate::greenlet::spawn_links(task, links);
         }
@@ -546,7 +552,8 @@ impl Hub {
                 self.live.borrow_mut().remove(key);
             }
             task.state.set(State::Finished);
-            *task.outcome.borrow_mut() = Outcome::Failed(FailureKind::Killed);
+            *task.outcome.borrow_mut() =
+                Outcome::Failed(alloc::boxed::Box::new(FailureKind::Killed));
         }
         self.run_queue.borrow_mut().clear();
         *self.idle_waiters.borrow_mut() = WaitList::new();
