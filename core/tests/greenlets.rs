@@ -284,8 +284,10 @@ fn joinall_with_a_timeout_returns_the_finished_subset() {
 fn joinall_raise_error_reports_the_first_failure_in_time_not_in_the_list() {
     sim::run(|| {
         let late = spawn(|| {
-            sleep(20 * MS).unwrap();
-            panic!("late failure")
+            // Killed at the end of the test, when the hub shuts down.
+            if sleep(20 * MS).is_ok() {
+                panic!("late failure")
+            }
         });
         let ok = spawn(|| sleep(5 * MS).unwrap());
         let early = spawn(|| {
