@@ -11,7 +11,7 @@ use crate::stack::StackError;
 
 /// Identifies one [`Timeout`](crate::Timeout) scope, so nested timeouts can be told apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TimeoutId(pub(crate) u64);
+pub struct TimeoutId(pub(crate) core::num::NonZeroU64);
 
 /// Why a blocking call returned before what it waited for happened.
 ///
@@ -42,7 +42,7 @@ impl fmt::Display for Interrupted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Interrupted::Killed => f.write_str("the greenlet was killed"),
-            Interrupted::TimedOut(id) => write!(f, "timed out (timeout #{})", id.0),
+            Interrupted::TimedOut(id) => write!(f, "timed out (timeout #{})", id.0.get()),
             Interrupted::LoopExit(report) => fmt::Display::fmt(report, f),
         }
     }

@@ -92,6 +92,10 @@ impl core::error::Error for PollError {}
 ///
 /// Registrations are edge-triggered: a source is reported when it *becomes* ready, and the
 /// hub remembers readiness until an operation meets `WouldBlock` and clears it.
+///
+/// Whoever registers a source (through [`IoRegistration`](crate::hub::IoRegistration)) keeps it
+/// alive and open from registration until after deregistration: a poller may borrow the raw
+/// source (a file descriptor) in its calls.
 pub trait Poller {
     /// Starts reporting readiness of `source` under `token`.
     fn register(

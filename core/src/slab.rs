@@ -6,33 +6,47 @@
 //! entry reused the slot.
 
 use alloc::vec::Vec;
+use core::num::NonZeroU32;
 
 /// Names one entry of a [`Slab`]; stale keys (whose entry was removed) are detected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Key {
     index: u32,
-    generation: u32,
+    /// Never zero, so that `Option<Key>` is as small as `Key`.
+    generation: NonZeroU32,
 }
 
 impl Key {
     /// The key as one integer, for use as an I/O token.
     pub(crate) fn to_bits(self) -> u64 {
-        (u64::from(self.generation) << 32) | u64::from(self.index)
+        (u64::from(self.generation.get()) << 32) | u64::from(self.index)
     }
 
     /// The inverse of [`Key::to_bits`].
     pub(crate) fn from_bits(bits: u64) -> Self {
-        Key { index: bits as u32, generation: (bits >> 32) as u32 }
+        // Bits that never came from `to_bits` (generation 0) name no entry.
+        let generation = NonZeroU32::new((bits >> 32) as u32).unwrap_or(STALE);
+        Key { index: bits as u32, generation }
     }
 }
 
 #[derive(Debug)]
 enum Slot<T> {
-    Occupied { generation: u32, value: T },
-    Vacant { generation: u32, next_free: u32 },
+    Occupied {
+        generation: NonZeroU32,
+        value: T,
+    },
+    /// `generation` is the one the next occupant will get.
+    Vacant {
+        generation: NonZeroU32,
+        next_free: u32,
+    },
 }
 
 const NO_FREE: u32 = u32::MAX;
+const FIRST: NonZeroU32 = NonZeroU32::MIN;
+/// A generation no slot ever has.
+const STALE: NonZeroU32 = NonZeroU32::MAX;
 
 /// Storage for values addressed by [`Key`]s, reusing the slots of removed values.
 #[derive(Debug)]
@@ -70,8 +84,8 @@ impl<T> Slab<T> {
         } else {
             let index = u32::try_from(self.slots.len()).expect("more than 2^32 slab entries");
             assert!(index != NO_FREE, "more than 2^32 slab entries");
-            self.slots.push(Slot::Occupied { generation: 0, value });
-            Key { index, generation: 0 }
+            self.slots.push(Slot::Occupied { generation: FIRST, value });
+            Key { index, generation: FIRST }
         }
     }
 
@@ -102,7 +116,11 @@ impl<T> Slab<T> {
         let slot = self.slots.get_mut(key.index as usize)?;
         match slot {
             Slot::Occupied { generation, .. } if *generation == key.generation => {
-                let next_generation = generation.wrapping_add(1);
+                // Skips `STALE`, which `from_bits` uses for keys that name nothing.
+                let next_generation = match generation.get().wrapping_add(1) {
+                    0 | u32::MAX => FIRST,
+                    g => NonZeroU32::new(g).expect("not zero"),
+                };
                 let vacant =
                     Slot::Vacant { generation: next_generation, next_free: self.free_head };
                 let Slot::Occupied { value, .. } = core::mem::replace(slot, vacant) else {

@@ -90,8 +90,6 @@ pub unsafe trait StackSource {
 #[derive(Debug)]
 pub(crate) struct PooledStack {
     region: StackRegion,
-    /// The size class it was taken for, to return it to the right shelf.
-    size_class: usize,
 }
 
 impl PooledStack {
@@ -155,15 +153,16 @@ impl StackPool {
             None => self.source.allocate(size)?,
         };
         self.in_use += 1;
-        Ok(PooledStack { region, size_class: size })
+        Ok(PooledStack { region })
     }
 
-    /// Takes a stack back for reuse.
-    pub(crate) fn give_back(&mut self, stack: PooledStack) {
+    /// Takes back a stack that [`take`](Self::take) lent for `size` bytes.
+    pub(crate) fn give_back(&mut self, stack: PooledStack, size: usize) {
+        let size = size.max(MIN_STACK_SIZE);
         self.in_use -= 1;
-        match self.shelves.iter_mut().find(|(s, _)| *s == stack.size_class) {
+        match self.shelves.iter_mut().find(|(s, _)| *s == size) {
             Some((_, shelf)) => shelf.push(stack.region),
-            None => self.shelves.push((stack.size_class, alloc::vec![stack.region])),
+            None => self.shelves.push((size, alloc::vec![stack.region])),
         }
     }
 
@@ -222,16 +221,16 @@ mod tests {
             StackPool::new(Box::new(CountingSource { next: 1 << 20, allocated: 0, released: 0 }));
         let a = pool.take(8192).unwrap();
         let region = a.region();
-        pool.give_back(a);
+        pool.give_back(a, 8192);
         let b = pool.take(8192).unwrap();
         assert_eq!(b.region(), region, "a freed stack is reused");
         let c = pool.take(16384).unwrap();
         assert_ne!(c.region(), region);
-        pool.give_back(b);
-        pool.give_back(c);
+        pool.give_back(b, 8192);
+        pool.give_back(c, 16384);
         let many: Vec<_> = (0..100).map(|_| pool.take(8192).unwrap()).collect();
         for s in many {
-            pool.give_back(s);
+            pool.give_back(s, 8192);
         }
         assert_eq!(pool.free_count(), 101);
         pool.trim();

@@ -426,3 +426,44 @@ fn a_greenlet_without_a_stack_fails_with_a_clear_error() {
     assert!(matches!(e.kind, FailureKind::NoStack(_)));
     assert!(e.to_string().contains("the test's stack pool is empty"), "{e}");
 }
+
+#[test]
+fn idle_waits_until_nothing_else_can_run() {
+    sim::run(|| {
+        let trace = log();
+        let workers: Vec<_> = (0..3)
+            .map(|i| {
+                let trace = trace.clone();
+                spawn(move || {
+                    for turn in 0..2 {
+                        trace.borrow_mut().push(format!("w{i}.{turn}"));
+                        yield_now().unwrap();
+                    }
+                })
+            })
+            .collect();
+        gevent_core::idle().unwrap();
+        trace.borrow_mut().push("idle returned".into());
+        assert_eq!(trace.borrow().last().map(String::as_str), Some("idle returned"));
+        assert_eq!(trace.borrow().len(), 7, "every worker finished first: {:?}", trace.borrow());
+        assert!(workers.iter().all(|w| w.ready()));
+        assert_eq!(now().as_nanos(), 0, "idle does not wait for time to pass");
+    });
+}
+
+#[test]
+fn the_current_greenlet_knows_its_name_and_id() {
+    sim::run(|| {
+        let me = current();
+        assert!(me.is_main() && me.id() == 0 && me.name() == "main");
+        let g = Builder::new().name("worker").spawn(|| {
+            let me = current();
+            (me.id(), me.name().into_owned(), me.is_main())
+        });
+        assert_eq!(g.get(), Ok((g.id(), "worker".to_string(), false)));
+        assert_eq!(
+            spawn(|| current().name().into_owned()).get().unwrap(),
+            format!("Greenlet-{}", g.id() + 1)
+        );
+    });
+}

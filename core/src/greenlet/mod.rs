@@ -10,7 +10,7 @@ use alloc::rc::Rc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::any::Any;
-use core::cell::{Cell, RefCell};
+use core::cell::{Ref, RefCell};
 use core::fmt;
 use core::panic::Location;
 use core::time::Duration;
@@ -29,18 +29,29 @@ use task::{Body, Node, Outcome, Task, TaskRef};
 /// The body of a greenlet spawned with `F` returning `T`: the closure until it starts, then
 /// the value it returned.
 struct Typed<T, F> {
-    body: Cell<Option<F>>,
-    value: RefCell<Option<T>>,
+    slot: RefCell<Slot<T, F>>,
 }
 
-/// Access to a greenlet's result slot, whatever its closure's type.
+/// A greenlet's closure before it runs, its value after: never both, so they share the space.
+enum Slot<T, F> {
+    Body(F),
+    Value(T),
+    Empty,
+}
+
+/// Access to a greenlet's result, whatever its closure's type.
 trait ValueSlot<T>: Body {
-    fn value(&self) -> &RefCell<Option<T>>;
+    /// Moves the value out (`None` if there is none or it was taken).
+    fn take_value(&self) -> Option<T>;
+    /// Borrows the value.
+    fn value(&self) -> Option<Ref<'_, T>>;
 }
 
 impl<T: 'static, F: FnOnce() -> T + 'static> Body for Typed<T, F> {
     fn start(&self, me: TaskRef, stack: PooledStack) -> GreenletCoroutine {
-        let body = self.body.take().expect("a greenlet starts once");
+        let Slot::Body(body) = self.slot.replace(Slot::Empty) else {
+            unreachable!("a greenlet starts once, with its body")
+        };
         Coroutine::with_stack(stack, move |yielder, ()| {
             me.task.context.set_yielder(yielder);
             let failure = match crate::panic::catch(body) {
@@ -49,7 +60,7 @@ impl<T: 'static, F: FnOnce() -> T + 'static> Body for Typed<T, F> {
                 Ok(value) => {
                     let typed: &dyn Any = &me.body;
                     let typed = typed.downcast_ref::<Self>().expect("the body has this type");
-                    *typed.value.borrow_mut() = Some(value);
+                    *typed.slot.borrow_mut() = Slot::Value(value);
                     None
                 }
                 Err(message) => Some(FailureKind::Panicked(message)),
@@ -59,13 +70,27 @@ impl<T: 'static, F: FnOnce() -> T + 'static> Body for Typed<T, F> {
     }
 
     fn discard(&self) {
-        drop(self.body.take());
+        drop(self.slot.replace(Slot::Empty));
     }
 }
 
 impl<T: 'static, F: FnOnce() -> T + 'static> ValueSlot<T> for Typed<T, F> {
-    fn value(&self) -> &RefCell<Option<T>> {
-        &self.value
+    fn take_value(&self) -> Option<T> {
+        match self.slot.replace(Slot::Empty) {
+            Slot::Value(value) => Some(value),
+            other => {
+                *self.slot.borrow_mut() = other;
+                None
+            }
+        }
+    }
+
+    fn value(&self) -> Option<Ref<'_, T>> {
+        Ref::filter_map(self.slot.borrow(), |slot| match slot {
+            Slot::Value(value) => Some(value),
+            _ => None,
+        })
+        .ok()
     }
 }
 
@@ -128,7 +153,7 @@ impl Builder {
         let stack_size = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
         let inner = Rc::new(Node {
             task: Task::new(id, self.name, location, stack_size, false),
-            body: Typed { body: Cell::new(Some(f)), value: RefCell::new(None) },
+            body: Typed { slot: RefCell::new(Slot::Body(f)) },
         });
         hub.schedule_new(inner.clone(), start_at);
         Greenlet { inner }
@@ -230,7 +255,7 @@ impl<T: 'static> Greenlet<T> {
 
     /// Whether it finished with a value (not killed, not panicked).
     pub fn successful(&self) -> bool {
-        *self.inner.task().outcome.borrow() == Outcome::Value
+        self.inner.task().outcome() == Outcome::Value
     }
 
     /// How it failed, if it finished and failed (gevent's `exception`).
@@ -258,21 +283,23 @@ impl<T: 'static> Greenlet<T> {
         T: Clone,
     {
         self.join()?;
-        self.finished_value(|v| v.clone())
+        self.finished_value(|slot| slot.value().map(|v| v.clone()))
     }
 
     /// Waits for it to finish and moves its value out; later calls return [`GetError::Taken`].
     pub fn take(&self) -> Result<T, GetError> {
         self.join()?;
-        self.finished_value(|v| v.take())
+        self.finished_value(|slot| slot.take_value())
     }
 
-    fn finished_value(&self, f: impl FnOnce(&mut Option<T>) -> Option<T>) -> Result<T, GetError> {
+    fn finished_value(
+        &self,
+        f: impl FnOnce(&dyn ValueSlot<T>) -> Option<T>,
+    ) -> Result<T, GetError> {
         let task = self.inner.task();
-        let outcome = task.outcome.borrow().clone();
-        match outcome {
-            Outcome::Value => f(&mut self.inner.body.value().borrow_mut()).ok_or(GetError::Taken),
-            Outcome::Failed(_) => Err(GetError::Failed(task.error().expect("failed"))),
+        match task.outcome() {
+            Outcome::Value => f(&self.inner.body).ok_or(GetError::Taken),
+            Outcome::Failed => Err(GetError::Failed(task.error().expect("failed"))),
             Outcome::Pending => unreachable!("joined greenlets have an outcome"),
         }
     }
@@ -394,7 +421,7 @@ impl GreenletRef {
 
     /// Whether it finished with a value.
     pub fn successful(&self) -> bool {
-        *self.t.task().outcome.borrow() == Outcome::Value
+        self.t.task().outcome() == Outcome::Value
     }
 
     /// How it failed, if it did.

@@ -77,19 +77,33 @@ pub(crate) enum WaitKind {
 /// A callback to run when a greenlet ends.
 pub(crate) type Link = Box<dyn FnOnce()>;
 
-/// How a greenlet ended. The failure is boxed: it is rare, and the header stays small.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How a greenlet ended; the details of a failure are kept in [`Extras`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Pending,
     Value,
-    Failed(Box<FailureKind>),
+    Failed,
+}
+
+/// The parts of a greenlet that most greenlets never need, allocated by the first use.
+#[derive(Default)]
+struct Extras {
+    name: Option<Cow<'static, str>>,
+    failure: Option<FailureKind>,
+    /// Greenlets waiting for this one to end.
+    joiners: WaitList<TaskRef>,
+    links: Vec<Link>,
+    /// The timer of a `spawn_later` that has not fired yet.
+    start_timer: Option<TimerKey>,
 }
 
 /// A greenlet's header: identity, scheduling state, and who waits for it.
 ///
 /// `repr(C)` keeps the fields in this order: the ones touched when a parked greenlet is woken,
 /// runs to its end and is joined come first, near the `Rc` counts, so that waking 100,000 parked
-/// greenlets costs few cache misses each; rarely used parts are boxed on demand.
+/// greenlets costs few cache misses each. Rarely used parts live in a box allocated on demand,
+/// which keeps the header small: spawning 100,000 greenlets mostly costs page faults for fresh
+/// heap memory, so every byte here shows up in the spawn benchmark.
 #[repr(C)]
 pub(crate) struct Task {
     // Hot: switches, wake-ups, the end.
@@ -106,31 +120,24 @@ pub(crate) struct Task {
     pub(crate) killed: Cell<bool>,
     /// A blocking call returned `Killed`: the body's result is the consequence of the kill.
     pub(crate) kill_delivered: Cell<bool>,
+    outcome: Cell<Outcome>,
     pub(crate) shield_depth: Cell<u32>,
     /// Entry in the hub's table of live greenlets.
     pub(crate) live_key: Cell<Option<Key>>,
     /// Why the greenlet was last woken, when it was an interruption.
     pub(crate) interrupt: Cell<Option<Interrupted>>,
-    pub(crate) outcome: RefCell<Outcome>,
-    /// Greenlets waiting for this one to end; allocated by the first that has to wait.
-    joiners: RefCell<Option<Box<WaitList<TaskRef>>>>,
     pub(crate) context: Context,
     // Warm.
     pub(crate) waits_on: Cell<WaitKind>,
     /// Order of finishing, across the hub (for `joinall(raise_error)`).
     pub(crate) finish_seq: Cell<u64>,
-    // Cold: identity, rarely used features.
-    pub(crate) id: u64,
-    pub(crate) name: Option<Cow<'static, str>>,
-    pub(crate) spawned_at: &'static Location<'static>,
-    pub(crate) stack_size: usize,
     /// A timeout that expired while the greenlet was not parked; reported at its next wait.
     pub(crate) pending_timeout: Cell<Option<TimeoutId>>,
-    // Boxed: most greenlets have no links, and an empty `Vec` would cost 24 bytes each.
-    #[allow(clippy::box_collection)]
-    links: RefCell<Option<Box<Vec<Link>>>>,
-    /// The timer of a `spawn_later` that has not fired yet.
-    pub(crate) start_timer: Cell<Option<TimerKey>>,
+    // Cold.
+    pub(crate) id: u64,
+    pub(crate) spawned_at: &'static Location<'static>,
+    pub(crate) stack_size: usize,
+    extras: RefCell<Option<Box<Extras>>>,
 }
 
 impl Task {
@@ -141,6 +148,7 @@ impl Task {
         stack_size: usize,
         is_main: bool,
     ) -> Self {
+        let extras = name.map(|name| Box::new(Extras { name: Some(name), ..Extras::default() }));
         Task {
             state: Cell::new(State::Created),
             attention: Cell::new(false),
@@ -149,55 +157,104 @@ impl Task {
             ran: Cell::new(false),
             killed: Cell::new(false),
             kill_delivered: Cell::new(false),
+            outcome: Cell::new(Outcome::Pending),
             shield_depth: Cell::new(0),
             live_key: Cell::new(None),
             interrupt: Cell::new(None),
-            outcome: RefCell::new(Outcome::Pending),
-            joiners: RefCell::new(None),
             context: Context::new(),
             waits_on: Cell::new(WaitKind::Nothing),
             finish_seq: Cell::new(0),
+            pending_timeout: Cell::new(None),
             id,
-            name,
             spawned_at,
             stack_size,
-            pending_timeout: Cell::new(None),
-            links: RefCell::new(None),
-            start_timer: Cell::new(None),
+            extras: RefCell::new(extras),
+        }
+    }
+
+    /// Runs `f` on the extras, allocating them first if needed. `f` must not reach this
+    /// greenlet's extras again (it would find them borrowed).
+    fn with_extras<R>(&self, f: impl FnOnce(&mut Extras) -> R) -> R {
+        f(self.extras.borrow_mut().get_or_insert_with(Default::default))
+    }
+
+    /// Reads the extras if there are any.
+    fn read_extras<R>(&self, f: impl FnOnce(Option<&Extras>) -> R) -> R {
+        f(self.extras.borrow().as_deref())
+    }
+
+    /// How it ended (or `Pending`).
+    pub(crate) fn outcome(&self) -> Outcome {
+        self.outcome.get()
+    }
+
+    /// Records how it ended.
+    pub(crate) fn set_outcome(&self, failure: Option<FailureKind>) {
+        match failure {
+            None => self.outcome.set(Outcome::Value),
+            Some(kind) => {
+                self.with_extras(|x| x.failure = Some(kind));
+                self.outcome.set(Outcome::Failed);
+            }
         }
     }
 
     /// Queues `t` to be notified when this greenlet ends.
     pub(crate) fn add_joiner(&self, t: TaskRef) -> WaiterKey {
-        self.joiners.borrow_mut().get_or_insert_with(Default::default).push_back(t)
+        self.with_extras(|x| x.joiners.push_back(t))
     }
 
     /// Takes a joiner out of the queue (it stopped waiting).
     pub(crate) fn remove_joiner(&self, key: WaiterKey) {
-        if let Some(joiners) = &mut *self.joiners.borrow_mut() {
-            joiners.remove(key);
+        if let Some(x) = &mut *self.extras.borrow_mut() {
+            x.joiners.remove(key);
         }
     }
 
     /// The next joiner to notify, oldest first.
     pub(crate) fn pop_joiner(&self) -> Option<TaskRef> {
-        self.joiners.borrow_mut().as_mut()?.pop_front()
+        self.extras.borrow_mut().as_mut()?.joiners.pop_front()
     }
 
     /// Adds a callback to run when it ends.
     pub(crate) fn add_link(&self, link: Link) {
-        self.links.borrow_mut().get_or_insert_with(Default::default).push(link);
+        self.with_extras(|x| x.links.push(link));
     }
 
     /// Takes the callbacks to run now that it ended.
     pub(crate) fn take_links(&self) -> Vec<Link> {
-        self.links.borrow_mut().take().map(|links| *links).unwrap_or_default()
+        match &mut *self.extras.borrow_mut() {
+            Some(x) => core::mem::take(&mut x.links),
+            None => Vec::new(),
+        }
+    }
+
+    /// Remembers the timer that will start a `spawn_later` greenlet.
+    pub(crate) fn set_start_timer(&self, timer: Option<TimerKey>) {
+        if timer.is_some() || self.extras.borrow().is_some() {
+            self.with_extras(|x| x.start_timer = timer);
+        }
+    }
+
+    /// Takes the start timer of a `spawn_later` greenlet that has not started.
+    pub(crate) fn take_start_timer(&self) -> Option<TimerKey> {
+        self.extras.borrow_mut().as_mut()?.start_timer.take()
+    }
+
+    /// Calls `f` with the name it was given, if any (for fault handlers: no allocation, and
+    /// `None` if the extras happen to be borrowed).
+    pub(crate) fn with_given_name<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R {
+        match self.extras.try_borrow() {
+            Ok(extras) => f(extras.as_deref().and_then(|x| x.name.as_deref())),
+            Err(_) => f(None),
+        }
     }
 
     /// The greenlet's name: the one it was given, or gevent's `Greenlet-<id>`.
-    pub(crate) fn name(&self) -> Cow<'_, str> {
-        match &self.name {
-            Some(name) => Cow::Borrowed(name),
+    pub(crate) fn name(&self) -> Cow<'static, str> {
+        let given = self.read_extras(|x| x.and_then(|x| x.name.clone()));
+        match given {
+            Some(name) => name,
             None if self.is_main => Cow::Borrowed("main"),
             None => Cow::Owned(format!("Greenlet-{}", self.id)),
         }
@@ -214,15 +271,11 @@ impl Task {
 
     /// The error describing how this greenlet failed, if it did.
     pub(crate) fn error(&self) -> Option<GreenletError> {
-        match &*self.outcome.borrow() {
-            Outcome::Failed(kind) => Some(GreenletError {
-                kind: (**kind).clone(),
-                id: self.id,
-                name: Cow::Owned(String::from(self.name())),
-                spawned_at: self.spawned_at,
-            }),
-            _ => None,
+        if self.outcome.get() != Outcome::Failed {
+            return None;
         }
+        let kind = self.read_extras(|x| x.and_then(|x| x.failure.clone()))?;
+        Some(GreenletError { kind, id: self.id, name: self.name(), spawned_at: self.spawned_at })
     }
 
     /// "greenlet #3 'worker' (spawned at src/main.rs:4:5)"

@@ -36,12 +36,9 @@ pub fn with_faulting_greenlet<R>(
     let hub = unsafe { &*hub };
     let task = hub.current_task();
     match task.context.stack_region() {
-        Some(stack) if stack.guard_contains(addr) => f(Some(FaultingGreenlet {
-            id: task.id,
-            name: task.name.as_deref(),
-            spawned_at: task.spawned_at,
-            stack,
-        })),
+        Some(stack) if stack.guard_contains(addr) => task.with_given_name(|name| {
+            f(Some(FaultingGreenlet { id: task.id, name, spawned_at: task.spawned_at, stack }))
+        }),
         _ => f(None),
     }
 }

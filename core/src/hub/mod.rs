@@ -32,7 +32,7 @@ pub use current::{install, shutdown};
 pub use io::IoRegistration;
 
 use crate::error::{FailureKind, Interrupted, TimeoutId};
-use crate::greenlet::task::{MainBody, Node, Outcome, State, Task, TaskRef, WaitKind};
+use crate::greenlet::task::{MainBody, Node, State, Task, TaskRef, WaitKind};
 use crate::platform::{Clock, Platform, Poller, Readiness, Token};
 use crate::remote::{HubHandle, Remote};
 use crate::slab::{Key, Slab};
@@ -122,7 +122,7 @@ impl Hub {
     pub(crate) fn next_timeout_id(&self) -> TimeoutId {
         let id = self.next_timeout_id.get();
         self.next_timeout_id.set(id + 1);
-        TimeoutId(id)
+        TimeoutId(core::num::NonZeroU64::new(id).expect("timeout ids start at 1"))
     }
 
     /// The greenlet running now.
@@ -159,7 +159,7 @@ impl Hub {
             Some(at) => {
                 task.state.set(State::Created);
                 let timer = self.add_timer(at, TimerAction::Start(t.clone()));
-                task.start_timer.set(Some(timer));
+                task.set_start_timer(Some(timer));
             }
         }
     }
@@ -310,7 +310,7 @@ impl Hub {
                 Some(TimerAction::Timeout(t, id)) => self.interrupt(&t, Interrupted::TimedOut(id)),
                 Some(TimerAction::Start(t)) => {
                     let task = t.task();
-                    task.start_timer.set(None);
+                    task.take_start_timer();
                     if task.state.get() == State::Created {
                         task.state.set(State::Runnable);
                         self.run_queue.borrow_mut().push_back(t);
@@ -332,7 +332,7 @@ impl Hub {
         task.killed.set(true);
         task.attention.set(true);
         if !task.is_main && !task.ran.get() {
-            if let Some(timer) = task.start_timer.take() {
+            if let Some(timer) = task.take_start_timer() {
                 self.cancel_timer(timer);
             }
             t.body.discard();
@@ -346,10 +346,7 @@ impl Hub {
     pub(crate) fn finish(&self, t: &TaskRef, failure: Option<FailureKind>) {
         let task = t.task();
         task.state.set(State::Finished);
-        *task.outcome.borrow_mut() = match failure {
-            None => Outcome::Value,
-            Some(kind) => Outcome::Failed(alloc::boxed::Box::new(kind)),
-        };
+        task.set_outcome(failure);
         let seq = self.next_finish_seq.get();
         self.next_finish_seq.set(seq + 1);
         task.finish_seq.set(seq);
@@ -430,7 +427,7 @@ impl Hub {
         let returned = task.context.resume_as_current(&self.current, &t);
         if returned {
             let stack = task.context.take_finished_stack();
-            self.stacks.borrow_mut().give_back(stack);
+            self.stacks.borrow_mut().give_back(stack, task.stack_size);
         }
     }
 
@@ -566,8 +563,7 @@ impl Hub {
                 self.live.borrow_mut().remove(key);
             }
             task.state.set(State::Finished);
-            *task.outcome.borrow_mut() =
-                Outcome::Failed(alloc::boxed::Box::new(FailureKind::Killed));
+            task.set_outcome(Some(FailureKind::Killed));
         }
         self.run_queue.borrow_mut().clear();
         *self.idle_waiters.borrow_mut() = WaitList::new();
