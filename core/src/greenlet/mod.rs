@@ -184,6 +184,109 @@ pub(crate) fn spawn_links(task: &Task, links: Vec<Box<dyn FnOnce()>>) {
     }));
 }
 
+/// The methods that [`Greenlet`] and [`GreenletRef`] share; each type provides `task()` (the
+/// header) and `task_ref()` (a counted reference).
+macro_rules! greenlet_methods {
+    () => {
+        /// The greenlet's id, unique within its hub (the main greenlet's is 0).
+        pub fn id(&self) -> u64 {
+            self.task().id
+        }
+
+        /// The greenlet's name: the one given to [`Builder::name`], `main` for the main
+        /// greenlet, `Greenlet-<id>` otherwise.
+        pub fn name(&self) -> Cow<'static, str> {
+            self.task().name()
+        }
+
+        /// Where it was spawned.
+        pub fn spawned_at(&self) -> &'static Location<'static> {
+            self.task().spawned_at
+        }
+
+        /// Whether this is the thread's main greenlet.
+        pub fn is_main(&self) -> bool {
+            self.task().is_main
+        }
+
+        /// Whether its body has started running.
+        pub fn started(&self) -> bool {
+            self.task().ran.get()
+        }
+
+        /// Whether it has finished, one way or another (gevent's `ready()`).
+        pub fn ready(&self) -> bool {
+            self.task().is_finished()
+        }
+
+        /// Same as [`ready`](Self::ready) (gevent's `dead`).
+        pub fn dead(&self) -> bool {
+            self.ready()
+        }
+
+        /// Whether it finished with a value (not killed, not panicked).
+        pub fn successful(&self) -> bool {
+            self.task().outcome() == Outcome::Value
+        }
+
+        /// How it failed, if it finished and failed (gevent's `exception`).
+        pub fn error(&self) -> Option<GreenletError> {
+            self.task().error()
+        }
+
+        /// Whether it has been killed (the kill may not have reached it yet).
+        pub fn is_killed(&self) -> bool {
+            self.task().killed.get()
+        }
+
+        /// Waits until it finishes (whatever the outcome).
+        pub fn join(&self) -> Result<(), Interrupted> {
+            join_task(&self.task_ref(), None).map(|_| ())
+        }
+
+        /// Waits at most `timeout` for it to finish; `Ok(true)` if it did.
+        ///
+        /// An enclosing [`Timeout`](crate::Timeout) that expires first is reported as such
+        /// (`Err(TimedOut(its id))`), not as `Ok(false)`.
+        pub fn join_timeout(&self, timeout: Duration) -> Result<bool, Interrupted> {
+            let deadline = hub().now() + timeout;
+            join_task(&self.task_ref(), Some(deadline))
+        }
+
+        /// Kills it and waits until it has finished.
+        ///
+        /// A greenlet that has not started never runs its body. A running one has its current
+        /// (or next) blocking call return [`Interrupted::Killed`], and so do all its later ones
+        /// (the kill is sticky) outside [`shield`](crate::shield) scopes. Killing a finished
+        /// greenlet does nothing; killing oneself returns at once (the kill arrives at the next
+        /// blocking call). If it ignores the kill, this waits for as long as it runs: see
+        /// [`kill_timeout`](Self::kill_timeout).
+        pub fn kill(&self) -> Result<(), Interrupted> {
+            kill_and_join(&self.task_ref(), None).map(|_| ())
+        }
+
+        /// Kills it and waits at most `timeout`; `Ok(true)` if it finished.
+        pub fn kill_timeout(&self, timeout: Duration) -> Result<bool, Interrupted> {
+            kill_and_join(&self.task_ref(), Some(timeout))
+        }
+
+        /// Kills it without waiting.
+        pub fn kill_nowait(&self) {
+            hub().kill(&self.task_ref());
+        }
+    };
+}
+
+/// Kills `t` and waits for its end, at most `timeout`; `Ok(true)` if it ended.
+fn kill_and_join(t: &TaskRef, timeout: Option<Duration>) -> Result<bool, Interrupted> {
+    let hub = hub();
+    hub.kill(t);
+    if t.task().id == hub.current_task().id {
+        return Ok(t.task().is_finished()); // oneself: the kill arrives at the next wait
+    }
+    join_task(t, timeout.map(|d| hub.now() + d))
+}
+
 /// A handle to a greenlet that returns a `T`. Clones are handles to the same greenlet.
 ///
 /// Dropping every handle does not stop the greenlet: it runs to its end (or until killed, or
@@ -214,6 +317,10 @@ fn debug_task(task: &Task, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 }
 
 impl<T: 'static> Greenlet<T> {
+    fn task(&self) -> &Task {
+        self.inner.task()
+    }
+
     fn task_ref(&self) -> TaskRef {
         self.inner.clone()
     }
@@ -223,59 +330,7 @@ impl<T: 'static> Greenlet<T> {
         GreenletRef { t: self.task_ref() }
     }
 
-    /// The greenlet's id, unique within its hub.
-    pub fn id(&self) -> u64 {
-        self.inner.task().id
-    }
-
-    /// The greenlet's name.
-    pub fn name(&self) -> Cow<'_, str> {
-        self.inner.task().name()
-    }
-
-    /// Where it was spawned.
-    pub fn spawned_at(&self) -> &'static Location<'static> {
-        self.inner.task().spawned_at
-    }
-
-    /// Whether its body has started running.
-    pub fn started(&self) -> bool {
-        self.inner.task().ran.get()
-    }
-
-    /// Whether it has finished, one way or another (gevent's `ready()`).
-    pub fn ready(&self) -> bool {
-        self.inner.task().is_finished()
-    }
-
-    /// Same as [`ready`](Self::ready) (gevent's `dead`).
-    pub fn dead(&self) -> bool {
-        self.ready()
-    }
-
-    /// Whether it finished with a value (not killed, not panicked).
-    pub fn successful(&self) -> bool {
-        self.inner.task().outcome() == Outcome::Value
-    }
-
-    /// How it failed, if it finished and failed (gevent's `exception`).
-    pub fn error(&self) -> Option<GreenletError> {
-        self.inner.task().error()
-    }
-
-    /// Waits until it finishes (whatever the outcome).
-    pub fn join(&self) -> Result<(), Interrupted> {
-        join_task(&self.task_ref(), None).map(|_| ())
-    }
-
-    /// Waits at most `timeout` for it to finish; `Ok(true)` if it did.
-    ///
-    /// An enclosing [`Timeout`](crate::Timeout) that expires first is reported as such
-    /// (`Err(TimedOut(its id))`), not as `Ok(false)`.
-    pub fn join_timeout(&self, timeout: Duration) -> Result<bool, Interrupted> {
-        let deadline = hub().now() + timeout;
-        join_task(&self.task_ref(), Some(deadline))
-    }
+    greenlet_methods!();
 
     /// Waits for it to finish and returns a clone of its value.
     pub fn get(&self) -> Result<T, GetError>
@@ -302,21 +357,6 @@ impl<T: 'static> Greenlet<T> {
             Outcome::Failed => Err(GetError::Failed(task.error().expect("failed"))),
             Outcome::Pending => unreachable!("joined greenlets have an outcome"),
         }
-    }
-
-    /// Kills it and waits until it has finished. See [`GreenletRef::kill`].
-    pub fn kill(&self) -> Result<(), Interrupted> {
-        self.to_ref().kill()
-    }
-
-    /// Kills it and waits at most `timeout` for it to finish; `Ok(true)` if it did.
-    pub fn kill_timeout(&self, timeout: Duration) -> Result<bool, Interrupted> {
-        self.to_ref().kill_timeout(timeout)
-    }
-
-    /// Kills it without waiting.
-    pub fn kill_nowait(&self) {
-        hub().kill(&self.task_ref());
     }
 
     /// Calls `f` with this greenlet when it finishes (at once if it has), in a greenlet of its
@@ -380,99 +420,15 @@ impl<T: 'static> From<&Greenlet<T>> for GreenletRef {
 }
 
 impl GreenletRef {
+    fn task(&self) -> &Task {
+        self.t.task()
+    }
+
     pub(crate) fn task_ref(&self) -> &TaskRef {
         &self.t
     }
 
-    /// The greenlet's id, unique within its hub (the main greenlet's is 0).
-    pub fn id(&self) -> u64 {
-        self.t.task().id
-    }
-
-    /// The greenlet's name (`main` for the main greenlet).
-    pub fn name(&self) -> Cow<'_, str> {
-        self.t.task().name()
-    }
-
-    /// Where it was spawned.
-    pub fn spawned_at(&self) -> &'static Location<'static> {
-        self.t.task().spawned_at
-    }
-
-    /// Whether this is the thread's main greenlet.
-    pub fn is_main(&self) -> bool {
-        self.t.task().is_main
-    }
-
-    /// Whether its body has started running.
-    pub fn started(&self) -> bool {
-        self.t.task().ran.get()
-    }
-
-    /// Whether it has finished.
-    pub fn ready(&self) -> bool {
-        self.t.task().is_finished()
-    }
-
-    /// Same as [`ready`](Self::ready).
-    pub fn dead(&self) -> bool {
-        self.ready()
-    }
-
-    /// Whether it finished with a value.
-    pub fn successful(&self) -> bool {
-        self.t.task().outcome() == Outcome::Value
-    }
-
-    /// How it failed, if it did.
-    pub fn error(&self) -> Option<GreenletError> {
-        self.t.task().error()
-    }
-
-    /// Whether it has been killed (the kill may not have reached it yet).
-    pub fn is_killed(&self) -> bool {
-        self.t.task().killed.get()
-    }
-
-    /// Waits until it finishes.
-    pub fn join(&self) -> Result<(), Interrupted> {
-        join_task(&self.t, None).map(|_| ())
-    }
-
-    /// Waits at most `timeout` for it to finish; `Ok(true)` if it did.
-    pub fn join_timeout(&self, timeout: Duration) -> Result<bool, Interrupted> {
-        let deadline = hub().now() + timeout;
-        join_task(&self.t, Some(deadline))
-    }
-
-    /// Kills it and waits until it has finished.
-    ///
-    /// A greenlet that has not started never runs its body. A running one has its current (or
-    /// next) blocking call return [`Interrupted::Killed`], and so do all its later ones (the
-    /// kill is sticky) outside [`shield`](crate::shield) scopes. Killing a finished greenlet
-    /// does nothing. If it ignores the kill, this waits for as long as it runs: see
-    /// [`kill_timeout`](Self::kill_timeout).
-    pub fn kill(&self) -> Result<(), Interrupted> {
-        hub().kill(&self.t);
-        if self.t.task().id == hub().current().task().id {
-            return Ok(()); // killing oneself: the kill is delivered at the next blocking call
-        }
-        self.join()
-    }
-
-    /// Kills it and waits at most `timeout`; `Ok(true)` if it finished.
-    pub fn kill_timeout(&self, timeout: Duration) -> Result<bool, Interrupted> {
-        hub().kill(&self.t);
-        if self.t.task().id == hub().current().task().id {
-            return Ok(false);
-        }
-        self.join_timeout(timeout)
-    }
-
-    /// Kills it without waiting.
-    pub fn kill_nowait(&self) {
-        hub().kill(&self.t);
-    }
+    greenlet_methods!();
 
     /// Calls `f` with this greenlet when it finishes; see [`Greenlet::link`].
     pub fn link(&self, f: impl FnOnce(&GreenletRef) + 'static) {
