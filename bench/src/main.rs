@@ -15,6 +15,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use gevent::event::Event;
+use gevent::queue::Queue;
 use gevent::{spawn, yield_now};
 
 const IMPL: &str = "gevent-rs";
@@ -94,16 +95,41 @@ fn idle() {
     report("idle", "ns_per_wakeup", ns / N as f64);
 }
 
+/// A producer puts 0..1,000,000 into a bounded queue of capacity 100; a consumer gets and
+/// sums them.
+fn queue() {
+    const N: u64 = 1_000_000;
+    let t = Instant::now();
+    let queue = Rc::new(Queue::bounded(100));
+    let q = queue.clone();
+    let producer = spawn(move || {
+        for i in 0..N {
+            q.put(i).unwrap();
+        }
+    });
+    let consumer = spawn(move || {
+        let mut sum = 0;
+        for _ in 0..N {
+            sum += queue.get().unwrap();
+        }
+        sum
+    });
+    producer.join().unwrap();
+    let sum = consumer.get().unwrap();
+    let ns = t.elapsed().as_nanos() as f64;
+    assert_eq!(sum, N * (N - 1) / 2);
+    report("queue", "ns_per_item", ns / N as f64);
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("switch") => switch(),
         Some("spawn") => spawn_join(),
         Some("idle") => idle(),
-        Some(other @ ("queue" | "echo" | "http")) => {
-            eprintln!(
-                "gevent-bench: the {other} workload needs queues/sockets, which are not built yet"
-            );
+        Some("queue") => queue(),
+        Some(other @ ("echo" | "http")) => {
+            eprintln!("gevent-bench: the {other} workload needs sockets, which are not built yet");
             return ExitCode::from(2);
         }
         _ => {

@@ -73,12 +73,14 @@ mod greenlet;
 pub mod hub;
 mod panic;
 pub mod platform;
+pub mod queue;
 mod remote;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod slab;
 mod sleep;
 pub mod stack;
+mod sync;
 pub mod time;
 mod timeout;
 mod timer;

@@ -69,7 +69,6 @@ impl<T> WaitList<T> {
     }
 
     /// Whether the waiter is still queued.
-    #[cfg(test)]
     pub(crate) fn contains(&self, key: WaiterKey) -> bool {
         self.nodes.contains(key.0)
     }

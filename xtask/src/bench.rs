@@ -16,7 +16,7 @@ use crate::flags::{self, Workload};
 
 /// The workloads run when none is named.
 pub(crate) const DEFAULT_WORKLOADS: &[Workload] =
-    &[Workload::Switch, Workload::Spawn, Workload::Idle];
+    &[Workload::Switch, Workload::Spawn, Workload::Idle, Workload::Queue];
 
 /// Our name in result lines.
 const OURS: &str = "gevent-rs";

@@ -202,7 +202,7 @@ mod tests {
         let bench = Bench {
             anchors: false,
             runs: None,
-            workloads: vec![Workload::Switch, Workload::Spawn, Workload::Idle],
+            workloads: crate::bench::DEFAULT_WORKLOADS.to_vec(),
         };
         assert_eq!(parse_str("bench"), Ok(Command::Bench(bench)));
     }

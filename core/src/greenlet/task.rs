@@ -71,7 +71,12 @@ pub(crate) enum WaitKind {
     Join(u64),
     JoinAll,
     Event,
-    Io { source: u64, readable: bool },
+    /// A primitive's wait, described in words.
+    Other(&'static str),
+    Io {
+        source: u64,
+        readable: bool,
+    },
 }
 
 /// A callback to run when a greenlet ends.

@@ -1,0 +1,3 @@
+//! Building blocks shared by the synchronization primitives.
+
+pub(crate) mod waiters;

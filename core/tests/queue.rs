@@ -1,0 +1,271 @@
+//! Queues (gevent's `gevent.queue`, after its test__queue) on the simulated hub.
+#![cfg(all(feature = "std", feature = "sim"))]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use gevent_core::queue::{
+    Channel, GetError, JoinableQueue, LifoQueue, PriorityQueue, PutError, Queue,
+};
+use gevent_core::{Interrupted, Timeout, joinall, now, sim, sleep, spawn, yield_now};
+
+const MS: Duration = Duration::from_millis(1);
+
+#[test]
+fn a_queue_of_maxsize_2_blocks_the_third_put_until_a_get() {
+    sim::run(|| {
+        let queue = Rc::new(Queue::bounded(2));
+        let q = queue.clone();
+        let putter = spawn(move || {
+            for i in 0..3 {
+                q.put(i).unwrap();
+            }
+            now()
+        });
+        sleep(10 * MS).unwrap();
+        assert!(!putter.ready(), "the third put blocks");
+        assert_eq!(queue.len(), 2);
+        assert!(queue.is_full());
+        assert_eq!(queue.get(), Ok(0));
+        assert_eq!(putter.get().unwrap().as_nanos(), 10_000_000, "it went on after the get");
+        assert_eq!((queue.get(), queue.get()), (Ok(1), Ok(2)));
+    });
+}
+
+#[test]
+fn try_and_timeout_forms_report_full_and_empty() {
+    sim::run(|| {
+        let queue = Queue::bounded(1);
+        assert_eq!(queue.try_get(), Err(GetError::Empty));
+        assert_eq!(queue.get_timeout(5 * MS), Err(GetError::Empty));
+        assert_eq!(now().as_nanos(), 5_000_000);
+        queue.try_put('a').unwrap();
+        assert_eq!(queue.try_put('b'), Err(PutError::Full('b')));
+        assert_eq!(queue.put_timeout('c', 5 * MS).unwrap_err().into_item(), 'c');
+        assert_eq!(queue.try_peek(), Some('a'));
+        assert_eq!(queue.peek(), Ok('a'));
+        assert_eq!(queue.len(), 1);
+        assert_eq!(queue.try_get(), Ok('a'));
+    });
+}
+
+#[test]
+fn getters_are_served_in_arrival_order() {
+    sim::run(|| {
+        let queue = Rc::new(Queue::new());
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let getters: Vec<_> = (0..4)
+            .map(|i| {
+                let (q, order) = (queue.clone(), order.clone());
+                spawn(move || {
+                    let item = q.get().unwrap();
+                    order.borrow_mut().push((i, item));
+                })
+            })
+            .collect();
+        yield_now().unwrap();
+        for item in ["a", "b", "c", "d"] {
+            queue.put(item).unwrap();
+        }
+        // A greenlet arriving now does not take an item already reserved for a waiter.
+        assert_eq!(queue.try_get(), Err(GetError::Empty));
+        joinall(&getters).unwrap();
+        assert_eq!(*order.borrow(), [(0, "a"), (1, "b"), (2, "c"), (3, "d")]);
+    });
+}
+
+#[test]
+fn putters_are_served_in_arrival_order() {
+    sim::run(|| {
+        let queue = Rc::new(Queue::bounded(1));
+        queue.put(0).unwrap();
+        let putters: Vec<_> = (1..=3)
+            .map(|i| {
+                let q = queue.clone();
+                spawn(move || q.put(i).unwrap())
+            })
+            .collect();
+        yield_now().unwrap();
+        let got: Vec<i32> = (0..4).map(|_| queue.get().unwrap()).collect();
+        assert_eq!(got, [0, 1, 2, 3]);
+        joinall(&putters).unwrap();
+    });
+}
+
+#[test]
+fn a_killed_getter_leaves_the_queue_consistent_even_after_an_item_was_reserved_for_it() {
+    sim::run(|| {
+        let queue = Rc::new(Queue::new());
+        let (q1, q2) = (queue.clone(), queue.clone());
+        let first = spawn(move || q1.get());
+        let second = spawn(move || q2.get());
+        yield_now().unwrap();
+        // `first` is killed but has not run yet, so it is still the first waiter: the item is
+        // reserved for it. When it runs, it meets the kill and passes the item on.
+        first.kill_nowait();
+        queue.put(42).unwrap();
+        first.join().unwrap();
+        assert!(matches!(first.get(), Err(_)), "{:?}", first.get());
+        assert_eq!(second.get(), Ok(Ok(42)), "the reservation passed on to the next getter");
+        assert!(queue.is_empty());
+    });
+}
+
+#[test]
+fn a_timeout_on_a_blocked_put_returns_the_item() {
+    sim::run(|| {
+        let queue = Queue::bounded(1);
+        queue.put(1).unwrap();
+        let t = Timeout::start(3 * MS);
+        match queue.put(2) {
+            Err(PutError::Interrupted(item, why)) => {
+                assert_eq!(item, 2);
+                assert_eq!(why, Interrupted::TimedOut(t.id()));
+            }
+            other => panic!("expected an interrupted put, got {other:?}"),
+        }
+        assert_eq!(queue.len(), 1);
+    });
+}
+
+#[test]
+fn closing_ends_producers_and_consumers_cleanly() {
+    sim::run(|| {
+        let queue = Rc::new(Queue::new());
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let q = queue.clone();
+                spawn(move || q.iter().collect::<Vec<u32>>())
+            })
+            .collect();
+        for i in 0..6 {
+            queue.put(i).unwrap();
+        }
+        queue.close();
+        assert_eq!(queue.put(99), Err(PutError::Closed(99)));
+        let mut all: Vec<u32> = consumers.iter().flat_map(|c| c.get().unwrap()).collect();
+        all.sort();
+        assert_eq!(all, [0, 1, 2, 3, 4, 5]);
+        assert_eq!(queue.get(), Err(GetError::Closed));
+
+        // A blocked putter and a blocked getter both wake to see the close.
+        let full = Rc::new(Queue::bounded(1));
+        full.put(0).unwrap();
+        let f = full.clone();
+        let putter = spawn(move || f.put(1));
+        let empty = Rc::new(Queue::<u8>::new());
+        let e = empty.clone();
+        let getter = spawn(move || e.get());
+        yield_now().unwrap();
+        full.close();
+        empty.close();
+        assert_eq!(putter.get().unwrap(), Err(PutError::Closed(1)));
+        assert_eq!(getter.get().unwrap(), Err(GetError::Closed));
+        assert_eq!(full.get(), Ok(0), "items put before the close are still there");
+    });
+}
+
+#[test]
+fn lifo_and_priority_queues_return_in_their_order() {
+    sim::run(|| {
+        let lifo = LifoQueue::new();
+        let prio = PriorityQueue::new();
+        for i in [3, 1, 4, 1, 5] {
+            lifo.put(i).unwrap();
+            prio.put(i).unwrap();
+        }
+        let lifo_out: Vec<_> = (0..5).map(|_| lifo.get().unwrap()).collect();
+        let prio_out: Vec<_> = (0..5).map(|_| prio.get().unwrap()).collect();
+        assert_eq!(lifo_out, [5, 1, 4, 1, 3]);
+        assert_eq!(prio_out, [1, 1, 3, 4, 5]);
+    });
+}
+
+#[test]
+fn peek_waits_for_an_item_without_taking_it() {
+    sim::run(|| {
+        let queue = Rc::new(Queue::new());
+        let q = queue.clone();
+        let peeker = spawn(move || q.peek());
+        sleep(MS).unwrap();
+        queue.put("x").unwrap();
+        assert_eq!(peeker.get(), Ok(Ok("x")));
+        assert_eq!(queue.len(), 1);
+    });
+}
+
+#[test]
+fn joinable_queue_join_returns_only_after_every_task_done() {
+    sim::run(|| {
+        let queue = Rc::new(JoinableQueue::new());
+        for i in 0..3 {
+            queue.put(i).unwrap();
+        }
+        let done = Rc::new(RefCell::new(Vec::new()));
+        let (q, d) = (queue.clone(), done.clone());
+        let worker = spawn(move || {
+            while let Ok(item) = q.get_timeout(100 * MS) {
+                sleep(10 * MS).unwrap();
+                d.borrow_mut().push(item);
+                q.task_done().unwrap();
+            }
+        });
+        assert_eq!(queue.unfinished_tasks(), 3);
+        queue.join().unwrap();
+        assert_eq!(*done.borrow(), [0, 1, 2]);
+        assert_eq!(now().as_nanos(), 30_000_000, "join returned at the last task_done");
+        assert_eq!(queue.unfinished_tasks(), 0);
+        assert!(queue.task_done().is_err(), "one task_done too many is an error");
+        worker.join().unwrap();
+    });
+}
+
+#[test]
+fn channel_put_blocks_until_a_getter_arrives() {
+    sim::run(|| {
+        let channel = Rc::new(Channel::new());
+        let c = channel.clone();
+        let putter = spawn(move || {
+            c.put("ping").unwrap();
+            now()
+        });
+        sleep(20 * MS).unwrap();
+        assert!(!putter.ready());
+        assert_eq!(channel.get(), Ok("ping"));
+        assert_eq!(putter.get().unwrap().as_nanos(), 20_000_000);
+
+        // try_put needs a waiting getter; a timed put takes its item back.
+        assert_eq!(channel.try_put("x"), Err(PutError::Full("x")));
+        assert_eq!(channel.put_timeout("y", 5 * MS), Err(PutError::Full("y")));
+        assert_eq!(channel.try_get(), Err(GetError::Empty));
+        let c = channel.clone();
+        let getter = spawn(move || c.get());
+        yield_now().unwrap();
+        channel.try_put("z").unwrap();
+        assert_eq!(getter.get(), Ok(Ok("z")));
+    });
+}
+
+#[test]
+fn channel_serves_putters_in_order_and_closes_cleanly() {
+    sim::run(|| {
+        let channel = Rc::new(Channel::new());
+        let putters: Vec<_> = (0..3)
+            .map(|i| {
+                let c = channel.clone();
+                spawn(move || c.put(i))
+            })
+            .collect();
+        yield_now().unwrap();
+        assert_eq!((channel.get(), channel.get()), (Ok(0), Ok(1)));
+        channel.close();
+        // The third offer was made before the close: it can still be taken.
+        assert_eq!(channel.get(), Ok(2));
+        assert_eq!(channel.get(), Err(GetError::Closed));
+        for p in &putters {
+            assert_eq!(p.get(), Ok(Ok(())));
+        }
+        assert_eq!(channel.put(9), Err(PutError::Closed(9)));
+    });
+}
