@@ -105,3 +105,150 @@ impl Event {
         }
     }
 }
+
+/// The outcome of an [`AsyncResult`] that failed, or why waiting for it stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AsyncError<E> {
+    /// The result was set to this error.
+    Failed(E),
+    /// Waiting was interrupted (killed, timed out).
+    Interrupted(Interrupted),
+}
+
+impl<E: fmt::Display> fmt::Display for AsyncError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AsyncError::Failed(e) => write!(f, "the result is an error: {e}"),
+            AsyncError::Interrupted(why) => write!(f, "waiting for the result stopped: {why}"),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> core::error::Error for AsyncError<E> {}
+
+/// [`AsyncResult::set`] or [`AsyncResult::set_error`] was called on a result already set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AlreadySet(());
+
+impl fmt::Display for AlreadySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the AsyncResult was already set")
+    }
+}
+
+impl core::error::Error for AlreadySet {}
+
+/// A value or an error that one greenlet sets once and any number wait for (gevent's
+/// `AsyncResult`). Every waiter gets the outcome.
+///
+/// ```
+/// # gevent_core::sim::run(|| {
+/// use std::rc::Rc;
+/// use gevent_core::{event::AsyncResult, spawn};
+/// let result: Rc<AsyncResult<u32, String>> = Rc::new(AsyncResult::new());
+/// let r = result.clone();
+/// let waiter = spawn(move || r.get());
+/// result.set(7).unwrap();
+/// assert_eq!(waiter.get(), Ok(Ok(7)));
+/// assert!(result.set(8).is_err(), "set once");
+/// # });
+/// ```
+pub struct AsyncResult<T, E> {
+    outcome: core::cell::RefCell<Option<Result<T, E>>>,
+    event: Event,
+}
+
+impl<T, E> fmt::Debug for AsyncResult<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult").field("ready", &self.ready()).finish_non_exhaustive()
+    }
+}
+
+impl<T, E> Default for AsyncResult<T, E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T, E> AsyncResult<T, E> {
+    /// An unset result.
+    pub const fn new() -> Self {
+        AsyncResult { outcome: core::cell::RefCell::new(None), event: Event::new() }
+    }
+
+    /// Sets the value and wakes every waiter.
+    pub fn set(&self, value: T) -> Result<(), AlreadySet> {
+        self.set_outcome(Ok(value))
+    }
+
+    /// Sets an error and wakes every waiter.
+    pub fn set_error(&self, error: E) -> Result<(), AlreadySet> {
+        self.set_outcome(Err(error))
+    }
+
+    fn set_outcome(&self, outcome: Result<T, E>) -> Result<(), AlreadySet> {
+        {
+            let mut slot = self.outcome.borrow_mut();
+            if slot.is_some() {
+                return Err(AlreadySet(()));
+            }
+            *slot = Some(outcome);
+        }
+        self.event.set();
+        Ok(())
+    }
+
+    /// Whether it was set (gevent's `ready()`).
+    pub fn ready(&self) -> bool {
+        self.outcome.borrow().is_some()
+    }
+
+    /// Whether it was set to a value.
+    pub fn successful(&self) -> bool {
+        matches!(*self.outcome.borrow(), Some(Ok(_)))
+    }
+
+    /// Waits until it is set.
+    pub fn wait(&self) -> Result<(), Interrupted> {
+        self.event.wait()
+    }
+
+    /// Waits at most `timeout`; `Ok(true)` if it was set.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, Interrupted> {
+        self.event.wait_timeout(timeout)
+    }
+
+    /// Waits until it is set and returns a copy of the outcome.
+    pub fn get(&self) -> Result<T, AsyncError<E>>
+    where
+        T: Clone,
+        E: Clone,
+    {
+        self.wait().map_err(AsyncError::Interrupted)?;
+        self.try_get().expect("set once waited for")
+    }
+
+    /// Waits at most `timeout`; `None` if it was not set in time.
+    pub fn get_timeout(&self, timeout: Duration) -> Option<Result<T, AsyncError<E>>>
+    where
+        T: Clone,
+        E: Clone,
+    {
+        match self.wait_timeout(timeout) {
+            Ok(true) => self.try_get(),
+            Ok(false) => None,
+            Err(why) => Some(Err(AsyncError::Interrupted(why))),
+        }
+    }
+
+    /// A copy of the outcome if it is set, without waiting.
+    pub fn try_get(&self) -> Option<Result<T, AsyncError<E>>>
+    where
+        T: Clone,
+        E: Clone,
+    {
+        let outcome = self.outcome.borrow();
+        outcome.as_ref().map(|o| o.clone().map_err(AsyncError::Failed))
+    }
+}

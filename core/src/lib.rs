@@ -71,6 +71,7 @@ mod error;
 pub mod event;
 mod greenlet;
 pub mod hub;
+pub mod lock;
 mod panic;
 pub mod platform;
 pub mod queue;

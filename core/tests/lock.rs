@@ -1,0 +1,180 @@
+//! Locks and `AsyncResult` (gevent's test__semaphore, test__lock, test__event) on the
+//! simulated hub.
+#![cfg(all(feature = "std", feature = "sim"))]
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use gevent_core::event::{AsyncError, AsyncResult};
+use gevent_core::lock::{BoundedSemaphore, DummySemaphore, Mutex, RLock, Semaphore};
+use gevent_core::{Interrupted, Timeout, joinall, now, sim, sleep, spawn, yield_now};
+
+const MS: Duration = Duration::from_millis(1);
+
+#[test]
+fn a_semaphore_never_lets_more_than_its_count_in_and_serves_waiters_in_order() {
+    sim::run(|| {
+        let sem = Rc::new(Semaphore::new(2));
+        let inside = Rc::new(Cell::new(0));
+        let most = Rc::new(Cell::new(0));
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let workers: Vec<_> = (0..6)
+            .map(|i| {
+                let (sem, inside, most, order) =
+                    (sem.clone(), inside.clone(), most.clone(), order.clone());
+                spawn(move || {
+                    let _permit = sem.acquire().unwrap();
+                    order.borrow_mut().push(i);
+                    inside.set(inside.get() + 1);
+                    most.set(most.get().max(inside.get()));
+                    sleep(10 * MS).unwrap();
+                    inside.set(inside.get() - 1);
+                })
+            })
+            .collect();
+        joinall(&workers).unwrap();
+        assert_eq!(most.get(), 2);
+        assert_eq!(*order.borrow(), [0, 1, 2, 3, 4, 5]);
+        assert_eq!(now().as_nanos(), 30_000_000);
+        assert_eq!(sem.available(), 2);
+    });
+}
+
+#[test]
+fn killing_a_greenlet_blocked_on_acquire_leaves_the_count_unchanged() {
+    sim::run(|| {
+        let sem = Rc::new(Semaphore::new(1));
+        let held = sem.acquire().unwrap();
+        let s = sem.clone();
+        let blocked = spawn(move || s.acquire().map(|g| g.forget()));
+        yield_now().unwrap();
+        blocked.kill().unwrap();
+        assert_eq!(sem.available(), 0);
+        drop(held);
+        assert_eq!(sem.available(), 1);
+
+        // Killed after the released permit was reserved for it: the permit is passed on.
+        let held = sem.acquire().unwrap();
+        let (s1, s2) = (sem.clone(), sem.clone());
+        let first = spawn(move || s1.acquire().map(|g| g.forget()));
+        let second = spawn(move || s2.acquire().map(|g| g.forget()));
+        yield_now().unwrap();
+        first.kill_nowait();
+        drop(held);
+        joinall(&[&first, &second]).unwrap();
+        assert!(first.error().is_some());
+        assert_eq!(second.get(), Ok(Ok(())));
+        assert_eq!(sem.available(), 0, "the second holds the only permit");
+        sem.release();
+        assert_eq!(sem.available(), 1);
+    });
+}
+
+#[test]
+fn acquire_timeout_gives_up_and_a_timeout_interrupts_acquire() {
+    sim::run(|| {
+        let sem = Semaphore::new(0);
+        assert!(sem.locked());
+        assert!(sem.acquire_timeout(5 * MS).unwrap().is_none());
+        let t = Timeout::start(5 * MS);
+        assert_eq!(sem.acquire().unwrap_err(), Interrupted::TimedOut(t.id()));
+        assert_eq!(sem.available(), 0);
+    });
+}
+
+#[test]
+fn a_bounded_semaphore_refuses_to_be_released_above_its_start() {
+    sim::run(|| {
+        let sem = BoundedSemaphore::new(1);
+        assert!(sem.release().is_err(), "nothing was acquired");
+        sem.acquire().unwrap().forget();
+        assert_eq!(sem.release(), Ok(()));
+        assert!(sem.release().is_err());
+        assert_eq!(sem.available(), 1);
+        let _g = DummySemaphore::new().acquire().unwrap();
+    });
+}
+
+#[test]
+fn an_rlock_is_reentrant_for_its_owner_only() {
+    sim::run(|| {
+        let lock = Rc::new(RLock::new());
+        let outer = lock.acquire().unwrap();
+        let inner = lock.acquire().unwrap();
+        let l = lock.clone();
+        let other = spawn(move || {
+            let not_mine = l.release().is_err();
+            let got = l.acquire().map(|g| g.forget()).is_ok();
+            (not_mine, got, now())
+        });
+        sleep(5 * MS).unwrap();
+        assert!(!other.ready(), "the other greenlet waits for the lock");
+        drop(inner);
+        sleep(5 * MS).unwrap();
+        assert!(!other.ready(), "still held once");
+        drop(outer);
+        let (not_mine, got, at) = other.get().unwrap();
+        assert!(not_mine && got);
+        assert_eq!(at.as_nanos(), 10_000_000);
+        assert!(lock.locked());
+        assert!(lock.release().is_err(), "main does not hold it");
+    });
+}
+
+#[test]
+fn a_mutex_gives_one_greenlet_at_a_time_its_value() {
+    sim::run(|| {
+        let counter = Rc::new(Mutex::new(Vec::new()));
+        let workers: Vec<_> = (0..3)
+            .map(|i| {
+                let c = counter.clone();
+                spawn(move || {
+                    for _ in 0..2 {
+                        let mut v = c.lock().unwrap();
+                        v.push(i);
+                        yield_now().unwrap(); // holding the lock across a switch
+                        v.push(i);
+                    }
+                })
+            })
+            .collect();
+        joinall(&workers).unwrap();
+        let v = counter.lock().unwrap().clone();
+        assert_eq!(v.len(), 12);
+        for pair in v.chunks(2) {
+            assert_eq!(pair[0], pair[1], "no interleaving inside the lock: {v:?}");
+        }
+        let guard = counter.lock().unwrap();
+        assert!(counter.try_lock().is_none() && counter.is_locked());
+        assert!(counter.lock_timeout(MS).unwrap().is_none());
+        drop(guard);
+    });
+}
+
+#[test]
+fn every_async_result_waiter_gets_the_outcome() {
+    sim::run(|| {
+        let result: Rc<AsyncResult<String, u8>> = Rc::new(AsyncResult::new());
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let r = result.clone();
+                spawn(move || r.get())
+            })
+            .collect();
+        sleep(MS).unwrap();
+        assert!(!result.ready());
+        result.set("done".into()).unwrap();
+        for w in &waiters {
+            assert_eq!(w.get(), Ok(Ok("done".to_string())));
+        }
+        assert!(result.successful());
+        assert!(result.set_error(1).is_err());
+
+        let failed: AsyncResult<(), &str> = AsyncResult::new();
+        assert_eq!(failed.get_timeout(MS), None);
+        failed.set_error("bad").unwrap();
+        assert_eq!(failed.get(), Err(AsyncError::Failed("bad")));
+        assert!(failed.ready() && !failed.successful());
+    });
+}
