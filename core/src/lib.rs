@@ -74,6 +74,7 @@ pub mod hub;
 pub mod lock;
 mod panic;
 pub mod platform;
+pub mod pool;
 pub mod queue;
 mod remote;
 #[cfg(feature = "sim")]

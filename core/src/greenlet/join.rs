@@ -148,6 +148,12 @@ impl JoinAll {
     /// Waits; returns the indices (into the input) of the greenlets that finished, in input
     /// order: all of them unless the timeout passed first.
     pub fn wait(self) -> Result<Vec<usize>, JoinAllError> {
+        self.wait_or_stop(&|| false)
+    }
+
+    /// [`wait`](Self::wait), also returning (with the finished ones) as soon as `stop` holds
+    /// after a greenlet finished.
+    pub(crate) fn wait_or_stop(self, stop: &dyn Fn() -> bool) -> Result<Vec<usize>, JoinAllError> {
         let hub = hub();
         let me = hub.current();
         let deadline = self.timeout.map(|t| hub.now() + t);
@@ -173,6 +179,10 @@ impl JoinAll {
             }
             if self.targets.iter().all(GreenletRef::ready) {
                 break Ok((0..self.targets.len()).collect());
+            }
+            if stop() {
+                let done = self.targets.iter().enumerate().filter(|(_, g)| g.ready());
+                break Ok(done.map(|(i, _)| i).collect());
             }
             if let Err(e) = hub.park(WaitKind::JoinAll) {
                 break Err(JoinAllError::Interrupted(e));

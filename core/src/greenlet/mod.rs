@@ -137,6 +137,15 @@ impl Builder {
         self.spawn_at(Location::caller(), Some(start_at), f)
     }
 
+    /// Spawns with an explicit spawn site (for spawns made on a user's behalf).
+    pub(crate) fn spawn_located<T: 'static>(
+        self,
+        location: &'static Location<'static>,
+        f: impl FnOnce() -> T + 'static,
+    ) -> Greenlet<T> {
+        self.spawn_at(location, None, f)
+    }
+
     /// Spawns a job posted from another thread; its handle is not needed.
     pub(crate) fn spawn_untracked(self, job: Box<dyn FnOnce() + Send>) {
         drop(self.spawn_at(Location::caller(), None, job));
