@@ -65,6 +65,16 @@ impl Event {
         }
     }
 
+    /// Queues `t` to be notified by the next `set`.
+    pub(crate) fn add_waiter(&self, t: TaskRef) -> crate::wait_list::WaiterKey {
+        self.waiters.borrow_mut().push_back(t)
+    }
+
+    /// Cancels a waiter queued by [`add_waiter`](Self::add_waiter) that was not notified.
+    pub(crate) fn remove_waiter(&self, key: crate::wait_list::WaiterKey) {
+        self.waiters.borrow_mut().remove(key);
+    }
+
     /// Unsets it; later waits block until the next [`set`](Self::set).
     pub fn clear(&self) {
         self.flag.set(false);
@@ -202,6 +212,10 @@ impl<T, E> AsyncResult<T, E> {
     /// Whether it was set (gevent's `ready()`).
     pub fn ready(&self) -> bool {
         self.outcome.borrow().is_some()
+    }
+
+    pub(crate) fn event(&self) -> &Event {
+        &self.event
     }
 
     /// Whether it was set to a value.

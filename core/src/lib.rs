@@ -71,6 +71,7 @@ mod error;
 pub mod event;
 mod greenlet;
 pub mod hub;
+pub mod local;
 pub mod lock;
 mod panic;
 pub mod platform;
@@ -86,6 +87,7 @@ mod sync;
 pub mod time;
 mod timeout;
 mod timer;
+pub mod wait;
 mod wait_list;
 
 pub use error::{

@@ -10,6 +10,18 @@ use crate::slab::{Key, Slab};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct WaiterKey(Key);
 
+impl WaiterKey {
+    /// The key as one integer, for opaque handles.
+    pub(crate) fn to_bits(self) -> u64 {
+        self.0.to_bits()
+    }
+
+    /// The inverse of [`WaiterKey::to_bits`].
+    pub(crate) fn from_bits(bits: u64) -> Self {
+        WaiterKey(Key::from_bits(bits))
+    }
+}
+
 #[derive(Debug)]
 struct Node<T> {
     value: T,

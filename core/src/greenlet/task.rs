@@ -100,6 +100,8 @@ struct Extras {
     links: Vec<Link>,
     /// The timer of a `spawn_later` that has not fired yet.
     start_timer: Option<TimerKey>,
+    /// Greenlet-local values, by the address of their `'static` key.
+    locals: Vec<(usize, Box<dyn Any>)>,
 }
 
 /// A greenlet's header: identity, scheduling state, and who waits for it.
@@ -244,6 +246,28 @@ impl Task {
     /// Takes the start timer of a `spawn_later` greenlet that has not started.
     pub(crate) fn take_start_timer(&self) -> Option<TimerKey> {
         self.extras.borrow_mut().as_mut()?.start_timer.take()
+    }
+
+    /// Takes this greenlet's local value for `key` out (to use it without holding a borrow).
+    pub(crate) fn take_local(&self, key: usize) -> Option<Box<dyn Any>> {
+        let mut extras = self.extras.borrow_mut();
+        let locals = &mut extras.as_mut()?.locals;
+        let i = locals.iter().position(|(k, _)| *k == key)?;
+        Some(locals.swap_remove(i).1)
+    }
+
+    /// Stores this greenlet's local value for `key`.
+    pub(crate) fn put_local(&self, key: usize, value: Box<dyn Any>) {
+        self.with_extras(|x| x.locals.push((key, value)));
+    }
+
+    /// Drops every greenlet-local value (the greenlet ended).
+    pub(crate) fn clear_locals(&self) {
+        let locals = match &mut *self.extras.borrow_mut() {
+            Some(x) => core::mem::take(&mut x.locals),
+            None => return,
+        };
+        drop(locals); // outside the borrow: a value's destructor may use other locals
     }
 
     /// Calls `f` with the name it was given, if any (for fault handlers: no allocation, and

@@ -345,6 +345,7 @@ impl Hub {
     /// Records a greenlet's end, wakes its joiners and schedules its link callbacks.
     pub(crate) fn finish(&self, t: &TaskRef, failure: Option<FailureKind>) {
         let task = t.task();
+        task.clear_locals();
         task.state.set(State::Finished);
         task.set_outcome(failure);
         let seq = self.next_finish_seq.get();
