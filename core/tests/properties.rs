@@ -1,0 +1,123 @@
+//! Property tests: queue ordering and semaphore counts under random interleavings of
+//! greenlets on the simulated hub (each schedule is reproducible from its seed).
+#![cfg(all(feature = "std", feature = "sim"))]
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use gevent_core::lock::Semaphore;
+use gevent_core::queue::{GetError, Queue};
+use gevent_core::{joinall, sim, sleep, spawn, yield_now};
+use proptest::prelude::*;
+
+/// A pause a greenlet takes between operations: none, a yield, or a short sleep.
+fn pause(kind: u8) -> Result<(), gevent_core::Interrupted> {
+    match kind % 3 {
+        0 => Ok(()),
+        1 => yield_now(),
+        _ => sleep(Duration::from_micros(u64::from(kind))),
+    }
+}
+
+/// Counts a holder in while it lives, whichever way it ends.
+struct Inside(Rc<Cell<usize>>);
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Whatever the interleaving, a FIFO queue hands out items in the order the puts completed,
+    /// loses none and duplicates none, and never holds more than its bound.
+    #[test]
+    fn a_fifo_queue_keeps_put_order_under_random_interleavings(
+        maxsize in 1usize..5,
+        producers in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 1..4),
+        consumer_pauses in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..8), 1..4),
+    ) {
+        sim::run(|| {
+            let queue = Rc::new(Queue::bounded(maxsize));
+            let put_order = Rc::new(RefCell::new(Vec::new()));
+            let got_order = Rc::new(RefCell::new(Vec::new()));
+            let most = Rc::new(Cell::new(0));
+            let producer_handles: Vec<_> = producers.iter().enumerate().map(|(p, pauses)| {
+                let (queue, put_order, most) = (queue.clone(), put_order.clone(), most.clone());
+                let pauses = pauses.clone();
+                spawn(move || {
+                    for (seq, kind) in pauses.into_iter().enumerate() {
+                        pause(kind).unwrap();
+                        queue.put((p, seq)).unwrap();
+                        put_order.borrow_mut().push((p, seq));
+                        most.set(most.get().max(queue.len()));
+                    }
+                })
+            }).collect();
+            let consumer_handles: Vec<_> = consumer_pauses.iter().map(|pauses| {
+                let (queue, got_order) = (queue.clone(), got_order.clone());
+                let pauses = pauses.clone();
+                spawn(move || {
+                    let mut turn = 0;
+                    loop {
+                        pause(pauses[turn % pauses.len()]).unwrap();
+                        turn += 1;
+                        match queue.get() {
+                            Ok(item) => got_order.borrow_mut().push(item),
+                            Err(GetError::Closed) => return,
+                            Err(e) => panic!("unexpected {e}"),
+                        }
+                    }
+                })
+            }).collect();
+            joinall(&producer_handles).unwrap();
+            queue.close();
+            joinall(&consumer_handles).unwrap();
+            let total: usize = producers.iter().map(Vec::len).sum();
+            assert_eq!(got_order.borrow().len(), total);
+            assert!(most.get() <= maxsize);
+            // Items leave in the order they entered: the get order is the put order.
+            let mut got_sorted_by_put = got_order.borrow().clone();
+            got_sorted_by_put.sort_by_key(|item| put_order.borrow().iter().position(|p| p == item));
+            assert_eq!(*got_order.borrow(), got_sorted_by_put);
+        });
+    }
+
+    /// Whatever the interleaving and whichever waiters are killed, a semaphore never admits
+    /// more holders than its permits and ends with all of them free.
+    #[test]
+    fn a_semaphore_keeps_its_count_under_random_interleavings_and_kills(
+        permits in 1usize..4,
+        workers in proptest::collection::vec((any::<u8>(), any::<u8>(), any::<bool>()), 1..10),
+    ) {
+        sim::run(|| {
+            let sem = Rc::new(Semaphore::new(permits));
+            let inside = Rc::new(Cell::new(0usize));
+            let most = Rc::new(Cell::new(0usize));
+            let handles: Vec<_> = workers.iter().map(|&(before, hold, _)| {
+                let (sem, inside, most) = (sem.clone(), inside.clone(), most.clone());
+                spawn(move || -> Result<(), gevent_core::Interrupted> {
+                    pause(before)?;
+                    let _permit = sem.acquire()?;
+                    inside.set(inside.get() + 1);
+                    let _inside = Inside(inside.clone());
+                    most.set(most.get().max(inside.get()));
+                    pause(hold)
+                })
+            }).collect();
+            yield_now().unwrap();
+            for (handle, &(_, _, kill)) in handles.iter().zip(&workers) {
+                if kill {
+                    handle.kill_nowait();
+                }
+            }
+            joinall(&handles).unwrap();
+            assert!(most.get() <= permits, "{} holders with {permits} permits", most.get());
+            assert_eq!(inside.get(), 0);
+            assert_eq!(sem.available(), permits);
+        });
+    }
+}
