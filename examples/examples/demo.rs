@@ -75,7 +75,28 @@ fn main() -> Result<(), Interrupted> {
     println!("[{:7.1} ms] with_timeout(10ms, join racer-120ms): {late:?}", t());
     gevent::killall(&racers)?;
 
-    // 5. A deadlock is explained, not hung: a greenlet waits for main while main waits for it.
+    // 5. A pool of 4 workers and a queue: 20 jobs of 25 ms each take 125 ms, not 500 ms.
+    let pool = gevent::pool::Pool::new(4);
+    let results = Rc::new(gevent::queue::Queue::new());
+    let started = t();
+    for job in 0..20u32 {
+        let results = results.clone();
+        pool.spawn(move || -> Result<(), Interrupted> {
+            sleep(25 * MS)?;
+            let _ = results.try_put(job * job); // an open, unbounded queue takes every item
+            Ok(())
+        })?;
+    }
+    pool.join()?;
+    results.close();
+    let sum: u32 = results.iter().sum();
+    println!(
+        "[{:7.1} ms] pool of 4: 20 jobs of 25 ms done in {:.0} ms, sum of squares {sum}",
+        t(),
+        t() - started
+    );
+
+    // 6. A deadlock is explained, not hung: a greenlet waits for main while main waits for it.
     let main = current();
     let stuck = Builder::new().name("waits-for-main").spawn(move || main.join());
     match stuck.join() {

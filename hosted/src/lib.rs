@@ -30,6 +30,8 @@
 //! | `sleep`, `sleep(0)`, `idle`, `getcurrent` | [`sleep`], [`yield_now`], [`idle`], [`current`] |
 //! | `Timeout`, `with_timeout` | [`Timeout`] (a guard), [`with_timeout`] |
 //! | `GreenletExit`, `Timeout` exceptions, `LoopExit` | [`Interrupted`]'s variants |
+//! | `gevent.event`, `gevent.queue`, `gevent.lock` | [`event`], [`queue`], [`lock`] |
+//! | `gevent.pool`, `gevent.wait`/`iwait`, `gevent.local` | [`pool`], [`wait`], [`local`] |
 //!
 //! # Memory maps
 //!
