@@ -140,6 +140,9 @@ pub struct Platform {
     pub clock: Box<dyn Clock>,
     /// Where greenlet stacks come from.
     pub stacks: Box<dyn StackSource>,
+    /// The stack size of greenlets spawned without [`Builder::stack_size`](crate::Builder::stack_size)
+    /// ([`DEFAULT_STACK_SIZE`](crate::stack::DEFAULT_STACK_SIZE) on hosted platforms).
+    pub default_stack_size: usize,
 }
 
 impl fmt::Debug for Platform {

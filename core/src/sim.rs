@@ -195,6 +195,7 @@ pub fn platform() -> (Platform, SimHandle) {
         poller: Box::new(poller),
         clock: Box::new(clock.clone()),
         stacks: Box::new(HeapStacks::default()),
+        default_stack_size: crate::stack::DEFAULT_STACK_SIZE,
     };
     (platform, SimHandle { clock, io })
 }

@@ -15,6 +15,7 @@ pub fn platform() -> std::io::Result<Platform> {
         poller: Box::new(OsPoller::new()?),
         clock: Box::new(MonotonicClock),
         stacks: Box::new(MmapStacks::default()),
+        default_stack_size: gevent_core::stack::DEFAULT_STACK_SIZE,
     })
 }
 

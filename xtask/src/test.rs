@@ -8,6 +8,9 @@ use crate::step::Steps;
 /// Tests that miri runs: libtest runs every test whose path contains any of these.
 const MIRI_FILTERS: &[&str] = &["slab::", "timer::heap::", "wait_list::", "remote::", "stack::"];
 
+/// The firmware example, run under `qemu-system-arm` (not with `--quick`).
+const FIRMWARE_STEP: &str = "firmware lm3s6965 under qemu";
+
 /// Whether `--quick` runs a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Runs {
@@ -76,6 +79,27 @@ const STEPS: &[Step] = &[
         "build -p gevent-core --no-default-features --target riscv32imac-unknown-none-elf",
         &[],
     ),
+    (
+        "build embedded thumbv7m",
+        Full,
+        CARGO,
+        "build -p gevent-embedded --target thumbv7m-none-eabi",
+        &[],
+    ),
+    (
+        "build embedded thumbv7em",
+        Full,
+        CARGO,
+        "build -p gevent-embedded --target thumbv7em-none-eabi",
+        &[],
+    ),
+    (
+        "build embedded riscv32imac",
+        Full,
+        CARGO,
+        "build -p gevent-embedded --target riscv32imac-unknown-none-elf",
+        &[],
+    ),
     // kqueue is type-checked only: nothing here can run macOS or FreeBSD binaries.
     ("check hosted macos", Full, CARGO, "check -p gevent --target aarch64-apple-darwin", &[]),
     ("check hosted freebsd", Full, CARGO, "check -p gevent --target x86_64-unknown-freebsd", &[]),
@@ -102,6 +126,18 @@ impl flags::Test {
             };
             command.args(args).envs(env.iter().copied()).current_dir(&root);
             steps.run(name, &mut command);
+        }
+        // The firmware is its own cargo project (its target and QEMU runner are set in its
+        // `.cargo/config.toml`, which cargo reads from the working directory); `timeout` stops
+        // a firmware that hangs instead of ending with a semihosting exit.
+        if self.quick {
+            steps.skip(FIRMWARE_STEP);
+        } else {
+            let mut command = Command::new("timeout");
+            command
+                .args(["300", "cargo", "run", "--release"])
+                .current_dir(root.join("examples/firmware-lm3s6965"));
+            steps.run(FIRMWARE_STEP, &mut command);
         }
         steps.finish()
     }

@@ -23,7 +23,7 @@ pub(crate) use join::{DeadlineTimer, join_task};
 use crate::error::{FailureKind, GetError, GreenletError, Interrupted};
 use crate::hub::hub;
 use crate::hub::switch::GreenletCoroutine;
-use crate::stack::{DEFAULT_STACK_SIZE, PooledStack};
+use crate::stack::PooledStack;
 use task::{Body, Node, Outcome, Task, TaskRef};
 
 /// The body of a greenlet spawned with `F` returning `T`: the closure until it starts, then
@@ -102,7 +102,8 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// A builder with the defaults: name `Greenlet-<id>`, [`DEFAULT_STACK_SIZE`].
+    /// A builder with the defaults: name `Greenlet-<id>`, the platform's default stack size
+    /// ([`DEFAULT_STACK_SIZE`](crate::stack::DEFAULT_STACK_SIZE) on hosted platforms).
     pub fn new() -> Self {
         Builder::default()
     }
@@ -159,7 +160,7 @@ impl Builder {
     ) -> Greenlet<T> {
         let hub = hub();
         let id = hub.next_greenlet_id();
-        let stack_size = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
+        let stack_size = self.stack_size.unwrap_or_else(|| hub.default_stack_size());
         let inner = Rc::new(Node {
             task: Task::new(id, self.name, location, stack_size, false),
             body: Typed { slot: RefCell::new(Slot::Body(f)) },

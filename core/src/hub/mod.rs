@@ -27,8 +27,8 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::time::Duration;
 
+pub use current::{AlreadyInstalled, install, shutdown};
 pub(crate) use current::{current_hub_ptr, hub};
-pub use current::{install, shutdown};
 pub use io::IoRegistration;
 
 use crate::error::{FailureKind, Interrupted, TimeoutId};
@@ -75,6 +75,7 @@ pub(crate) struct Hub {
     main: TaskRef,
     current: switch::CurrentSlot,
     remote: Arc<Remote>,
+    default_stack_size: usize,
     next_id: Cell<u64>,
     next_timeout_id: Cell<u64>,
     next_finish_seq: Cell<u64>,
@@ -102,11 +103,17 @@ impl Hub {
             current: switch::CurrentSlot::new(&main),
             main,
             remote,
+            default_stack_size: platform.default_stack_size,
             next_id: Cell::new(1),
             next_timeout_id: Cell::new(1),
             next_finish_seq: Cell::new(1),
             resumes_since_check: Cell::new(0),
         }
+    }
+
+    /// The stack size of greenlets spawned without one.
+    pub(crate) fn default_stack_size(&self) -> usize {
+        self.default_stack_size
     }
 
     pub(crate) fn now(&self) -> Instant {

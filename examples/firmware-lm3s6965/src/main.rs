@@ -1,0 +1,230 @@
+//! gevent for Rust on a Cortex-M3: the TI LM3S6965 evaluation board, as `qemu-system-arm
+//! -machine lm3s6965evb` emulates it.
+//!
+//! Brings the board up (heap, SysTick clock, static greenlet stacks, `wfi` as the idle hook),
+//! then runs greenlets with timers, a `Timeout`, a kill, a queue between a producer and a
+//! consumer, and a spawn beyond the stack pool. It prints what happens by semihosting and exits
+//! with status 0 only if every check held.
+//!
+//! Run it with `cargo run --release` in this folder (the runner starts QEMU).
+
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::time::Duration;
+
+use cortex_m::interrupt::Mutex;
+use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m_rt::{entry, exception};
+use cortex_m_semihosting::{debug, hprintln};
+use embedded_alloc::LlffHeap as Heap;
+use gevent_embedded::queue::Queue;
+use gevent_embedded::{
+    Builder, FailureKind, GetError, Interrupted, StaticStacks, TickClock, TickSource, Timeout,
+    joinall, now, sleep, spawn,
+};
+
+#[global_allocator]
+static HEAP: Heap = Heap::empty();
+
+/// The LM3S6965's core clock as QEMU runs it.
+const CORE_HZ: u32 = 12_000_000;
+/// SysTick fires every millisecond; the counter in between gives sub-millisecond ticks.
+const TICKS_PER_MS: u32 = CORE_HZ / 1000;
+
+static MILLIS: Mutex<Cell<u64>> = Mutex::new(Cell::new(0));
+
+#[exception]
+fn SysTick() {
+    cortex_m::interrupt::free(|cs| {
+        let millis = MILLIS.borrow(cs);
+        millis.set(millis.get() + 1);
+    });
+}
+
+/// SysTick as a 64-bit tick counter at the core clock.
+#[derive(Clone, Copy)]
+struct SysTickSource;
+
+impl TickSource for SysTickSource {
+    fn ticks(&self) -> u64 {
+        cortex_m::interrupt::free(|cs| {
+            let millis = MILLIS.borrow(cs).get();
+            let current = cortex_m::peripheral::SYST::get_current();
+            let mut elapsed = u64::from(TICKS_PER_MS - 1 - current);
+            // The counter wrapped after interrupts were masked: count that millisecond too.
+            let millis = if cortex_m::peripheral::SCB::is_pendst_pending() {
+                elapsed = u64::from(TICKS_PER_MS - 1 - cortex_m::peripheral::SYST::get_current());
+                millis + 1
+            } else {
+                millis
+            };
+            millis * u64::from(TICKS_PER_MS) + elapsed
+        })
+    }
+
+    fn ticks_per_second(&self) -> u64 {
+        u64::from(CORE_HZ)
+    }
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+fn check(ok: bool, what: &str) -> bool {
+    hprintln!("[{}] {}", if ok { "ok" } else { "FAILED" }, what);
+    ok
+}
+
+fn millis() -> u64 {
+    now().as_nanos() / 1_000_000
+}
+
+#[entry]
+fn main() -> ! {
+    // 24 KiB of heap for greenlet headers and the hub's collections.
+    {
+        use core::mem::MaybeUninit;
+        const HEAP_SIZE: usize = 24 * 1024;
+        static mut HEAP_MEM: [MaybeUninit<u8>; HEAP_SIZE] = [MaybeUninit::uninit(); HEAP_SIZE];
+        // SAFETY: called once, before any allocation; the buffer is used by nothing else.
+        unsafe { HEAP.init(core::ptr::addr_of_mut!(HEAP_MEM) as usize, HEAP_SIZE) }
+    }
+    let mut core = cortex_m::Peripherals::take().expect("taken once");
+    core.SYST.set_clock_source(SystClkSource::Core);
+    core.SYST.set_reload(TICKS_PER_MS - 1);
+    core.SYST.clear_current();
+    core.SYST.enable_interrupt();
+    core.SYST.enable_counter();
+
+    // Four greenlet stacks of 5 KiB.
+    static mut STACK_MEM: [u8; 4 * 5 * 1024] = [0; 4 * 5 * 1024];
+    // SAFETY: the only reference ever made to this buffer, handed to the stack pool for good.
+    let stack_mem = unsafe { &mut *core::ptr::addr_of_mut!(STACK_MEM) };
+    let stacks = StaticStacks::new(stack_mem, 5 * 1024);
+    gevent_embedded::init(TickClock::new(SysTickSource), stacks, |_| cortex_m::asm::wfi())
+        .expect("the hub is installed once");
+
+    hprintln!("gevent-rs on a Cortex-M3 (lm3s6965): {} greenlet stacks of 5 KiB", 4);
+    let mut all_ok = true;
+
+    // 1. Greenlets sleeping different times wake in deadline order.
+    let woke = Rc::new(RefCell::new(Vec::new()));
+    let sleepers: Vec<_> = [30u32, 10, 20]
+        .into_iter()
+        .map(|ms| {
+            let woke = woke.clone();
+            spawn(move || {
+                sleep(ms * MS)?;
+                woke.borrow_mut().push(ms);
+                Ok::<_, Interrupted>(())
+            })
+        })
+        .collect();
+    let start = millis();
+    joinall(&sleepers).expect("nothing interrupts main");
+    let took = millis() - start;
+    hprintln!("    sleepers woke in order {:?} after {} ms", woke.borrow(), took);
+    all_ok &= check(*woke.borrow() == [10, 20, 30] && (30..200).contains(&took), "timers");
+
+    // 2. A Timeout interrupts a long sleep at its deadline.
+    let timeout = Timeout::start(20 * MS);
+    let start = millis();
+    let slept = sleep(Duration::from_secs(10));
+    let took = millis() - start;
+    hprintln!("    sleep(10 s) under Timeout(20 ms): {:?} after {} ms", slept, took);
+    all_ok &= check(slept == Err(Interrupted::TimedOut(timeout.id())), "timeout");
+    drop(timeout);
+
+    // 3. Kill: the victim's sleep fails, its guard is dropped, get() reports the kill.
+    let dropped = Rc::new(Cell::new(false));
+    let d = dropped.clone();
+    let victim = Builder::new().name("victim").spawn(move || {
+        struct Guard(Rc<Cell<bool>>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.set(true);
+            }
+        }
+        let _guard = Guard(d);
+        sleep(Duration::from_secs(60))
+    });
+    sleep(MS).expect("nothing interrupts main");
+    victim.kill().expect("nothing interrupts main");
+    let killed = matches!(victim.get(), Err(GetError::Failed(e)) if e.kind == FailureKind::Killed);
+    all_ok &= check(killed && dropped.get(), "kill runs the victim's destructors");
+
+    // 4. A bounded queue between a producer and a consumer.
+    let queue = Rc::new(Queue::bounded(4));
+    let q = queue.clone();
+    let producer = spawn(move || {
+        for i in 1..=100u32 {
+            q.put(i).map_err(|_| ())?;
+        }
+        q.close();
+        Ok::<_, ()>(())
+    });
+    let q = queue.clone();
+    let consumer = spawn(move || q.iter().sum::<u32>());
+    let sum = consumer.get().expect("the consumer ends");
+    all_ok &= check(sum == 5050 && producer.get() == Ok(Ok(())), "queue of 4 passes 100 items");
+
+    // 5. More live greenlets than stacks: the extra one fails with a clear error.
+    let gate = Rc::new(gevent_embedded::event::Event::new());
+    let holders: Vec<_> = (0..5)
+        .map(|_| {
+            let gate = gate.clone();
+            spawn(move || gate.wait())
+        })
+        .collect();
+    sleep(MS).expect("nothing interrupts main");
+    gate.set();
+    joinall(&holders).expect("nothing interrupts main");
+    let no_stack: Vec<_> = holders
+        .iter()
+        .filter_map(|h| match h.get() {
+            Err(GetError::Failed(e)) if matches!(e.kind, FailureKind::NoStack(_)) => Some(e),
+            _ => None,
+        })
+        .collect();
+    if let Some(e) = no_stack.first() {
+        hprintln!("    {}", e);
+    }
+    all_ok &= check(no_stack.len() == 1, "a fifth live greenlet finds no stack");
+
+    // 6. What a parked greenlet costs beyond its stack: heap used per greenlet waiting on an
+    //    event (the collections it uses have grown already, above).
+    let gate = Rc::new(gevent_embedded::event::Event::new());
+    let before = HEAP.used();
+    let parked: Vec<_> = (0..3)
+        .map(|_| {
+            let gate = gate.clone();
+            spawn(move || gate.wait())
+        })
+        .collect();
+    sleep(MS).expect("nothing interrupts main");
+    let per_greenlet = (HEAP.used() - before) / 3;
+    hprintln!("    RAM per parked greenlet beyond its stack: {} bytes", per_greenlet);
+    all_ok &= check(per_greenlet <= 256, "per-greenlet overhead within 256 bytes");
+    gate.set();
+    joinall(&parked).expect("nothing interrupts main");
+
+    hprintln!("{} after {} ms", if all_ok { "ALL OK" } else { "SOME CHECKS FAILED" }, millis());
+    debug::exit(if all_ok { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    hprintln!("panic: {}", info);
+    debug::exit(debug::EXIT_FAILURE);
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
