@@ -125,6 +125,14 @@ pub trait Poller {
         ready: &mut dyn FnMut(Token, Readiness),
     ) -> Result<(), PollError>;
 
+    /// Called when the hub forgets readiness of a source (an operation met `WouldBlock`), for
+    /// pollers that find readiness by looking at state rather than being told of edges: such a
+    /// poller must report the source again as soon as it is ready again. The default does
+    /// nothing (right for epoll and kqueue, whose edges come from the kernel).
+    fn readiness_cleared(&mut self, source: RawSource, interest: Interest) {
+        let _ = (source, interest);
+    }
+
     /// A waker that other threads can use to interrupt [`Poller::poll`].
     fn remote_waker(&self) -> Arc<dyn RemoteWaker>;
 

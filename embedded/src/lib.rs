@@ -22,6 +22,7 @@ extern crate alloc;
 
 mod clock;
 mod idle;
+pub mod net;
 mod stacks;
 
 pub use clock::{TickClock, TickSource};
@@ -30,6 +31,25 @@ pub use idle::{IdlePoller, WaitHook};
 pub use stacks::StaticStacks;
 
 use alloc::boxed::Box;
+
+/// Installs the program's hub with a network stack: `iface` polled by `drive` (which owns the
+/// device), plus the clock, stacks and idle hook as for [`init`].
+pub fn init_net(
+    iface: smoltcp::iface::Interface,
+    drive: net::Drive,
+    clock: impl platform::Clock + Clone + 'static,
+    stacks: StaticStacks,
+    wait: impl WaitHook + 'static,
+) -> Result<(), hub::AlreadyInstalled> {
+    let poller = net::NetPoller::new(iface, drive, clock.clone(), wait);
+    let default_stack_size = stacks.stack_size();
+    hub::install(platform::Platform {
+        poller: Box::new(poller),
+        clock: Box::new(clock),
+        stacks: Box::new(stacks),
+        default_stack_size,
+    })
+}
 
 /// Installs the program's hub, built from a clock, a stack source and an idle hook.
 ///

@@ -49,6 +49,7 @@ const STEPS: &[Step] = &[
     ("test hosted", Always, CARGO, "test -p gevent", &[]),
     ("test acceptance", Always, CARGO, "test -p gevent-tests", &[]),
     ("test examples", Always, CARGO, "test -p gevent-examples", &[]),
+    ("test embedded", Always, CARGO, "test -p gevent-embedded", &[]),
     // Stack switching in release mode, one test at a time so that a crash names its test.
     (
         "test hosted release",

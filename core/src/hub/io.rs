@@ -86,7 +86,9 @@ impl IoRegistration {
 
     /// Forgets readiness after an operation met `WouldBlock`.
     pub fn clear_readiness(&self, interest: Interest) {
-        if let Some(entry) = hub().io.borrow_mut().get_mut(self.key) {
+        let hub = hub();
+        hub.poller().borrow_mut().readiness_cleared(self.source, interest);
+        if let Some(entry) = hub.io.borrow_mut().get_mut(self.key) {
             if interest.is_readable() {
                 entry.readiness.readable = false;
             }

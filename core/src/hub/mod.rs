@@ -31,6 +31,12 @@ pub use current::{AlreadyInstalled, install, shutdown};
 pub(crate) use current::{current_hub_ptr, hub};
 pub use io::IoRegistration;
 
+/// Calls `f` with the current hub's poller, for platform crates that need their concrete
+/// poller (downcast with [`Poller::as_any_mut`]). `f` must not call back into the hub.
+pub fn with_poller<R>(f: impl FnOnce(&mut dyn Poller) -> R) -> R {
+    f(&mut **hub().poller().borrow_mut())
+}
+
 use crate::error::{FailureKind, Interrupted, TimeoutId};
 use crate::greenlet::task::{MainBody, Node, State, Task, TaskRef, WaitKind};
 use crate::platform::{Clock, Platform, Poller, Readiness, Token};

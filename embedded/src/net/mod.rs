@@ -1,0 +1,374 @@
+//! Cooperative TCP and UDP over smoltcp: [`NetPoller`] drives a smoltcp `Interface` as the
+//! hub's poller, and [`TcpListener`], [`TcpStream`] and [`UdpSocket`] block greenlets, not the
+//! chip.
+//!
+//! Each hub turn the poller polls the interface and looks at the sockets that greenlets use:
+//! a socket that became readable (data, or the peer closed) or writable (buffer space) wakes
+//! the greenlets waiting on it. When nothing is runnable, the poller sleeps with the firmware's
+//! [`WaitHook`] until the earlier of the next timer and smoltcp's own `poll_delay`.
+
+mod tcp;
+mod udp;
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::time::Duration;
+
+use gevent_core::Interrupted;
+use gevent_core::platform::{
+    Clock, Interest, PollError, Poller, RawSource, Readiness, RemoteWaker, Token,
+};
+use gevent_core::time::Instant;
+use smoltcp::iface::{Interface, SocketHandle, SocketSet};
+use smoltcp::socket::{tcp as smol_tcp, udp as smol_udp};
+
+pub use tcp::{TcpListener, TcpStream};
+pub use udp::UdpSocket;
+
+use crate::WaitHook;
+
+/// Drives smoltcp for the interface: `iface.poll(now, device, sockets)`. The device lives in
+/// the closure, which keeps [`NetPoller`] free of the device's type.
+pub type Drive = Box<dyn FnMut(&mut Interface, &mut SocketSet<'static>, smoltcp::time::Instant)>;
+
+#[derive(Debug, Default)]
+struct Flag(AtomicBool);
+
+impl RemoteWaker for Flag {
+    fn wake(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// What the poller knows of a socket (or, for a listener, a set of sockets) that greenlets use.
+struct Entry {
+    /// One socket, or a listener's backlog of listening sockets.
+    handles: Vec<SocketHandle>,
+    kind: Kind,
+    token: Option<Token>,
+    /// Readiness reported and not yet cleared by the hub.
+    reported: Readiness,
+    /// Dropped by its owner: removed once TCP has finished closing it.
+    orphan: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Tcp,
+    Udp,
+    Listener,
+}
+
+/// The hub's poller on a smoltcp interface.
+pub struct NetPoller {
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    drive: Drive,
+    clock: Box<dyn Clock>,
+    wait: Box<dyn WaitHook>,
+    entries: Vec<Option<Entry>>,
+    woken: Arc<Flag>,
+}
+
+impl fmt::Debug for NetPoller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetPoller").field("sockets", &self.entries.len()).finish_non_exhaustive()
+    }
+}
+
+fn smol_now(now: Instant) -> smoltcp::time::Instant {
+    smoltcp::time::Instant::from_micros((now.as_nanos() / 1000) as i64)
+}
+
+impl NetPoller {
+    /// A poller for `iface`, polled by `drive`, reading `clock` and waiting with `wait`.
+    pub fn new(
+        iface: Interface,
+        drive: Drive,
+        clock: impl Clock + 'static,
+        wait: impl WaitHook + 'static,
+    ) -> Self {
+        NetPoller {
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+            drive,
+            clock: Box::new(clock),
+            wait: Box::new(wait),
+            entries: Vec::new(),
+            woken: Arc::new(Flag::default()),
+        }
+    }
+
+    fn add(&mut self, handles: Vec<SocketHandle>, kind: Kind) -> RawSource {
+        let entry = Some(Entry {
+            handles,
+            kind,
+            token: None,
+            reported: Readiness::default(),
+            orphan: false,
+        });
+        let index = match self.entries.iter().position(Option::is_none) {
+            Some(i) => {
+                self.entries[i] = entry;
+                i
+            }
+            None => {
+                self.entries.push(entry);
+                self.entries.len() - 1
+            }
+        };
+        RawSource(index as u64)
+    }
+
+    fn entry_mut(&mut self, source: RawSource) -> Option<&mut Entry> {
+        self.entries.get_mut(source.0 as usize)?.as_mut()
+    }
+
+    /// The socket of a single-socket entry.
+    fn handle(&self, source: RawSource) -> Option<SocketHandle> {
+        self.entries.get(source.0 as usize)?.as_ref().map(|e| e.handles[0])
+    }
+
+    fn tcp(&mut self, source: RawSource) -> Option<&mut smol_tcp::Socket<'static>> {
+        let handle = self.handle(source)?;
+        Some(self.sockets.get_mut::<smol_tcp::Socket<'static>>(handle))
+    }
+
+    fn udp(&mut self, source: RawSource) -> Option<&mut smol_udp::Socket<'static>> {
+        let handle = self.handle(source)?;
+        Some(self.sockets.get_mut::<smol_udp::Socket<'static>>(handle))
+    }
+
+    /// Removes an entry and its sockets now.
+    fn remove(&mut self, source: RawSource) {
+        if let Some(entry) = self.entries.get_mut(source.0 as usize).and_then(Option::take) {
+            for handle in entry.handles {
+                self.sockets.remove(handle);
+            }
+        }
+    }
+
+    /// Lets go of a socket its owner dropped: TCP finishes closing it (UDP sends what is
+    /// queued), then it goes.
+    fn orphan(&mut self, source: RawSource) {
+        if let Some(entry) = self.entry_mut(source) {
+            entry.orphan = true;
+            entry.token = None;
+        }
+        self.reap();
+    }
+
+    /// Removes orphaned sockets that have nothing left to do.
+    fn reap(&mut self) {
+        for i in 0..self.entries.len() {
+            let done = match &self.entries[i] {
+                Some(e) if e.orphan && e.kind == Kind::Udp => {
+                    self.sockets.get::<smol_udp::Socket<'static>>(e.handles[0]).send_queue() == 0
+                }
+                Some(e) if e.orphan => e.handles.iter().all(|&h| {
+                    let s = self.sockets.get::<smol_tcp::Socket<'static>>(h);
+                    matches!(s.state(), smol_tcp::State::Closed | smol_tcp::State::TimeWait)
+                }),
+                _ => false,
+            };
+            if done {
+                self.remove(RawSource(i as u64));
+            }
+        }
+    }
+
+    fn readiness(&self, entry: &Entry) -> Readiness {
+        match entry.kind {
+            Kind::Tcp => {
+                let s = self.sockets.get::<smol_tcp::Socket<'static>>(entry.handles[0]);
+                let settled = !connecting(s);
+                Readiness {
+                    readable: s.can_recv() || (!s.may_recv() && settled),
+                    writable: s.can_send() || (!s.may_send() && settled),
+                }
+            }
+            Kind::Udp => {
+                let s = self.sockets.get::<smol_udp::Socket<'static>>(entry.handles[0]);
+                Readiness { readable: s.can_recv(), writable: s.can_send() }
+            }
+            Kind::Listener => {
+                let incoming = entry.handles.iter().any(|&h| {
+                    let s = self.sockets.get::<smol_tcp::Socket<'static>>(h);
+                    !s.is_listening() && !connecting(s)
+                });
+                Readiness { readable: incoming, writable: false }
+            }
+        }
+    }
+
+    /// Runs `f` on this hub's network stack.
+    fn with<R>(f: impl FnOnce(&mut NetPoller) -> R) -> Result<R, NetError> {
+        gevent_core::hub::with_poller(|p| p.as_any_mut().downcast_mut::<NetPoller>().map(f))
+            .ok_or(NetError::NoNetwork)
+    }
+}
+
+/// Whether a TCP socket is still opening (no readiness to report yet).
+fn connecting(s: &smol_tcp::Socket<'_>) -> bool {
+    matches!(s.state(), smol_tcp::State::SynSent | smol_tcp::State::SynReceived)
+}
+
+const UNKNOWN: PollError =
+    PollError { operation: "register (not a socket of this stack)", code: None };
+
+impl Poller for NetPoller {
+    fn register(&mut self, source: RawSource, token: Token, _: Interest) -> Result<(), PollError> {
+        match self.entry_mut(source) {
+            Some(entry) => {
+                entry.token = Some(token);
+                entry.reported = Readiness::default();
+                Ok(())
+            }
+            None => Err(UNKNOWN),
+        }
+    }
+
+    fn reregister(
+        &mut self,
+        source: RawSource,
+        token: Token,
+        i: Interest,
+    ) -> Result<(), PollError> {
+        self.register(source, token, i)
+    }
+
+    fn deregister(&mut self, source: RawSource) -> Result<(), PollError> {
+        match self.entry_mut(source) {
+            Some(entry) => {
+                entry.token = None;
+                Ok(())
+            }
+            None => Err(UNKNOWN),
+        }
+    }
+
+    fn readiness_cleared(&mut self, source: RawSource, interest: Interest) {
+        if let Some(entry) = self.entry_mut(source) {
+            if interest.is_readable() {
+                entry.reported.readable = false;
+            }
+            if interest.is_writable() {
+                entry.reported.writable = false;
+            }
+        }
+    }
+
+    fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        ready: &mut dyn FnMut(Token, Readiness),
+    ) -> Result<(), PollError> {
+        let deadline = timeout.map(|t| self.clock.now() + t);
+        loop {
+            let now = self.clock.now();
+            (self.drive)(&mut self.iface, &mut self.sockets, smol_now(now));
+            self.reap();
+            let mut reported = false;
+            for i in 0..self.entries.len() {
+                let Some(entry) = &self.entries[i] else { continue };
+                let Some(token) = entry.token else { continue };
+                let current = self.readiness(entry);
+                let fresh = Readiness {
+                    readable: current.readable && !entry.reported.readable,
+                    writable: current.writable && !entry.reported.writable,
+                };
+                if fresh.readable || fresh.writable {
+                    let entry = self.entries[i].as_mut().expect("just read");
+                    entry.reported.readable |= fresh.readable;
+                    entry.reported.writable |= fresh.writable;
+                    ready(token, fresh);
+                    reported = true;
+                }
+            }
+            if reported || self.woken.0.swap(false, Ordering::AcqRel) {
+                return Ok(());
+            }
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(());
+            }
+            let stack_delay = self.iface.poll_delay(smol_now(now), &self.sockets);
+            let wake_at = match (deadline, stack_delay) {
+                (Some(d), Some(s)) => Some(d.min(now + Duration::from_micros(s.total_micros()))),
+                (Some(d), None) => Some(d),
+                (None, Some(s)) => Some(now + Duration::from_micros(s.total_micros())),
+                (None, None) => None,
+            };
+            if wake_at.is_none_or(|w| w > now) {
+                self.wait.wait(wake_at);
+            }
+        }
+    }
+
+    fn remote_waker(&self) -> Arc<dyn RemoteWaker> {
+        self.woken.clone()
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn core::any::Any {
+        self
+    }
+}
+
+/// Why a network operation failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NetError {
+    /// The greenlet was killed or its `Timeout` expired.
+    Interrupted(Interrupted),
+    /// The hub's poller is not a [`NetPoller`] (call [`init_net`](crate::init_net)).
+    NoNetwork,
+    /// The connection was reset or aborted by the peer.
+    ConnectionReset,
+    /// A connect did not succeed (refused or timed out by TCP).
+    ConnectionRefused,
+    /// The socket is not connected or is closed for this direction.
+    NotConnected,
+    /// An address or port was invalid or already in use.
+    InvalidAddress,
+    /// The datagram did not fit the socket's buffer.
+    TooLarge,
+}
+
+impl From<Interrupted> for NetError {
+    fn from(e: Interrupted) -> Self {
+        NetError::Interrupted(e)
+    }
+}
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetError::Interrupted(e) => write!(f, "interrupted: {e}"),
+            NetError::NoNetwork => f.write_str("the hub has no network stack (call init_net)"),
+            NetError::ConnectionReset => f.write_str("the connection was reset"),
+            NetError::ConnectionRefused => f.write_str("the connection could not be made"),
+            NetError::NotConnected => f.write_str("the socket is not connected"),
+            NetError::InvalidAddress => f.write_str("the address or port is invalid or in use"),
+            NetError::TooLarge => f.write_str("the datagram does not fit the socket buffer"),
+        }
+    }
+}
+
+impl core::error::Error for NetError {}
+
+impl embedded_io::Error for NetError {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        match self {
+            NetError::Interrupted(Interrupted::TimedOut(_)) => embedded_io::ErrorKind::TimedOut,
+            NetError::Interrupted(_) => embedded_io::ErrorKind::Interrupted,
+            NetError::NoNetwork => embedded_io::ErrorKind::Unsupported,
+            NetError::ConnectionReset => embedded_io::ErrorKind::ConnectionReset,
+            NetError::ConnectionRefused => embedded_io::ErrorKind::ConnectionRefused,
+            NetError::NotConnected => embedded_io::ErrorKind::NotConnected,
+            NetError::InvalidAddress => embedded_io::ErrorKind::InvalidInput,
+            NetError::TooLarge => embedded_io::ErrorKind::InvalidInput,
+        }
+    }
+}

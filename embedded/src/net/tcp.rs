@@ -1,0 +1,269 @@
+//! TCP: a listener with a backlog of listening sockets, and streams.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+use gevent_core::hub::IoRegistration;
+use gevent_core::platform::{Interest, RawSource};
+use smoltcp::socket::tcp as smol_tcp;
+use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
+
+use super::{Kind, NetError, NetPoller};
+
+/// Buffer sizes of the sockets a listener or a connect creates.
+const DEFAULT_BUFFER: usize = 1024;
+
+fn new_socket(rx: usize, tx: usize) -> smol_tcp::Socket<'static> {
+    smol_tcp::Socket::new(
+        smol_tcp::SocketBuffer::new(vec![0; rx]),
+        smol_tcp::SocketBuffer::new(vec![0; tx]),
+    )
+}
+
+/// A TCP connection: `read` and `write` block the calling greenlet until data or buffer space
+/// is there; it implements `embedded_io::{Read, Write}`.
+pub struct TcpStream {
+    source: RawSource,
+    registration: IoRegistration,
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpStream").field("source", &self.source).finish()
+    }
+}
+
+impl TcpStream {
+    fn from_source(source: RawSource) -> Result<Self, NetError> {
+        let registration = IoRegistration::new(source).map_err(|_| NetError::NoNetwork)?;
+        Ok(TcpStream { source, registration })
+    }
+
+    /// Connects to `remote` from `local_port`, waiting until the connection is established.
+    pub fn connect(remote: impl Into<IpEndpoint>, local_port: u16) -> Result<Self, NetError> {
+        let remote = remote.into();
+        let source = NetPoller::with(|p| {
+            let handle = p.sockets.add(new_socket(DEFAULT_BUFFER, DEFAULT_BUFFER));
+            let source = p.add(vec![handle], Kind::Tcp);
+            let socket = p.sockets.get_mut::<smol_tcp::Socket<'static>>(handle);
+            match socket.connect(p.iface.context(), remote, local_port) {
+                Ok(()) => Ok(source),
+                Err(_) => {
+                    p.remove(source);
+                    Err(NetError::InvalidAddress)
+                }
+            }
+        })??;
+        let stream = TcpStream::from_source(source)?;
+        loop {
+            let state = stream.with(|s| s.state())?;
+            match state {
+                smol_tcp::State::Established => return Ok(stream),
+                smol_tcp::State::SynSent | smol_tcp::State::SynReceived => {
+                    stream.registration.clear_readiness(Interest::WRITABLE);
+                    stream.registration.wait(Interest::WRITABLE)?;
+                }
+                _ => return Err(NetError::ConnectionRefused),
+            }
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut smol_tcp::Socket<'static>) -> R) -> Result<R, NetError> {
+        NetPoller::with(|p| p.tcp(self.source).map(f))?.ok_or(NetError::NotConnected)
+    }
+
+    /// Reads what is there (at least one byte), waiting for data; 0 at the end of the stream.
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let got = self.with(|s| {
+                if s.can_recv() {
+                    s.recv_slice(buf).map(Some).map_err(|_| NetError::ConnectionReset)
+                } else if !s.may_recv() {
+                    match s.state() {
+                        // A reset leaves the socket closed without the peer's FIN.
+                        smol_tcp::State::Closed if !s.is_open() => Ok(Some(0)),
+                        _ => Ok(Some(0)),
+                    }
+                } else {
+                    Ok(None)
+                }
+            })??;
+            match got {
+                Some(n) => return Ok(n),
+                None => {
+                    self.registration.clear_readiness(Interest::READABLE);
+                    self.registration.wait(Interest::READABLE)?;
+                }
+            }
+        }
+    }
+
+    /// Queues what fits (at least one byte), waiting for buffer space.
+    pub fn write(&mut self, buf: &[u8]) -> Result<usize, NetError> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let sent = self.with(|s| {
+                if !s.may_send() {
+                    Err(NetError::NotConnected)
+                } else if s.can_send() {
+                    s.send_slice(buf).map(Some).map_err(|_| NetError::NotConnected)
+                } else {
+                    Ok(None)
+                }
+            })??;
+            match sent {
+                Some(n) => return Ok(n),
+                None => {
+                    self.registration.clear_readiness(Interest::WRITABLE);
+                    self.registration.wait(Interest::WRITABLE)?;
+                }
+            }
+        }
+    }
+
+    /// Writes all of `buf`.
+    pub fn write_all(&mut self, mut buf: &[u8]) -> Result<(), NetError> {
+        while !buf.is_empty() {
+            let n = self.write(buf)?;
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+
+    /// Sends FIN: the peer reads the end of the stream; this side can still read.
+    pub fn close(&mut self) -> Result<(), NetError> {
+        self.with(|s| s.close())
+    }
+
+    /// Resets the connection at once (RST).
+    pub fn abort(&mut self) -> Result<(), NetError> {
+        self.with(|s| s.abort())
+    }
+
+    /// The peer's address, while connected.
+    pub fn remote_endpoint(&self) -> Option<IpEndpoint> {
+        self.with(|s| s.remote_endpoint()).ok().flatten()
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        // A graceful close: TCP finishes it, then the poller frees the socket.
+        let _ = self.with(|s| s.close());
+        let _ = NetPoller::with(|p| p.orphan(self.source));
+    }
+}
+
+impl embedded_io::ErrorType for TcpStream {
+    type Error = NetError;
+}
+
+impl embedded_io::Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
+        TcpStream::read(self, buf)
+    }
+}
+
+impl embedded_io::Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, NetError> {
+        TcpStream::write(self, buf)
+    }
+
+    fn flush(&mut self) -> Result<(), NetError> {
+        // Written data is in smoltcp's buffer and goes out on the next hub turns, as a write
+        // to a kernel socket does.
+        Ok(())
+    }
+}
+
+/// Accepts TCP connections on a port. smoltcp has no accept queue: a listening socket turns
+/// into the connection, so the listener keeps a `backlog` of listening sockets and replaces
+/// each one it hands out.
+pub struct TcpListener {
+    source: RawSource,
+    registration: IoRegistration,
+    port: u16,
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpListener").field("port", &self.port).finish()
+    }
+}
+
+impl TcpListener {
+    /// Listens on `port` with `backlog` listening sockets (connections that can arrive before
+    /// `accept` is called).
+    pub fn bind(port: u16, backlog: usize) -> Result<Self, NetError> {
+        let source = NetPoller::with(|p| {
+            let mut handles = Vec::new();
+            for _ in 0..backlog.max(1) {
+                let mut socket = new_socket(DEFAULT_BUFFER, DEFAULT_BUFFER);
+                socket
+                    .listen(IpListenEndpoint::from(port))
+                    .map_err(|_| NetError::InvalidAddress)?;
+                handles.push(p.sockets.add(socket));
+            }
+            Ok::<_, NetError>(p.add(handles, Kind::Listener))
+        })??;
+        let registration = IoRegistration::new(source).map_err(|_| NetError::NoNetwork)?;
+        Ok(TcpListener { source, registration, port })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Waits for a connection and returns it.
+    pub fn accept(&self) -> Result<TcpStream, NetError> {
+        loop {
+            let accepted = NetPoller::with(|p| -> Result<Option<RawSource>, NetError> {
+                let entry = p.entry_mut(self.source).ok_or(NetError::NotConnected)?;
+                let handles = entry.handles.clone();
+                for (i, handle) in handles.into_iter().enumerate() {
+                    let socket = p.sockets.get_mut::<smol_tcp::Socket<'static>>(handle);
+                    match socket.state() {
+                        smol_tcp::State::Listen
+                        | smol_tcp::State::SynReceived
+                        | smol_tcp::State::SynSent => continue,
+                        smol_tcp::State::Closed => {
+                            // A connection that came and went before `accept`: listen again.
+                            let _ = socket.listen(IpListenEndpoint::from(self.port));
+                        }
+                        _ => {
+                            let mut fresh = new_socket(DEFAULT_BUFFER, DEFAULT_BUFFER);
+                            fresh
+                                .listen(IpListenEndpoint::from(self.port))
+                                .map_err(|_| NetError::InvalidAddress)?;
+                            let fresh = p.sockets.add(fresh);
+                            let entry = p.entry_mut(self.source).expect("still there");
+                            entry.handles[i] = fresh;
+                            return Ok(Some(p.add(vec![handle], Kind::Tcp)));
+                        }
+                    }
+                }
+                Ok(None)
+            })??;
+            match accepted {
+                Some(source) => return TcpStream::from_source(source),
+                None => {
+                    self.registration.clear_readiness(Interest::READABLE);
+                    self.registration.wait(Interest::READABLE)?;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        let _ = NetPoller::with(|p| p.remove(self.source));
+    }
+}

@@ -1,0 +1,91 @@
+//! UDP sockets.
+
+use alloc::vec;
+use core::fmt;
+
+use gevent_core::hub::IoRegistration;
+use gevent_core::platform::{Interest, RawSource};
+use smoltcp::socket::udp as smol_udp;
+use smoltcp::wire::IpEndpoint;
+
+use super::{Kind, NetError, NetPoller};
+
+/// A UDP socket bound to a port: `recv_from` waits for a datagram, `send_to` for room.
+pub struct UdpSocket {
+    source: RawSource,
+    registration: IoRegistration,
+}
+
+impl fmt::Debug for UdpSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpSocket").field("source", &self.source).finish()
+    }
+}
+
+impl UdpSocket {
+    /// Binds to `port` with room for `packets` datagrams of up to `capacity` bytes in total
+    /// each way.
+    pub fn bind(port: u16, packets: usize, capacity: usize) -> Result<Self, NetError> {
+        let source = NetPoller::with(|p| {
+            let buffer = || {
+                smol_udp::PacketBuffer::new(
+                    vec![smol_udp::PacketMetadata::EMPTY; packets.max(1)],
+                    vec![0; capacity],
+                )
+            };
+            let mut socket = smol_udp::Socket::new(buffer(), buffer());
+            socket.bind(port).map_err(|_| NetError::InvalidAddress)?;
+            let handle = p.sockets.add(socket);
+            Ok::<_, NetError>(p.add(vec![handle], Kind::Udp))
+        })??;
+        let registration = IoRegistration::new(source).map_err(|_| NetError::NoNetwork)?;
+        Ok(UdpSocket { source, registration })
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut smol_udp::Socket<'static>) -> R) -> Result<R, NetError> {
+        NetPoller::with(|p| p.udp(self.source).map(f))?.ok_or(NetError::NotConnected)
+    }
+
+    /// Sends one datagram to `remote`, waiting for buffer room.
+    pub fn send_to(&self, data: &[u8], remote: impl Into<IpEndpoint>) -> Result<(), NetError> {
+        let remote = remote.into();
+        loop {
+            let sent = self.with(|s| match s.send_slice(data, remote) {
+                Ok(()) => Ok(true),
+                Err(smol_udp::SendError::BufferFull) if s.payload_send_capacity() < data.len() => {
+                    Err(NetError::TooLarge)
+                }
+                Err(smol_udp::SendError::BufferFull) => Ok(false),
+                Err(_) => Err(NetError::InvalidAddress),
+            })??;
+            if sent {
+                return Ok(());
+            }
+            self.registration.clear_readiness(Interest::WRITABLE);
+            self.registration.wait(Interest::WRITABLE)?;
+        }
+    }
+
+    /// Receives one datagram into `buf` (truncated if longer), waiting for one; returns its
+    /// length and sender.
+    pub fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, IpEndpoint), NetError> {
+        loop {
+            let got = self.with(|s| match s.recv_slice(buf) {
+                Ok((n, meta)) => Some((n, meta.endpoint)),
+                Err(_) => None,
+            })?;
+            if let Some(got) = got {
+                return Ok(got);
+            }
+            self.registration.clear_readiness(Interest::READABLE);
+            self.registration.wait(Interest::READABLE)?;
+        }
+    }
+}
+
+impl Drop for UdpSocket {
+    fn drop(&mut self) {
+        // Datagrams still queued go out first; then the poller frees the socket.
+        let _ = NetPoller::with(|p| p.orphan(self.source));
+    }
+}

@@ -1,0 +1,146 @@
+//! Cooperative TCP and UDP over smoltcp on a loopback device, inside the test process: an echo
+//! server greenlet and client greenlets on 127.0.0.1, through the real smoltcp TCP state
+//! machine.
+
+use std::time::Duration;
+
+use gevent_embedded::net::{TcpListener, TcpStream, UdpSocket};
+use gevent_embedded::{Interrupted, StaticStacks, TickClock, TickSource, Timeout, joinall, spawn};
+use smoltcp::iface::{Config, Interface};
+use smoltcp::phy::{Loopback, Medium};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+
+#[derive(Clone, Copy)]
+struct HostTicks(std::time::Instant);
+
+impl TickSource for HostTicks {
+    fn ticks(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+    fn ticks_per_second(&self) -> u64 {
+        1_000_000_000
+    }
+}
+
+const LOCALHOST: Ipv4Address = Ipv4Address::new(127, 0, 0, 1);
+
+/// Installs a hub on this thread with a smoltcp interface on a loopback device.
+fn loopback_hub() {
+    let clock = TickClock::new(HostTicks(std::time::Instant::now()));
+    let mut device = Loopback::new(Medium::Ip);
+    let mut iface = Interface::new(
+        Config::new(HardwareAddress::Ip),
+        &mut device,
+        smoltcp::time::Instant::from_micros(0),
+    );
+    iface.update_ip_addrs(|addrs| {
+        addrs.push(IpCidr::new(IpAddress::Ipv4(LOCALHOST), 8)).unwrap();
+    });
+    let drive = Box::new(move |iface: &mut Interface, sockets: &mut _, now| {
+        iface.poll(now, &mut device, sockets);
+    });
+    let memory: &'static mut [u8] = Box::leak(vec![0u8; 8 * 128 * 1024].into_boxed_slice());
+    let stacks = StaticStacks::new(memory, 128 * 1024);
+    gevent_embedded::init_net(iface, drive, clock, stacks, |_| std::thread::yield_now())
+        .expect("one hub per test thread");
+}
+
+/// Echoes each connection until the client closes it.
+fn echo(stream: &mut TcpStream) -> Result<usize, gevent_embedded::net::NetError> {
+    let mut buf = [0u8; 256];
+    let mut total = 0;
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        stream.write_all(&buf[..n])?;
+        total += n;
+    }
+}
+
+/// A client written against embedded-io, as a third-party library would be.
+fn round_trip<S: embedded_io::Read + embedded_io::Write>(
+    stream: &mut S,
+    message: &[u8],
+) -> Vec<u8> {
+    stream.write_all(message).map_err(|_| "write").unwrap();
+    let mut reply = vec![0u8; message.len()];
+    stream.read_exact(&mut reply).map_err(|_| "read").unwrap();
+    reply
+}
+
+#[test]
+fn tcp_echo_between_greenlets_over_smoltcp() {
+    loopback_hub();
+    let listener = TcpListener::bind(7, 4).unwrap();
+    let server = spawn(move || -> Result<usize, gevent_embedded::net::NetError> {
+        let mut served = 0;
+        let mut handlers = Vec::new();
+        for _ in 0..3 {
+            let mut stream = listener.accept()?;
+            handlers.push(spawn(move || echo(&mut stream)));
+            served += 1;
+        }
+        joinall(&handlers)?;
+        Ok(served)
+    });
+    let clients: Vec<_> = (0..3u16)
+        .map(|i| {
+            spawn(move || {
+                let mut stream = TcpStream::connect((LOCALHOST, 7), 49152 + i).unwrap();
+                let message = format!("hello from client {i}, ").repeat(20 + i as usize);
+                let reply = round_trip(&mut stream, message.as_bytes());
+                stream.close().unwrap();
+                reply == message.as_bytes()
+            })
+        })
+        .collect();
+    for c in &clients {
+        assert_eq!(c.get(), Ok(true), "{:?}", c.error());
+    }
+    assert_eq!(server.get().unwrap(), Ok(3));
+}
+
+#[test]
+fn a_timeout_bounds_a_read_with_no_data() {
+    loopback_hub();
+    let listener = TcpListener::bind(8, 1).unwrap();
+    let server = spawn(move || {
+        let stream = listener.accept().unwrap();
+        gevent_embedded::sleep(Duration::from_millis(200)).unwrap();
+        drop(stream);
+    });
+    let mut client = TcpStream::connect((LOCALHOST, 8), 50000).unwrap();
+    let t = Timeout::start(Duration::from_millis(20));
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        client.read(&mut buf),
+        Err(gevent_embedded::net::NetError::Interrupted(Interrupted::TimedOut(t.id())))
+    );
+    drop(t);
+    assert_eq!(client.read(&mut buf), Ok(0), "the server closed: end of stream");
+    server.join().unwrap();
+}
+
+#[test]
+fn udp_datagrams_between_greenlets() {
+    loopback_hub();
+    let server = UdpSocket::bind(9, 4, 1024).unwrap();
+    let echo = spawn(move || {
+        let mut buf = [0u8; 64];
+        for _ in 0..2 {
+            let (n, from) = server.recv_from(&mut buf).unwrap();
+            server.send_to(&buf[..n], from).unwrap();
+        }
+    });
+    let client = UdpSocket::bind(40000, 4, 1024).unwrap();
+    for message in [&b"ping"[..], b"pong"] {
+        client.send_to(message, (LOCALHOST, 9)).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], message);
+        assert_eq!(from.port, 9);
+    }
+    echo.join().unwrap();
+}
