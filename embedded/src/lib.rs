@@ -9,8 +9,35 @@
 //! 2. give it stacks ([`StaticStacks`] over a `static` buffer),
 //! 3. give it a way to wait ([`IdlePoller`] with your "sleep until" hook, `wfi` say),
 //!
-//! and call [`init`] once from thread mode. Networking over smoltcp is the next step of this
-//! crate; until then the hub has timers and cross-interrupt wake-ups, but no sockets.
+//! and call [`init`] once from thread mode; or, with a smoltcp interface, [`init_net`], which
+//! makes the hub's poller drive the interface so that [`net`]'s `TcpListener`, `TcpStream`
+//! (embedded-io `Read`/`Write`) and `UdpSocket` block greenlets, not the chip.
+//!
+//! # Memory
+//!
+//! Besides the stacks the firmware gives, the core allocates (with the firmware's global
+//! allocator): a header per greenlet (221 bytes per parked greenlet on a Cortex-M3, measured
+//! by the example firmware, including the allocator's overhead), the hub's run queue, timer
+//! heap and tables (grown to the peak number of greenlets, timers and sockets, then reused),
+//! and a box for the rarer parts of a greenlet (a name, links, joiners, greenlet-locals) when it
+//! has any. smoltcp sockets get their buffers when they are made; nothing is allocated per
+//! packet.
+//!
+//! # Targets
+//!
+//! Built by the test matrix for `thumbv7m-none-eabi` (and run there, under QEMU),
+//! `thumbv7em-none-eabi` and `riscv32imac-unknown-none-elf`. On `thumbv7em-none-eabihf`
+//! (Cortex-M4F/M7F) corosensei's context switch lists D16–D31 among its clobbers (through
+//! `clobber_abi("C")`) and the compiler warns that clobbering reserved registers may be
+//! undefined behaviour. It is not, here: those registers do not exist on an FPv4-SP/FPv5-D16
+//! FPU, so no value can live in them and nothing in the switch touches them; the registers
+//! that exist are handled correctly (d8–d15, the callee-saved ones, are clobbered explicitly,
+//! so the compiler saves them around every switch). The target therefore builds and should work,
+//! with that warning; it is not yet run under an emulator by the test matrix.
+//!
+//! # Features
+//!
+//! - `defmt`: logs stack exhaustion, refused connects and freed sockets through `defmt`.
 //!
 //! Hub functions must be called from thread mode only, never from interrupt handlers: an
 //! interrupt hands work to the hub through a [`HubHandle`].
@@ -19,6 +46,9 @@
 #![deny(unsafe_code)]
 
 extern crate alloc;
+
+#[macro_use]
+mod fmt;
 
 mod clock;
 mod idle;

@@ -74,7 +74,11 @@ unsafe impl StackSource for StaticStacks {
                 .into(),
             });
         }
-        self.free.pop().ok_or(StackError {
+        let region = self.free.pop();
+        if region.is_none() {
+            warn!("gevent: every static greenlet stack is in use");
+        }
+        region.ok_or(StackError {
             message: "every static greenlet stack is in use (give StaticStacks more memory)".into(),
         })
     }

@@ -95,6 +95,13 @@ const STEPS: &[Step] = &[
         &[],
     ),
     (
+        "build embedded thumbv7m defmt",
+        Full,
+        CARGO,
+        "build -p gevent-embedded --features defmt --target thumbv7m-none-eabi",
+        &[],
+    ),
+    (
         "build embedded riscv32imac",
         Full,
         CARGO,

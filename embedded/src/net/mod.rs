@@ -25,7 +25,7 @@ use gevent_core::time::Instant;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp as smol_tcp, udp as smol_udp};
 
-pub use tcp::{TcpListener, TcpStream};
+pub use tcp::{DEFAULT_BUFFER, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 
 use crate::WaitHook;
@@ -175,6 +175,7 @@ impl NetPoller {
                 _ => false,
             };
             if done {
+                debug!("gevent: socket {} closed and freed", i);
                 self.remove(RawSource(i as u64));
             }
         }

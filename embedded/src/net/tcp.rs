@@ -11,8 +11,8 @@ use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
 
 use super::{Kind, NetError, NetPoller};
 
-/// Buffer sizes of the sockets a listener or a connect creates.
-const DEFAULT_BUFFER: usize = 1024;
+/// Receive and send buffer size of the sockets `bind` and `connect` create.
+pub const DEFAULT_BUFFER: usize = 1024;
 
 fn new_socket(rx: usize, tx: usize) -> smol_tcp::Socket<'static> {
     smol_tcp::Socket::new(
@@ -40,16 +40,28 @@ impl TcpStream {
         Ok(TcpStream { source, registration })
     }
 
-    /// Connects to `remote` from `local_port`, waiting until the connection is established.
+    /// Connects to `remote` from `local_port`, waiting until the connection is established;
+    /// the socket gets [`DEFAULT_BUFFER`]-byte buffers.
     pub fn connect(remote: impl Into<IpEndpoint>, local_port: u16) -> Result<Self, NetError> {
+        Self::connect_with_buffers(remote, local_port, DEFAULT_BUFFER, DEFAULT_BUFFER)
+    }
+
+    /// [`connect`](Self::connect) with `rx`- and `tx`-byte buffers (allocated once, here).
+    pub fn connect_with_buffers(
+        remote: impl Into<IpEndpoint>,
+        local_port: u16,
+        rx: usize,
+        tx: usize,
+    ) -> Result<Self, NetError> {
         let remote = remote.into();
         let source = NetPoller::with(|p| {
-            let handle = p.sockets.add(new_socket(DEFAULT_BUFFER, DEFAULT_BUFFER));
+            let handle = p.sockets.add(new_socket(rx, tx));
             let source = p.add(vec![handle], Kind::Tcp);
             let socket = p.sockets.get_mut::<smol_tcp::Socket<'static>>(handle);
             match socket.connect(p.iface.context(), remote, local_port) {
                 Ok(()) => Ok(source),
                 Err(_) => {
+                    warn!("gevent: tcp connect from port {} refused by smoltcp", local_port);
                     p.remove(source);
                     Err(NetError::InvalidAddress)
                 }
@@ -189,6 +201,7 @@ pub struct TcpListener {
     source: RawSource,
     registration: IoRegistration,
     port: u16,
+    buffers: (usize, usize),
 }
 
 impl fmt::Debug for TcpListener {
@@ -199,12 +212,23 @@ impl fmt::Debug for TcpListener {
 
 impl TcpListener {
     /// Listens on `port` with `backlog` listening sockets (connections that can arrive before
-    /// `accept` is called).
+    /// `accept` is called), each with [`DEFAULT_BUFFER`]-byte buffers.
     pub fn bind(port: u16, backlog: usize) -> Result<Self, NetError> {
+        Self::bind_with_buffers(port, backlog, DEFAULT_BUFFER, DEFAULT_BUFFER)
+    }
+
+    /// [`bind`](Self::bind) with `rx`- and `tx`-byte buffers per socket, allocated when a
+    /// listening socket is made (never per packet).
+    pub fn bind_with_buffers(
+        port: u16,
+        backlog: usize,
+        rx: usize,
+        tx: usize,
+    ) -> Result<Self, NetError> {
         let source = NetPoller::with(|p| {
             let mut handles = Vec::new();
             for _ in 0..backlog.max(1) {
-                let mut socket = new_socket(DEFAULT_BUFFER, DEFAULT_BUFFER);
+                let mut socket = new_socket(rx, tx);
                 socket
                     .listen(IpListenEndpoint::from(port))
                     .map_err(|_| NetError::InvalidAddress)?;
@@ -213,7 +237,7 @@ impl TcpListener {
             Ok::<_, NetError>(p.add(handles, Kind::Listener))
         })??;
         let registration = IoRegistration::new(source).map_err(|_| NetError::NoNetwork)?;
-        Ok(TcpListener { source, registration, port })
+        Ok(TcpListener { source, registration, port, buffers: (rx, tx) })
     }
 
     /// The port it listens on.
@@ -234,11 +258,15 @@ impl TcpListener {
                         | smol_tcp::State::SynReceived
                         | smol_tcp::State::SynSent => continue,
                         smol_tcp::State::Closed => {
+                            debug!(
+                                "gevent: a connection to port {} ended before accept",
+                                self.port
+                            );
                             // A connection that came and went before `accept`: listen again.
                             let _ = socket.listen(IpListenEndpoint::from(self.port));
                         }
                         _ => {
-                            let mut fresh = new_socket(DEFAULT_BUFFER, DEFAULT_BUFFER);
+                            let mut fresh = new_socket(self.buffers.0, self.buffers.1);
                             fresh
                                 .listen(IpListenEndpoint::from(self.port))
                                 .map_err(|_| NetError::InvalidAddress)?;
