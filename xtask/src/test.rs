@@ -8,8 +8,12 @@ use crate::step::Steps;
 /// Tests that miri runs: libtest runs every test whose path contains any of these.
 const MIRI_FILTERS: &[&str] = &["slab::", "timer::heap::", "wait_list::", "remote::", "stack::"];
 
-/// The firmware example, run under `qemu-system-arm` (not with `--quick`).
-const FIRMWARE_STEP: &str = "firmware lm3s6965 under qemu";
+/// The firmware examples, each its own cargo project run under `qemu-system-arm` (not with
+/// `--quick`): (step name, folder).
+const FIRMWARE: &[(&str, &str)] = &[
+    ("firmware lm3s6965 (cortex-m3) under qemu", "examples/firmware-lm3s6965"),
+    ("firmware mps2-an386 (cortex-m4f) under qemu", "examples/firmware-mps2-an386"),
+];
 
 /// Whether `--quick` runs a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,14 +142,14 @@ impl flags::Test {
         // The firmware is its own cargo project (its target and QEMU runner are set in its
         // `.cargo/config.toml`, which cargo reads from the working directory); `timeout` stops
         // a firmware that hangs instead of ending with a semihosting exit.
-        if self.quick {
-            steps.skip(FIRMWARE_STEP);
-        } else {
+        for &(name, folder) in FIRMWARE {
+            if self.quick {
+                steps.skip(name);
+                continue;
+            }
             let mut command = Command::new("timeout");
-            command
-                .args(["300", "cargo", "run", "--release"])
-                .current_dir(root.join("examples/firmware-lm3s6965"));
-            steps.run(FIRMWARE_STEP, &mut command);
+            command.args(["300", "cargo", "run", "--release"]).current_dir(root.join(folder));
+            steps.run(name, &mut command);
         }
         steps.finish()
     }

@@ -110,7 +110,7 @@ impl Context {
         // the only reference into the cell while it lives (module invariants).
         let coroutine = unsafe { &mut *self.coroutine.get() };
         let coroutine = coroutine.as_mut().expect("resume of a greenlet without a coroutine");
-        matches!(coroutine.resume(()), CoroutineResult::Return(()))
+        preserving_fp_registers(|| matches!(coroutine.resume(()), CoroutineResult::Return(())))
     }
 
     /// Runs the greenlet `t` (whose context this is) as the hub's current greenlet until it
@@ -137,7 +137,7 @@ impl Context {
         assert!(!yielder.is_null(), "suspend of a greenlet that is not running");
         // SAFETY: the yielder lives on this coroutine's stack for as long as the coroutine runs,
         // and `suspend` is only called by the greenlet itself, i.e. from that stack.
-        unsafe { (*yielder).suspend(()) }
+        preserving_fp_registers(|| unsafe { (*yielder).suspend(()) })
     }
 
     /// After the coroutine returned: takes its stack back for reuse.
@@ -185,4 +185,35 @@ pub(crate) fn prefetch_stack(sp: usize) {
             prefetch(sp.wrapping_sub(128).wrapping_add(offset));
         }
     }
+}
+
+/// Runs a context switch so that the callee-saved floating-point registers survive it.
+///
+/// On hard-float 32-bit ARM (`thumbv7em-none-eabihf`: Cortex-M4F/M7F with a 16-double FPU)
+/// corosensei's switch does not preserve d8–d15 (its clobbers name the NEON registers q4–q7,
+/// which such an FPU does not have), and greenlets saw their floating-point values corrupted
+/// across switches (measured under QEMU `mps2-an386`). This out-of-line frame declares d8–d15
+/// clobbered, so the compiler saves them on entry and restores them on the way out, around the
+/// switch, on the stack of whichever side is switching away.
+#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+#[inline(never)]
+fn preserving_fp_registers<R>(switch: impl FnOnce() -> R) -> R {
+    // SAFETY: an empty asm statement that only declares d8–d15 clobbered; it reads and writes
+    // no memory and leaves the stack alone.
+    unsafe {
+        core::arch::asm!(
+            "",
+            out("d8") _, out("d9") _, out("d10") _, out("d11") _,
+            out("d12") _, out("d13") _, out("d14") _, out("d15") _,
+            options(nomem, nostack, preserves_flags)
+        );
+    }
+    switch()
+}
+
+/// Elsewhere corosensei's switch preserves every callee-saved register itself.
+#[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+#[inline(always)]
+fn preserving_fp_registers<R>(switch: impl FnOnce() -> R) -> R {
+    switch()
 }

@@ -1,0 +1,121 @@
+//! gevent for Rust on a Cortex-M4F (`thumbv7em-none-eabihf`, QEMU `mps2-an386`): checks that
+//! floating-point state survives greenlet switches on a target whose FPU has 16 double
+//! registers, where corosensei's clobber list names D16–D31 (which do not exist).
+//!
+//! Greenlets keep floating-point values live in registers across `yield_now` and compare
+//! their results with the same computation done without switching. Exits 0 only if all match.
+
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use core::cell::Cell;
+
+use cortex_m::interrupt::Mutex;
+use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m_rt::{entry, exception};
+use cortex_m_semihosting::{debug, hprintln};
+use embedded_alloc::LlffHeap as Heap;
+use gevent_embedded::{StaticStacks, TickClock, TickSource, spawn, yield_now};
+
+#[global_allocator]
+static HEAP: Heap = Heap::empty();
+
+/// QEMU's mps2 boards run the core at 25 MHz.
+const CORE_HZ: u32 = 25_000_000;
+const TICKS_PER_MS: u32 = CORE_HZ / 1000;
+static MILLIS: Mutex<Cell<u64>> = Mutex::new(Cell::new(0));
+
+#[exception]
+fn SysTick() {
+    cortex_m::interrupt::free(|cs| {
+        let millis = MILLIS.borrow(cs);
+        millis.set(millis.get() + 1);
+    });
+}
+
+#[derive(Clone, Copy)]
+struct SysTickSource;
+
+impl TickSource for SysTickSource {
+    fn ticks(&self) -> u64 {
+        cortex_m::interrupt::free(|cs| {
+            let millis = MILLIS.borrow(cs).get();
+            let elapsed = TICKS_PER_MS - 1 - cortex_m::peripheral::SYST::get_current();
+            millis * u64::from(TICKS_PER_MS) + u64::from(elapsed)
+        })
+    }
+
+    fn ticks_per_second(&self) -> u64 {
+        u64::from(CORE_HZ)
+    }
+}
+
+/// A float computation with many live values, switching to other greenlets every step when
+/// `switch` is set.
+fn work(seed: f32, switch: bool) -> f32 {
+    let (mut a, mut b, mut c, mut d) = (seed, seed * 1.5, seed * 2.25, seed * 3.125);
+    let (mut e, mut f, mut g, mut h) = (seed + 0.5, seed + 1.5, seed - 0.25, seed * 0.75);
+    for i in 0..200 {
+        let x = i as f32 * 0.001;
+        a = a * 0.999 + b * x;
+        b = b * 0.998 + c * x;
+        c = c * 0.997 + d * x;
+        d = d * 0.996 + e * x;
+        e = e * 0.995 + f * x;
+        f = f * 0.994 + g * x;
+        g = g * 0.993 + h * x;
+        h = h * 0.992 + a * x;
+        if switch {
+            yield_now().expect("nothing interrupts the workers");
+        }
+    }
+    a + b + c + d + e + f + g + h
+}
+
+#[entry]
+fn main() -> ! {
+    {
+        use core::mem::MaybeUninit;
+        const HEAP_SIZE: usize = 64 * 1024;
+        static mut HEAP_MEM: [MaybeUninit<u8>; HEAP_SIZE] = [MaybeUninit::uninit(); HEAP_SIZE];
+        // SAFETY: called once, before any allocation; the buffer is used by nothing else.
+        unsafe { HEAP.init(core::ptr::addr_of_mut!(HEAP_MEM) as usize, HEAP_SIZE) }
+    }
+    let mut core = cortex_m::Peripherals::take().expect("taken once");
+    core.SYST.set_clock_source(SystClkSource::Core);
+    core.SYST.set_reload(TICKS_PER_MS - 1);
+    core.SYST.clear_current();
+    core.SYST.enable_interrupt();
+    core.SYST.enable_counter();
+
+    static mut STACK_MEM: [u8; 8 * 8 * 1024] = [0; 8 * 8 * 1024];
+    // SAFETY: the only reference ever made to this buffer, handed to the stack pool for good.
+    let stacks = StaticStacks::new(unsafe { &mut *core::ptr::addr_of_mut!(STACK_MEM) }, 8 * 1024);
+    gevent_embedded::init(TickClock::new(SysTickSource), stacks, |_| cortex_m::asm::wfi())
+        .expect("the hub is installed once");
+
+    let seeds = [1.0f32, 2.5, -3.75, 0.125, 7.0, -0.5];
+    let expected: Vec<f32> = seeds.iter().map(|&s| work(s, false)).collect();
+    let workers: Vec<_> = seeds.iter().map(|&s| spawn(move || work(s, true))).collect();
+    let got: Vec<f32> = workers.iter().map(|w| w.get().expect("workers finish")).collect();
+    let ok = got.iter().zip(&expected).all(|(g, e)| g.to_bits() == e.to_bits());
+    hprintln!("float results across 1,200 switches: {:?}", got);
+    hprintln!("expected (no switches):             {:?}", expected);
+    hprintln!("{}", if ok { "ALL OK: FPU state survives switches" } else { "MISMATCH" });
+    debug::exit(if ok { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    hprintln!("panic: {}", info);
+    debug::exit(debug::EXIT_FAILURE);
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
