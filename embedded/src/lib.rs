@@ -74,14 +74,7 @@ pub fn init_net(
     stacks: StaticStacks,
     wait: impl WaitHook + 'static,
 ) -> Result<(), hub::AlreadyInstalled> {
-    let poller = net::NetPoller::new(iface, drive, clock.clone(), wait);
-    let default_stack_size = stacks.stack_size();
-    hub::install(platform::Platform {
-        poller: Box::new(poller),
-        clock: Box::new(clock),
-        stacks: Box::new(stacks),
-        default_stack_size,
-    })
+    install(Box::new(net::NetPoller::new(iface, drive, clock.clone(), wait)), clock, stacks)
 }
 
 /// Installs the program's hub, built from a clock, a stack source and an idle hook.
@@ -92,10 +85,17 @@ pub fn init(
     stacks: StaticStacks,
     wait: impl WaitHook + 'static,
 ) -> Result<(), hub::AlreadyInstalled> {
-    let poller = IdlePoller::new(clock.clone(), wait);
+    install(Box::new(IdlePoller::new(clock.clone(), wait)), clock, stacks)
+}
+
+fn install(
+    poller: Box<dyn platform::Poller>,
+    clock: impl platform::Clock + 'static,
+    stacks: StaticStacks,
+) -> Result<(), hub::AlreadyInstalled> {
     let default_stack_size = stacks.stack_size();
     hub::install(platform::Platform {
-        poller: Box::new(poller),
+        poller,
         clock: Box::new(clock),
         stacks: Box::new(stacks),
         default_stack_size,

@@ -1,13 +1,16 @@
 //! Two smoltcp interfaces joined by an in-memory link, each run by its own hub on its own
 //! thread (two "boards"): a greenlet TCP echo server on one, clients on the other, and UDP.
 
+mod common;
+use common::HostTicks;
+
 use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use gevent_embedded::event::Event;
 use gevent_embedded::net::{TcpListener, TcpStream, UdpSocket};
-use gevent_embedded::{StaticStacks, TickClock, TickSource, joinall, spawn};
+use gevent_embedded::{StaticStacks, TickClock, joinall, spawn};
 use smoltcp::iface::{Config, Interface};
 use smoltcp::phy::{self, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
@@ -71,18 +74,6 @@ thread_local! {
     static DONE: Event = const { Event::new() };
 }
 
-#[derive(Clone, Copy)]
-struct HostTicks(std::time::Instant);
-
-impl TickSource for HostTicks {
-    fn ticks(&self) -> u64 {
-        self.0.elapsed().as_nanos() as u64
-    }
-    fn ticks_per_second(&self) -> u64 {
-        1_000_000_000
-    }
-}
-
 const SERVER: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
 const CLIENT: Ipv4Address = Ipv4Address::new(10, 0, 0, 2);
 
@@ -99,7 +90,7 @@ fn board(mut end: LinkEnd, ip: Ipv4Address) {
     });
     let memory: &'static mut [u8] = Box::leak(vec![0u8; 8 * 128 * 1024].into_boxed_slice());
     let stacks = StaticStacks::new(memory, 128 * 1024);
-    let clock = TickClock::new(HostTicks(std::time::Instant::now()));
+    let clock = TickClock::new(HostTicks::start());
     gevent_embedded::init_net(iface, drive, clock, stacks, |_| std::thread::yield_now()).unwrap();
 }
 

@@ -2,31 +2,22 @@
 //! server greenlet and client greenlets on 127.0.0.1, through the real smoltcp TCP state
 //! machine.
 
+mod common;
+use common::HostTicks;
+
 use std::time::Duration;
 
 use gevent_embedded::net::{TcpListener, TcpStream, UdpSocket};
-use gevent_embedded::{Interrupted, StaticStacks, TickClock, TickSource, Timeout, joinall, spawn};
+use gevent_embedded::{Interrupted, StaticStacks, TickClock, Timeout, joinall, spawn};
 use smoltcp::iface::{Config, Interface};
 use smoltcp::phy::{Loopback, Medium};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
-
-#[derive(Clone, Copy)]
-struct HostTicks(std::time::Instant);
-
-impl TickSource for HostTicks {
-    fn ticks(&self) -> u64 {
-        self.0.elapsed().as_nanos() as u64
-    }
-    fn ticks_per_second(&self) -> u64 {
-        1_000_000_000
-    }
-}
 
 const LOCALHOST: Ipv4Address = Ipv4Address::new(127, 0, 0, 1);
 
 /// Installs a hub on this thread with a smoltcp interface on a loopback device.
 fn loopback_hub() {
-    let clock = TickClock::new(HostTicks(std::time::Instant::now()));
+    let clock = TickClock::new(HostTicks::start());
     let mut device = Loopback::new(Medium::Ip);
     let mut iface = Interface::new(
         Config::new(HardwareAddress::Ip),

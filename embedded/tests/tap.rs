@@ -5,6 +5,9 @@
 //! Needs root (CAP_NET_ADMIN) and /dev/net/tun; where either is missing the test says so and
 //! passes without running.
 
+mod common;
+use common::HostTicks;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream as KernelTcpStream};
 use std::os::fd::AsRawFd;
@@ -14,7 +17,7 @@ use std::time::Duration;
 
 use gevent_embedded::event::Event;
 use gevent_embedded::net::TcpListener;
-use gevent_embedded::{StaticStacks, TickClock, TickSource, spawn};
+use gevent_embedded::{StaticStacks, TickClock, spawn};
 use smoltcp::iface::{Config, Interface};
 use smoltcp::phy::{Medium, TunTapInterface};
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, Ipv4Address};
@@ -22,18 +25,6 @@ use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, Ipv4Address};
 thread_local! {
     /// Set (on the server's hub thread) once the client has read the end of the stream.
     static CLIENT_DONE: Event = const { Event::new() };
-}
-
-#[derive(Clone, Copy)]
-struct HostTicks(std::time::Instant);
-
-impl TickSource for HostTicks {
-    fn ticks(&self) -> u64 {
-        self.0.elapsed().as_nanos() as u64
-    }
-    fn ticks_per_second(&self) -> u64 {
-        1_000_000_000
-    }
 }
 
 /// A TAP device configured on the host side; deleted when dropped.
@@ -98,7 +89,7 @@ fn the_linux_kernel_tcp_stack_talks_to_a_greenlet_echo_server_over_tap() {
 
     let server_name = tap.name.clone();
     let server = std::thread::spawn(move || {
-        let clock = TickClock::new(HostTicks(std::time::Instant::now()));
+        let clock = TickClock::new(HostTicks::start());
         let mut device =
             TunTapInterface::new(&server_name, Medium::Ethernet).expect("open the TAP");
         let fd = device.as_raw_fd();
