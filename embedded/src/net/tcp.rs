@@ -95,11 +95,8 @@ impl TcpStream {
                 if s.can_recv() {
                     s.recv_slice(buf).map(Some).map_err(|_| NetError::ConnectionReset)
                 } else if !s.may_recv() {
-                    match s.state() {
-                        // A reset leaves the socket closed without the peer's FIN.
-                        smol_tcp::State::Closed if !s.is_open() => Ok(Some(0)),
-                        _ => Ok(Some(0)),
-                    }
+                    // The peer's FIN (or a reset: smoltcp does not tell them apart here).
+                    Ok(Some(0))
                 } else {
                     Ok(None)
                 }
