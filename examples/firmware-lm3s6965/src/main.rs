@@ -20,64 +20,26 @@ use core::cell::{Cell, RefCell};
 use core::time::Duration;
 
 use alloc::boxed::Box;
-use cortex_m::interrupt::Mutex;
-use cortex_m::peripheral::syst::SystClkSource;
-use cortex_m_rt::{entry, exception};
-use cortex_m_semihosting::{debug, hprintln};
-use embedded_alloc::LlffHeap as Heap;
+use cortex_m_rt::entry;
+use cortex_m_semihosting::hprintln;
 use gevent_embedded::net::{NetError, TcpListener, TcpStream};
 use gevent_embedded::queue::Queue;
 use gevent_embedded::{
-    Builder, FailureKind, GetError, Interrupted, StaticStacks, TickClock, TickSource, Timeout,
-    joinall, now, sleep, spawn,
+    Builder, FailureKind, GetError, Interrupted, StaticStacks, TickClock, Timeout, joinall, now,
+    sleep, spawn,
 };
 use smoltcp::iface::{Config, Interface};
 use smoltcp::phy::{Loopback, Medium};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 
-#[global_allocator]
-static HEAP: Heap = Heap::empty();
+#[path = "../../firmware-common/board.rs"]
+#[macro_use]
+mod board;
+
+use board::{HEAP, SysTickSource};
 
 /// The LM3S6965's core clock as QEMU runs it.
 const CORE_HZ: u32 = 12_000_000;
-/// SysTick fires every millisecond; the counter in between gives sub-millisecond ticks.
-const TICKS_PER_MS: u32 = CORE_HZ / 1000;
-
-static MILLIS: Mutex<Cell<u64>> = Mutex::new(Cell::new(0));
-
-#[exception]
-fn SysTick() {
-    cortex_m::interrupt::free(|cs| {
-        let millis = MILLIS.borrow(cs);
-        millis.set(millis.get() + 1);
-    });
-}
-
-/// SysTick as a 64-bit tick counter at the core clock.
-#[derive(Clone, Copy)]
-struct SysTickSource;
-
-impl TickSource for SysTickSource {
-    fn ticks(&self) -> u64 {
-        cortex_m::interrupt::free(|cs| {
-            let millis = MILLIS.borrow(cs).get();
-            let current = cortex_m::peripheral::SYST::get_current();
-            let mut elapsed = u64::from(TICKS_PER_MS - 1 - current);
-            // The counter wrapped after interrupts were masked: count that millisecond too.
-            let millis = if cortex_m::peripheral::SCB::is_pendst_pending() {
-                elapsed = u64::from(TICKS_PER_MS - 1 - cortex_m::peripheral::SYST::get_current());
-                millis + 1
-            } else {
-                millis
-            };
-            millis * u64::from(TICKS_PER_MS) + elapsed
-        })
-    }
-
-    fn ticks_per_second(&self) -> u64 {
-        u64::from(CORE_HZ)
-    }
-}
 
 const MS: Duration = Duration::from_millis(1);
 const LOCALHOST: Ipv4Address = Ipv4Address::new(127, 0, 0, 1);
@@ -94,19 +56,9 @@ fn millis() -> u64 {
 #[entry]
 fn main() -> ! {
     // 24 KiB of heap for greenlet headers and the hub's collections.
-    {
-        use core::mem::MaybeUninit;
-        const HEAP_SIZE: usize = 24 * 1024;
-        static mut HEAP_MEM: [MaybeUninit<u8>; HEAP_SIZE] = [MaybeUninit::uninit(); HEAP_SIZE];
-        // SAFETY: called once, before any allocation; the buffer is used by nothing else.
-        unsafe { HEAP.init(core::ptr::addr_of_mut!(HEAP_MEM) as usize, HEAP_SIZE) }
-    }
+    init_heap!(24 * 1024);
     let mut core = cortex_m::Peripherals::take().expect("taken once");
-    core.SYST.set_clock_source(SystClkSource::Core);
-    core.SYST.set_reload(TICKS_PER_MS - 1);
-    core.SYST.clear_current();
-    core.SYST.enable_interrupt();
-    core.SYST.enable_counter();
+    board::start_systick(&mut core.SYST);
 
     // Four greenlet stacks of 5 KiB.
     static mut STACK_MEM: [u8; 4 * 5 * 1024] = [0; 4 * 5 * 1024];
@@ -267,17 +219,5 @@ fn main() -> ! {
     all_ok &= check(no_stack.len() == 1, "a fifth live greenlet finds no stack");
 
     hprintln!("{} after {} ms", if all_ok { "ALL OK" } else { "SOME CHECKS FAILED" }, millis());
-    debug::exit(if all_ok { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
-    loop {
-        cortex_m::asm::wfi();
-    }
-}
-
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    hprintln!("panic: {}", info);
-    debug::exit(debug::EXIT_FAILURE);
-    loop {
-        cortex_m::asm::wfi();
-    }
+    board::exit(all_ok)
 }

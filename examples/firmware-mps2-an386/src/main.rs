@@ -11,47 +11,18 @@
 extern crate alloc;
 
 use alloc::vec::Vec;
-use core::cell::Cell;
+use cortex_m_rt::entry;
+use cortex_m_semihosting::hprintln;
+use gevent_embedded::{StaticStacks, TickClock, spawn, yield_now};
 
-use cortex_m::interrupt::Mutex;
-use cortex_m::peripheral::syst::SystClkSource;
-use cortex_m_rt::{entry, exception};
-use cortex_m_semihosting::{debug, hprintln};
-use embedded_alloc::LlffHeap as Heap;
-use gevent_embedded::{StaticStacks, TickClock, TickSource, spawn, yield_now};
+#[path = "../../firmware-common/board.rs"]
+#[macro_use]
+mod board;
 
-#[global_allocator]
-static HEAP: Heap = Heap::empty();
+use board::SysTickSource;
 
 /// QEMU's mps2 boards run the core at 25 MHz.
 const CORE_HZ: u32 = 25_000_000;
-const TICKS_PER_MS: u32 = CORE_HZ / 1000;
-static MILLIS: Mutex<Cell<u64>> = Mutex::new(Cell::new(0));
-
-#[exception]
-fn SysTick() {
-    cortex_m::interrupt::free(|cs| {
-        let millis = MILLIS.borrow(cs);
-        millis.set(millis.get() + 1);
-    });
-}
-
-#[derive(Clone, Copy)]
-struct SysTickSource;
-
-impl TickSource for SysTickSource {
-    fn ticks(&self) -> u64 {
-        cortex_m::interrupt::free(|cs| {
-            let millis = MILLIS.borrow(cs).get();
-            let elapsed = TICKS_PER_MS - 1 - cortex_m::peripheral::SYST::get_current();
-            millis * u64::from(TICKS_PER_MS) + u64::from(elapsed)
-        })
-    }
-
-    fn ticks_per_second(&self) -> u64 {
-        u64::from(CORE_HZ)
-    }
-}
 
 /// A float computation with many live values, switching to other greenlets every step when
 /// `switch` is set.
@@ -77,19 +48,9 @@ fn work(seed: f32, switch: bool) -> f32 {
 
 #[entry]
 fn main() -> ! {
-    {
-        use core::mem::MaybeUninit;
-        const HEAP_SIZE: usize = 64 * 1024;
-        static mut HEAP_MEM: [MaybeUninit<u8>; HEAP_SIZE] = [MaybeUninit::uninit(); HEAP_SIZE];
-        // SAFETY: called once, before any allocation; the buffer is used by nothing else.
-        unsafe { HEAP.init(core::ptr::addr_of_mut!(HEAP_MEM) as usize, HEAP_SIZE) }
-    }
+    init_heap!(64 * 1024);
     let mut core = cortex_m::Peripherals::take().expect("taken once");
-    core.SYST.set_clock_source(SystClkSource::Core);
-    core.SYST.set_reload(TICKS_PER_MS - 1);
-    core.SYST.clear_current();
-    core.SYST.enable_interrupt();
-    core.SYST.enable_counter();
+    board::start_systick(&mut core.SYST);
 
     static mut STACK_MEM: [u8; 8 * 8 * 1024] = [0; 8 * 8 * 1024];
     // SAFETY: the only reference ever made to this buffer, handed to the stack pool for good.
@@ -105,17 +66,5 @@ fn main() -> ! {
     hprintln!("float results across 1,200 switches: {:?}", got);
     hprintln!("expected (no switches):             {:?}", expected);
     hprintln!("{}", if ok { "ALL OK: FPU state survives switches" } else { "MISMATCH" });
-    debug::exit(if ok { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
-    loop {
-        cortex_m::asm::wfi();
-    }
-}
-
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    hprintln!("panic: {}", info);
-    debug::exit(debug::EXIT_FAILURE);
-    loop {
-        cortex_m::asm::wfi();
-    }
+    board::exit(ok)
 }

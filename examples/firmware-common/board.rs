@@ -1,0 +1,90 @@
+//! Board bring-up shared by the Cortex-M firmware examples (included by each with `#[path]`):
+//! the heap, a SysTick clock, and a panic handler that reports by semihosting.
+//!
+//! `CORE_HZ` is the including crate's core clock.
+
+use core::cell::Cell;
+
+use cortex_m::interrupt::Mutex;
+use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m_rt::exception;
+use cortex_m_semihosting::{debug, hprintln};
+use embedded_alloc::LlffHeap as Heap;
+use gevent_embedded::TickSource;
+
+use super::CORE_HZ;
+
+#[global_allocator]
+pub(crate) static HEAP: Heap = Heap::empty();
+
+/// SysTick fires every millisecond; the counter in between gives sub-millisecond ticks.
+const TICKS_PER_MS: u32 = CORE_HZ / 1000;
+
+static MILLIS: Mutex<Cell<u64>> = Mutex::new(Cell::new(0));
+
+/// Gives the global allocator a static buffer of `$size` bytes. Use once, before anything
+/// allocates.
+macro_rules! init_heap {
+    ($size:expr) => {{
+        use core::mem::MaybeUninit;
+        const SIZE: usize = $size;
+        static mut MEMORY: [MaybeUninit<u8>; SIZE] = [MaybeUninit::uninit(); SIZE];
+        // SAFETY: used once, before any allocation; the buffer is used by nothing else.
+        unsafe { board::HEAP.init(core::ptr::addr_of_mut!(MEMORY) as usize, SIZE) }
+    }};
+}
+
+/// Starts SysTick: an interrupt every millisecond from the core clock.
+pub(crate) fn start_systick(syst: &mut cortex_m::peripheral::SYST) {
+    syst.set_clock_source(SystClkSource::Core);
+    syst.set_reload(TICKS_PER_MS - 1);
+    syst.clear_current();
+    syst.enable_interrupt();
+    syst.enable_counter();
+}
+
+#[exception]
+fn SysTick() {
+    cortex_m::interrupt::free(|cs| {
+        let millis = MILLIS.borrow(cs);
+        millis.set(millis.get() + 1);
+    });
+}
+
+/// SysTick as a 64-bit tick counter at the core clock.
+#[derive(Clone, Copy)]
+pub(crate) struct SysTickSource;
+
+impl TickSource for SysTickSource {
+    fn ticks(&self) -> u64 {
+        cortex_m::interrupt::free(|cs| {
+            let millis = MILLIS.borrow(cs).get();
+            let current = cortex_m::peripheral::SYST::get_current();
+            // The counter wrapped after interrupts were masked: count that millisecond too.
+            let (millis, current) = if cortex_m::peripheral::SCB::is_pendst_pending() {
+                (millis + 1, cortex_m::peripheral::SYST::get_current())
+            } else {
+                (millis, current)
+            };
+            millis * u64::from(TICKS_PER_MS) + u64::from(TICKS_PER_MS - 1 - current)
+        })
+    }
+
+    fn ticks_per_second(&self) -> u64 {
+        u64::from(CORE_HZ)
+    }
+}
+
+/// Ends the QEMU run with a status that says whether every check held.
+pub(crate) fn exit(all_ok: bool) -> ! {
+    debug::exit(if all_ok { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    hprintln!("panic: {}", info);
+    exit(false)
+}
