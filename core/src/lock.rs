@@ -14,7 +14,7 @@ use core::time::Duration;
 use crate::error::Interrupted;
 use crate::greenlet::task::WaitKind;
 use crate::hub::hub;
-use crate::sync::waiters::{Turn, Waiters, wait_turn};
+use crate::sync::waiters::{Turn, Waiters, give_up_reservation, notify, wait_turn};
 use crate::time::Instant;
 
 struct SemState {
@@ -100,9 +100,7 @@ impl Semaphore {
             s.permits += 1;
             s.waiters.hand_off()
         };
-        if let Some(t) = next {
-            hub().notify(t);
-        }
+        notify(next);
     }
 
     fn acquire_until(
@@ -129,13 +127,7 @@ impl Semaphore {
                 Turn::TimedOut => return Ok(None),
                 Turn::Interrupted { why, reserved } => {
                     if reserved {
-                        // Pass the permit reserved for us to the next waiter.
-                        s.waiters.claim();
-                        let next = if s.free() > 0 { s.waiters.hand_off() } else { None };
-                        drop(s);
-                        if let Some(t) = next {
-                            hub().notify(t);
-                        }
+                        give_up_reservation(s, |s| &mut s.waiters, |s| s.free() > 0);
                     }
                     return Err(why);
                 }

@@ -260,8 +260,8 @@ impl Pool {
             items: items.into_iter(),
             f,
             running: Vec::new(),
+            outstanding: 0,
             finished: Rc::new(Queue::new()),
-            next_index: 0,
         }
     }
 }
@@ -298,18 +298,33 @@ where
     type Item = Result<U, GetError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        // Keep every slot busy, but wait for a slot only when nothing is running.
-        while self.running.is_empty() || !self.pool.full() {
-            let Some(item) = self.items.next() else { break };
+        let spawned = keep_busy(self.pool, &mut self.items, self.running.len(), |item| {
             let f = self.f.clone();
-            match self.pool.spawn(move || f(item)) {
-                Ok(g) => self.running.push_back(g),
-                Err(why) => return Some(Err(GetError::Interrupted(why))),
-            }
+            self.running.push_back(self.pool.spawn(move || f(item))?);
+            Ok(())
+        });
+        if let Err(why) = spawned {
+            return Some(Err(GetError::Interrupted(why)));
         }
         let next = self.running.pop_front()?;
         Some(next.take())
     }
+}
+
+/// Spawns members for `items` while the pool has a free slot, and waits for a slot only when
+/// none of the iterator's members is `outstanding` (so that the first result can come).
+fn keep_busy<I: Iterator>(
+    pool: &Pool,
+    items: &mut I,
+    mut outstanding: usize,
+    mut spawn: impl FnMut(I::Item) -> Result<(), Interrupted>,
+) -> Result<(), Interrupted> {
+    while outstanding == 0 || !pool.full() {
+        let Some(item) = items.next() else { break };
+        spawn(item)?;
+        outstanding += 1;
+    }
+    Ok(())
 }
 
 /// The iterator of [`Pool::imap_unordered`].
@@ -319,9 +334,10 @@ pub struct ImapUnordered<'a, I, U, F> {
     f: F,
     /// Spawned greenlets by index; `None` once their result was yielded.
     running: Vec<Option<Greenlet<U>>>,
+    /// How many of `running` are still `Some`.
+    outstanding: usize,
     /// Indices of greenlets whose body ended, in the order they ended.
     finished: Rc<Queue<usize>>,
-    next_index: usize,
 }
 
 impl<I, U, F> fmt::Debug for ImapUnordered<'_, I, U, F> {
@@ -353,21 +369,21 @@ where
     type Item = Result<U, GetError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let outstanding = |s: &Self| s.running.iter().filter(|g| g.is_some()).count();
-        while outstanding(self) == 0 || !self.pool.full() {
-            let Some(item) = self.items.next() else { break };
+        let spawned = keep_busy(self.pool, &mut self.items, self.outstanding, |item| {
             let f = self.f.clone();
-            let finished = Finished { index: self.next_index, queue: self.finished.clone() };
-            match self.pool.spawn(move || {
+            let finished = Finished { index: self.running.len(), queue: self.finished.clone() };
+            let g = self.pool.spawn(move || {
                 let _finished = finished;
                 f(item)
-            }) {
-                Ok(g) => self.running.push(Some(g)),
-                Err(why) => return Some(Err(GetError::Interrupted(why))),
-            }
-            self.next_index += 1;
+            })?;
+            self.running.push(Some(g));
+            self.outstanding += 1;
+            Ok(())
+        });
+        if let Err(why) = spawned {
+            return Some(Err(GetError::Interrupted(why)));
         }
-        if outstanding(self) == 0 {
+        if self.outstanding == 0 {
             return None;
         }
         let index = match self.finished.get() {
@@ -378,6 +394,7 @@ where
             Err(_) => unreachable!("the queue is neither closed nor polled"),
         };
         let g = self.running[index].take().expect("each index finishes once");
+        self.outstanding -= 1;
         Some(g.take())
     }
 }

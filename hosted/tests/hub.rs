@@ -10,6 +10,7 @@ use gevent::hub::IoRegistration;
 use gevent::platform::{Interest, RawSource};
 use gevent::{
     Builder, GreenletRef, Interrupted, Timeout, current, hub_handle, joinall, sleep, spawn,
+    yield_now,
 };
 use rustix::pipe::{PipeFlags, pipe_with};
 
@@ -31,7 +32,7 @@ fn a_post_from_another_thread_wakes_the_hub_blocked_in_its_poller() {
     });
     // The main greenlet now blocks in epoll_wait: only the posted job can end the sleep.
     sleeper.join().unwrap();
-    assert_eq!(sleeper.get(), Err(gevent::GetError::Failed(sleeper.error().unwrap())));
+    assert!(sleeper.is_killed_and_done(), "the posted job killed it: {:?}", sleeper.error());
     poster.join().unwrap();
 }
 
@@ -41,13 +42,32 @@ fn a_pending_post_keeps_the_hub_waiting_instead_of_reporting_loop_exit() {
     let stuck = spawn(move || main.join());
     TARGET.with(|t| *t.borrow_mut() = Some(stuck.to_ref()));
     let promise = hub_handle().pending_post();
+    let hub_thread = rustix::thread::gettid();
     let poster = std::thread::spawn(move || {
+        // Post only once the hub's thread sleeps in the poller: it got there, rather than
+        // reporting LoopExit, only because of the promise.
+        while !sleeps_in_epoll(hub_thread) {
+            std::thread::yield_now();
+        }
         promise.post(|| TARGET.with(|t| t.borrow().as_ref().unwrap().kill_nowait())).unwrap()
     });
     // Without the promise this join would be a LoopExit (see the next test).
     stuck.join().unwrap();
     assert!(stuck.is_killed_and_done());
     poster.join().unwrap();
+}
+
+/// Whether the thread `tid` of this process is blocked in `epoll_wait` (or its variants), read
+/// from the system call the kernel says it is in.
+#[cfg(target_os = "linux")]
+fn sleeps_in_epoll(tid: rustix::thread::Pid) -> bool {
+    let path = format!("/proc/self/task/{}/syscall", tid.as_raw_nonzero());
+    let Ok(text) = std::fs::read_to_string(path) else { return false };
+    let number = text.split_whitespace().next().and_then(|n| n.parse::<u64>().ok());
+    // x86_64: epoll_wait 232, epoll_pwait 281, epoll_pwait2 441; aarch64: epoll_pwait 22,
+    // epoll_pwait2 441.
+    let epoll: &[u64] = if cfg!(target_arch = "x86_64") { &[232, 281, 441] } else { &[22, 441] };
+    number.is_some_and(|n| epoll.contains(&n))
 }
 
 trait KilledAndDone {
@@ -166,7 +186,7 @@ fn kill_timeout_returns_when_the_target_drops_its_kill_errors() {
             l.set(l.get() + 1);
         }
     });
-    sleep(MS).unwrap();
+    yield_now().unwrap(); // it starts and parks in its first sleep
     assert_eq!(stubborn.kill_timeout(20 * MS), Ok(false));
     assert!(loops.get() > 0, "its sleeps kept failing at once (the kill is sticky)");
     stop.set(true);

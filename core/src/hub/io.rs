@@ -23,21 +23,20 @@ pub(crate) struct IoEntry {
 
 /// Wakes the waiters of a source that became ready.
 pub(super) fn dispatch(hub: &Hub, key: Key, readiness: Readiness) {
-    let mut woken = alloc::vec::Vec::new();
-    {
-        let mut io = hub.io.borrow_mut();
-        let Some(entry) = io.get_mut(key) else { return }; // deregistered meanwhile
-        if readiness.readable {
-            entry.readiness.readable = true;
-            woken.extend(core::iter::from_fn(|| entry.readers.pop_front()));
-        }
-        if readiness.writable {
-            entry.readiness.writable = true;
-            woken.extend(core::iter::from_fn(|| entry.writers.pop_front()));
+    // Waking only queues greenlets on the run queue, so it can happen under the borrow.
+    let mut io = hub.io.borrow_mut();
+    let Some(entry) = io.get_mut(key) else { return }; // deregistered meanwhile
+    if readiness.readable {
+        entry.readiness.readable = true;
+        while let Some(t) = entry.readers.pop_front() {
+            hub.unpark(&t);
         }
     }
-    for t in &woken {
-        hub.unpark(t);
+    if readiness.writable {
+        entry.readiness.writable = true;
+        while let Some(t) = entry.writers.pop_front() {
+            hub.unpark(&t);
+        }
     }
 }
 

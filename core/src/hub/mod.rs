@@ -77,6 +77,8 @@ pub(crate) struct Hub {
     timers: RefCell<TimerHeap<TimerAction>>,
     pub(crate) io: RefCell<Slab<io::IoEntry>>,
     live: RefCell<Slab<TaskRef>>,
+    /// The buffer [`Hub::poll`] collects readiness events in, reused between polls.
+    ready_events: Cell<Vec<(Token, Readiness)>>,
     idle_waiters: RefCell<WaitList<TaskRef>>,
     main: TaskRef,
     current: switch::CurrentSlot,
@@ -105,6 +107,7 @@ impl Hub {
             timers: RefCell::new(TimerHeap::new()),
             io: RefCell::new(Slab::new()),
             live: RefCell::new(Slab::new()),
+            ready_events: Cell::new(Vec::new()),
             idle_waiters: RefCell::new(WaitList::new()),
             current: switch::CurrentSlot::new(&main),
             main,
@@ -494,16 +497,19 @@ impl Hub {
     }
 
     fn poll(&self, timeout: Option<Duration>) {
-        let mut ready: Vec<(Token, Readiness)> = Vec::new();
+        // Events are collected first (the poller is borrowed while it reports them), into a
+        // buffer kept between polls so that a poll allocates nothing in the steady state.
+        let mut ready = self.ready_events.take();
         let result = self.poller.borrow_mut().poll(timeout, &mut |token, readiness| {
             ready.push((token, readiness));
         });
         if let Err(e) = result {
             panic!("gevent hub: the poller failed: {e}");
         }
-        for (token, readiness) in ready {
+        for (token, readiness) in ready.drain(..) {
             io::dispatch(self, Key::from_bits(token.0), readiness);
         }
+        self.ready_events.set(ready);
     }
 
     fn drain_remote(&self) {
@@ -589,12 +595,5 @@ impl Hub {
     /// The greenlets alive now (started or not, main excluded).
     pub(crate) fn live_greenlets(&self) -> Vec<TaskRef> {
         self.live.borrow().iter().map(|(_, t)| t.clone()).collect()
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        // Timers and wait lists hold task references that point back at nothing now.
-        self.run_queue.get_mut().clear();
     }
 }

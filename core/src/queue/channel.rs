@@ -5,11 +5,11 @@ use core::cell::RefCell;
 use core::fmt;
 use core::time::Duration;
 
-use super::{GetError, PutError, Wait, notify};
+use super::{GetError, PutError, Wait};
 use crate::greenlet::DeadlineTimer;
 use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::hub::hub;
-use crate::sync::waiters::{Turn, Waiters, wait_turn, wake_all};
+use crate::sync::waiters::{Turn, Waiters, give_up_reservation, notify, wait_turn, wake_all};
 use crate::wait_list::WaitList;
 
 struct State<T> {
@@ -227,14 +227,11 @@ impl<T> Channel<T> {
                 Turn::TimedOut => return Err(GetError::Empty),
                 Turn::Interrupted { why, reserved } => {
                     if reserved {
-                        s.getters.claim();
-                        let next = if s.available > s.getters.reserved() {
-                            s.getters.hand_off()
-                        } else {
-                            None
-                        };
-                        drop(s);
-                        notify(next);
+                        give_up_reservation(
+                            s,
+                            |s| &mut s.getters,
+                            |s| s.available > s.getters.reserved(),
+                        );
                     }
                     return Err(GetError::Interrupted(why));
                 }

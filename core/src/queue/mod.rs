@@ -26,7 +26,7 @@ pub use order::{Fifo, Lifo, Priority, QueueOrder};
 use crate::error::Interrupted;
 use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::hub::hub;
-use crate::sync::waiters::{Turn, Waiters, wait_turn, wake_all};
+use crate::sync::waiters::{Turn, Waiters, give_up_reservation, notify, wait_turn, wake_all};
 use crate::time::Instant;
 use crate::wait_list::WaitList;
 
@@ -366,10 +366,7 @@ impl<T, O: QueueOrder<T>> GenericQueue<T, O> {
                 Turn::TimedOut => return Err(PutError::Full(item)),
                 Turn::Interrupted { why, reserved } => {
                     if reserved {
-                        s.putters.claim();
-                        let next = s.handoff_room();
-                        drop(s);
-                        notify(next);
+                        give_up_reservation(s, |s| &mut s.putters, State::has_room);
                     }
                     return Err(PutError::Interrupted(item, why));
                 }
@@ -422,10 +419,7 @@ impl<T, O: QueueOrder<T>> GenericQueue<T, O> {
                 Turn::TimedOut => return Err(GetError::Empty),
                 Turn::Interrupted { why, reserved } => {
                     if reserved {
-                        s.getters.claim();
-                        let next = s.handoff_item();
-                        drop(s);
-                        notify(next);
+                        give_up_reservation(s, |s| &mut s.getters, |s| s.unreserved_items() > 0);
                     }
                     return Err(GetError::Interrupted(why));
                 }
@@ -467,12 +461,6 @@ impl<T, O: QueueOrder<T>> GenericQueue<T, O> {
             parked?;
         }
         Ok(())
-    }
-}
-
-fn notify(t: Option<TaskRef>) {
-    if let Some(t) = t {
-        hub().notify(t);
     }
 }
 

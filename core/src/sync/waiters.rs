@@ -12,7 +12,7 @@ use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::hub::hub;
 use crate::time::Instant;
 use crate::wait_list::{WaitList, WaiterKey};
-use core::cell::RefCell;
+use core::cell::{RefCell, RefMut};
 
 /// Blocked greenlets of one kind, and the units reserved for those already woken.
 pub(crate) struct Waiters {
@@ -67,6 +67,27 @@ impl Waiters {
     pub(crate) fn wake_all(&mut self) {
         wake_all(&mut self.list);
     }
+}
+
+/// Wakes the waiter a unit was reserved for, if any (after the primitive's borrow ended).
+pub(crate) fn notify(t: Option<TaskRef>) {
+    if let Some(t) = t {
+        hub().notify(t);
+    }
+}
+
+/// For a waiter that was interrupted after a unit had been reserved for it
+/// ([`Turn::Interrupted`] with `reserved`): gives the reservation up and, if `free` says a unit
+/// is still free once it is, hands that unit to the next waiter of the same side.
+pub(crate) fn give_up_reservation<S>(
+    mut state: RefMut<'_, S>,
+    side: fn(&mut S) -> &mut Waiters,
+    free: fn(&S) -> bool,
+) {
+    side(&mut state).claim();
+    let next = if free(&state) { side(&mut state).hand_off() } else { None };
+    drop(state);
+    notify(next);
 }
 
 /// Wakes every greenlet of `list`, emptying it in place. (Replacing the list with a new one
