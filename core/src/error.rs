@@ -21,14 +21,27 @@ pub struct TimeoutId(pub(crate) core::num::NonZeroU64);
 #[non_exhaustive]
 pub enum Interrupted {
     /// The greenlet was killed. Sticky: every later blocking call fails the same way, except in
-    /// a [`shield`](crate::shield) scope.
+    /// a [`shield`](crate::shield) scope. (The main greenlet is the exception: a kill reaches it
+    /// once, since the thread's own stack cannot end.)
     Killed,
+    /// The greenlet was killed with a reason ([`Greenlet::kill_with`](crate::Greenlet::kill_with),
+    /// gevent's `kill(exception=...)`); sticky like [`Killed`](Self::Killed). Unlike a plain
+    /// kill, this is a failure: the greenlet's `get()` reports it.
+    KilledWith(Cow<'static, str>),
     /// The [`Timeout`](crate::Timeout) with this id expired; compare with
     /// [`Timeout::id`](crate::Timeout::id) to tell nested timeouts apart.
     TimedOut(TimeoutId),
     /// The main greenlet waited for something that nothing can ever bring about; the report
     /// says what it waited on and what every other greenlet waits on.
     LoopExit(Box<LoopExit>),
+    /// The wait could never end for a reason known up front, such as a greenlet joining
+    /// itself; the text says what.
+    Deadlock(String),
+    /// A blocking call was made while this thread is unwinding from a panic (from a
+    /// destructor, say). Switching greenlets in the middle of an unwind would make
+    /// `std::thread::panicking()` true in every other greenlet of the thread, so the call fails
+    /// at once instead.
+    Unwinding,
 }
 
 impl Interrupted {
@@ -43,7 +56,12 @@ impl fmt::Display for Interrupted {
         match self {
             Interrupted::Killed => f.write_str("the greenlet was killed"),
             Interrupted::TimedOut(id) => write!(f, "timed out (timeout #{})", id.0.get()),
+            Interrupted::KilledWith(reason) => write!(f, "the greenlet was killed: {reason}"),
             Interrupted::LoopExit(report) => fmt::Display::fmt(report, f),
+            Interrupted::Deadlock(what) => write!(f, "this wait could never end: {what}"),
+            Interrupted::Unwinding => f.write_str(
+                "a blocking call was refused because the thread is unwinding from a panic",
+            ),
         }
     }
 }
@@ -101,9 +119,12 @@ impl fmt::Display for LoopExit {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FailureKind {
-    /// It was killed: before it started, or a blocking call of it returned
-    /// [`Interrupted::Killed`].
+    /// It was killed by a plain kill and produced no value: before it started, or a blocking
+    /// call of it returned [`Interrupted::Killed`] and it ended with that error. A cancellation,
+    /// not a failure: this kind appears only in [`Error::Killed`].
     Killed,
+    /// It was killed with this reason ([`Greenlet::kill_with`](crate::Greenlet::kill_with)).
+    KilledWith(Cow<'static, str>),
     /// Its body panicked; the panic message, when it was a string.
     Panicked(String),
     /// No stack could be had to run it.
@@ -128,6 +149,7 @@ impl fmt::Display for GreenletError {
         write!(f, "greenlet #{} '{}' (spawned at {}) ", self.id, self.name, self.spawned_at)?;
         match &self.kind {
             FailureKind::Killed => f.write_str("was killed"),
+            FailureKind::KilledWith(reason) => write!(f, "was killed: {reason}"),
             FailureKind::Panicked(msg) => write!(f, "panicked: {msg}"),
             FailureKind::NoStack(e) => write!(f, "could not start: no stack: {e}"),
         }
@@ -136,41 +158,115 @@ impl fmt::Display for GreenletError {
 
 impl core::error::Error for GreenletError {}
 
-/// Why [`Greenlet::get`](crate::Greenlet::get) has no value to return.
+/// The one error type for `?`: every error of a blocking call converts into it.
+///
+/// Blocking calls return precise errors ([`Interrupted`], [`queue::GetError`](crate::queue::GetError),
+/// [`JoinAllError`], ...); each converts into this type, so a function returning
+/// [`Result<T>`](crate::Result) can use `?` on all of them. It is also what
+/// [`Greenlet::get`](crate::Greenlet::get) returns, flattened: a greenlet whose body returns
+/// `Result<T, E>` gives `Result<T, Error>` from `get()`, its `Err(e)` converted.
+///
+/// ```
+/// # gevent_core::sim::run(|| {
+/// use core::time::Duration;
+/// use gevent_core::{sleep, spawn, with_timeout, Error};
+///
+/// fn fetch() -> gevent_core::Result<u32> {
+///     let worker = spawn(|| -> gevent_core::Result<u32> {
+///         sleep(Duration::from_millis(10))?;
+///         Ok(7)
+///     });
+///     let value = with_timeout(Duration::from_secs(1), || worker.get())?;
+///     Ok(value * 6)
+/// }
+/// assert_eq!(fetch(), Ok(42));
+/// # });
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum GetError {
-    /// Waiting for the greenlet was interrupted (the caller was killed or timed out).
+pub enum Error {
+    /// The calling greenlet's wait was interrupted: killed, timed out, or waiting forever.
     Interrupted(Interrupted),
-    /// The greenlet failed.
+    /// The greenlet whose value was asked for failed: it panicked, was killed with a reason,
+    /// or found no stack.
     Failed(GreenletError),
-    /// The value was already moved out by [`Greenlet::take`](crate::Greenlet::take).
+    /// The greenlet whose value was asked for was killed (a plain kill, a cancellation) and
+    /// produced no value; its `kind` is [`FailureKind::Killed`].
+    Killed(GreenletError),
+    /// The greenlet's value was already moved out by [`Greenlet::take`](crate::Greenlet::take).
     Taken,
+    /// The greenlet has not finished: from `try_get`, or `get_timeout` ran out of time.
+    NotReady,
+    /// A queue (or pool) had no item: from a `try_` form or a `_timeout` form that ran out.
+    Empty,
+    /// A queue or pool was full: from a `try_` form or a `_timeout` form that ran out.
+    Full,
+    /// A queue or channel is closed.
+    Closed,
 }
 
-impl From<Interrupted> for GetError {
-    fn from(e: Interrupted) -> Self {
-        GetError::Interrupted(e)
+/// The error of [`Greenlet::get`](crate::Greenlet::get); the same type as [`Error`].
+pub type GetError = Error;
+
+/// `Result<T, gevent::Error>`, for functions that use `?` on blocking calls.
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+impl Error {
+    /// The interruption of the caller's wait, when that is what this is.
+    pub fn interrupted(&self) -> Option<&Interrupted> {
+        match self {
+            Error::Interrupted(why) => Some(why),
+            _ => None,
+        }
     }
 }
 
-impl fmt::Display for GetError {
+impl From<Interrupted> for Error {
+    fn from(why: Interrupted) -> Self {
+        Error::Interrupted(why)
+    }
+}
+
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            GetError::Interrupted(e) => write!(f, "waiting for the greenlet stopped: {e}"),
-            GetError::Failed(e) => fmt::Display::fmt(e, f),
-            GetError::Taken => f.write_str("the greenlet's value was already taken"),
+            Error::Interrupted(why) => fmt::Display::fmt(why, f),
+            Error::Failed(e) | Error::Killed(e) => fmt::Display::fmt(e, f),
+            Error::Taken => f.write_str("the greenlet's value was already taken"),
+            Error::NotReady => f.write_str("the greenlet has not finished"),
+            Error::Empty => f.write_str("empty: there was no item to get"),
+            Error::Full => f.write_str("full: there was no room"),
+            Error::Closed => f.write_str("closed"),
         }
     }
 }
 
-impl core::error::Error for GetError {
+impl core::error::Error for Error {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
-            GetError::Interrupted(e) => Some(e),
-            GetError::Failed(e) => Some(e),
-            GetError::Taken => None,
+            Error::Interrupted(e) => Some(e),
+            Error::Failed(e) | Error::Killed(e) => Some(e),
+            _ => None,
         }
+    }
+}
+
+/// Errors that may carry an [`Interrupted`], so that [`Timeout::is`](crate::Timeout::is) can
+/// look inside any of them.
+pub trait AsInterrupted {
+    /// The interruption this error carries, if any.
+    fn as_interrupted(&self) -> Option<&Interrupted>;
+}
+
+impl AsInterrupted for Interrupted {
+    fn as_interrupted(&self) -> Option<&Interrupted> {
+        Some(self)
+    }
+}
+
+impl AsInterrupted for Error {
+    fn as_interrupted(&self) -> Option<&Interrupted> {
+        self.interrupted()
     }
 }
 
@@ -207,3 +303,61 @@ impl fmt::Display for JoinAllError {
 }
 
 impl core::error::Error for JoinAllError {}
+
+impl From<JoinAllError> for Error {
+    fn from(e: JoinAllError) -> Self {
+        match e {
+            JoinAllError::Interrupted(why) => Error::Interrupted(why),
+            JoinAllError::Failed { error, .. } => Error::Failed(error),
+        }
+    }
+}
+
+impl From<crate::queue::GetError> for Error {
+    fn from(e: crate::queue::GetError) -> Self {
+        match e {
+            crate::queue::GetError::Empty => Error::Empty,
+            crate::queue::GetError::Closed => Error::Closed,
+            crate::queue::GetError::Interrupted(why) => Error::Interrupted(why),
+        }
+    }
+}
+
+/// The item that was not put is dropped; match on the [`PutError`](crate::queue::PutError)
+/// itself to get it back.
+impl<T> From<crate::queue::PutError<T>> for Error {
+    fn from(e: crate::queue::PutError<T>) -> Self {
+        match e {
+            crate::queue::PutError::Full(_) => Error::Full,
+            crate::queue::PutError::Closed(_) => Error::Closed,
+            crate::queue::PutError::Interrupted(_, why) => Error::Interrupted(why),
+        }
+    }
+}
+
+impl<E: Into<Error>> From<crate::event::AsyncError<E>> for Error {
+    fn from(e: crate::event::AsyncError<E>) -> Self {
+        match e {
+            crate::event::AsyncError::Failed(e) => e.into(),
+            crate::event::AsyncError::Interrupted(why) => Error::Interrupted(why),
+        }
+    }
+}
+
+impl AsInterrupted for crate::queue::GetError {
+    fn as_interrupted(&self) -> Option<&Interrupted> {
+        match self {
+            crate::queue::GetError::Interrupted(why) => Some(why),
+            _ => None,
+        }
+    }
+}
+
+impl<T> AsInterrupted for crate::queue::PutError<T> {
+    fn as_interrupted(&self) -> Option<&Interrupted> {
+        match self {
+            crate::queue::PutError::Interrupted(_, why) => Some(why),
+            _ => None,
+        }
+    }
+}

@@ -22,7 +22,7 @@ use crate::wait_list::WaitList;
 /// let r = ready.clone();
 /// let waiter = spawn(move || r.wait());
 /// ready.set();
-/// assert_eq!(waiter.get(), Ok(Ok(())));
+/// assert_eq!(waiter.get(), Ok(()));
 /// # });
 /// ```
 #[derive(Default)]

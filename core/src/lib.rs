@@ -19,12 +19,12 @@
 //! use gevent_core::{sleep, spawn};
 //!
 //! let workers: Vec<_> = (1..=3u64)
-//!     .map(|i| spawn(move || {
+//!     .map(|i| spawn(move || -> gevent_core::Result<u64> {
 //!         sleep(Duration::from_millis(10 * i))?;
-//!         Ok::<_, gevent_core::Interrupted>(i * i)
+//!         Ok(i * i)
 //!     }))
 //!     .collect();
-//! let squares: Vec<u64> = workers.iter().map(|g| g.get().unwrap().unwrap()).collect();
+//! let squares: Vec<u64> = workers.iter().map(|g| g.get().unwrap()).collect();
 //! assert_eq!(squares, [1, 4, 9]);
 //! # });
 //! ```
@@ -91,15 +91,15 @@ pub mod wait;
 mod wait_list;
 
 pub use error::{
-    FailureKind, GetError, GreenletError, Interrupted, JoinAllError, LoopExit, ParkedGreenlet,
-    TimeoutId,
+    AsInterrupted, Error, FailureKind, GetError, GreenletError, Interrupted, JoinAllError,
+    LoopExit, ParkedGreenlet, Result, TimeoutId,
 };
 pub use greenlet::{
-    AsGreenlet, Builder, Greenlet, GreenletRef, JoinAll, current, joinall, killall,
-    killall_timeout, spawn, spawn_later,
+    AsGreenlet, Builder, Greenlet, GreenletRef, Greenlets, JoinAll, LinkId, Unflattened, current,
+    joinall, killall, killall_timeout, spawn, spawn_later,
 };
 pub use remote::{HubHandle, PendingPost, PostError};
-pub use sleep::{idle, now, sleep, sleep_until, yield_now};
+pub use sleep::{idle, now, sleep, sleep_unref, sleep_until, wait, wait_timeout, yield_now};
 pub use timeout::{Timeout, shield, with_timeout};
 
 /// A `Send` handle to the current thread's hub, for other threads to post work to it.

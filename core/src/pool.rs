@@ -275,20 +275,20 @@ impl core::ops::Deref for Pool {
 }
 
 /// The iterator of [`Pool::imap`].
-pub struct Imap<'a, I, U, F> {
+pub struct Imap<'a, I, U: 'static, F> {
     pool: &'a Pool,
     items: I,
     f: F,
     running: VecDeque<Greenlet<U>>,
 }
 
-impl<I, U, F> fmt::Debug for Imap<'_, I, U, F> {
+impl<I, U: 'static, F> fmt::Debug for Imap<'_, I, U, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Imap").field("running", &self.running.len()).finish_non_exhaustive()
     }
 }
 
-impl<I, U, F> Iterator for Imap<'_, I, U, F>
+impl<I, U: 'static, F> Iterator for Imap<'_, I, U, F>
 where
     I: Iterator,
     I::Item: 'static,
@@ -328,7 +328,7 @@ fn keep_busy<I: Iterator>(
 }
 
 /// The iterator of [`Pool::imap_unordered`].
-pub struct ImapUnordered<'a, I, U, F> {
+pub struct ImapUnordered<'a, I, U: 'static, F> {
     pool: &'a Pool,
     items: I,
     f: F,
@@ -340,7 +340,7 @@ pub struct ImapUnordered<'a, I, U, F> {
     finished: Rc<Queue<usize>>,
 }
 
-impl<I, U, F> fmt::Debug for ImapUnordered<'_, I, U, F> {
+impl<I, U: 'static, F> fmt::Debug for ImapUnordered<'_, I, U, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ImapUnordered").finish_non_exhaustive()
     }
@@ -359,7 +359,7 @@ impl Drop for Finished {
     }
 }
 
-impl<I, U, F> Iterator for ImapUnordered<'_, I, U, F>
+impl<I, U: 'static, F> Iterator for ImapUnordered<'_, I, U, F>
 where
     I: Iterator,
     I::Item: 'static,

@@ -21,8 +21,24 @@ pub fn sleep(duration: Duration) -> Result<(), Interrupted> {
 
 /// Parks the current greenlet until `deadline` on the hub's clock.
 pub fn sleep_until(deadline: Instant) -> Result<(), Interrupted> {
+    sleep_on(DeadlineTimer::arm(Some(deadline)))
+}
+
+/// [`sleep`] whose timer does not keep the hub alive (gevent's `sleep(seconds, ref=False)`).
+///
+/// While the only things left that could wake anyone are such timers, the hub considers itself
+/// done: a main greenlet waiting on something else gets [`Interrupted::LoopExit`] instead of
+/// waiting for them, and [`wait`] returns. A background greenlet that polls something
+/// periodically uses it so as not to keep the program alive. A zero duration yields.
+pub fn sleep_unref(duration: Duration) -> Result<(), Interrupted> {
+    if duration.is_zero() {
+        return yield_now();
+    }
+    sleep_on(DeadlineTimer::arm_unref(Some(hub().now() + duration)))
+}
+
+fn sleep_on(timer: DeadlineTimer) -> Result<(), Interrupted> {
     let hub = hub();
-    let timer = DeadlineTimer::arm(Some(deadline));
     loop {
         hub.park(WaitKind::Sleep)?;
         if timer.expired() {
@@ -41,6 +57,51 @@ pub fn yield_now() -> Result<(), Interrupted> {
 /// Waits until the hub has nothing else to run (gevent's `idle`).
 pub fn idle() -> Result<(), Interrupted> {
     hub().idle()
+}
+
+/// Waits until every other greenlet has finished, or none of them can ever run again (gevent's
+/// `gevent.wait()` without objects: run the hub until it has nothing left to do).
+///
+/// Timers made with [`sleep_unref`] do not count as something left to do. Called from a
+/// greenlet other than main, it waits for every other greenlet alive at the time of the call.
+/// For waiting on particular objects, see [`wait::wait`](crate::wait::wait).
+pub fn wait() -> Result<(), Interrupted> {
+    wait_until(None).map(|_| ())
+}
+
+/// [`wait`] for at most `timeout`; `Ok(true)` if the hub was done in time.
+pub fn wait_timeout(timeout: Duration) -> Result<bool, Interrupted> {
+    wait_until(Some(hub().now() + timeout))
+}
+
+fn wait_until(deadline: Option<Instant>) -> Result<bool, Interrupted> {
+    let hub = hub();
+    if !hub.current_task().is_main {
+        let me = hub.current_task().id;
+        let others: alloc::vec::Vec<_> = hub
+            .live_greenlets()
+            .into_iter()
+            .filter(|t| t.task().id != me)
+            .map(crate::GreenletRef::from_task)
+            .collect();
+        let mut join = crate::JoinAll::new(&others);
+        if let Some(deadline) = deadline {
+            join = join.timeout(deadline.saturating_duration_since(hub.now()));
+        }
+        return match join.wait() {
+            Ok(done) => Ok(done.len() == others.len()),
+            Err(crate::JoinAllError::Interrupted(why)) => Err(why),
+            Err(crate::JoinAllError::Failed { .. }) => unreachable!("raise_error is off"),
+        };
+    }
+    // Main's own deadline must not keep the hub alive, or it would always run out.
+    if hub.live_count() == 0 {
+        return Ok(true);
+    }
+    let timer = DeadlineTimer::arm_unref(deadline);
+    hub.park(WaitKind::Everything)?;
+    // Otherwise woken because every other greenlet finished or none can ever run again.
+    Ok(!timer.expired() || hub.live_count() == 0)
 }
 
 /// The current time on the hub's clock.

@@ -12,9 +12,14 @@ use crate::timer::TimerKey;
 ///
 /// When it expires, the greenlet's current blocking call (or, if it is busy, its next one)
 /// returns [`Interrupted::TimedOut`] with this timeout's [`id`](Self::id); it fires only at a
-/// blocking point, never in the middle of computation. The expiry is reported once. Dropping
-/// the guard disarms it. Nested timeouts are independent: an inner one expiring does not
-/// cancel the outer, and the id tells which one expired.
+/// blocking point, never in the middle of computation. Dropping the guard disarms it.
+///
+/// Nested timeouts are independent: an inner one expiring does not cancel the outer, and the id
+/// tells which one expired. The expiry is reported once at its own level, and it propagates
+/// outwards the way gevent's `Timeout` exception does: if it was reported inside an inner
+/// `Timeout`'s scope (which may have swallowed it), it is reported again at the first blocking
+/// call after that inner guard is dropped. When an inner and an outer timeout expire in the
+/// same turn, the outer one is reported.
 ///
 /// ```
 /// # gevent_core::sim::run(|| {
@@ -31,6 +36,9 @@ pub struct Timeout {
     id: TimeoutId,
     key: TimerKey,
     owner: TaskRef,
+    /// An outer timeout that had already expired when this one started: it was reported in
+    /// the outer scope, so this scope's end does not report it again.
+    expired_before: Option<TimeoutId>,
 }
 
 impl core::fmt::Debug for Timeout {
@@ -54,7 +62,8 @@ impl Timeout {
         let id = hub.next_timeout_id();
         let owner = hub.current();
         let key = hub.add_timer(deadline, TimerAction::Timeout(owner.clone(), id));
-        Timeout { id, key, owner }
+        let expired_before = owner.task().expired_timeout();
+        Timeout { id, key, owner, expired_before }
     }
 
     /// This timeout's id, as carried by [`Interrupted::TimedOut`].
@@ -67,9 +76,10 @@ impl Timeout {
         !hub().timer_pending(self.key)
     }
 
-    /// Whether `error` is this timeout's expiry.
-    pub fn is(&self, error: &Interrupted) -> bool {
-        error.is_timeout(self.id)
+    /// Whether `error` is this timeout's expiry (any error that can carry an
+    /// [`Interrupted`]: [`Interrupted`], [`Error`](crate::Error), a queue's errors).
+    pub fn is(&self, error: &impl crate::AsInterrupted) -> bool {
+        error.as_interrupted().is_some_and(|e| e.is_timeout(self.id))
     }
 
     /// Disarms it (the same as dropping it).
@@ -85,30 +95,45 @@ impl Drop for Timeout {
         if task.pending_timeout.get() == Some(self.id) {
             task.pending_timeout.set(None);
         }
+        task.forget_expired_timeout(self.id);
+        // An outer timeout that expired during this scope was reported in here, where the
+        // code may have dropped it; its scope has not ended, so it is reported again.
+        if let Some(outer) = task.expired_timeout() {
+            if outer < self.id && Some(outer) != self.expired_before {
+                task.pending_timeout
+                    .set(Some(task.pending_timeout.get().map_or(outer, |p| p.min(outer))));
+                task.attention.set(true);
+            }
+        }
     }
 }
 
-/// Runs `f` under a [`Timeout`] of `duration`.
+/// Runs `f` under a [`Timeout`] of `duration` and returns its result (gevent's
+/// `with_timeout`).
 ///
-/// Returns `Err(Interrupted::TimedOut(id))` if this timeout expired while `f` ran (whatever
-/// `f` returned then), and `Ok` with `f`'s result otherwise. An outer timeout expiring inside
-/// `f` is not this one: `f` sees it as an error from its blocking call, and `with_timeout`
-/// returns `f`'s result.
+/// `f` returns a `Result` whose error can hold an [`Interrupted`] (such as
+/// [`Interrupted`] itself or [`Error`](crate::Error)); when the timeout expires, `f`'s
+/// blocking call fails with `TimedOut(id)` and, passed up with `?`, that is what comes back.
+/// Nothing is wrapped, so `with_timeout(d, || g.get())` is a plain `Result<T, Error>`, and an
+/// outer timeout expiring inside `f` comes back as itself — never swallowed or replaced by
+/// this one's. If `f` finishes despite the expiry (it handled the error), its result stands.
 ///
 /// ```
 /// # gevent_core::sim::run(|| {
 /// use core::time::Duration;
-/// use gevent_core::{sleep, with_timeout};
+/// use gevent_core::{sleep, with_timeout, Interrupted};
 /// let quick = with_timeout(Duration::from_secs(1), || sleep(Duration::from_millis(1)));
-/// assert_eq!(quick, Ok(Ok(())));
+/// assert_eq!(quick, Ok(()));
 /// let slow = with_timeout(Duration::from_secs(1), || sleep(Duration::from_secs(2)));
-/// assert!(matches!(slow, Err(gevent_core::Interrupted::TimedOut(_))));
+/// assert!(matches!(slow, Err(Interrupted::TimedOut(_))));
 /// # });
 /// ```
-pub fn with_timeout<R>(duration: Duration, f: impl FnOnce() -> R) -> Result<R, Interrupted> {
-    let timeout = Timeout::start(duration);
-    let result = f();
-    if timeout.expired() { Err(Interrupted::TimedOut(timeout.id())) } else { Ok(result) }
+pub fn with_timeout<T, E: From<Interrupted>>(
+    duration: Duration,
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    let _timeout = Timeout::start(duration);
+    f()
 }
 
 /// Runs `f` with kills held back: blocking calls inside do not fail with

@@ -60,7 +60,7 @@ fn waiters_woken_by_set_return_even_if_it_is_cleared_before_they_run() {
         yield_now().unwrap();
         event.set();
         event.clear();
-        assert_eq!(waiter.get(), Ok(Ok(())));
+        assert_eq!(waiter.get(), Ok(()));
         assert!(!event.is_set());
     });
 }
@@ -77,7 +77,7 @@ fn a_killed_waiter_leaves_the_event_and_the_others_untouched() {
         assert!(matches!(killed.get(), Err(_)));
         event.set();
         joinall(&[&other]).unwrap();
-        assert_eq!(other.get(), Ok(Ok(())));
+        assert_eq!(other.get(), Ok(()));
         event.clear();
         let err = event.wait().unwrap_err();
         assert!(

@@ -89,9 +89,10 @@ fn kill_of_a_sleeping_greenlet_makes_its_sleep_fail_and_get_reports_killed() {
         sleep(10 * MS).unwrap(); // let it start sleeping
         g.kill().unwrap();
         assert_eq!(*seen.borrow(), Some(Err(Interrupted::Killed)));
-        assert!(g.ready() && !g.successful());
+        // A plain kill is a cancellation, not a failure (as in gevent).
+        assert!(g.ready() && g.killed() && g.successful() && g.error().is_none());
         let err = g.get().unwrap_err();
-        let GetError::Failed(e) = err else { panic!("expected a failure, got {err:?}") };
+        let GetError::Killed(e) = err else { panic!("expected Killed, got {err:?}") };
         assert_eq!(e.kind, FailureKind::Killed);
         assert_eq!(e.id, g.id());
         assert!(e.to_string().contains("was killed"), "{e}");
@@ -199,7 +200,8 @@ fn killing_an_unstarted_greenlet_skips_its_body_but_runs_its_links_once() {
         });
         g.kill().unwrap();
         assert!(g.ready() && !g.started());
-        assert!(matches!(g.get(), Err(GetError::Failed(e)) if e.kind == FailureKind::Killed));
+        assert!(matches!(g.get(), Err(GetError::Killed(e)) if e.kind == FailureKind::Killed));
+        assert!(g.killed() && g.error().is_none());
         sleep(10 * MS).unwrap();
         assert!(!ran.get(), "the body never ran");
         assert_eq!(links.get(), 1);

@@ -119,7 +119,7 @@ fn io_readiness_of_a_pipe_wakes_the_reader() {
         drop(writer_fd); // end of stream
     });
     joinall(&[reader.to_ref(), writer.to_ref()]).unwrap();
-    assert_eq!(reader.get(), Ok(Ok(())));
+    assert_eq!(reader.get(), Ok(()));
     assert_eq!(&*got.borrow(), b"hello greenlets");
 }
 

@@ -3,9 +3,9 @@
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::task::{TaskRef, WaitKind};
+use super::task::{DoneLog, TaskRef, WaitKind};
 use super::{Greenlet, GreenletRef};
-use crate::error::{Interrupted, JoinAllError, LoopExit};
+use crate::error::{Interrupted, JoinAllError};
 use crate::hub::{TimerAction, hub};
 use crate::time::Instant;
 use crate::timer::TimerKey;
@@ -24,6 +24,15 @@ impl DeadlineTimer {
         DeadlineTimer { key }
     }
 
+    /// A timer that does not keep the hub alive (gevent's `ref=False`).
+    pub(crate) fn arm_unref(deadline: Option<Instant>) -> Self {
+        let key = deadline.map(|d| {
+            let hub = hub();
+            hub.add_timer(d, TimerAction::WakeUnref(hub.current()))
+        });
+        DeadlineTimer { key }
+    }
+
     /// Whether the deadline has passed (the timer fired).
     pub(crate) fn expired(&self) -> bool {
         self.key.is_some_and(|k| !hub().timer_pending(k))
@@ -38,7 +47,19 @@ impl Drop for DeadlineTimer {
     }
 }
 
+/// The error of a greenlet waiting for its own end.
+fn self_join(me: &TaskRef) -> Interrupted {
+    Interrupted::Deadlock(alloc::format!(
+        "{} waits for its own end, which cannot come while it waits",
+        me.task().describe()
+    ))
+}
+
 /// Waits until `target` finishes or `deadline` passes; `Ok(true)` if it finished.
+///
+/// A waiter is woken after the target's link callbacks ran, as in gevent (where joining is
+/// itself a link, added after the earlier ones); joining a greenlet that has already finished
+/// returns at once, so a link callback may join or `get` its own target.
 pub(crate) fn join_task(target: &TaskRef, deadline: Option<Instant>) -> Result<bool, Interrupted> {
     let hub = hub();
     let task = target.task();
@@ -47,20 +68,14 @@ pub(crate) fn join_task(target: &TaskRef, deadline: Option<Instant>) -> Result<b
     }
     let me = hub.current();
     if me.task().id == task.id {
-        return Err(Interrupted::LoopExit(alloc::boxed::Box::new(LoopExit {
-            main_waits_on: alloc::format!(
-                "its own end: {} tried to join itself",
-                me.task().describe()
-            ),
-            parked: Vec::new(),
-        })));
+        return Err(self_join(&me));
     }
     let timer = DeadlineTimer::arm(deadline);
     let key = task.add_joiner(me);
     loop {
         let parked = hub.park(WaitKind::Join(task.id));
-        if task.is_finished() {
-            return Ok(true); // finishing popped us from the joiners
+        if task.is_done() {
+            return Ok(true); // being done popped us from the joiners
         }
         let timed_out = timer.expired();
         if parked.is_err() || timed_out {
@@ -94,9 +109,72 @@ impl<G: AsGreenlet + ?Sized> AsGreenlet for &G {
     }
 }
 
+/// A collection of greenlets, of any value types: a slice, array or `Vec` of greenlets (or of
+/// references to them), or a tuple of up to eight greenlets of different types.
+///
+/// ```
+/// # gevent_core::sim::run(|| {
+/// use gevent_core::{joinall, spawn};
+/// let number = spawn(|| 7);
+/// let text = spawn(|| "seven");
+/// joinall((&number, &text)).unwrap();
+/// let more = vec![spawn(|| 1), spawn(|| 2)];
+/// joinall(&more).unwrap();
+/// # });
+/// ```
+pub trait Greenlets {
+    /// Untyped handles to the greenlets, in order.
+    fn greenlet_refs(&self) -> Vec<GreenletRef>;
+}
+
+impl<G: AsGreenlet> Greenlets for [G] {
+    fn greenlet_refs(&self) -> Vec<GreenletRef> {
+        self.iter().map(AsGreenlet::as_greenlet).collect()
+    }
+}
+
+impl<G: AsGreenlet, const N: usize> Greenlets for [G; N] {
+    fn greenlet_refs(&self) -> Vec<GreenletRef> {
+        self.as_slice().greenlet_refs()
+    }
+}
+
+impl<G: AsGreenlet> Greenlets for Vec<G> {
+    fn greenlet_refs(&self) -> Vec<GreenletRef> {
+        self.as_slice().greenlet_refs()
+    }
+}
+
+impl<C: Greenlets + ?Sized> Greenlets for &C {
+    fn greenlet_refs(&self) -> Vec<GreenletRef> {
+        (**self).greenlet_refs()
+    }
+}
+
+macro_rules! tuple_greenlets {
+    ($($name:ident)+) => {
+        impl<$($name: AsGreenlet),+> Greenlets for ($($name,)+) {
+            #[allow(non_snake_case)]
+            fn greenlet_refs(&self) -> Vec<GreenletRef> {
+                let ($($name,)+) = self;
+                alloc::vec![$($name.as_greenlet()),+]
+            }
+        }
+    };
+}
+tuple_greenlets!(A);
+tuple_greenlets!(A B);
+tuple_greenlets!(A B C);
+tuple_greenlets!(A B C D);
+tuple_greenlets!(A B C D E);
+tuple_greenlets!(A B C D E F);
+tuple_greenlets!(A B C D E F G);
+tuple_greenlets!(A B C D E F G H);
+
 /// Waits for every greenlet to finish (gevent's `joinall`). For a timeout or stopping at the
-/// first failure, use [`JoinAll`].
-pub fn joinall<G: AsGreenlet>(greenlets: &[G]) -> Result<(), Interrupted> {
+/// first failure, use [`JoinAll`]. Joining the current greenlet is an error
+/// ([`Interrupted::Deadlock`]).
+pub fn joinall(greenlets: impl Greenlets) -> Result<(), Interrupted> {
     match JoinAll::new(greenlets).wait() {
         Ok(_) => Ok(()),
         Err(JoinAllError::Interrupted(e)) => Err(e),
@@ -125,12 +203,8 @@ pub struct JoinAll {
 
 impl JoinAll {
     /// Prepares to wait for `greenlets`.
-    pub fn new<G: AsGreenlet>(greenlets: &[G]) -> Self {
-        JoinAll {
-            targets: greenlets.iter().map(AsGreenlet::as_greenlet).collect(),
-            timeout: None,
-            raise_error: false,
-        }
+    pub fn new(greenlets: impl Greenlets) -> Self {
+        JoinAll { targets: greenlets.greenlet_refs(), timeout: None, raise_error: false }
     }
 
     /// Stops waiting after `timeout`, returning the greenlets finished by then.
@@ -139,7 +213,8 @@ impl JoinAll {
         self
     }
 
-    /// Stops at the first greenlet to fail (in time, not in the list) and reports it.
+    /// Stops at the first greenlet to fail (in time, not in the list) and reports it. A plain
+    /// kill is not a failure (as in gevent): killed greenlets are waited for like the others.
     pub fn raise_error(mut self, raise_error: bool) -> Self {
         self.raise_error = raise_error;
         self
@@ -153,70 +228,83 @@ impl JoinAll {
 
     /// [`wait`](Self::wait), also returning (with the finished ones) as soon as `stop` holds
     /// after a greenlet finished.
+    ///
+    /// Each target's joiner entry records its index in a shared log when it is done, so a
+    /// wake-up costs the greenlets that ended, not a scan of all targets.
     pub(crate) fn wait_or_stop(self, stop: &dyn Fn() -> bool) -> Result<Vec<usize>, JoinAllError> {
         let hub = hub();
         let me = hub.current();
-        let deadline = self.timeout.map(|t| hub.now() + t);
-        let timer = DeadlineTimer::arm(deadline);
+        if self.targets.iter().any(|g| g.task_ref().task().id == me.task().id) {
+            return Err(JoinAllError::Interrupted(self_join(&me)));
+        }
+        let log: DoneLog = Default::default();
+        let mut done = alloc::vec![false; self.targets.len()];
         let mut registrations = Vec::new();
         for (i, g) in self.targets.iter().enumerate() {
             let task = g.task_ref().task();
-            if !task.is_finished() {
-                registrations.push((i, task.add_joiner(me.clone())));
+            if task.is_finished() {
+                log.borrow_mut().push(i);
+            } else {
+                registrations.push((i, task.add_logging_joiner(me.clone(), &log, i)));
             }
         }
+        let deadline = self.timeout.map(|t| hub.now() + t);
+        let timer = DeadlineTimer::arm(deadline);
+        let mut remaining = self.targets.len();
+        fn finished(done: &[bool]) -> Vec<usize> {
+            done.iter().enumerate().filter(|(_, d)| **d).map(|(i, _)| i).collect()
+        }
         let result = loop {
-            if self.raise_error {
-                let first_failure = self
-                    .targets
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, g)| g.error().map(|e| (i, e)))
-                    .min_by_key(|(i, _)| self.targets[*i].task_ref().task().finish_seq.get());
-                if let Some((index, error)) = first_failure {
-                    break Err(JoinAllError::Failed { index, error });
+            let newly: Vec<usize> = core::mem::take(&mut *log.borrow_mut());
+            let mut failure = None;
+            for i in newly {
+                if core::mem::replace(&mut done[i], true) {
+                    continue;
+                }
+                remaining -= 1;
+                if self.raise_error && failure.is_none() {
+                    failure = self.targets[i].error().map(|error| (i, error));
                 }
             }
-            if self.targets.iter().all(GreenletRef::ready) {
+            if let Some((index, error)) = failure {
+                break Err(JoinAllError::Failed { index, error });
+            }
+            if remaining == 0 {
                 break Ok((0..self.targets.len()).collect());
             }
-            if stop() {
-                let done = self.targets.iter().enumerate().filter(|(_, g)| g.ready());
-                break Ok(done.map(|(i, _)| i).collect());
+            if stop() || timer.expired() {
+                break Ok(finished(&done));
             }
             if let Err(e) = hub.park(WaitKind::JoinAll) {
                 break Err(JoinAllError::Interrupted(e));
             }
-            if timer.expired() {
-                let done = self.targets.iter().enumerate().filter(|(_, g)| g.ready());
-                break Ok(done.map(|(i, _)| i).collect());
-            }
         };
         for (i, key) in registrations {
-            self.targets[i].task_ref().task().remove_joiner(key);
+            if !done[i] {
+                self.targets[i].task_ref().task().remove_joiner(key);
+            }
         }
         result
     }
 }
 
 /// Kills every greenlet and waits until all have finished (gevent's `killall`).
-pub fn killall<G: AsGreenlet>(greenlets: &[G]) -> Result<(), Interrupted> {
-    for g in greenlets {
-        g.as_greenlet().kill_nowait();
+pub fn killall(greenlets: impl Greenlets) -> Result<(), Interrupted> {
+    let targets = greenlets.greenlet_refs();
+    for g in &targets {
+        g.kill_nowait();
     }
-    joinall(greenlets)
+    joinall(&targets)
 }
 
 /// Kills every greenlet and waits at most `timeout`; `Ok(true)` if all finished.
-pub fn killall_timeout<G: AsGreenlet>(
-    greenlets: &[G],
-    timeout: Duration,
-) -> Result<bool, Interrupted> {
-    for g in greenlets {
-        g.as_greenlet().kill_nowait();
+pub fn killall_timeout(greenlets: impl Greenlets, timeout: Duration) -> Result<bool, Interrupted> {
+    let targets = greenlets.greenlet_refs();
+    for g in &targets {
+        g.kill_nowait();
     }
-    match JoinAll::new(greenlets).timeout(timeout).wait() {
-        Ok(done) => Ok(done.len() == greenlets.len()),
+    match JoinAll::new(&targets).timeout(timeout).wait() {
+        Ok(done) => Ok(done.len() == targets.len()),
         Err(JoinAllError::Interrupted(e)) => Err(e),
         Err(JoinAllError::Failed { .. }) => unreachable!("raise_error is off"),
     }

@@ -2,25 +2,24 @@
 
 mod join;
 pub(crate) mod task;
+mod value;
 
 use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::rc::Rc;
-use alloc::vec;
-use alloc::vec::Vec;
 use core::any::Any;
-use core::cell::{Ref, RefCell};
+use core::cell::{Cell, Ref, RefCell};
 use core::fmt;
 use core::panic::Location;
 use core::time::Duration;
 
 use corosensei::Coroutine;
 
-pub use join::{AsGreenlet, JoinAll, joinall, killall, killall_timeout};
+pub use join::{AsGreenlet, Greenlets, JoinAll, joinall, killall, killall_timeout};
 pub(crate) use join::{DeadlineTimer, join_task};
 
-use crate::error::{FailureKind, GetError, GreenletError, Interrupted};
+use crate::error::{FailureKind, GreenletError, Interrupted};
 use crate::hub::hub;
 use crate::hub::switch::GreenletCoroutine;
 use crate::stack::PooledStack;
@@ -30,6 +29,11 @@ use task::{Body, Node, Outcome, Task, TaskRef};
 /// the value it returned.
 struct Typed<T, F> {
     slot: RefCell<Slot<T, F>>,
+    /// Live [`Greenlet<T>`] handles: the only way to reach the value. With none left, the value
+    /// is dropped at once, by the greenlet itself or by whoever drops the last handle — never
+    /// by the hub loop on the main greenlet's stack, where a blocking or panicking `Drop`
+    /// would wreak havoc.
+    handles: Cell<usize>,
 }
 
 /// A greenlet's closure before it runs, its value after: never both, so they share the space.
@@ -45,6 +49,8 @@ trait ValueSlot<T>: Body {
     fn take_value(&self) -> Option<T>;
     /// Borrows the value.
     fn value(&self) -> Option<Ref<'_, T>>;
+    /// The count of live `Greenlet<T>` handles.
+    fn handles(&self) -> &Cell<usize>;
 }
 
 impl<T: 'static, F: FnOnce() -> T + 'static> Body for Typed<T, F> {
@@ -54,17 +60,35 @@ impl<T: 'static, F: FnOnce() -> T + 'static> Body for Typed<T, F> {
         };
         Coroutine::with_stack(stack, move |yielder, ()| {
             me.task.context.set_yielder(yielder);
-            let failure = match crate::panic::catch(body) {
-                // The body ended because it was killed: its value is not trusted.
-                Ok(_) if me.task.kill_delivered.get() => Some(FailureKind::Killed),
-                Ok(value) => {
-                    let typed: &dyn Any = &me.body;
-                    let typed = typed.downcast_ref::<Self>().expect("the body has this type");
-                    *typed.slot.borrow_mut() = Slot::Value(value);
-                    None
-                }
+            let typed: &dyn Any = &me.body;
+            let typed = typed.downcast_ref::<Self>().expect("the body has this type");
+            let mut failure = match crate::panic::catch(body) {
+                Ok(value) => match me.task.kill_error() {
+                    // Killed with a reason: a failure whatever the body made of it.
+                    Interrupted::KilledWith(reason) if me.task.kill_delivered.get() => {
+                        drop_owned(value);
+                        Some(FailureKind::KilledWith(reason))
+                    }
+                    // Otherwise the body's own result stands, even after a plain kill.
+                    _ => {
+                        *typed.slot.borrow_mut() = Slot::Value(value);
+                        None
+                    }
+                },
                 Err(message) => Some(FailureKind::Panicked(message)),
             };
+            // Everything the greenlet owns is dropped here, inside its own panic boundary:
+            // its locals, and its value if no handle can ever read it.
+            let cleanup = crate::panic::catch(|| {
+                me.task.clear_locals();
+                if typed.handles.get() == 0 {
+                    drop(typed.take_value());
+                }
+            });
+            if let (Err(message), None) = (cleanup, &failure) {
+                drop_owned(typed.take_value());
+                failure = Some(FailureKind::Panicked(message));
+            }
             hub().finish(&me, failure);
         })
     }
@@ -74,7 +98,16 @@ impl<T: 'static, F: FnOnce() -> T + 'static> Body for Typed<T, F> {
     }
 }
 
+/// Drops a value the greenlet owns, catching a panic of its `Drop` (reported by the panic hook).
+fn drop_owned<T>(value: T) {
+    let _ = crate::panic::catch(move || drop(value));
+}
+
 impl<T: 'static, F: FnOnce() -> T + 'static> ValueSlot<T> for Typed<T, F> {
+    fn handles(&self) -> &Cell<usize> {
+        &self.handles
+    }
+
     fn take_value(&self) -> Option<T> {
         match self.slot.replace(Slot::Empty) {
             Slot::Value(value) => Some(value),
@@ -147,9 +180,13 @@ impl Builder {
         self.spawn_at(location, None, f)
     }
 
-    /// Spawns a job posted from another thread; its handle is not needed.
-    pub(crate) fn spawn_untracked(self, job: Box<dyn FnOnce() + Send>) {
-        drop(self.spawn_at(Location::caller(), None, job));
+    /// Spawns a job posted from another thread at `location`; its handle is not needed.
+    pub(crate) fn spawn_untracked(
+        self,
+        location: &'static Location<'static>,
+        job: Box<dyn FnOnce() + Send>,
+    ) {
+        drop(self.spawn_at(location, None, job));
     }
 
     fn spawn_at<T: 'static, F: FnOnce() -> T + 'static>(
@@ -163,10 +200,10 @@ impl Builder {
         let stack_size = self.stack_size.unwrap_or_else(|| hub.default_stack_size());
         let inner = Rc::new(Node {
             task: Task::new(id, self.name, location, stack_size, false),
-            body: Typed { slot: RefCell::new(Slot::Body(f)) },
+            body: Typed { slot: RefCell::new(Slot::Body(f)), handles: Cell::new(1) },
         });
         hub.schedule_new(inner.clone(), start_at);
-        Greenlet { inner }
+        Greenlet { raw: Unflattened { inner } }
     }
 }
 
@@ -184,13 +221,34 @@ pub fn spawn_later<T: 'static>(delay: Duration, f: impl FnOnce() -> T + 'static)
 }
 
 /// Runs a finished greenlet's link callbacks, in the order they were added, in a greenlet of
-/// their own (so that a callback may block without holding up anyone else).
-pub(crate) fn spawn_links(task: &Task, links: Vec<Box<dyn FnOnce()>>) {
-    let name = format!("links of greenlet #{}", task.id);
-    drop(Builder::new().name(name).spawn_at(task.spawned_at, None, move || {
-        for link in links {
-            link();
+/// their own (so that a callback may block without holding up anyone else), then wakes the
+/// greenlets joining it. A callback that panics is reported and the next one runs.
+pub(crate) fn spawn_links(t: &TaskRef) {
+    /// Wakes the joiners when the links are done — or dropped unrun (their greenlet was killed
+    /// before it started).
+    struct LinksDone(TaskRef);
+    impl Drop for LinksDone {
+        fn drop(&mut self) {
+            let task = self.0.task();
+            task.links_pending.set(false);
+            hub().wake_joiners(task);
         }
+    }
+    let task = t.task();
+    let name = format!("links of greenlet #{}", task.id);
+    let done = LinksDone(t.clone());
+    drop(Builder::new().name(name).spawn_at(task.spawned_at, None, move || {
+        // Callbacks added while these run (by one of them, say) run too.
+        loop {
+            let links = done.0.task().take_links();
+            if links.is_empty() {
+                break;
+            }
+            for link in links {
+                let _ = crate::panic::catch(link);
+            }
+        }
+        drop(done);
     }));
 }
 
@@ -234,14 +292,26 @@ macro_rules! greenlet_methods {
             self.ready()
         }
 
-        /// Whether it finished with a value (not killed, not panicked).
+        /// Whether it finished without failing (gevent's `successful()`): its body returned,
+        /// or a plain kill ended it, which is a cancellation rather than a failure.
         pub fn successful(&self) -> bool {
-            self.task().outcome() == Outcome::Value
+            matches!(self.task().outcome(), Outcome::Value | Outcome::Killed)
         }
 
-        /// How it failed, if it finished and failed (gevent's `exception`).
+        /// How it failed, if it finished and failed (gevent's `exception`): it panicked, was
+        /// killed with a reason, or found no stack. `None` after a plain kill.
         pub fn error(&self) -> Option<GreenletError> {
             self.task().error()
+        }
+
+        /// Whether it finished because of a plain kill: killed before it started, or a kill
+        /// reached one of its blocking calls. Tells a cancelled greenlet from one that ended
+        /// on its own; its body's result, if it returned one, still stands.
+        pub fn killed(&self) -> bool {
+            let task = self.task();
+            task.is_finished()
+                && task.killed.get()
+                && (task.kill_delivered.get() || task.outcome() == Outcome::Killed)
         }
 
         /// Whether it has been killed (the kill may not have reached it yet).
@@ -284,8 +354,35 @@ macro_rules! greenlet_methods {
         pub fn kill_nowait(&self) {
             hub().kill(&self.task_ref());
         }
+
+        /// Kills it with a reason (gevent's `kill(exception=...)`) and waits until it has
+        /// finished: its blocking calls return [`Interrupted::KilledWith`] carrying `reason`,
+        /// sticky like a plain kill, and unlike a plain kill this is a failure: it ends with
+        /// [`FailureKind::KilledWith`], which [`error`](Self::error) and `get()` report.
+        pub fn kill_with(&self, reason: impl Into<Cow<'static, str>>) -> Result<(), Interrupted> {
+            let t = self.task_ref();
+            hub().kill_with(&t, Some(reason.into()));
+            if t.task().id == hub().current_task().id {
+                return Ok(());
+            }
+            join_task(&t, None).map(|_| ())
+        }
+
+        /// Removes a callback added by `link` that has not run yet; true if it was there.
+        pub fn unlink(&self, link: LinkId) -> bool {
+            self.task().remove_link(link.0)
+        }
+
+        /// Whether callbacks added by `link` wait for its end.
+        pub fn has_links(&self) -> bool {
+            self.task().has_links()
+        }
     };
 }
+
+/// Names a callback added with `link`, for [`Greenlet::unlink`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkId(u64);
 
 /// Kills `t` and waits for its end, at most `timeout`; `Ok(true)` if it ended.
 fn kill_and_join(t: &TaskRef, timeout: Option<Duration>) -> Result<bool, Interrupted> {
@@ -300,18 +397,61 @@ fn kill_and_join(t: &TaskRef, timeout: Option<Duration>) -> Result<bool, Interru
 /// A handle to a greenlet that returns a `T`. Clones are handles to the same greenlet.
 ///
 /// Dropping every handle does not stop the greenlet: it runs to its end (or until killed, or
-/// until the hub shuts down).
-pub struct Greenlet<T> {
+/// until the hub shuts down). Its value lives as long as a handle can read it: once the last
+/// handle is gone and the greenlet has finished, the value is dropped.
+///
+/// # Reading the value
+///
+/// `get`, `take`, `get_timeout` and `try_get` return `Result<T, Error>`. For a body that
+/// returns `Result<T, E>` they flatten: its `Err(e)` comes back converted into
+/// [`Error`](crate::Error), so `g.get()?` reads like gevent's `g.get()`. For any other value
+/// type they come from [`Unflattened`] (through `Deref`), which returns the value as the body
+/// returned it; `Unflattened`'s methods are also how to read a `Result` body unflattened
+/// (`(*g).get()`).
+pub struct Greenlet<T: 'static> {
+    raw: Unflattened<T>,
+}
+
+/// The value-reading methods of a [`Greenlet`] that return the body's value as it is, whatever
+/// its type. Reached through `Deref`: a `Greenlet<T>` has these methods unless its body returns
+/// a `Result`, which gets flattening ones of the same names. Never held on its own.
+pub struct Unflattened<T: 'static> {
     inner: Rc<Node<dyn ValueSlot<T>>>,
 }
 
-impl<T> Clone for Greenlet<T> {
-    fn clone(&self) -> Self {
-        Greenlet { inner: self.inner.clone() }
+impl<T: 'static> core::ops::Deref for Greenlet<T> {
+    type Target = Unflattened<T>;
+
+    fn deref(&self) -> &Unflattened<T> {
+        &self.raw
     }
 }
 
-impl<T> fmt::Debug for Greenlet<T> {
+impl<T: 'static> Clone for Greenlet<T> {
+    fn clone(&self) -> Self {
+        let handles = self.raw.inner.body.handles();
+        handles.set(handles.get() + 1);
+        Greenlet { raw: Unflattened { inner: self.raw.inner.clone() } }
+    }
+}
+
+impl<T: 'static> Drop for Unflattened<T> {
+    fn drop(&mut self) {
+        let handles = self.inner.body.handles();
+        handles.set(handles.get() - 1);
+        if handles.get() == 0 && self.inner.task().is_finished() {
+            drop(self.inner.body.take_value()); // in the caller's context, as any drop
+        }
+    }
+}
+
+impl<T: 'static> fmt::Debug for Greenlet<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_task(self.raw.inner.task(), f)
+    }
+}
+
+impl<T: 'static> fmt::Debug for Unflattened<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         debug_task(self.inner.task(), f)
     }
@@ -328,11 +468,11 @@ fn debug_task(task: &Task, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 
 impl<T: 'static> Greenlet<T> {
     fn task(&self) -> &Task {
-        self.inner.task()
+        self.raw.inner.task()
     }
 
     fn task_ref(&self) -> TaskRef {
-        self.inner.clone()
+        self.raw.inner.clone()
     }
 
     /// An untyped handle to the same greenlet.
@@ -342,65 +482,43 @@ impl<T: 'static> Greenlet<T> {
 
     greenlet_methods!();
 
-    /// Waits for it to finish and returns a clone of its value.
-    pub fn get(&self) -> Result<T, GetError>
-    where
-        T: Clone,
-    {
-        self.join()?;
-        self.finished_value(|slot| slot.value().map(|v| v.clone()))
-    }
-
-    /// Waits for it to finish and moves its value out; later calls return [`GetError::Taken`].
-    pub fn take(&self) -> Result<T, GetError> {
-        self.join()?;
-        self.finished_value(|slot| slot.take_value())
-    }
-
-    fn finished_value(
-        &self,
-        f: impl FnOnce(&dyn ValueSlot<T>) -> Option<T>,
-    ) -> Result<T, GetError> {
-        let task = self.inner.task();
-        match task.outcome() {
-            Outcome::Value => f(&self.inner.body).ok_or(GetError::Taken),
-            Outcome::Failed => Err(GetError::Failed(task.error().expect("failed"))),
-            Outcome::Pending => unreachable!("joined greenlets have an outcome"),
-        }
-    }
-
     /// Calls `f` with this greenlet when it finishes (at once if it has), in a greenlet of its
-    /// own; callbacks run in the order they were added.
-    pub fn link(&self, f: impl FnOnce(&Greenlet<T>) + 'static) {
+    /// own; callbacks run in the order they were added, and `join` returns after they ran.
+    /// A callback that panics is reported and does not stop the others.
+    pub fn link(&self, f: impl FnOnce(&Greenlet<T>) + 'static) -> LinkId {
         let me = self.clone();
-        add_link(self.inner.task(), Box::new(move || f(&me)));
+        add_link(&self.task_ref(), Box::new(move || f(&me)))
     }
 
-    /// Like [`link`](Self::link), but only if it finishes successfully.
-    pub fn link_value(&self, f: impl FnOnce(&Greenlet<T>) + 'static) {
+    /// Like [`link`](Self::link), but only if it finishes successfully (a plain kill counts,
+    /// as in gevent).
+    pub fn link_value(&self, f: impl FnOnce(&Greenlet<T>) + 'static) -> LinkId {
         self.link(move |g| {
             if g.successful() {
                 f(g)
             }
-        });
+        })
     }
 
-    /// Like [`link`](Self::link), but only if it fails (killed, panicked, no stack).
-    pub fn link_exception(&self, f: impl FnOnce(&Greenlet<T>) + 'static) {
+    /// Like [`link`](Self::link), but only if it fails: panicked, killed with a reason, or
+    /// found no stack. A plain kill is not a failure.
+    pub fn link_exception(&self, f: impl FnOnce(&Greenlet<T>) + 'static) -> LinkId {
         self.link(move |g| {
             if !g.successful() {
                 f(g)
             }
-        });
+        })
     }
 }
 
-fn add_link(task: &Task, link: Box<dyn FnOnce()>) {
-    if task.is_finished() {
-        spawn_links(task, vec![link]);
-    } else {
-        task.add_link(link);
+fn add_link(t: &TaskRef, link: Box<dyn FnOnce()>) -> LinkId {
+    let task = t.task();
+    let id = LinkId(task.add_link(link));
+    if task.is_finished() && !task.links_pending.get() {
+        task.links_pending.set(true);
+        spawn_links(t);
     }
+    id
 }
 
 /// An untyped handle to a greenlet: the current one, or any greenlet whatever its value type.
@@ -441,9 +559,14 @@ impl GreenletRef {
     greenlet_methods!();
 
     /// Calls `f` with this greenlet when it finishes; see [`Greenlet::link`].
-    pub fn link(&self, f: impl FnOnce(&GreenletRef) + 'static) {
+    pub fn link(&self, f: impl FnOnce(&GreenletRef) + 'static) -> LinkId {
         let me = self.clone();
-        add_link(self.t.task(), Box::new(move || f(&me)));
+        add_link(&self.t, Box::new(move || f(&me)))
+    }
+
+    /// A handle to a greenlet the hub holds.
+    pub(crate) fn from_task(t: TaskRef) -> Self {
+        GreenletRef { t }
     }
 }
 

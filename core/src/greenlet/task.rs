@@ -77,6 +77,19 @@ pub(crate) enum WaitKind {
         source: u64,
         readable: bool,
     },
+    /// `gevent::wait()`: every other greenlet to be done.
+    Everything,
+}
+
+/// Indices of joined greenlets in the order they were done, shared by a multi-joiner and the
+/// joiner entries it left in their queues.
+pub(crate) type DoneLog = Rc<RefCell<Vec<usize>>>;
+
+/// A greenlet waiting for another to be done.
+pub(crate) struct Joiner {
+    pub(crate) waiter: TaskRef,
+    /// Where to record that this one is done, and under which index.
+    pub(crate) log: Option<(DoneLog, usize)>,
 }
 
 /// A callback to run when a greenlet ends.
@@ -86,7 +99,11 @@ pub(crate) type Link = Box<dyn FnOnce()>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Pending,
+    /// Its body returned (a kill it received may have been handled).
     Value,
+    /// A plain kill ended it before its body ran: a cancellation, not a failure.
+    Killed,
+    /// It panicked, was killed with a reason, or found no stack.
     Failed,
 }
 
@@ -96,8 +113,15 @@ struct Extras {
     name: Option<Cow<'static, str>>,
     failure: Option<FailureKind>,
     /// Greenlets waiting for this one to end.
-    joiners: WaitList<TaskRef>,
-    links: Vec<Link>,
+    joiners: WaitList<Joiner>,
+    /// Link callbacks with the ids `link` handed out, in the order they were added.
+    links: Vec<(u64, Link)>,
+    next_link_id: u64,
+    /// The reason of a [`kill_with`](crate::Greenlet::kill_with).
+    kill_reason: Option<Cow<'static, str>>,
+    /// The outermost of its [`Timeout`](crate::Timeout)s that expired and whose guard is still
+    /// alive, for reporting it again once an inner scope that swallowed it ends.
+    expired_timeout: Option<TimeoutId>,
     /// The timer of a `spawn_later` that has not fired yet.
     start_timer: Option<TimerKey>,
     /// Greenlet-local values, by the address of their `'static` key.
@@ -125,8 +149,10 @@ pub(crate) struct Task {
     pub(crate) ran: Cell<bool>,
     /// Sticky kill flag.
     pub(crate) killed: Cell<bool>,
-    /// A blocking call returned `Killed`: the body's result is the consequence of the kill.
+    /// A blocking call returned `Killed` (or `KilledWith`).
     pub(crate) kill_delivered: Cell<bool>,
+    /// It finished and its link callbacks are still running: joiners wait for them.
+    pub(crate) links_pending: Cell<bool>,
     outcome: Cell<Outcome>,
     pub(crate) shield_depth: Cell<u32>,
     /// Entry in the hub's table of live greenlets.
@@ -164,6 +190,7 @@ impl Task {
             ran: Cell::new(false),
             killed: Cell::new(false),
             kill_delivered: Cell::new(false),
+            links_pending: Cell::new(false),
             outcome: Cell::new(Outcome::Pending),
             shield_depth: Cell::new(0),
             live_key: Cell::new(None),
@@ -195,10 +222,11 @@ impl Task {
         self.outcome.get()
     }
 
-    /// Records how it ended.
+    /// Records how it ended: with a value, cancelled by a kill, or failed.
     pub(crate) fn set_outcome(&self, failure: Option<FailureKind>) {
         match failure {
             None => self.outcome.set(Outcome::Value),
+            Some(FailureKind::Killed) => self.outcome.set(Outcome::Killed),
             Some(kind) => {
                 self.with_extras(|x| x.failure = Some(kind));
                 self.outcome.set(Outcome::Failed);
@@ -206,9 +234,64 @@ impl Task {
         }
     }
 
+    /// Whether it finished and its link callbacks have run: what joiners wait for.
+    pub(crate) fn is_done(&self) -> bool {
+        self.is_finished() && !self.links_pending.get()
+    }
+
+    /// Records the reason of a `kill_with` (the first one wins, as the kill is sticky).
+    pub(crate) fn set_kill_reason(&self, reason: Cow<'static, str>) {
+        self.with_extras(|x| {
+            x.kill_reason.get_or_insert(reason);
+        });
+    }
+
+    /// Forgets the reason of a kill (the main greenlet's kill was delivered).
+    pub(crate) fn clear_kill_reason(&self) {
+        if let Some(x) = &mut *self.extras.borrow_mut() {
+            x.kill_reason = None;
+        }
+    }
+
+    /// The error a kill delivers to this greenlet's blocking calls.
+    pub(crate) fn kill_error(&self) -> Interrupted {
+        match self.read_extras(|x| x.and_then(|x| x.kill_reason.clone())) {
+            Some(reason) => Interrupted::KilledWith(reason),
+            None => Interrupted::Killed,
+        }
+    }
+
+    /// Notes that one of its timeouts expired (the outermost is kept).
+    pub(crate) fn note_expired_timeout(&self, id: TimeoutId) {
+        self.with_extras(|x| {
+            x.expired_timeout = Some(x.expired_timeout.map_or(id, |e| e.min(id)));
+        });
+    }
+
+    /// The outermost expired timeout whose guard is alive.
+    pub(crate) fn expired_timeout(&self) -> Option<TimeoutId> {
+        self.read_extras(|x| x.and_then(|x| x.expired_timeout))
+    }
+
+    /// Forgets an expired timeout whose guard was dropped.
+    pub(crate) fn forget_expired_timeout(&self, id: TimeoutId) {
+        if let Some(x) = &mut *self.extras.borrow_mut() {
+            if x.expired_timeout == Some(id) {
+                x.expired_timeout = None;
+            }
+        }
+    }
+
     /// Queues `t` to be notified when this greenlet ends.
     pub(crate) fn add_joiner(&self, t: TaskRef) -> WaiterKey {
-        self.with_extras(|x| x.joiners.push_back(t))
+        self.with_extras(|x| x.joiners.push_back(Joiner { waiter: t, log: None }))
+    }
+
+    /// Queues `t` to be notified when this greenlet is done, with `index` pushed onto `log`
+    /// first (so that a joiner of many learns which one ended without rescanning them all).
+    pub(crate) fn add_logging_joiner(&self, t: TaskRef, log: &DoneLog, index: usize) -> WaiterKey {
+        let joiner = Joiner { waiter: t, log: Some((log.clone(), index)) };
+        self.with_extras(|x| x.joiners.push_back(joiner))
     }
 
     /// Takes a joiner out of the queue (it stopped waiting).
@@ -219,19 +302,38 @@ impl Task {
     }
 
     /// The next joiner to notify, oldest first.
-    pub(crate) fn pop_joiner(&self) -> Option<TaskRef> {
+    pub(crate) fn pop_joiner(&self) -> Option<Joiner> {
         self.extras.borrow_mut().as_mut()?.joiners.pop_front()
     }
 
-    /// Adds a callback to run when it ends.
-    pub(crate) fn add_link(&self, link: Link) {
-        self.with_extras(|x| x.links.push(link));
+    /// Adds a callback to run when it ends; returns its id for [`Task::remove_link`].
+    pub(crate) fn add_link(&self, link: Link) -> u64 {
+        self.with_extras(|x| {
+            let id = x.next_link_id;
+            x.next_link_id += 1;
+            x.links.push((id, link));
+            id
+        })
+    }
+
+    /// Removes a callback not run yet; true if it was there.
+    pub(crate) fn remove_link(&self, id: u64) -> bool {
+        let removed = match &mut *self.extras.borrow_mut() {
+            Some(x) => x.links.iter().position(|(i, _)| *i == id).map(|i| x.links.remove(i)),
+            None => None,
+        };
+        removed.is_some() // the callback is dropped here, outside the borrow
+    }
+
+    /// Whether callbacks wait for its end.
+    pub(crate) fn has_links(&self) -> bool {
+        self.read_extras(|x| x.is_some_and(|x| !x.links.is_empty()))
     }
 
     /// Takes the callbacks to run now that it ended.
     pub(crate) fn take_links(&self) -> Vec<Link> {
         match &mut *self.extras.borrow_mut() {
-            Some(x) => core::mem::take(&mut x.links),
+            Some(x) => core::mem::take(&mut x.links).into_iter().map(|(_, l)| l).collect(),
             None => Vec::new(),
         }
     }
@@ -298,13 +400,19 @@ impl Task {
         self.killed.get() && self.shield_depth.get() == 0
     }
 
-    /// The error describing how this greenlet failed, if it did.
+    /// The error describing how this greenlet failed, if it did (a plain kill is not a
+    /// failure).
     pub(crate) fn error(&self) -> Option<GreenletError> {
         if self.outcome.get() != Outcome::Failed {
             return None;
         }
         let kind = self.read_extras(|x| x.and_then(|x| x.failure.clone()))?;
-        Some(GreenletError { kind, id: self.id, name: self.name(), spawned_at: self.spawned_at })
+        Some(self.error_of_kind(kind))
+    }
+
+    /// A [`GreenletError`] naming this greenlet.
+    pub(crate) fn error_of_kind(&self, kind: FailureKind) -> GreenletError {
+        GreenletError { kind, id: self.id, name: self.name(), spawned_at: self.spawned_at }
     }
 
     /// "greenlet #3 'worker' (spawned at src/main.rs:4:5)"

@@ -9,8 +9,11 @@
 //! - A woken greenlet (timer fired, event set, I/O ready, killed) goes to the back of the run
 //!   queue.
 //! - Expired timers, I/O readiness and work posted from other threads are collected whenever
-//!   the run queue is empty and, while it is busy, after every [`CHECK_EVERY`] greenlet
-//!   resumptions, so a busy run queue cannot starve I/O or timers.
+//!   the run queue is empty, before the main greenlet resumes if they were not collected since
+//!   it last ran, and, while the run queue is busy, after every [`CHECK_EVERY`] greenlet
+//!   resumptions. So every greenlet, main included, sees them collected at least once per pass
+//!   of the run queue, and a busy run queue (even one where only main yields) cannot starve
+//!   I/O or timers.
 //! - The hub loop runs on the main greenlet's stack while the main greenlet waits; the main
 //!   greenlet continues when its turn in the run queue comes.
 
@@ -62,6 +65,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub(crate) enum TimerAction {
     /// Wake a greenlet parked with a deadline (sleep, join with timeout).
     Wake(TaskRef),
+    /// Like `Wake`, but the timer does not keep the hub alive (gevent's `ref=False`): it does
+    /// not count when deciding that the main greenlet would wait forever.
+    WakeUnref(TaskRef),
     /// Expire a [`Timeout`](crate::Timeout) of a greenlet.
     Timeout(TaskRef, TimeoutId),
     /// Start a greenlet spawned with a delay.
@@ -88,6 +94,10 @@ pub(crate) struct Hub {
     next_timeout_id: Cell<u64>,
     next_finish_seq: Cell<u64>,
     resumes_since_check: Cell<u32>,
+    /// Whether events were collected since the main greenlet last ran.
+    checked_since_main: Cell<bool>,
+    /// How many pending timers are `WakeUnref` ones.
+    unref_timers: Cell<usize>,
 }
 
 impl Hub {
@@ -117,6 +127,8 @@ impl Hub {
             next_timeout_id: Cell::new(1),
             next_finish_seq: Cell::new(1),
             resumes_since_check: Cell::new(0),
+            checked_since_main: Cell::new(false),
+            unref_timers: Cell::new(0),
         }
     }
 
@@ -203,8 +215,7 @@ impl Hub {
                 self.run_queue.borrow_mut().push_back(self.current());
                 self.switch_out(task);
             }
-            task.kill_delivered.set(true);
-            return Err(Interrupted::Killed);
+            return Err(self.deliver_kill(task));
         }
         let pending = task.pending_timeout.take();
         task.attention.set(task.killed.get());
@@ -214,11 +225,40 @@ impl Hub {
         }
     }
 
+    /// The kill error for `task`'s blocking call, recorded as delivered.
+    ///
+    /// The main greenlet is killed once (gevent raises `GreenletExit` in it once): the thread's
+    /// own stack cannot end, so a sticky kill would fail every later blocking call of the
+    /// program. Other greenlets stay killed.
+    fn deliver_kill(&self, task: &Task) -> Interrupted {
+        let why = task.kill_error();
+        if task.is_main {
+            task.killed.set(false);
+            task.clear_kill_reason();
+            task.attention.set(task.pending_timeout.get().is_some());
+        } else {
+            task.kill_delivered.set(true);
+        }
+        why
+    }
+
+    /// Refuses to switch while the thread unwinds from a panic: the panic count is
+    /// per thread, so every other greenlet would see `std::thread::panicking()`.
+    #[inline(always)]
+    fn refuse_while_unwinding(&self) -> Result<(), Interrupted> {
+        #[cfg(feature = "std")]
+        if std::thread::panicking() {
+            return Err(Interrupted::Unwinding);
+        }
+        Ok(())
+    }
+
     /// Parks the current greenlet until something wakes it. `Ok` means a normal wake-up (the
     /// caller re-checks what it waits for); `Err` says why the wait was interrupted.
     pub(crate) fn park(&self, kind: WaitKind) -> Result<(), Interrupted> {
         let task = self.current_task();
         self.due_interrupt(task)?;
+        self.refuse_while_unwinding()?;
         task.state.set(State::Parked);
         task.waits_on.set(kind);
         self.switch_out(task);
@@ -230,8 +270,8 @@ impl Hub {
 
     #[cold]
     fn interrupted(&self, task: &Task, why: Interrupted) -> Interrupted {
-        if why == Interrupted::Killed {
-            task.kill_delivered.set(true);
+        if matches!(why, Interrupted::Killed | Interrupted::KilledWith(_)) {
+            return self.deliver_kill(task);
         }
         why
     }
@@ -244,6 +284,7 @@ impl Hub {
     pub(crate) fn yield_now(&self) -> Result<(), Interrupted> {
         let task = self.current_task();
         self.due_interrupt(task)?;
+        self.refuse_while_unwinding()?;
         task.state.set(State::Runnable);
         self.run_queue.borrow_mut().push_back(self.current());
         self.switch_out(task);
@@ -282,14 +323,25 @@ impl Hub {
     /// Interrupts a greenlet's current wait, or its next one if it is not waiting.
     pub(crate) fn interrupt(&self, t: &TaskRef, why: Interrupted) {
         let task = t.task();
+        let is_kill = matches!(why, Interrupted::Killed | Interrupted::KilledWith(_));
         if task.state.get() == State::Parked {
-            if why == Interrupted::Killed && task.shield_depth.get() > 0 {
+            if is_kill && task.shield_depth.get() > 0 {
                 return; // delivered when the shield ends, by the sticky flag
             }
             task.interrupt.set(Some(why));
             task.state.set(State::Runnable);
             self.run_queue.borrow_mut().push_back(t.clone());
         } else if let Interrupted::TimedOut(id) = why {
+            // Woken by an inner timeout in this same turn: the outer one (started first,
+            // smaller id) wins, as its scope encloses the inner one.
+            let queued = task.interrupt.take();
+            if let Some(Interrupted::TimedOut(inner)) = queued {
+                if id < inner {
+                    task.interrupt.set(Some(why));
+                    return;
+                }
+            }
+            task.interrupt.set(queued);
             // Outer scopes were started first and have smaller ids: report the outermost.
             let pending = task.pending_timeout.get().map_or(id, |p| p.min(id));
             task.pending_timeout.set(Some(pending));
@@ -300,13 +352,24 @@ impl Hub {
     // --- timers ---------------------------------------------------------------------------
 
     pub(crate) fn add_timer(&self, deadline: Instant, action: TimerAction) -> TimerKey {
+        if matches!(action, TimerAction::WakeUnref(_)) {
+            self.unref_timers.set(self.unref_timers.get() + 1);
+        }
         self.timers.borrow_mut().insert(deadline, action)
     }
 
     /// Cancels a timer; true if it was still pending.
     pub(crate) fn cancel_timer(&self, key: TimerKey) -> bool {
         let action = self.timers.borrow_mut().cancel(key);
+        if matches!(action, Some(TimerAction::WakeUnref(_))) {
+            self.unref_timers.set(self.unref_timers.get() - 1);
+        }
         action.is_some() // dropped here, outside the borrow
+    }
+
+    /// Whether a pending timer keeps the hub alive (one not made with `ref=False`).
+    fn has_ref_timers(&self) -> bool {
+        self.timers.borrow().len() > self.unref_timers.get()
     }
 
     pub(crate) fn timer_pending(&self, key: TimerKey) -> bool {
@@ -323,7 +386,14 @@ impl Hub {
             match action {
                 None => break,
                 Some(TimerAction::Wake(t)) => self.unpark(&t),
-                Some(TimerAction::Timeout(t, id)) => self.interrupt(&t, Interrupted::TimedOut(id)),
+                Some(TimerAction::WakeUnref(t)) => {
+                    self.unref_timers.set(self.unref_timers.get() - 1);
+                    self.unpark(&t);
+                }
+                Some(TimerAction::Timeout(t, id)) => {
+                    t.task().note_expired_timeout(id);
+                    self.interrupt(&t, Interrupted::TimedOut(id));
+                }
                 Some(TimerAction::Start(t)) => {
                     let task = t.task();
                     task.take_start_timer();
@@ -341,9 +411,18 @@ impl Hub {
     /// Kills a greenlet: an unstarted one finishes at once without running its body; a
     /// started one has its current or next blocking call return `Killed`.
     pub(crate) fn kill(&self, t: &TaskRef) {
+        self.kill_with(t, None);
+    }
+
+    /// [`Hub::kill`], with a reason that the blocking calls return instead of `Killed`, which
+    /// makes the kill a failure (gevent's `kill(exception=...)`).
+    pub(crate) fn kill_with(&self, t: &TaskRef, reason: Option<alloc::borrow::Cow<'static, str>>) {
         let task = t.task();
         if task.is_finished() {
             return;
+        }
+        if let Some(reason) = reason {
+            task.set_kill_reason(reason);
         }
         task.killed.set(true);
         task.attention.set(true);
@@ -352,16 +431,20 @@ impl Hub {
                 self.cancel_timer(timer);
             }
             t.body.discard();
-            self.finish(t, Some(FailureKind::Killed));
+            let failure = match task.kill_error() {
+                Interrupted::KilledWith(reason) => FailureKind::KilledWith(reason),
+                _ => FailureKind::Killed,
+            };
+            self.finish(t, Some(failure));
             return;
         }
-        self.interrupt(t, Interrupted::Killed);
+        self.interrupt(t, task.kill_error());
     }
 
-    /// Records a greenlet's end, wakes its joiners and schedules its link callbacks.
+    /// Records a greenlet's end and runs its link callbacks, then wakes its joiners (so that
+    /// `join` returns after the links ran, as in gevent, where `join` is itself a link).
     pub(crate) fn finish(&self, t: &TaskRef, failure: Option<FailureKind>) {
         let task = t.task();
-        task.clear_locals();
         task.state.set(State::Finished);
         task.set_outcome(failure);
         let seq = self.next_finish_seq.get();
@@ -371,12 +454,24 @@ impl Hub {
             let entry = self.live.borrow_mut().remove(key);
             drop(entry);
         }
-        while let Some(joiner) = task.pop_joiner() {
-            self.notify(joiner);
+        if task.has_links() {
+            task.links_pending.set(true);
+            crate::greenlet::spawn_links(t);
+        } else {
+            self.wake_joiners(task);
         }
-        let links = task.take_links();
-        if !links.is_empty() {
-            crate::greenlet::spawn_links(task, links);
+        if self.live_count() == 0 && self.main.task().waits_on.get() == WaitKind::Everything {
+            self.unpark(&self.main);
+        }
+    }
+
+    /// Wakes the greenlets waiting for `task` to be done.
+    pub(crate) fn wake_joiners(&self, task: &Task) {
+        while let Some(joiner) = task.pop_joiner() {
+            if let Some((log, index)) = joiner.log {
+                log.borrow_mut().push(index);
+            }
+            self.notify(joiner.waiter);
         }
     }
 
@@ -405,6 +500,10 @@ impl Hub {
                 continue;
             };
             if t.task().is_main {
+                if !self.checked_since_main.get() {
+                    self.check_events(false);
+                }
+                self.checked_since_main.set(false);
                 t.task().state.set(State::Running);
                 return;
             }
@@ -456,6 +555,7 @@ impl Hub {
     #[inline(never)]
     fn check_events(&self, may_block: bool) {
         self.resumes_since_check.set(0);
+        self.checked_since_main.set(true);
         self.drain_remote();
         self.fire_timers();
         let has_io = !self.io.borrow().is_empty();
@@ -484,7 +584,12 @@ impl Hub {
             return;
         }
         let pending_posts = self.remote.pending.load(core::sync::atomic::Ordering::SeqCst);
-        if deadline.is_none() && !has_io && pending_posts == 0 {
+        if !self.has_ref_timers() && !has_io && pending_posts == 0 {
+            if self.main.task().waits_on.get() == WaitKind::Everything {
+                // `wait()`: nothing else can ever run, which is what it waits for.
+                self.unpark(&self.main);
+                return;
+            }
             let report = report::loop_exit(self);
             self.interrupt(&self.main, Interrupted::LoopExit(alloc::boxed::Box::new(report)));
             return;
@@ -517,7 +622,9 @@ impl Hub {
             return;
         }
         for job in self.remote.jobs.take_all() {
-            crate::greenlet::Builder::new().name("posted job").spawn_untracked(job);
+            crate::greenlet::Builder::new()
+                .name("posted job")
+                .spawn_untracked(core::panic::Location::caller(), job);
         }
     }
 
@@ -590,6 +697,11 @@ impl Hub {
         }
         self.run_queue.borrow_mut().clear();
         *self.idle_waiters.borrow_mut() = WaitList::new();
+    }
+
+    /// How many greenlets are alive now (started or not, main excluded).
+    pub(crate) fn live_count(&self) -> usize {
+        self.live.borrow().len()
     }
 
     /// The greenlets alive now (started or not, main excluded).

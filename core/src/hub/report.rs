@@ -43,6 +43,7 @@ pub(crate) fn describe_wait(hub: &Hub, kind: WaitKind) -> String {
         WaitKind::Event => String::from("an event to be set"),
         WaitKind::Other(what) => String::from(what),
         WaitKind::JoinAll => String::from("the end of several greenlets (joinall)"),
+        WaitKind::Everything => String::from("every other greenlet to finish (wait)"),
         WaitKind::Io { source, readable: true } => format!("I/O source {source} to be readable"),
         WaitKind::Io { source, readable: false } => format!("I/O source {source} to be writable"),
     }

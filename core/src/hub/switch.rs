@@ -117,10 +117,21 @@ impl Context {
     /// suspends or returns; true when it returned.
     #[inline(always)]
     pub(crate) fn resume_as_current(&self, current: &CurrentSlot, t: &TaskRef) -> bool {
-        let previous = current.ptr.replace(Rc::as_ptr(t));
-        let returned = self.resume();
-        current.ptr.set(previous);
-        returned
+        /// Points the slot back at the resumer even if a panic unwinds out of the greenlet
+        /// (the library catches user panics inside it; this covers its own bugs), so the slot
+        /// never names a greenlet that may be freed.
+        struct Restore<'a> {
+            slot: &'a CurrentSlot,
+            previous: *const Node<dyn Body>,
+        }
+        impl Drop for Restore<'_> {
+            #[inline(always)]
+            fn drop(&mut self) {
+                self.slot.ptr.set(self.previous);
+            }
+        }
+        let _restore = Restore { slot: current, previous: current.ptr.replace(Rc::as_ptr(t)) };
+        self.resume()
     }
 
     /// Roughly where the greenlet's stack pointer was when it last suspended (0 before).

@@ -60,7 +60,7 @@ impl<T> State<T> {
 /// yield_now().unwrap();
 /// assert!(!putter.ready(), "no getter yet: the put waits");
 /// assert_eq!(channel.get(), Ok("hello"));
-/// assert_eq!(putter.get(), Ok(Ok(())));
+/// assert_eq!(putter.get(), Ok(()));
 /// # });
 /// ```
 pub struct Channel<T> {

@@ -45,7 +45,6 @@ impl<T> TimerHeap<T> {
         TimerHeap { heap: Vec::new(), entries: Slab::new(), next_sequence: 0 }
     }
 
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.heap.len()
     }

@@ -144,7 +144,7 @@ fn main() -> ! {
     let q = queue.clone();
     let consumer = spawn(move || q.iter().sum::<u32>());
     let sum = consumer.get().expect("the consumer ends");
-    all_ok &= check(sum == 5050 && producer.get() == Ok(Ok(())), "queue of 4 passes 100 items");
+    all_ok &= check(sum == 5050 && producer.get() == Ok(()), "queue of 4 passes 100 items");
 
     // 5. What a parked greenlet costs beyond its stack: heap used per greenlet waiting on an
     //    event (the collections it uses have grown already, above).
