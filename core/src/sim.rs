@@ -5,11 +5,12 @@
 //! the same schedule.
 #![allow(unsafe_code)] // see the SAFETY comments
 
-use alloc::alloc::{Layout, alloc, dealloc};
+use alloc::alloc::{alloc, dealloc};
 use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::alloc::Layout;
 use core::cell::{Cell, RefCell};
 use core::num::NonZeroUsize;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -155,16 +156,20 @@ impl Poller for SimPoller {
 #[derive(Debug, Default)]
 pub struct HeapStacks(());
 
-// SAFETY: regions are fresh, exclusively owned allocations of the requested size, aligned to 16
-// bytes; the missing guard page is documented on the type, as the trait requires.
+// SAFETY: regions are fresh, exclusively owned allocations of the requested size rounded up to
+// a multiple of 16 (by `round`, which refuses what rounding or `Layout` cannot hold), aligned to
+// 16 bytes; the missing guard page is documented on the type, as the trait requires.
 unsafe impl StackSource for HeapStacks {
     fn allocate(&mut self, size: usize) -> Result<StackRegion, StackError> {
-        let layout = Layout::from_size_align(size, 16)
-            .map_err(|_| StackError { message: "stack size too large".into() })?;
-        // SAFETY: `layout` has a non-zero size (the pool asks for at least MIN_STACK_SIZE).
+        let size = self.round(size)?;
+        let layout = Layout::from_size_align(size, 16).map_err(|_| StackError {
+            message: alloc::format!("no greenlet stack of {size} bytes can be allocated").into(),
+        })?;
+        // SAFETY: `layout` has a non-zero size (`round` gives at least MIN_STACK_SIZE).
         let bottom = unsafe { alloc(layout) };
-        let bottom = NonZeroUsize::new(bottom as usize)
-            .ok_or(StackError { message: "out of memory for a greenlet stack".into() })?;
+        let bottom = NonZeroUsize::new(bottom as usize).ok_or(StackError {
+            message: alloc::format!("out of memory for a greenlet stack of {size} bytes").into(),
+        })?;
         let top = NonZeroUsize::new(bottom.get() + size).expect("no overflow past a live block");
         Ok(StackRegion { top, bottom, guard: 0 })
     }

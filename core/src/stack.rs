@@ -11,6 +11,7 @@
 
 use alloc::borrow::Cow;
 use alloc::boxed::Box;
+use alloc::format;
 use alloc::vec::Vec;
 use core::fmt;
 use core::num::NonZeroUsize;
@@ -65,16 +66,61 @@ impl fmt::Display for StackError {
 
 impl core::error::Error for StackError {}
 
+/// Rounds a requested stack size up to one a source can hand out, or says why none can be had.
+///
+/// The result is at least [`MIN_STACK_SIZE`], a whole number of `unit`s (raised to 16, the
+/// alignment every stack needs; the page size where stacks are mapped) and at most `max`
+/// rounded down to `unit`. A request above that fails with an error naming it, so no caller
+/// has to fear an overflow in the rounding or in adding a guard to a size it checked against
+/// `max`. `unit` must be a power of two.
+pub fn round_stack_size(size: usize, unit: usize, max: usize) -> Result<usize, StackError> {
+    let unit = unit.max(16);
+    if !unit.is_power_of_two() {
+        return Err(StackError {
+            message: format!(
+                "a stack source hands out stacks in units of {unit} bytes, which is not a power \
+                 of two"
+            )
+            .into(),
+        });
+    }
+    let max = max & !(unit - 1);
+    if size.max(MIN_STACK_SIZE) > max {
+        return Err(StackError {
+            message: format!(
+                "no greenlet stack of {size} bytes can be had: this platform's stacks hold at \
+                 most {max} bytes"
+            )
+            .into(),
+        });
+    }
+    // No overflow: the size is at most `max`, a multiple of `unit`, so rounding up stays there.
+    Ok((size.max(MIN_STACK_SIZE) + (unit - 1)) & !(unit - 1))
+}
+
 /// Provides and takes back stack memory.
 ///
 /// # Safety
 ///
 /// `allocate` must return regions of readable and writable memory of at least the requested
 /// usable size (and at least [`MIN_STACK_SIZE`]), exclusively owned by the caller until passed
-/// back to `release`, with `top` and `bottom` aligned to 16 bytes. A region with `guard == 0` has
-/// no overflow protection: a greenlet that overflows it corrupts memory, so such sources are for
-/// platforms without memory protection or for tests, and must say so in their docs.
+/// back to `release`, with `top` and `bottom` aligned to 16 bytes, whatever size it is asked
+/// for (or fail). A region with `guard == 0` has no overflow protection: a greenlet that
+/// overflows it corrupts memory, so such sources are for platforms without memory protection
+/// or for tests, and must say so in their docs.
 pub unsafe trait StackSource {
+    /// The usable size a request for `size` bytes is served with, or why no stack of that size
+    /// can ever be had from this source.
+    ///
+    /// The hub asks this before every stack it lends and keeps freed stacks by the answer, so
+    /// requests that round alike share them; [`allocate`](StackSource::allocate) is then asked
+    /// for the rounded size. The default rounds to a multiple of 16 of at least
+    /// [`MIN_STACK_SIZE`] and refuses sizes above `isize::MAX` (no allocation can be larger).
+    /// Sources with other needs build their answer with [`round_stack_size`].
+    fn round(&self, size: usize) -> Result<usize, StackError> {
+        round_stack_size(size, 16, isize::MAX as usize)
+    }
+
     /// Gets a region with at least `size` usable bytes.
     fn allocate(&mut self, size: usize) -> Result<StackRegion, StackError>;
 
@@ -86,10 +132,35 @@ pub unsafe trait StackSource {
     unsafe fn release(&mut self, region: StackRegion);
 }
 
+/// Tells stderr that a greenlet could not start for want of a stack: for the first such
+/// greenlet of the process only.
+///
+/// Once per process, because what runs out (memory, address space, Linux's memory-map limit)
+/// is the process's, shared by every thread's hub: when it does, thousands of greenlets fail
+/// alike, and one line per greenlet (or per hub) would bury the one piece of advice. Each
+/// greenlet still fails with its own [`FailureKind::NoStack`](crate::FailureKind::NoStack),
+/// which its `get()` and `join()` report.
+#[cfg(feature = "std")]
+pub(crate) fn report_no_stack(
+    greenlet: impl FnOnce() -> alloc::string::String,
+    error: &StackError,
+) {
+    static REPORTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if !REPORTED.swap(true, core::sync::atomic::Ordering::Relaxed) {
+        std::eprintln!(
+            "gevent: {} could not start: {error} (only the first greenlet without a stack is \
+             reported here; each one fails with FailureKind::NoStack, which its get() returns)",
+            greenlet()
+        );
+    }
+}
+
 /// A stack on loan from the pool; the type corosensei runs greenlets on.
 #[derive(Debug)]
 pub(crate) struct PooledStack {
     region: StackRegion,
+    /// The rounded size it was lent for: the shelf it goes back to.
+    class: usize,
 }
 
 impl PooledStack {
@@ -115,9 +186,10 @@ unsafe impl corosensei::stack::Stack for PooledStack {
 /// Stacks kept for reuse, by size class.
 pub(crate) struct StackPool {
     source: Box<dyn StackSource>,
-    /// `(size, free stacks)`; a handful of size classes at most, so a vector beats a map.
+    /// `(rounded size, free stacks)`; a handful of size classes at most, so a vector beats a map.
     shelves: Vec<(usize, Vec<StackRegion>)>,
-    /// Stacks currently lent out.
+    /// Stacks currently lent out. Only [`StackPool::take`] makes a `PooledStack` and only
+    /// [`StackPool::give_back`] consumes one, so this never goes below zero.
     in_use: usize,
     /// Free stacks kept through [`StackPool::trim`].
     keep: usize,
@@ -144,25 +216,25 @@ impl StackPool {
         self.shelves.iter().map(|(_, s)| s.len()).sum()
     }
 
-    /// Lends a stack of at least `size` usable bytes, reusing a free one when possible.
+    /// Lends a stack of at least `size` usable bytes, reusing a free one of the same rounded
+    /// size when possible.
     pub(crate) fn take(&mut self, size: usize) -> Result<PooledStack, StackError> {
-        let size = size.max(MIN_STACK_SIZE);
-        let reused = self.shelves.iter_mut().find(|(s, _)| *s == size).and_then(|(_, s)| s.pop());
+        let class = self.source.round(size)?;
+        let reused = self.shelves.iter_mut().find(|(s, _)| *s == class).and_then(|(_, s)| s.pop());
         let region = match reused {
             Some(region) => region,
-            None => self.source.allocate(size)?,
+            None => self.source.allocate(class)?,
         };
         self.in_use += 1;
-        Ok(PooledStack { region })
+        Ok(PooledStack { region, class })
     }
 
-    /// Takes back a stack that [`take`](Self::take) lent for `size` bytes.
-    pub(crate) fn give_back(&mut self, stack: PooledStack, size: usize) {
-        let size = size.max(MIN_STACK_SIZE);
+    /// Takes back a stack that [`take`](Self::take) lent.
+    pub(crate) fn give_back(&mut self, stack: PooledStack) {
         self.in_use -= 1;
-        match self.shelves.iter_mut().find(|(s, _)| *s == size) {
+        match self.shelves.iter_mut().find(|(s, _)| *s == stack.class) {
             Some((_, shelf)) => shelf.push(stack.region),
-            None => self.shelves.push((size, alloc::vec![stack.region])),
+            None => self.shelves.push((stack.class, alloc::vec![stack.region])),
         }
     }
 
@@ -192,12 +264,22 @@ impl Drop for StackPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::rc::Rc;
+    use core::cell::RefCell;
 
     /// Hands out fake, never-dereferenced regions and counts calls.
     struct CountingSource {
         next: usize,
         allocated: usize,
         released: usize,
+        /// Sizes `allocate` was asked for, shared with the test.
+        asked: Rc<RefCell<Vec<usize>>>,
+    }
+
+    impl CountingSource {
+        fn new() -> Self {
+            CountingSource { next: 1 << 20, allocated: 0, released: 0, asked: Rc::default() }
+        }
     }
 
     // SAFETY: the regions are never used as stacks in these tests; only the pool's bookkeeping
@@ -205,6 +287,7 @@ mod tests {
     unsafe impl StackSource for CountingSource {
         fn allocate(&mut self, size: usize) -> Result<StackRegion, StackError> {
             self.allocated += 1;
+            self.asked.borrow_mut().push(size);
             self.next += size + 4096;
             let top = NonZeroUsize::new(self.next).unwrap();
             let bottom = NonZeroUsize::new(self.next - size - 4096 + 16).unwrap();
@@ -217,23 +300,76 @@ mod tests {
 
     #[test]
     fn reuses_by_size_and_trims_to_reserve() {
-        let mut pool =
-            StackPool::new(Box::new(CountingSource { next: 1 << 20, allocated: 0, released: 0 }));
+        let mut pool = StackPool::new(Box::new(CountingSource::new()));
         let a = pool.take(8192).unwrap();
         let region = a.region();
-        pool.give_back(a, 8192);
+        pool.give_back(a);
         let b = pool.take(8192).unwrap();
         assert_eq!(b.region(), region, "a freed stack is reused");
         let c = pool.take(16384).unwrap();
         assert_ne!(c.region(), region);
-        pool.give_back(b, 8192);
-        pool.give_back(c, 16384);
+        pool.give_back(b);
+        pool.give_back(c);
         let many: Vec<_> = (0..100).map(|_| pool.take(8192).unwrap()).collect();
         for s in many {
-            pool.give_back(s, 8192);
+            pool.give_back(s);
         }
         assert_eq!(pool.free_count(), 101);
         pool.trim();
         assert_eq!(pool.free_count(), KEEP_FREE);
+    }
+
+    #[test]
+    fn sizes_that_round_alike_share_a_shelf() {
+        let mut pool = StackPool::new(Box::new(CountingSource::new()));
+        let a = pool.take(5000).unwrap();
+        let region = a.region();
+        pool.give_back(a);
+        let b = pool.take(5008).unwrap();
+        assert_eq!(b.region(), region, "5000 and 5008 both round to 5008");
+        pool.give_back(b);
+        let c = pool.take(1).unwrap();
+        let d = pool.take(MIN_STACK_SIZE).unwrap();
+        pool.give_back(c);
+        pool.give_back(d);
+        assert_eq!(pool.free_count(), 3, "one 5008-byte stack and two of the minimum size");
+    }
+
+    #[test]
+    fn the_source_is_asked_for_rounded_sizes_only() {
+        let source = CountingSource::new();
+        let asked = source.asked.clone();
+        let mut pool = StackPool::new(Box::new(source));
+        let lent: Vec<_> = [0, 1, 5000, 5001, 65_537].map(|size| pool.take(size).unwrap()).into();
+        assert_eq!(*asked.borrow(), [MIN_STACK_SIZE, MIN_STACK_SIZE, 5008, 5008, 65_552]);
+        for stack in lent {
+            pool.give_back(stack);
+        }
+    }
+
+    #[test]
+    fn an_impossible_size_is_refused_not_wrapped() {
+        let mut pool = StackPool::new(Box::new(CountingSource::new()));
+        for size in [usize::MAX, usize::MAX - 10, isize::MAX as usize] {
+            let err = pool.take(size).unwrap_err();
+            assert!(err.message.contains(&alloc::format!("{size} bytes")), "{err}");
+        }
+        assert_eq!(pool.free_count(), 0);
+    }
+
+    #[test]
+    fn rounding_respects_the_unit_and_the_maximum() {
+        assert_eq!(round_stack_size(5000, 4096, usize::MAX), Ok(8192));
+        assert_eq!(round_stack_size(8192, 4096, usize::MAX), Ok(8192));
+        assert_eq!(round_stack_size(1, 4096, usize::MAX), Ok(MIN_STACK_SIZE));
+        assert_eq!(round_stack_size(5000, 1, usize::MAX), Ok(5008), "16 bytes at least");
+        assert_eq!(round_stack_size(usize::MAX - 4095, 4096, usize::MAX), Ok(usize::MAX - 4095));
+        assert!(round_stack_size(usize::MAX - 4094, 4096, usize::MAX).is_err());
+        assert_eq!(round_stack_size(8000, 16, 8192), Ok(8000));
+        assert_eq!(round_stack_size(8192, 16, 8200), Ok(8192));
+        assert!(round_stack_size(8193, 16, 8200).is_err(), "the maximum rounds down to the unit");
+        assert!(round_stack_size(1, 16, MIN_STACK_SIZE - 16).is_err());
+        let odd = round_stack_size(4096, 24, usize::MAX).unwrap_err();
+        assert!(odd.message.contains("not a power of two"), "{odd}");
     }
 }

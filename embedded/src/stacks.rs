@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 use core::num::NonZeroUsize;
 
-use gevent_core::stack::{StackError, StackRegion, StackSource};
+use gevent_core::stack::{StackError, StackRegion, StackSource, round_stack_size};
 
 /// `count` stacks of `size` bytes each, taken from a `'static` buffer.
 ///
@@ -30,19 +30,26 @@ impl core::fmt::Debug for StaticStacks {
 
 impl StaticStacks {
     /// Splits `memory` into as many stacks of `size` bytes (rounded down to 16) as fit.
+    ///
+    /// A greenlet that asks for more than `size` bytes of stack fails to start with
+    /// [`FailureKind::NoStack`](gevent_core::FailureKind::NoStack); one that asks for less gets
+    /// a whole stack.
     pub fn new(memory: &'static mut [u8], size: usize) -> Self {
         let size = size & !15;
-        let start = (memory.as_mut_ptr() as usize + 15) & !15;
-        let end = memory.as_mut_ptr() as usize + memory.len();
+        let start = memory.as_mut_ptr() as usize;
+        let end = start + memory.len();
         let mut free = Vec::new();
-        let mut bottom = start;
-        while size >= gevent_core::stack::MIN_STACK_SIZE && bottom + size <= end {
-            free.push(StackRegion {
-                top: NonZeroUsize::new(bottom + size).expect("not null"),
-                bottom: NonZeroUsize::new(bottom).expect("not null"),
-                guard: 0,
-            });
-            bottom += size;
+        if size >= gevent_core::stack::MIN_STACK_SIZE {
+            let mut bottom = start.checked_next_multiple_of(16).unwrap_or(end);
+            // Checked: a `size` near `usize::MAX` must not wrap around into a bogus region.
+            while let Some(top) = bottom.checked_add(size).filter(|&top| top <= end) {
+                free.push(StackRegion {
+                    top: NonZeroUsize::new(top).expect("not null"),
+                    bottom: NonZeroUsize::new(bottom).expect("not null"),
+                    guard: 0,
+                });
+                bottom = top;
+            }
         }
         free.reverse(); // hand out the lowest first
         StaticStacks { free, size }
@@ -61,19 +68,18 @@ impl StaticStacks {
 
 // SAFETY: the regions are disjoint 16-byte-aligned pieces of a `'static` buffer that this
 // value owns (it took the `&'static mut`), each at least `MIN_STACK_SIZE` bytes, lent to one
-// greenlet at a time. They have no guard page, which the type's docs say, as the trait asks.
+// greenlet at a time; a request for more than they hold is refused. They have no guard page,
+// which the type's docs say, as the trait asks.
 #[allow(unsafe_code)]
 unsafe impl StackSource for StaticStacks {
+    /// Every request a static stack can serve is served with a whole one, so the hub keeps
+    /// freed stacks on one shelf whatever sizes its greenlets ask for.
+    fn round(&self, size: usize) -> Result<usize, StackError> {
+        round_stack_size(size, 16, self.size).map(|_| self.size)
+    }
+
     fn allocate(&mut self, size: usize) -> Result<StackRegion, StackError> {
-        if size > self.size {
-            return Err(StackError {
-                message: alloc::format!(
-                    "a {size}-byte stack was asked for, but the static stacks are {} bytes",
-                    self.size
-                )
-                .into(),
-            });
-        }
+        self.round(size)?;
         let region = self.free.pop();
         if region.is_none() {
             warn!("gevent: every static greenlet stack is in use");
@@ -85,5 +91,47 @@ unsafe impl StackSource for StaticStacks {
 
     unsafe fn release(&mut self, region: StackRegion) {
         self.free.push(region);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gevent_core::stack::MIN_STACK_SIZE;
+
+    fn memory(len: usize) -> &'static mut [u8] {
+        alloc::boxed::Box::leak(alloc::vec![0u8; len].into_boxed_slice())
+    }
+
+    #[test]
+    fn any_size_a_stack_holds_is_served_with_a_whole_stack() {
+        let mut stacks = StaticStacks::new(memory(4 * 8192 + 15), 8192);
+        for size in [0, 1, 5000, 8191, 8192] {
+            assert_eq!(stacks.round(size), Ok(8192), "{size}");
+        }
+        let region = stacks.allocate(5000).unwrap();
+        assert_eq!(region.usable_size(), 8192);
+        assert_eq!((region.top.get() % 16, region.bottom.get() % 16), (0, 0));
+    }
+
+    #[test]
+    fn a_size_beyond_the_stacks_is_refused_naming_it() {
+        let mut stacks = StaticStacks::new(memory(4 * 8192), 8192);
+        for size in [8193, 1 << 20, usize::MAX] {
+            let err = stacks.allocate(size).unwrap_err();
+            assert!(err.message.contains(&alloc::format!("{size} bytes")), "{err}");
+            assert!(err.message.contains("at most 8192 bytes"), "{err}");
+        }
+        assert_eq!(stacks.available(), 4, "a refusal takes no stack");
+    }
+
+    #[test]
+    fn a_size_that_cannot_fit_gives_no_stacks_instead_of_wrapping() {
+        for size in [usize::MAX, usize::MAX - 4096, isize::MAX as usize] {
+            let stacks = StaticStacks::new(memory(4 * 8192), size);
+            assert_eq!(stacks.available(), 0, "{size}");
+        }
+        let stacks = StaticStacks::new(memory(4 * 8192), MIN_STACK_SIZE - 16);
+        assert_eq!(stacks.available(), 0, "smaller than a stack can be");
     }
 }

@@ -3,17 +3,21 @@
 //! A stack costs address space, not memory: pages are faulted in as the greenlet touches them.
 //! Linux counts a guard-paged stack as two maps against `vm.max_map_count` (65,530 by default),
 //! so about 32,000 greenlets can hold a stack at once unless the limit is raised; the error says
-//! so when the kernel refuses.
+//! so, with the current limit and a higher one, when the kernel refuses.
 #![allow(unsafe_code)] // mmap, mprotect, munmap
 
 use std::borrow::Cow;
 use std::num::NonZeroUsize;
 use std::ptr;
 
-use gevent_core::stack::{StackError, StackRegion, StackSource};
+use gevent_core::stack::{StackError, StackRegion, StackSource, round_stack_size};
+use rustix::io::Errno;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags, mmap_anonymous, mprotect, munmap};
 
 /// Guard-paged stacks from `mmap`.
+///
+/// Sizes are rounded up to whole pages; a size that cannot be mapped with its guard page
+/// (beyond `isize::MAX` bytes) is refused with an error naming it.
 #[derive(Debug)]
 pub struct MmapStacks {
     page_size: usize,
@@ -37,30 +41,49 @@ impl MmapStacks {
         }
     }
 
-    fn refusal(what: &str, errno: rustix::io::Errno, size: usize) -> StackError {
-        let mut message = format!("{what} of a {size}-byte greenlet stack failed: {errno}");
-        if errno == rustix::io::Errno::NOMEM && cfg!(target_os = "linux") {
-            let limit = std::fs::read_to_string("/proc/sys/vm/max_map_count")
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_else(|_| "unknown".into());
-            message.push_str(&format!(
-                " (out of memory, or out of memory maps: each greenlet holding a stack takes 2 \
-                 maps and vm.max_map_count is {limit}; raise it with \
-                 `sysctl -w vm.max_map_count=262144`, or use smaller or fewer live greenlets)"
-            ));
-        }
-        StackError { message: Cow::Owned(message) }
+    fn refusal(what: &str, errno: Errno, size: usize) -> StackError {
+        let max_map_count = if errno == Errno::NOMEM && cfg!(target_os = "linux") {
+            std::fs::read_to_string("/proc/sys/vm/max_map_count")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+        } else {
+            None
+        };
+        StackError { message: Cow::Owned(refusal_message(what, errno, size, max_map_count)) }
     }
+}
+
+/// What a refused map says; `max_map_count` is Linux's limit on memory maps where running out
+/// of them may be why (`ENOMEM`), and `None` where it is unknown or beside the point.
+fn refusal_message(what: &str, errno: Errno, size: usize, max_map_count: Option<u64>) -> String {
+    let mut message = format!("{what} of a {size}-byte greenlet stack failed: {errno}");
+    if let Some(limit) = max_map_count {
+        // The crate docs suggest 262,144; a limit already there or above is doubled, so the
+        // advice is never the value the system already has.
+        let suggested = limit.saturating_mul(2).max(262_144);
+        message.push_str(&format!(
+            " (out of memory or address space, or out of memory maps: each greenlet holding a \
+             stack takes 2 maps and vm.max_map_count is {limit}; raise it, for example with \
+             `sysctl -w vm.max_map_count={suggested}`, or have fewer greenlets hold a stack at \
+             once)"
+        ));
+    }
+    message
 }
 
 // SAFETY: each region is a fresh private mapping of `guard + usable` bytes, page-aligned (hence
 // 16-byte aligned), whose lowest page is made inaccessible as the guard; it is owned by the
-// caller until `release` unmaps it.
+// caller until `release` unmaps it. Whatever size is asked for, `round` either refuses it or
+// gives a usable size that, with the guard page added, stays below `isize::MAX`.
 unsafe impl StackSource for MmapStacks {
+    fn round(&self, size: usize) -> Result<usize, StackError> {
+        round_stack_size(size, self.page_size, isize::MAX as usize - self.page_size)
+    }
+
     fn allocate(&mut self, size: usize) -> Result<StackRegion, StackError> {
         let page = self.page_size;
-        let usable = size.max(gevent_core::stack::MIN_STACK_SIZE).div_ceil(page) * page;
-        let total = usable + page;
+        let usable = self.round(size)?;
+        let total = usable + page; // no overflow: `round` keeps room for the guard
         // SAFETY: a fresh anonymous mapping at an address of the kernel's choice aliases nothing.
         let base = unsafe {
             mmap_anonymous(
@@ -87,5 +110,61 @@ unsafe impl StackSource for MmapStacks {
         // SAFETY: the caller guarantees the region came from `allocate` (one whole mapping) and
         // is no longer in use.
         let _ = unsafe { munmap(region.bottom.get() as *mut _, len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gevent_core::stack::MIN_STACK_SIZE;
+
+    #[test]
+    fn sizes_are_rounded_up_to_whole_pages() {
+        let mut stacks = MmapStacks::default();
+        let page = stacks.page_size;
+        for size in [0, 1, 5000, MIN_STACK_SIZE, page + 1] {
+            let region = stacks.allocate(size).unwrap();
+            let usable = region.usable_size();
+            assert!(usable >= size.max(MIN_STACK_SIZE) && usable % page == 0, "{size}: {usable}");
+            assert_eq!(region.guard, page);
+            assert_eq!(stacks.round(size), Ok(usable));
+            // SAFETY: just allocated from this source and never used.
+            unsafe { stacks.release(region) };
+        }
+    }
+
+    #[test]
+    fn an_impossible_size_is_an_error_naming_it() {
+        let mut stacks = MmapStacks::default();
+        let page = stacks.page_size;
+        for size in [usize::MAX, usize::MAX - 10, isize::MAX as usize, isize::MAX as usize - page] {
+            let err = stacks.allocate(size).unwrap_err();
+            assert!(err.message.contains(&format!("{size} bytes")), "{err}");
+        }
+        // Roundable, but far beyond any 64-bit address space: the kernel refuses it.
+        #[cfg(target_pointer_width = "64")]
+        {
+            let err = stacks.allocate(1 << 62).unwrap_err();
+            assert!(err.message.contains(&format!("{}-byte", 1usize << 62)), "{err}");
+        }
+    }
+
+    #[test]
+    fn running_out_of_maps_names_the_limit_and_a_higher_one() {
+        let message = refusal_message("mmap", Errno::NOMEM, 8192, Some(65_530));
+        assert!(message.contains("vm.max_map_count is 65530"), "{message}");
+        assert!(message.contains("vm.max_map_count=262144"), "{message}");
+        let message = refusal_message("mmap", Errno::NOMEM, 8192, Some(262_144));
+        assert!(message.contains("vm.max_map_count is 262144"), "{message}");
+        assert!(message.contains("vm.max_map_count=524288"), "never the limit it has: {message}");
+        let message = refusal_message("mmap", Errno::NOMEM, 8192, Some(1_000_000));
+        assert!(message.contains("vm.max_map_count=2000000"), "{message}");
+    }
+
+    #[test]
+    fn other_refusals_do_not_mention_maps() {
+        let message = refusal_message("mprotect (guard page)", Errno::ACCESS, 8192, None);
+        assert!(message.starts_with("mprotect (guard page) of a 8192-byte greenlet stack failed"));
+        assert!(!message.contains("max_map_count"), "{message}");
     }
 }

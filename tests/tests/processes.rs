@@ -45,3 +45,29 @@ fn greenlets_alive_at_exit_are_killed_and_their_destructors_run() {
         ["main returns", "sleep ended: Err(Killed)", "guard dropped"]
     );
 }
+
+#[test]
+fn odd_tiny_and_impossible_stack_sizes_run_or_fail_to_start_without_a_crash() {
+    let out = run_child(CHILD, "stack-sizes");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{:?}: {stderr}{stdout}", out.status);
+    let lines: Vec<_> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert_eq!(lines[..2], ["5000: ran", "1: ran"]);
+    for (line, size) in lines[2..].iter().zip([usize::MAX, usize::MAX - 10]) {
+        assert!(line.starts_with(&format!("{size}: no stack: ")), "{line}");
+        assert!(line.contains(&format!("stack of {size} bytes")), "names the size: {line}");
+    }
+}
+
+#[test]
+fn greenlets_without_a_stack_each_fail_but_stderr_says_so_once() {
+    let out = run_child(CHILD, "no-stacks");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert_eq!(stdout.trim(), "no stack: 1000", "each greenlet fails with NoStack");
+    assert_eq!(stderr.matches("could not start").count(), 1, "reported once: {stderr}");
+    assert!(stderr.contains("out of test stacks"), "{stderr}");
+}

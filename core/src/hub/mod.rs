@@ -534,7 +534,7 @@ impl Hub {
                 }
                 Err(e) => {
                     #[cfg(feature = "std")]
-                    std::eprintln!("gevent: {} could not start: {e}", task.describe());
+                    crate::stack::report_no_stack(|| task.describe(), &e);
                     t.body.discard();
                     self.finish(&t, Some(FailureKind::NoStack(e)));
                     return;
@@ -545,7 +545,7 @@ impl Hub {
         let returned = task.context.resume_as_current(&self.current, &t);
         if returned {
             let stack = task.context.take_finished_stack();
-            self.stacks.borrow_mut().give_back(stack, task.stack_size);
+            self.stacks.borrow_mut().give_back(stack);
         }
     }
 

@@ -5,7 +5,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use gevent::{Builder, sleep, spawn};
+use gevent::stack::{StackError, StackRegion, StackSource};
+use gevent::{Builder, FailureKind, GetError, sleep, spawn};
 
 fn recurse(depth: u64) -> u64 {
     let frame = [depth; 64]; // a frame that cannot be optimised away
@@ -50,6 +51,45 @@ fn main() -> ExitCode {
             }));
             gevent::yield_now().unwrap();
             println!("main returns");
+            ExitCode::SUCCESS
+        }
+        // Greenlets asking for odd, tiny and impossible stack sizes: the first run on rounded
+        // stacks, the others fail to start with an error naming the size; nothing crashes.
+        "stack-sizes" => {
+            for size in [5000, 1, usize::MAX, usize::MAX - 10] {
+                match Builder::new().stack_size(size).spawn(move || size).get() {
+                    Ok(ran) => println!("{ran}: ran"),
+                    Err(GetError::Failed(e)) => match e.kind {
+                        FailureKind::NoStack(e) => println!("{size}: no stack: {e}"),
+                        other => println!("{size}: failed otherwise: {other:?}"),
+                    },
+                    Err(e) => println!("{size}: {e:?}"),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        // A thousand greenlets find no stack: each fails with NoStack, stderr says so once.
+        "no-stacks" => {
+            struct NoStacks;
+            // SAFETY: it never hands out a region.
+            #[allow(unsafe_code)]
+            unsafe impl StackSource for NoStacks {
+                fn allocate(&mut self, _: usize) -> Result<StackRegion, StackError> {
+                    Err(StackError { message: "out of test stacks".into() })
+                }
+                unsafe fn release(&mut self, _: StackRegion) {}
+            }
+            let mut platform = gevent::platform().expect("a hosted platform");
+            platform.stacks = Box::new(NoStacks);
+            gevent::hub::install(platform).expect("the first hub of this thread");
+            let greenlets: Vec<_> = (0..1000).map(|i| spawn(move || i)).collect();
+            let failed = greenlets
+                .iter()
+                .filter(|g| {
+                    matches!(g.get(), Err(GetError::Failed(e)) if matches!(e.kind, FailureKind::NoStack(_)))
+                })
+                .count();
+            println!("no stack: {failed}");
             ExitCode::SUCCESS
         }
         other => {
