@@ -147,7 +147,10 @@ impl Builder {
         self
     }
 
-    /// Sets the usable stack size in bytes (rounded up to whole pages by the platform).
+    /// Sets the usable stack size in bytes, rounded up to what the platform needs (16-byte
+    /// multiples, whole pages on hosted platforms, at least
+    /// [`MIN_STACK_SIZE`](crate::stack::MIN_STACK_SIZE)). A size no stack can hold makes the
+    /// greenlet fail to start with [`FailureKind::NoStack`].
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
         self
