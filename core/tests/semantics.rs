@@ -76,6 +76,18 @@ fn a_detached_greenlets_value_is_dropped_in_the_greenlet_not_on_the_hub_loop() {
 }
 
 #[test]
+fn a_detached_value_whose_drop_panics_fails_its_greenlet_not_mains_sleep() {
+    sim::run(|| {
+        let g = spawn(|| PanicsOnDrop);
+        let watcher = g.to_ref();
+        drop(g);
+        assert_eq!(sleep(10 * MS), Ok(()), "the panic does not come out of main's sleep");
+        let error = watcher.error().expect("the value's drop panicked inside the greenlet");
+        assert!(matches!(error.kind, FailureKind::Panicked(_)));
+    });
+}
+
+#[test]
 fn a_value_is_dropped_when_its_last_handle_goes() {
     sim::run(|| {
         let trace = Rc::new(RefCell::new(Vec::new()));
