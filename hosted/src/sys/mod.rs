@@ -12,6 +12,19 @@
 //!
 //! [`RemoteWaker`]: gevent_core::platform::RemoteWaker
 
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "dragonfly"
+)))]
+compile_error!(
+    "gevent does not support this operating system: it runs on Linux and Android (epoll), and \
+     on macOS, iOS, FreeBSD and DragonFly BSD (kqueue); on bare metal, use gevent-embedded"
+);
+
 #[cfg_attr(any(target_os = "linux", target_os = "android"), path = "epoll.rs")]
 // NetBSD and OpenBSD lack EVFILT_USER in rustix, which the kqueue waker uses.
 #[cfg_attr(
