@@ -6,6 +6,7 @@
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
+use core::any::Any;
 use core::fmt;
 use core::time::Duration;
 
@@ -23,10 +24,6 @@ pub trait RemoteWaker: Send + Sync {
     /// Makes a current or the next [`Poller::poll`] return promptly.
     fn wake(&self);
 }
-
-/// A poller-specific I/O source: a file descriptor on Unix, a socket handle on smoltcp.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct RawSource(pub u64);
 
 /// The hub's name for a registered source, handed back with its readiness events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -93,28 +90,42 @@ impl core::error::Error for PollError {}
 /// Registrations are edge-triggered: a source is reported when it *becomes* ready, and the
 /// hub remembers readiness until an operation meets `WouldBlock` and clears it.
 ///
-/// Whoever registers a source (through [`IoRegistration`](crate::hub::IoRegistration)) keeps it
-/// alive and open from registration until after deregistration: a poller may borrow the raw
-/// source (a file descriptor) in its calls.
+/// # Sources
+///
+/// A source is whatever value names an I/O object to this poller: an `OwnedFd` for epoll and
+/// kqueue, a socket of the smoltcp poller, a simulated source. The poller sees it by reference,
+/// as `&dyn Any`, only for the duration of each call, and downcasts it to the types it watches;
+/// it refuses any other type with an error (an fd number would name nothing, or something else,
+/// to the smoltcp poller). No raw number crosses this trait, so a poller never has to trust one:
+/// whoever calls it (the hub, or anyone through [`with_poller`](crate::hub::with_poller) or
+/// [`Platform::poller`]) can only pass a source it holds at that moment.
+///
+/// A poller must only watch types that own the object they name for as long as they live, and
+/// that a shared reference cannot make name another object (`OwnedFd` is such a type; a type
+/// with interior mutability over its descriptor is not). [`IoRegistration`] owns its source
+/// and deregisters it before dropping it, so a registered source is always open and always the
+/// one it was when registered.
+///
+/// What a caller that reaches the poller directly can still do is a logic error, never
+/// undefined behaviour: a token of its choosing makes at most spurious readiness for the hub's
+/// registration with that token (absorbed by its retry loop), and deregistering a source it
+/// borrowed from an [`IoRegistration`] loses that registration's wake-ups.
+///
+/// [`IoRegistration`]: crate::hub::IoRegistration
 pub trait Poller {
-    /// Starts reporting readiness of `source` under `token`.
+    /// Starts reporting readiness of `source` under `token`, and returns a number that names
+    /// the source in reports of what greenlets wait on (a file descriptor, a socket's index).
+    ///
+    /// Fails if `source` is not a type this poller watches, or is registered already.
     fn register(
         &mut self,
-        source: RawSource,
+        source: &dyn Any,
         token: Token,
         interest: Interest,
-    ) -> Result<(), PollError>;
-
-    /// Changes the interest of a registered source.
-    fn reregister(
-        &mut self,
-        source: RawSource,
-        token: Token,
-        interest: Interest,
-    ) -> Result<(), PollError>;
+    ) -> Result<u64, PollError>;
 
     /// Stops reporting `source`.
-    fn deregister(&mut self, source: RawSource) -> Result<(), PollError>;
+    fn deregister(&mut self, source: &dyn Any) -> Result<(), PollError>;
 
     /// Waits until a registered source is ready, the timeout passes, or a [`RemoteWaker`] of
     /// this poller is woken, and reports each ready source to `ready`. `None` waits without
@@ -129,7 +140,7 @@ pub trait Poller {
     /// pollers that find readiness by looking at state rather than being told of edges: such a
     /// poller must report the source again as soon as it is ready again. The default does
     /// nothing (right for epoll and kqueue, whose edges come from the kernel).
-    fn readiness_cleared(&mut self, source: RawSource, interest: Interest) {
+    fn readiness_cleared(&mut self, source: &dyn Any, interest: Interest) {
         let _ = (source, interest);
     }
 
@@ -137,7 +148,7 @@ pub trait Poller {
     fn remote_waker(&self) -> Arc<dyn RemoteWaker>;
 
     /// Gives access to the concrete poller, for adapters that need backend-specific calls.
-    fn as_any_mut(&mut self) -> &mut dyn core::any::Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
 /// Everything a hub is built from.

@@ -17,7 +17,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 
 use crate::platform::{
-    Clock, Interest, Platform, PollError, Poller, RawSource, Readiness, RemoteWaker, Token,
+    Clock, Interest, Platform, PollError, Poller, Readiness, RemoteWaker, Token,
 };
 use crate::stack::{StackError, StackRegion, StackSource};
 use crate::time::Instant;
@@ -52,17 +52,23 @@ impl RemoteWaker for SimWaker {
     }
 }
 
+/// A simulated I/O source, named by a number of the test's choosing; register it with
+/// [`IoRegistration::new`](crate::hub::IoRegistration::new) and make it ready with
+/// [`SimIo::schedule`]. Each number can be registered once at a time, as an fd can with epoll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SimSource(pub u64);
+
 /// Readiness events a test feeds to the simulated poller.
 #[derive(Clone, Debug, Default)]
 pub struct SimIo {
     /// `(source, readiness, at)`: reported once the virtual clock reaches `at`.
-    scheduled: Rc<RefCell<Vec<(RawSource, Readiness, Instant)>>>,
-    registered: Rc<RefCell<Vec<(RawSource, Token)>>>,
+    scheduled: Rc<RefCell<Vec<(SimSource, Readiness, Instant)>>>,
+    registered: Rc<RefCell<Vec<(SimSource, Token)>>>,
 }
 
 impl SimIo {
     /// Makes `source` report `readiness` once the virtual clock reaches `at`.
-    pub fn schedule(&self, source: RawSource, readiness: Readiness, at: Instant) {
+    pub fn schedule(&self, source: SimSource, readiness: Readiness, at: Instant) {
         self.scheduled.borrow_mut().push((source, readiness, at));
     }
 }
@@ -75,24 +81,29 @@ pub struct SimPoller {
     waker: Arc<SimWaker>,
 }
 
-impl Poller for SimPoller {
-    fn register(&mut self, source: RawSource, token: Token, _: Interest) -> Result<(), PollError> {
-        self.io.registered.borrow_mut().push((source, token));
-        Ok(())
-    }
+const NOT_SIMULATED: PollError =
+    PollError { operation: "register (the simulated poller watches SimSource only)", code: None };
+const ALREADY_REGISTERED: PollError =
+    PollError { operation: "register (this SimSource is registered already)", code: None };
 
-    fn reregister(
+impl Poller for SimPoller {
+    fn register(
         &mut self,
-        source: RawSource,
+        source: &dyn core::any::Any,
         token: Token,
         _: Interest,
-    ) -> Result<(), PollError> {
-        self.deregister(source)?;
-        self.io.registered.borrow_mut().push((source, token));
-        Ok(())
+    ) -> Result<u64, PollError> {
+        let &source = source.downcast_ref::<SimSource>().ok_or(NOT_SIMULATED)?;
+        let mut registered = self.io.registered.borrow_mut();
+        if registered.iter().any(|(s, _)| *s == source) {
+            return Err(ALREADY_REGISTERED);
+        }
+        registered.push((source, token));
+        Ok(source.0)
     }
 
-    fn deregister(&mut self, source: RawSource) -> Result<(), PollError> {
+    fn deregister(&mut self, source: &dyn core::any::Any) -> Result<(), PollError> {
+        let &source = source.downcast_ref::<SimSource>().ok_or(NOT_SIMULATED)?;
         self.io.registered.borrow_mut().retain(|(s, _)| *s != source);
         Ok(())
     }

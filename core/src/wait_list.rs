@@ -99,11 +99,6 @@ impl<T> WaitList<T> {
         Some(node.value)
     }
 
-    /// Consumes the list, yielding its waiters front to back.
-    pub(crate) fn drain_all(mut self) -> impl Iterator<Item = T> {
-        core::iter::from_fn(move || self.pop_front())
-    }
-
     fn node_mut(&mut self, key: Key) -> &mut Node<T> {
         self.nodes.get_mut(key).expect("linked nodes are present")
     }

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use gevent_core::hub::IoRegistration;
-use gevent_core::platform::{Interest, RawSource, Readiness};
+use gevent_core::platform::{Interest, Readiness};
 use gevent_core::sim;
 use gevent_core::time::Instant;
 use gevent_core::{Interrupted, Timeout, now, sleep, spawn, with_timeout, yield_now};
@@ -125,7 +125,7 @@ fn timeouts_interrupt_other_greenlets_independently() {
 #[test]
 fn io_readiness_wakes_the_waiting_greenlet_and_timeouts_bound_the_wait() {
     sim::run_with(|sim| {
-        let source = RawSource(7);
+        let source = sim::SimSource(7);
         let reg = IoRegistration::new(source).unwrap();
         sim.io.schedule(
             source,

@@ -2,12 +2,11 @@
 //! until an interrupt wakes it through a `HubHandle`.
 
 use alloc::sync::Arc;
+use core::any::Any;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 
-use gevent_core::platform::{
-    Clock, Interest, PollError, Poller, RawSource, Readiness, RemoteWaker, Token,
-};
+use gevent_core::platform::{Clock, Interest, PollError, Poller, Readiness, RemoteWaker, Token};
 use gevent_core::time::Instant;
 
 /// How the firmware waits: typically `wfi` until the tick interrupt (or any other) fires.
@@ -57,15 +56,11 @@ const NO_SOURCES: PollError =
     PollError { operation: "register (this board has no I/O poller)", code: None };
 
 impl<C: Clock + 'static, W: WaitHook + 'static> Poller for IdlePoller<C, W> {
-    fn register(&mut self, _: RawSource, _: Token, _: Interest) -> Result<(), PollError> {
+    fn register(&mut self, _: &dyn Any, _: Token, _: Interest) -> Result<u64, PollError> {
         Err(NO_SOURCES)
     }
 
-    fn reregister(&mut self, _: RawSource, _: Token, _: Interest) -> Result<(), PollError> {
-        Err(NO_SOURCES)
-    }
-
-    fn deregister(&mut self, _: RawSource) -> Result<(), PollError> {
+    fn deregister(&mut self, _: &dyn Any) -> Result<(), PollError> {
         Err(NO_SOURCES)
     }
 
@@ -90,7 +85,7 @@ impl<C: Clock + 'static, W: WaitHook + 'static> Poller for IdlePoller<C, W> {
         self.woken.clone()
     }
 
-    fn as_any_mut(&mut self) -> &mut dyn core::any::Any {
+    fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
 }

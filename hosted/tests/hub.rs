@@ -2,17 +2,16 @@
 //! pipe, hubs per thread, stack reuse, and kills that the target ignores.
 
 use std::cell::{Cell, RefCell};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
 use gevent::hub::IoRegistration;
-use gevent::platform::{Interest, RawSource};
+use gevent::platform::Interest;
 use gevent::{
     Builder, GreenletRef, Interrupted, Timeout, current, hub_handle, joinall, sleep, spawn,
     yield_now,
 };
-use rustix::pipe::{PipeFlags, pipe_with};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -37,6 +36,7 @@ fn a_post_from_another_thread_wakes_the_hub_blocked_in_its_poller() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // it tells that the hub sleeps in the poller from /proc
 fn a_pending_post_keeps_the_hub_waiting_instead_of_reporting_loop_exit() {
     let main = current();
     let stuck = spawn(move || main.join());
@@ -91,16 +91,35 @@ fn a_deadlock_is_reported_as_loop_exit_on_the_real_hub() {
     stuck.kill().unwrap();
 }
 
+/// A pipe whose ends do not block and are closed in child processes.
+#[cfg(not(target_vendor = "apple"))]
+fn nonblocking_pipe() -> (OwnedFd, OwnedFd) {
+    use rustix::pipe::{PipeFlags, pipe_with};
+    pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC).unwrap()
+}
+
+/// A pipe whose ends do not block and are closed in child processes. Apple's systems have no
+/// `pipe2`, so the flags come after: a child process spawned meanwhile may inherit the ends.
+#[cfg(target_vendor = "apple")]
+fn nonblocking_pipe() -> (OwnedFd, OwnedFd) {
+    let (reader, writer) = rustix::pipe::pipe().unwrap();
+    for fd in [&reader, &writer] {
+        rustix::io::ioctl_fionbio(fd, true).unwrap();
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC).unwrap();
+    }
+    (reader, writer)
+}
+
 #[test]
 fn io_readiness_of_a_pipe_wakes_the_reader() {
-    let (reader_fd, writer_fd) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC).unwrap();
+    let (reader_fd, writer_fd) = nonblocking_pipe();
     let got = Rc::new(RefCell::new(Vec::new()));
     let g = got.clone();
     let reader = spawn(move || -> Result<(), Interrupted> {
-        let reg = IoRegistration::new(RawSource(reader_fd.as_raw_fd() as u64)).unwrap();
+        let reg = IoRegistration::new(reader_fd).unwrap();
         let mut buf = [0u8; 16];
         loop {
-            match rustix::io::read(&reader_fd, &mut buf) {
+            match rustix::io::read(reg.source(), &mut buf) {
                 Ok(0) => return Ok(()),
                 Ok(n) => g.borrow_mut().extend_from_slice(&buf[..n]),
                 Err(rustix::io::Errno::AGAIN) => {
@@ -125,10 +144,134 @@ fn io_readiness_of_a_pipe_wakes_the_reader() {
 
 #[test]
 fn a_timeout_bounds_an_io_wait() {
-    let (reader_fd, _writer_fd) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC).unwrap();
-    let reg = IoRegistration::new(RawSource(reader_fd.as_raw_fd() as u64)).unwrap();
+    let (reader_fd, _writer_fd) = nonblocking_pipe();
+    let reg = IoRegistration::new(reader_fd).unwrap();
     let t = Timeout::start(5 * MS);
     assert_eq!(reg.wait(Interest::READABLE), Err(Interrupted::TimedOut(t.id())));
+}
+
+#[test]
+fn a_source_that_is_not_an_owned_fd_is_refused() {
+    let (reader_fd, _writer_fd) = nonblocking_pipe();
+    // A bare number names no file the registration could keep open.
+    let err = IoRegistration::new(reader_fd.as_raw_fd()).unwrap_err();
+    assert!(err.to_string().contains("OwnedFd"), "{err}");
+}
+
+#[test]
+fn into_inner_deregisters_the_fd_it_gives_back() {
+    let (reader_fd, writer_fd) = nonblocking_pipe();
+    let reg = IoRegistration::new(reader_fd).unwrap();
+    let reader_fd = reg.into_inner();
+    // epoll refuses to add an fd twice (EEXIST): this succeeds only if it was deleted.
+    let reg = IoRegistration::new(reader_fd).unwrap();
+    rustix::io::write(&writer_fd, b"x").unwrap();
+    let _bound = Timeout::start(Duration::from_secs(10)); // a lost registration fails, not hangs
+    reg.wait(Interest::READABLE).unwrap();
+}
+
+/// With the old API a registration held a bare fd number and could outlive the file: once the
+/// number was reused, dropping the old registration deleted the new one's epoll entry. Now a
+/// registration owns its fd, so the number can be reused only after the registration has ended
+/// (here: by `dup2` onto the fd that `into_inner` gave back), and only the new registration
+/// watches it.
+#[test]
+fn an_fd_number_reused_after_its_registration_ended_belongs_to_the_new_one_alone() {
+    let (old_reader, _old_writer) = nonblocking_pipe();
+    let (new_reader, new_writer) = nonblocking_pipe();
+    let old = IoRegistration::new(old_reader).unwrap();
+    let number = old.source().as_raw_fd();
+    let mut fd = old.into_inner();
+    rustix::io::dup2(&new_reader, &mut fd).unwrap(); // `number` now names the new pipe
+    drop(new_reader);
+    assert_eq!(fd.as_raw_fd(), number);
+    let reg = IoRegistration::new(fd).unwrap();
+    let reader = spawn(move || -> Result<Vec<u8>, Interrupted> {
+        let mut buf = [0u8; 8];
+        loop {
+            match rustix::io::read(reg.source(), &mut buf) {
+                Ok(n) => return Ok(buf[..n].to_vec()),
+                Err(rustix::io::Errno::AGAIN) => {
+                    reg.clear_readiness(Interest::READABLE);
+                    reg.wait(Interest::READABLE)?;
+                }
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    });
+    yield_now().unwrap(); // the reader meets an empty pipe and waits
+    rustix::io::write(&new_writer, b"new").unwrap();
+    let _bound = Timeout::start(Duration::from_secs(10)); // a lost registration fails, not hangs
+    assert_eq!(reader.get(), Ok(Ok(b"new".to_vec())));
+}
+
+/// Set in a child process that runs one test alone (see `alone_in_a_child_process`).
+const CHILD: &str = "GEVENT_HUB_TEST_CHILD";
+
+/// Runs the test `name` alone in a child process (this test binary again) and returns the
+/// child's output; returns `None` in that child, which goes on to run the test's body.
+fn alone_in_a_child_process(name: &str) -> Option<std::process::Output> {
+    if std::env::var_os(CHILD).is_some() {
+        return None;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    Some(out)
+}
+
+/// Holds a registration until the thread exits, and then waits on it and drops it.
+struct WaitsAtExit(Option<IoRegistration<OwnedFd>>);
+
+impl Drop for WaitsAtExit {
+    fn drop(&mut self) {
+        if let Some(reg) = self.0.take() {
+            match reg.wait(Interest::READABLE) {
+                Ok(()) => println!("wait: Ok"),
+                Err(e) => println!("wait: {e}"),
+            }
+            drop(reg);
+            println!("dropped");
+        }
+    }
+}
+
+thread_local! {
+    static AT_EXIT: RefCell<WaitsAtExit> = const { RefCell::new(WaitsAtExit(None)) };
+}
+
+#[test]
+fn a_registration_that_outlives_its_hub_fails_its_wait_and_drops_quietly() {
+    // Before the fix, the wait in the thread-local destructor aborted the process.
+    let name = "a_registration_that_outlives_its_hub_fails_its_wait_and_drops_quietly";
+    let Some(out) = alone_in_a_child_process(name) else {
+        std::thread::spawn(|| {
+            // Thread-local destructors run in the reverse order of the first uses, so this one
+            // runs after the hub's, which the registration creates.
+            AT_EXIT.with(|_| ());
+            let (reader_fd, writer_fd) = nonblocking_pipe();
+            let reg = IoRegistration::new(reader_fd).unwrap();
+            AT_EXIT.with(|h| h.borrow_mut().0 = Some(reg));
+            // Closing the writer makes the reader readable: if the hub were still there, the
+            // wait would end with `Ok` rather than block.
+            drop(writer_fd);
+        })
+        .join()
+        .unwrap();
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("wait: this operation would block forever")
+            && stdout.contains("registered with a hub that is gone"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("dropped"), "{stdout}");
 }
 
 #[test]
@@ -154,6 +297,7 @@ fn every_thread_has_its_own_hub() {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn memory_maps() -> usize {
     std::fs::read_to_string("/proc/self/maps").map(|m| m.lines().count()).unwrap_or(0)
 }
@@ -161,6 +305,14 @@ fn memory_maps() -> usize {
 #[test]
 #[cfg(target_os = "linux")]
 fn finished_greenlets_give_their_stacks_back_for_reuse() {
+    // Other tests' threads map and unmap stacks of their own: count with none running.
+    if let Some(out) =
+        alone_in_a_child_process("finished_greenlets_give_their_stacks_back_for_reuse")
+    {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        return;
+    }
     // Warm up the pool, then run many short greenlets one after another: the number of memory
     // maps (each new stack would add two) stays put.
     for _ in 0..10 {

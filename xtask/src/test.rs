@@ -114,6 +114,13 @@ const STEPS: &[Step] = &[
     ),
     // kqueue is type-checked only: nothing here can run macOS or FreeBSD binaries.
     ("check hosted macos", Full, CARGO, "check -p gevent --target aarch64-apple-darwin", &[]),
+    (
+        "check hosted tests macos",
+        Full,
+        CARGO,
+        "check -p gevent --tests --target aarch64-apple-darwin",
+        &[],
+    ),
     ("check hosted freebsd", Full, CARGO, "check -p gevent --target x86_64-unknown-freebsd", &[]),
     ("demo", Always, CARGO, "run --release -p gevent-examples --example demo", &[]),
 ];

@@ -5,13 +5,24 @@
 //! [`IoRegistration::clear_readiness`] and waits with [`IoRegistration::wait`]. Events are
 //! processed only while the greenlet is switched out, so no readiness is lost between the
 //! failed operation and the clearing.
+//!
+//! Why a registration owns its source and stays on its thread is argued on [`IoRegistration`].
 
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::any::Any;
 use core::fmt;
+use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
+use core::ptr;
 
-use super::{Hub, hub};
-use crate::error::Interrupted;
+use super::{Hub, current_hub_ptr, hub};
+use crate::error::{Interrupted, LoopExit};
 use crate::greenlet::task::{TaskRef, WaitKind};
-use crate::platform::{Interest, PollError, RawSource, Readiness, Token};
+use crate::platform::{Interest, PollError, Readiness, Token};
+use crate::remote::Remote;
 use crate::slab::Key;
 use crate::wait_list::WaitList;
 
@@ -40,24 +51,88 @@ pub(super) fn dispatch(hub: &Hub, key: Key, readiness: Readiness) {
     }
 }
 
-/// A source registered with the current thread's hub; deregistered when dropped.
+/// A source registered with the current thread's hub, which it owns; deregistered when dropped.
 ///
-/// This is the building block of cooperative I/O types: try the non-blocking operation, and on
-/// `WouldBlock` call [`clear_readiness`](Self::clear_readiness) then [`wait`](Self::wait).
-pub struct IoRegistration {
+/// This is the building block of cooperative I/O types: try the non-blocking operation on
+/// [`source`](Self::source), and on `WouldBlock` call [`clear_readiness`](Self::clear_readiness)
+/// then [`wait`](Self::wait). Which source types a hub accepts is up to its poller: an
+/// `OwnedFd` (convert a std socket or pipe with `OwnedFd::from`) on hosted platforms, a
+/// `sim::SimSource` on the simulated one.
+///
+/// It belongs to the hub of the thread that made it and cannot leave that thread:
+///
+/// ```compile_fail,E0277
+/// fn assert_send<T: Send>() {}
+/// assert_send::<gevent_core::hub::IoRegistration<()>>();
+/// ```
+///
+/// # Why it owns its source and stays on its thread
+///
+/// A poller goes on naming a source between calls (epoll and kqueue by its fd number), so the
+/// source must stay open, and stay the same object, from registration until deregistration;
+/// and the hub entry a registration points to means something only in the hub that made it.
+/// Three choices make both hold whatever safe code does:
+///
+/// - **It owns its source.** [`source`](IoRegistration::source) lends it by shared reference
+///   only, and [`into_inner`](IoRegistration::into_inner) and `Drop` deregister it before they
+///   let go of it, so nothing can close or replace it while it is registered. An fd number
+///   held by a registration therefore always names that registration's own file, and a number
+///   that was closed and reused belongs to a source that is no longer registered anywhere. A
+///   borrowing registration would not do: `mem::forget` ends a borrow without deregistering.
+///   Sockets own their descriptor anyway, so a socket is a registration plus socket methods
+///   (`rustix::net::recv(reg.source(), ..)`).
+/// - **Pollers get the source itself, not a number.** They see it as `&dyn Any` for the length
+///   of each call and downcast it to the types they watch (`OwnedFd` on hosted platforms). The
+///   other way, a core type with an `unsafe` constructor from a raw number wrapped by safe
+///   constructors in the platform crates, would leave raw numbers in the [`Poller`] trait,
+///   which is public and reachable through [`with_poller`](crate::hub::with_poller): every
+///   poller would have to trust numbers from any caller, and a number does not say which
+///   poller it is for (an fd number handed to the smoltcp poller names one of its sockets).
+///   This way no poller trusts anything, and epoll needs no `unsafe` code at all.
+/// - **It is `!Send` and `!Sync`**, because its entry lives in the hub of the thread that made
+///   it. It also remembers which hub that is: if the thread's hub is another one by the time it
+///   is used (or there is none, as while the thread exits), it touches neither that hub's
+///   entries nor a poller that is gone. [`wait`](IoRegistration::wait) then fails with
+///   [`Interrupted::LoopExit`], since nothing can ever report readiness for it, and dropping it
+///   only drops the source (its registration went with the hub's poller).
+///
+/// [`Poller`]: crate::platform::Poller
+pub struct IoRegistration<S: Any> {
+    source: S,
     key: Key,
-    source: RawSource,
+    /// The poller's name for the source, for reports of what a greenlet waits on.
+    label: u64,
+    /// Identifies the hub: while this `Weak` lives, the allocation of that hub's `Remote` stays
+    /// and no other hub's can have its address. (A hub pointer could be reused by a later hub.)
+    hub: Weak<Remote>,
+    _one_thread: PhantomData<*const ()>,
 }
 
-impl fmt::Debug for IoRegistration {
+// Fails to compile if `IoRegistration` is `Send` or `Sync` (two candidate impls make the path
+// below ambiguous); `()` is both, so only the registration itself could make it so.
+const _: fn() = || {
+    trait AmbiguousIfSendOrSync<A> {
+        fn some_item() {}
+    }
+    impl<T: ?Sized> AmbiguousIfSendOrSync<()> for T {}
+    struct IfSend;
+    impl<T: ?Sized + Send> AmbiguousIfSendOrSync<IfSend> for T {}
+    struct IfSync;
+    impl<T: ?Sized + Sync> AmbiguousIfSendOrSync<IfSync> for T {}
+    let _ = <IoRegistration<()> as AmbiguousIfSendOrSync<_>>::some_item;
+};
+
+impl<S: Any + fmt::Debug> fmt::Debug for IoRegistration<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IoRegistration").field("source", &self.source).finish()
+        f.debug_struct("IoRegistration").field("source", &self.source).finish_non_exhaustive()
     }
 }
 
-impl IoRegistration {
-    /// Registers `source` with the hub's poller for both readable and writable readiness.
-    pub fn new(source: RawSource) -> Result<Self, PollError> {
+impl<S: Any> IoRegistration<S> {
+    /// Registers `source` with the current thread's hub for both readable and writable
+    /// readiness. On failure (a source type the poller does not watch, or an OS error) the
+    /// source is dropped.
+    pub fn new(source: S) -> Result<Self, PollError> {
         let hub = hub();
         let key = hub.io.borrow_mut().insert(IoEntry {
             readiness: Readiness::default(),
@@ -65,28 +140,50 @@ impl IoRegistration {
             writers: WaitList::new(),
         });
         let registered =
-            hub.poller().borrow_mut().register(source, Token(key.to_bits()), Interest::BOTH);
-        if let Err(e) = registered {
-            hub.io.borrow_mut().remove(key);
-            return Err(e);
+            hub.poller().borrow_mut().register(&source, Token(key.to_bits()), Interest::BOTH);
+        match registered {
+            Ok(label) => Ok(IoRegistration {
+                source,
+                key,
+                label,
+                hub: Arc::downgrade(&hub.remote),
+                _one_thread: PhantomData,
+            }),
+            Err(e) => {
+                hub.io.borrow_mut().remove(key);
+                Err(e)
+            }
         }
-        Ok(IoRegistration { key, source })
     }
 
-    /// The source this registration watches.
-    pub fn source(&self) -> RawSource {
-        self.source
+    /// The source, to run operations on.
+    pub fn source(&self) -> &S {
+        &self.source
     }
 
-    /// The readiness remembered since it was last cleared.
+    /// Deregisters the source and gives it back.
+    pub fn into_inner(self) -> S {
+        // Deregistering first: should it panic, `this` is leaked, never dropped twice.
+        let this = ManuallyDrop::new(self);
+        this.deregister();
+        // SAFETY: `this` is never dropped or used again, so each owned field is moved out
+        // exactly once; the others (`key`, `label`, the marker) own nothing.
+        #[allow(unsafe_code)]
+        let (source, hub) = unsafe { (ptr::read(&this.source), ptr::read(&this.hub)) };
+        drop(hub);
+        source
+    }
+
+    /// The readiness remembered since it was last cleared (none if its hub is gone).
     pub fn readiness(&self) -> Readiness {
-        hub().io.borrow().get(self.key).map(|e| e.readiness).unwrap_or_default()
+        let Some(hub) = self.own_hub() else { return Readiness::default() };
+        hub.io.borrow().get(self.key).map(|e| e.readiness).unwrap_or_default()
     }
 
     /// Forgets readiness after an operation met `WouldBlock`.
     pub fn clear_readiness(&self, interest: Interest) {
-        let hub = hub();
-        hub.poller().borrow_mut().readiness_cleared(self.source, interest);
+        let Some(hub) = self.own_hub() else { return };
+        hub.poller().borrow_mut().readiness_cleared(&self.source, interest);
         if let Some(entry) = hub.io.borrow_mut().get_mut(self.key) {
             if interest.is_readable() {
                 entry.readiness.readable = false;
@@ -99,21 +196,24 @@ impl IoRegistration {
 
     /// Parks the current greenlet until the source is ready for `interest` (readable if it
     /// asks for both), or returns at once if it already is.
+    ///
+    /// Fails with [`Interrupted::LoopExit`] if the hub it was registered with is no longer the
+    /// thread's hub (it was destroyed at thread exit): no readiness can ever come.
     pub fn wait(&self, interest: Interest) -> Result<(), Interrupted> {
-        let hub = hub();
         let readable = interest.is_readable();
+        let Some(hub) = self.own_hub() else { return Err(self.gone(readable)) };
         loop {
-            let ready = self.readiness();
-            if (readable && ready.readable) || (!readable && ready.writable) {
-                return Ok(());
-            }
-            let me = hub.current();
             let waiter = {
                 let mut io = hub.io.borrow_mut();
-                let Some(entry) = io.get_mut(self.key) else { return Ok(()) };
-                if readable { entry.readers.push_back(me) } else { entry.writers.push_back(me) }
+                let Some(entry) = io.get_mut(self.key) else { return Err(self.gone(readable)) };
+                let ready = entry.readiness;
+                if (readable && ready.readable) || (!readable && ready.writable) {
+                    return Ok(());
+                }
+                let list = if readable { &mut entry.readers } else { &mut entry.writers };
+                list.push_back(hub.current())
             };
-            let parked = hub.park(WaitKind::Io { source: self.source.0, readable });
+            let parked = hub.park(WaitKind::Io { source: self.label, readable });
             if let Err(e) = parked {
                 if let Some(entry) = hub.io.borrow_mut().get_mut(self.key) {
                     let list = if readable { &mut entry.readers } else { &mut entry.writers };
@@ -123,20 +223,42 @@ impl IoRegistration {
             }
         }
     }
+
+    /// The thread's hub if it is the one this registration belongs to; never creates a hub.
+    fn own_hub(&self) -> Option<&'static Hub> {
+        if current_hub_ptr().is_null() {
+            return None;
+        }
+        let hub = hub();
+        ptr::eq(Arc::as_ptr(&hub.remote), self.hub.as_ptr()).then_some(hub)
+    }
+
+    fn gone(&self, readable: bool) -> Interrupted {
+        let direction = if readable { "readable" } else { "writable" };
+        Interrupted::LoopExit(Box::new(LoopExit {
+            main_waits_on: format!(
+                "I/O source {} to be {direction}, registered with a hub that is gone",
+                self.label
+            ),
+            parked: Vec::new(),
+        }))
+    }
+
+    fn deregister(&self) {
+        // With its hub gone, so is the poller it was registered with.
+        let Some(hub) = self.own_hub() else { return };
+        // No greenlet waits on the entry: each waiter borrows the registration for its whole
+        // wait. (One abandoned at shutdown while waiting is never resumed: its handle just goes.)
+        let entry = hub.io.borrow_mut().remove(self.key);
+        // It fails only if someone deregistered the source directly (through `with_poller`),
+        // which leaves it where deregistering wanted it.
+        let _ = hub.poller().borrow_mut().deregister(&self.source);
+        drop(entry);
+    }
 }
 
-impl Drop for IoRegistration {
+impl<S: Any> Drop for IoRegistration<S> {
     fn drop(&mut self) {
-        let hub = hub();
-        let entry = hub.io.borrow_mut().remove(self.key);
-        // A failure here means the source is already gone from the poller (closed), which is
-        // what deregistering wanted.
-        let _ = hub.poller().borrow_mut().deregister(self.source);
-        if let Some(entry) = entry {
-            // Waiters (other greenlets using the source) wake and meet the closed source.
-            for t in entry.readers.drain_all().chain(entry.writers.drain_all()) {
-                hub.unpark(&t);
-            }
-        }
+        self.deregister();
     }
 }

@@ -13,14 +13,13 @@ mod udp;
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::any::Any;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 
 use gevent_core::Interrupted;
-use gevent_core::platform::{
-    Clock, Interest, PollError, Poller, RawSource, Readiness, RemoteWaker, Token,
-};
+use gevent_core::platform::{Clock, Interest, PollError, Poller, Readiness, RemoteWaker, Token};
 use gevent_core::time::Instant;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp as smol_tcp, udp as smol_udp};
@@ -53,6 +52,24 @@ struct Entry {
     reported: Readiness,
     /// Dropped by its owner: removed once TCP has finished closing it.
     orphan: bool,
+}
+
+/// An entry of the hub's [`NetPoller`], owned by the socket type that made it: the source its
+/// `IoRegistration` watches.
+///
+/// Only [`NetPoller::add`] makes one and nothing copies it, so while it lives its index names
+/// its own entry and no other (the index is reused only after the entry is gone, as an fd
+/// number is after `close`). Dropping it lets the poller close and free the socket.
+#[derive(Debug)]
+struct NetSource {
+    index: usize,
+}
+
+impl Drop for NetSource {
+    fn drop(&mut self) {
+        // Without a NetPoller there is no socket to free.
+        let _ = NetPoller::with(|p| p.release(self.index));
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -102,7 +119,7 @@ impl NetPoller {
         }
     }
 
-    fn add(&mut self, handles: Vec<SocketHandle>, kind: Kind) -> RawSource {
+    fn add(&mut self, handles: Vec<SocketHandle>, kind: Kind) -> NetSource {
         let entry = Some(Entry {
             handles,
             kind,
@@ -120,44 +137,51 @@ impl NetPoller {
                 self.entries.len() - 1
             }
         };
-        RawSource(index as u64)
+        NetSource { index }
     }
 
-    fn entry_mut(&mut self, source: RawSource) -> Option<&mut Entry> {
-        self.entries.get_mut(source.0 as usize)?.as_mut()
+    fn entry_mut(&mut self, index: usize) -> Option<&mut Entry> {
+        self.entries.get_mut(index)?.as_mut()
     }
 
     /// The socket of a single-socket entry.
-    fn handle(&self, source: RawSource) -> Option<SocketHandle> {
-        self.entries.get(source.0 as usize)?.as_ref().map(|e| e.handles[0])
+    fn handle(&self, index: usize) -> Option<SocketHandle> {
+        self.entries.get(index)?.as_ref().map(|e| e.handles[0])
     }
 
-    fn tcp(&mut self, source: RawSource) -> Option<&mut smol_tcp::Socket<'static>> {
-        let handle = self.handle(source)?;
+    fn tcp(&mut self, index: usize) -> Option<&mut smol_tcp::Socket<'static>> {
+        let handle = self.handle(index)?;
         Some(self.sockets.get_mut::<smol_tcp::Socket<'static>>(handle))
     }
 
-    fn udp(&mut self, source: RawSource) -> Option<&mut smol_udp::Socket<'static>> {
-        let handle = self.handle(source)?;
+    fn udp(&mut self, index: usize) -> Option<&mut smol_udp::Socket<'static>> {
+        let handle = self.handle(index)?;
         Some(self.sockets.get_mut::<smol_udp::Socket<'static>>(handle))
     }
 
     /// Removes an entry and its sockets now.
-    fn remove(&mut self, source: RawSource) {
-        if let Some(entry) = self.entries.get_mut(source.0 as usize).and_then(Option::take) {
+    fn remove(&mut self, index: usize) {
+        if let Some(entry) = self.entries.get_mut(index).and_then(Option::take) {
             for handle in entry.handles {
                 self.sockets.remove(handle);
             }
         }
     }
 
-    /// Lets go of a socket its owner dropped: TCP finishes closing it (UDP sends what is
-    /// queued), then it goes.
-    fn orphan(&mut self, source: RawSource) {
-        if let Some(entry) = self.entry_mut(source) {
-            entry.orphan = true;
-            entry.token = None;
+    /// Lets go of an entry whose owner dropped it: a listener's sockets go at once; a TCP
+    /// stream is closed gracefully (FIN) and goes once TCP has finished closing it, a UDP
+    /// socket once the datagrams it queued are sent.
+    fn release(&mut self, index: usize) {
+        let Some(entry) = self.entries.get_mut(index).and_then(Option::as_mut) else { return };
+        match entry.kind {
+            Kind::Listener => return self.remove(index),
+            Kind::Tcp => {
+                self.sockets.get_mut::<smol_tcp::Socket<'static>>(entry.handles[0]).close()
+            }
+            Kind::Udp => {}
         }
+        entry.orphan = true;
+        entry.token = None;
         self.reap();
     }
 
@@ -176,7 +200,7 @@ impl NetPoller {
             };
             if done {
                 debug!("gevent: socket {} closed and freed", i);
-                self.remove(RawSource(i as u64));
+                self.remove(i);
             }
         }
     }
@@ -220,45 +244,33 @@ fn connecting(s: &smol_tcp::Socket<'_>) -> bool {
 const UNKNOWN: PollError =
     PollError { operation: "register (not a socket of this stack)", code: None };
 
+/// The entry a source names, if it is one of this stack's sockets.
+fn index_of(source: &dyn Any) -> Result<usize, PollError> {
+    source.downcast_ref::<NetSource>().map(|s| s.index).ok_or(UNKNOWN)
+}
+
 impl Poller for NetPoller {
-    fn register(&mut self, source: RawSource, token: Token, _: Interest) -> Result<(), PollError> {
-        match self.entry_mut(source) {
-            Some(entry) => {
-                entry.token = Some(token);
-                entry.reported = Readiness::default();
-                Ok(())
-            }
-            None => Err(UNKNOWN),
+    fn register(&mut self, source: &dyn Any, token: Token, _: Interest) -> Result<u64, PollError> {
+        let index = index_of(source)?;
+        let entry = self.entry_mut(index).ok_or(UNKNOWN)?;
+        entry.token = Some(token);
+        entry.reported = Readiness::default();
+        Ok(index as u64)
+    }
+
+    fn deregister(&mut self, source: &dyn Any) -> Result<(), PollError> {
+        let entry = self.entry_mut(index_of(source)?).ok_or(UNKNOWN)?;
+        entry.token = None;
+        Ok(())
+    }
+
+    fn readiness_cleared(&mut self, source: &dyn Any, interest: Interest) {
+        let Some(entry) = index_of(source).ok().and_then(|i| self.entry_mut(i)) else { return };
+        if interest.is_readable() {
+            entry.reported.readable = false;
         }
-    }
-
-    fn reregister(
-        &mut self,
-        source: RawSource,
-        token: Token,
-        i: Interest,
-    ) -> Result<(), PollError> {
-        self.register(source, token, i)
-    }
-
-    fn deregister(&mut self, source: RawSource) -> Result<(), PollError> {
-        match self.entry_mut(source) {
-            Some(entry) => {
-                entry.token = None;
-                Ok(())
-            }
-            None => Err(UNKNOWN),
-        }
-    }
-
-    fn readiness_cleared(&mut self, source: RawSource, interest: Interest) {
-        if let Some(entry) = self.entry_mut(source) {
-            if interest.is_readable() {
-                entry.reported.readable = false;
-            }
-            if interest.is_writable() {
-                entry.reported.writable = false;
-            }
+        if interest.is_writable() {
+            entry.reported.writable = false;
         }
     }
 
@@ -312,7 +324,7 @@ impl Poller for NetPoller {
         self.woken.clone()
     }
 
-    fn as_any_mut(&mut self) -> &mut dyn core::any::Any {
+    fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
 }
@@ -371,5 +383,32 @@ impl embedded_io::Error for NetError {
             NetError::InvalidAddress => embedded_io::ErrorKind::InvalidInput,
             NetError::TooLarge => embedded_io::ErrorKind::InvalidInput,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smoltcp::iface::Config;
+    use smoltcp::phy::{Loopback, Medium};
+    use smoltcp::wire::HardwareAddress;
+
+    struct Stopped;
+
+    impl Clock for Stopped {
+        fn now(&self) -> Instant {
+            Instant::from_nanos(0)
+        }
+    }
+
+    #[test]
+    fn a_source_that_is_not_one_of_its_sockets_is_refused() {
+        let mut device = Loopback::new(Medium::Ip);
+        let config = Config::new(HardwareAddress::Ip);
+        let iface = Interface::new(config, &mut device, smoltcp::time::Instant::ZERO);
+        let mut poller = NetPoller::new(iface, Box::new(|_, _, _| {}), Stopped, |_| {});
+        // A bare index would name whichever socket has it.
+        assert_eq!(poller.register(&0usize, Token(1), Interest::BOTH), Err(UNKNOWN));
+        assert_eq!(poller.deregister(&0usize), Err(UNKNOWN));
     }
 }

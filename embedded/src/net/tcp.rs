@@ -5,11 +5,11 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use gevent_core::hub::IoRegistration;
-use gevent_core::platform::{Interest, RawSource};
+use gevent_core::platform::Interest;
 use smoltcp::socket::tcp as smol_tcp;
 use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
 
-use super::{Kind, NetError, NetPoller};
+use super::{Kind, NetError, NetPoller, NetSource};
 
 /// Receive and send buffer size of the sockets `bind` and `connect` create.
 pub const DEFAULT_BUFFER: usize = 1024;
@@ -23,21 +23,23 @@ fn new_socket(rx: usize, tx: usize) -> smol_tcp::Socket<'static> {
 
 /// A TCP connection: `read` and `write` block the calling greenlet until data or buffer space
 /// is there; it implements `embedded_io::{Read, Write}`.
+///
+/// Dropping it closes the connection gracefully: TCP finishes closing it, then the poller frees
+/// the socket.
 pub struct TcpStream {
-    source: RawSource,
-    registration: IoRegistration,
+    registration: IoRegistration<NetSource>,
 }
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TcpStream").field("source", &self.source).finish()
+        f.debug_struct("TcpStream").field("socket", &self.registration.source().index).finish()
     }
 }
 
 impl TcpStream {
-    fn from_source(source: RawSource) -> Result<Self, NetError> {
+    fn from_source(source: NetSource) -> Result<Self, NetError> {
         let registration = IoRegistration::new(source).map_err(|_| NetError::NoNetwork)?;
-        Ok(TcpStream { source, registration })
+        Ok(TcpStream { registration })
     }
 
     /// Connects to `remote` from `local_port`, waiting until the connection is established;
@@ -55,14 +57,14 @@ impl TcpStream {
     ) -> Result<Self, NetError> {
         let remote = remote.into();
         let source = NetPoller::with(|p| {
-            let handle = p.sockets.add(new_socket(rx, tx));
-            let source = p.add(vec![handle], Kind::Tcp);
-            let socket = p.sockets.get_mut::<smol_tcp::Socket<'static>>(handle);
+            let mut socket = new_socket(rx, tx);
             match socket.connect(p.iface.context(), remote, local_port) {
-                Ok(()) => Ok(source),
+                Ok(()) => {
+                    let handle = p.sockets.add(socket);
+                    Ok(p.add(vec![handle], Kind::Tcp))
+                }
                 Err(_) => {
                     warn!("gevent: tcp connect from port {} refused by smoltcp", local_port);
-                    p.remove(source);
                     Err(NetError::InvalidAddress)
                 }
             }
@@ -82,7 +84,8 @@ impl TcpStream {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut smol_tcp::Socket<'static>) -> R) -> Result<R, NetError> {
-        NetPoller::with(|p| p.tcp(self.source).map(f))?.ok_or(NetError::NotConnected)
+        let index = self.registration.source().index;
+        NetPoller::with(|p| p.tcp(index).map(f))?.ok_or(NetError::NotConnected)
     }
 
     /// Reads what is there (at least one byte), waiting for data; 0 at the end of the stream.
@@ -161,14 +164,6 @@ impl TcpStream {
     }
 }
 
-impl Drop for TcpStream {
-    fn drop(&mut self) {
-        // A graceful close: TCP finishes it, then the poller frees the socket.
-        let _ = self.with(|s| s.close());
-        let _ = NetPoller::with(|p| p.orphan(self.source));
-    }
-}
-
 impl embedded_io::ErrorType for TcpStream {
     type Error = NetError;
 }
@@ -195,8 +190,7 @@ impl embedded_io::Write for TcpStream {
 /// into the connection, so the listener keeps a `backlog` of listening sockets and replaces
 /// each one it hands out.
 pub struct TcpListener {
-    source: RawSource,
-    registration: IoRegistration,
+    registration: IoRegistration<NetSource>,
     port: u16,
     buffers: (usize, usize),
 }
@@ -223,18 +217,19 @@ impl TcpListener {
         tx: usize,
     ) -> Result<Self, NetError> {
         let source = NetPoller::with(|p| {
-            let mut handles = Vec::new();
+            let mut sockets = Vec::new();
             for _ in 0..backlog.max(1) {
                 let mut socket = new_socket(rx, tx);
                 socket
                     .listen(IpListenEndpoint::from(port))
                     .map_err(|_| NetError::InvalidAddress)?;
-                handles.push(p.sockets.add(socket));
+                sockets.push(socket);
             }
+            let handles = sockets.into_iter().map(|s| p.sockets.add(s)).collect();
             Ok::<_, NetError>(p.add(handles, Kind::Listener))
         })??;
         let registration = IoRegistration::new(source).map_err(|_| NetError::NoNetwork)?;
-        Ok(TcpListener { source, registration, port, buffers: (rx, tx) })
+        Ok(TcpListener { registration, port, buffers: (rx, tx) })
     }
 
     /// The port it listens on.
@@ -245,8 +240,9 @@ impl TcpListener {
     /// Waits for a connection and returns it.
     pub fn accept(&self) -> Result<TcpStream, NetError> {
         loop {
-            let accepted = NetPoller::with(|p| -> Result<Option<RawSource>, NetError> {
-                let entry = p.entry_mut(self.source).ok_or(NetError::NotConnected)?;
+            let index = self.registration.source().index;
+            let accepted = NetPoller::with(|p| -> Result<Option<NetSource>, NetError> {
+                let entry = p.entry_mut(index).ok_or(NetError::NotConnected)?;
                 let handles = entry.handles.clone();
                 for (i, handle) in handles.into_iter().enumerate() {
                     let socket = p.sockets.get_mut::<smol_tcp::Socket<'static>>(handle);
@@ -268,7 +264,7 @@ impl TcpListener {
                                 .listen(IpListenEndpoint::from(self.port))
                                 .map_err(|_| NetError::InvalidAddress)?;
                             let fresh = p.sockets.add(fresh);
-                            let entry = p.entry_mut(self.source).expect("still there");
+                            let entry = p.entry_mut(index).expect("still there");
                             entry.handles[i] = fresh;
                             return Ok(Some(p.add(vec![handle], Kind::Tcp)));
                         }
@@ -284,11 +280,5 @@ impl TcpListener {
                 }
             }
         }
-    }
-}
-
-impl Drop for TcpListener {
-    fn drop(&mut self) {
-        let _ = NetPoller::with(|p| p.remove(self.source));
     }
 }

@@ -4,21 +4,22 @@ use alloc::vec;
 use core::fmt;
 
 use gevent_core::hub::IoRegistration;
-use gevent_core::platform::{Interest, RawSource};
+use gevent_core::platform::Interest;
 use smoltcp::socket::udp as smol_udp;
 use smoltcp::wire::IpEndpoint;
 
-use super::{Kind, NetError, NetPoller};
+use super::{Kind, NetError, NetPoller, NetSource};
 
 /// A UDP socket bound to a port: `recv_from` waits for a datagram, `send_to` for room.
+///
+/// Dropping it sends the datagrams still queued, then the poller frees the socket.
 pub struct UdpSocket {
-    source: RawSource,
-    registration: IoRegistration,
+    registration: IoRegistration<NetSource>,
 }
 
 impl fmt::Debug for UdpSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UdpSocket").field("source", &self.source).finish()
+        f.debug_struct("UdpSocket").field("socket", &self.registration.source().index).finish()
     }
 }
 
@@ -39,11 +40,12 @@ impl UdpSocket {
             Ok::<_, NetError>(p.add(vec![handle], Kind::Udp))
         })??;
         let registration = IoRegistration::new(source).map_err(|_| NetError::NoNetwork)?;
-        Ok(UdpSocket { source, registration })
+        Ok(UdpSocket { registration })
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut smol_udp::Socket<'static>) -> R) -> Result<R, NetError> {
-        NetPoller::with(|p| p.udp(self.source).map(f))?.ok_or(NetError::NotConnected)
+        let index = self.registration.source().index;
+        NetPoller::with(|p| p.udp(index).map(f))?.ok_or(NetError::NotConnected)
     }
 
     /// Sends one datagram to `remote`, waiting for buffer room.
@@ -80,12 +82,5 @@ impl UdpSocket {
             self.registration.clear_readiness(Interest::READABLE);
             self.registration.wait(Interest::READABLE)?;
         }
-    }
-}
-
-impl Drop for UdpSocket {
-    fn drop(&mut self) {
-        // Datagrams still queued go out first; then the poller frees the socket.
-        let _ = NetPoller::with(|p| p.orphan(self.source));
     }
 }

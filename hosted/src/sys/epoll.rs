@@ -1,17 +1,15 @@
 //! `OsPoller` on Linux: epoll, edge-triggered, with an eventfd as the cross-thread waker.
-#![allow(unsafe_code)] // borrowing raw fds handed in by registrants
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::any::Any;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gevent_core::platform::{
-    Interest, PollError, Poller, RawSource, Readiness, RemoteWaker, Token,
-};
+use gevent_core::platform::{Interest, PollError, Poller, Readiness, RemoteWaker, Token};
 use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::event::{EventfdFlags, Timespec, eventfd};
 
-use super::poll_error;
+use super::{fd, poll_error};
 
 /// The epoll token of the waker; the hub's tokens are slab keys, which never reach it.
 const WAKER_TOKEN: u64 = u64::MAX;
@@ -70,41 +68,21 @@ impl OsPoller {
     }
 }
 
-/// Borrows a registrant's fd for one call.
-fn borrow(source: RawSource) -> BorrowedFd<'static> {
-    // SAFETY: `Poller`'s contract: a registrant keeps its fd open from `register` until after
-    // `deregister`, and the borrow does not outlive the `epoll_ctl` call it is made for.
-    unsafe { BorrowedFd::borrow_raw(source.0 as i32) }
-}
-
 impl Poller for OsPoller {
     fn register(
         &mut self,
-        source: RawSource,
+        source: &dyn Any,
         token: Token,
         interest: Interest,
-    ) -> Result<(), PollError> {
-        epoll::add(&self.epoll, borrow(source), EventData::new_u64(token.0), Self::flags(interest))
-            .map_err(|e| poll_error("epoll_ctl(EPOLL_CTL_ADD)", e))
+    ) -> Result<u64, PollError> {
+        let fd = fd(source)?;
+        epoll::add(&self.epoll, fd, EventData::new_u64(token.0), Self::flags(interest))
+            .map_err(|e| poll_error("epoll_ctl(EPOLL_CTL_ADD)", e))?;
+        Ok(fd.as_raw_fd() as u64)
     }
 
-    fn reregister(
-        &mut self,
-        source: RawSource,
-        token: Token,
-        interest: Interest,
-    ) -> Result<(), PollError> {
-        epoll::modify(
-            &self.epoll,
-            borrow(source),
-            EventData::new_u64(token.0),
-            Self::flags(interest),
-        )
-        .map_err(|e| poll_error("epoll_ctl(EPOLL_CTL_MOD)", e))
-    }
-
-    fn deregister(&mut self, source: RawSource) -> Result<(), PollError> {
-        epoll::delete(&self.epoll, borrow(source))
+    fn deregister(&mut self, source: &dyn Any) -> Result<(), PollError> {
+        epoll::delete(&self.epoll, fd(source)?)
             .map_err(|e| poll_error("epoll_ctl(EPOLL_CTL_DEL)", e))
     }
 
@@ -150,7 +128,7 @@ impl Poller for OsPoller {
         self.waker.clone()
     }
 
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+    fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
 }

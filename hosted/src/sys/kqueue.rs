@@ -1,21 +1,20 @@
 //! `OsPoller` on macOS and the BSDs: kqueue, edge-triggered, with an `EVFILT_USER` event as the
 //! cross-thread waker.
-#![allow(unsafe_code)] // kevent takes raw fds handed in by registrants
+#![allow(unsafe_code)] // kevent is unsafe in rustix: see `apply`
 
 use core::mem::MaybeUninit;
 use core::ptr;
 use core::time::Duration;
-use std::os::fd::{OwnedFd, RawFd};
+use std::any::Any;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
-use gevent_core::platform::{
-    Interest, PollError, Poller, RawSource, Readiness, RemoteWaker, Token,
-};
+use gevent_core::platform::{Interest, PollError, Poller, Readiness, RemoteWaker, Token};
 use rustix::event::Timespec;
 use rustix::event::kqueue::{self, Event, EventFilter, EventFlags, UserDefinedFlags, UserFlags};
 use rustix::io::{Errno, FdFlags};
 
-use super::poll_error;
+use super::{fd, poll_error};
 
 /// The ident of the waker's `EVFILT_USER` event; user events have their own ident space, so it
 /// cannot collide with a registered fd.
@@ -72,15 +71,15 @@ impl OsPoller {
         })
     }
 
-    /// Adds (or updates) under `token` the filter of each direction `interest` asks for, and
-    /// deletes the other's.
+    /// Adds under `token` the filter of each direction `interest` asks for, and deletes the
+    /// other's.
     fn set_filters(
         &self,
-        source: RawSource,
+        fd: BorrowedFd<'_>,
         token: Token,
         interest: Interest,
     ) -> Result<(), Errno> {
-        let fd = source.0 as RawFd;
+        let fd = fd.as_raw_fd();
         let udata = ptr::without_provenance_mut(token.0 as usize);
         let flags = |wanted: bool| {
             let op = if wanted { EventFlags::ADD | EventFlags::CLEAR } else { EventFlags::DELETE };
@@ -94,6 +93,18 @@ impl OsPoller {
         // EPIPE: older macOS refuses a pipe whose other end is closed, yet still reports the
         // hang-up on it (tokio-rs/mio#582).
         apply(&self.kqueue, &changes, &[Errno::NOENT, Errno::PIPE])
+    }
+
+    /// Deletes the filters of both directions.
+    fn delete_filters(&self, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+        let fd = fd.as_raw_fd();
+        let flags = EventFlags::DELETE | EventFlags::RECEIPT;
+        let changes = [
+            Event::new(EventFilter::Read(fd), flags, ptr::null_mut()),
+            Event::new(EventFilter::Write(fd), flags, ptr::null_mut()),
+        ];
+        // ENOENT: a direction that was not asked for has no filter to delete.
+        apply(&self.kqueue, &changes, &[Errno::NOENT])
     }
 }
 
@@ -113,13 +124,21 @@ fn user_event(flags: EventFlags, user_flags: UserFlags) -> Event {
 /// With `EV_RECEIPT`, every change gets a receipt in the event list, carrying its error (or 0)
 /// in `data`, so a failed change does not stop the ones after it, and since the receipts fill
 /// the list, no pending event is taken in their place.
+///
+/// Every fd a change names must be open for the length of the call (see the SAFETY comment).
 fn apply(kqueue: &OwnedFd, changes: &[Event], ignored: &[Errno]) -> Result<(), Errno> {
     let mut receipts = [MaybeUninit::<Event>::uninit(); 2];
     let receipts = &mut receipts[..changes.len()];
     let no_wait = Timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `kevent` needs each fd a change names to stay valid while it is registered.
-    // `Poller`'s contract: a registrant keeps its fd open from `register` until after
-    // `deregister`, which deletes the fd's filters; the waker's user event names no fd.
+    // SAFETY: rustix asks that the fds the changes name stay valid while the kqueue watches
+    // them, because a kqueue refers to an fd by its number. Every fd named here is open for
+    // the call: changes are made only by `set_filters` and `delete_filters`, from a
+    // `BorrowedFd` they hold meanwhile (borrowed from a live `OwnedFd`, see `fd` in
+    // `sys/mod.rs`), and by the waker, whose user event names no fd. After the call, the
+    // kernel itself removes an fd's filters when the fd is closed (kqueue(2): "calling close()
+    // on a file descriptor will remove any kevents that reference the descriptor"), so the
+    // kqueue never goes on watching a number that was closed and reused, whatever a caller
+    // does after registering. A change's `udata` is a token, an integer nothing dereferences.
     let result = unsafe { kqueue::kevent_timespec(kqueue, changes, receipts, Some(&no_wait)) };
     let (receipts, _) = match result {
         Ok(receipts) => receipts,
@@ -141,37 +160,22 @@ fn apply(kqueue: &OwnedFd, changes: &[Event], ignored: &[Errno]) -> Result<(), E
 impl Poller for OsPoller {
     fn register(
         &mut self,
-        source: RawSource,
+        source: &dyn Any,
         token: Token,
         interest: Interest,
-    ) -> Result<(), PollError> {
-        self.set_filters(source, token, interest).map_err(|e| {
+    ) -> Result<u64, PollError> {
+        let fd = fd(source)?;
+        self.set_filters(fd, token, interest).map_err(|e| {
             // Leave nothing behind if one filter was added and the other failed, as epoll's
             // single add does.
-            let _ = self.deregister(source);
+            let _ = self.delete_filters(fd);
             poll_error("kevent(EV_ADD)", e)
-        })
+        })?;
+        Ok(fd.as_raw_fd() as u64)
     }
 
-    fn reregister(
-        &mut self,
-        source: RawSource,
-        token: Token,
-        interest: Interest,
-    ) -> Result<(), PollError> {
-        self.set_filters(source, token, interest).map_err(|e| poll_error("kevent(EV_ADD)", e))
-    }
-
-    fn deregister(&mut self, source: RawSource) -> Result<(), PollError> {
-        let fd = source.0 as RawFd;
-        let flags = EventFlags::DELETE | EventFlags::RECEIPT;
-        let changes = [
-            Event::new(EventFilter::Read(fd), flags, ptr::null_mut()),
-            Event::new(EventFilter::Write(fd), flags, ptr::null_mut()),
-        ];
-        // ENOENT: a direction that was not asked for has no filter to delete.
-        apply(&self.kqueue, &changes, &[Errno::NOENT])
-            .map_err(|e| poll_error("kevent(EV_DELETE)", e))
+    fn deregister(&mut self, source: &dyn Any) -> Result<(), PollError> {
+        self.delete_filters(fd(source)?).map_err(|e| poll_error("kevent(EV_DELETE)", e))
     }
 
     fn poll(
@@ -187,8 +191,8 @@ impl Poller for OsPoller {
         });
         self.events.clear();
         let events = rustix::buffer::spare_capacity(&mut self.events);
-        // SAFETY: no changes, so no fd is named here; the fds registered earlier stay valid by
-        // `Poller`'s contract (see `apply`).
+        // SAFETY: no changes, so no fd is named here; the kqueue forgets the fds registered
+        // earlier when they are closed (see `apply`).
         match unsafe { kqueue::kevent_timespec(&*self.kqueue, &[], events, timespec.as_ref()) } {
             Ok(_) => {}
             Err(Errno::INTR) => return Ok(()),
@@ -212,7 +216,7 @@ impl Poller for OsPoller {
         self.waker.clone()
     }
 
-    fn as_any_mut(&mut self) -> &mut dyn core::any::Any {
+    fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
 }
