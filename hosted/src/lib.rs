@@ -10,14 +10,14 @@
 //! use std::time::Duration;
 //! use gevent::{sleep, spawn, Timeout, Interrupted};
 //!
-//! let fast = spawn(|| { sleep(Duration::from_millis(10))?; Ok::<_, Interrupted>("fast") });
-//! let slow = spawn(|| { sleep(Duration::from_secs(60))?; Ok::<_, Interrupted>("slow") });
-//! assert_eq!(fast.get().unwrap(), Ok("fast"));
+//! let fast = spawn(|| -> gevent::Result<&str> { sleep(Duration::from_millis(10))?; Ok("fast") });
+//! let slow = spawn(|| -> gevent::Result<&str> { sleep(Duration::from_secs(60))?; Ok("slow") });
+//! assert_eq!(fast.get(), Ok("fast"));
 //!
 //! let timeout = Timeout::start(Duration::from_millis(20));
 //! assert_eq!(slow.join(), Err(Interrupted::TimedOut(timeout.id())));
 //! slow.kill().unwrap();
-//! assert!(slow.error().is_some()); // killed
+//! assert!(slow.killed()); // a plain kill is a cancellation: no error()
 //! ```
 //!
 //! # gevent's names and ours
