@@ -2,6 +2,7 @@
 //! test__local) on the simulated hub.
 #![cfg(all(feature = "std", feature = "sim"))]
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -89,5 +90,66 @@ fn local_values_are_distinct_per_greenlet_and_dropped_when_it_ends() {
         assert_eq!(counts, [1, 2, 3], "each greenlet counted from its own 0");
         assert_eq!(COUNTER.get(), 100, "the main greenlet's value is untouched");
         assert_eq!(DROPS.with(|d| d.get()), 3, "each greenlet's value was dropped at its end");
+    });
+}
+
+static LENT: Local<u32> = Local::new(|| 0);
+
+/// The message of a caught panic.
+fn message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(payload) => payload.downcast::<&str>().map(|s| s.to_string()).unwrap_or_default(),
+    }
+}
+
+#[test]
+fn a_local_has_one_value_even_when_reached_again_inside_with() {
+    sim::run(|| {
+        // `set` inside `with` on the same slot is refused: the value stays the one `with`
+        // lent out, with the changes made through it.
+        let set_inside = catch_unwind(AssertUnwindSafe(|| {
+            LENT.with(|v| {
+                *v = 1;
+                LENT.set(2);
+            })
+        }));
+        let why = message(set_inside.expect_err("set inside with panics"));
+        assert!(why.contains("Local::set called inside Local::with"), "{why}");
+        let reads: Vec<u32> = (0..4).map(|_| LENT.get()).collect();
+        assert_eq!(reads, [1, 1, 1, 1], "one value, no alternation");
+
+        // A nested `with` (or `get`) is refused too, and the outer `with` goes on with its value.
+        LENT.with(|v| {
+            *v = 5;
+            let nested = catch_unwind(|| LENT.get());
+            let why = message(nested.expect_err("a nested get panics"));
+            assert!(why.contains("inside Local::with"), "{why}");
+            *v += 1;
+        });
+        assert_eq!(LENT.get(), 6);
+
+        // A closure that panics inside `with` leaves the value in place.
+        let failed = catch_unwind(AssertUnwindSafe(|| {
+            LENT.with(|v| {
+                *v = 7;
+                panic!("the closure failed");
+            })
+        }));
+        assert!(failed.is_err());
+        assert_eq!(LENT.get(), 7);
+        LENT.set(8);
+        assert_eq!((LENT.get(), LENT.get()), (8, 8));
+
+        // Another greenlet reaches its own value while this one is inside `with`.
+        LENT.with(|v| {
+            let other = spawn(|| {
+                LENT.set(40);
+                LENT.get()
+            });
+            assert_eq!(other.get(), Ok(40));
+            *v += 1;
+        });
+        assert_eq!(LENT.get(), 9);
     });
 }
