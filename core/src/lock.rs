@@ -14,8 +14,7 @@ use core::time::Duration;
 use crate::error::Interrupted;
 use crate::greenlet::task::WaitKind;
 use crate::hub::hub;
-use crate::sync::waiters::{Turn, Waiters, give_up_reservation, notify, wait_turn};
-use crate::time::Instant;
+use crate::sync::waiters::{Reserve, Side, Status, Wait, Waiters, reserve_or_wait};
 
 struct SemState {
     /// Permits not held by anyone (some may be reserved for woken waiters).
@@ -26,6 +25,28 @@ struct SemState {
 impl SemState {
     fn free(&self) -> usize {
         self.permits - self.waiters.reserved()
+    }
+}
+
+/// The greenlets that acquire a semaphore: their unit is a permit.
+struct Acquirers;
+
+impl Side for Acquirers {
+    type State = SemState;
+    const KIND: WaitKind = WaitKind::Other("a semaphore permit");
+
+    fn waiters(s: &mut SemState) -> &mut Waiters {
+        &mut s.waiters
+    }
+
+    fn status(s: &SemState) -> Status {
+        if s.free() > 0 { Status::Free } else { Status::Unavailable }
+    }
+
+    fn hand_on(s: &mut SemState) {
+        if s.free() > 0 {
+            s.waiters.hand_off();
+        }
     }
 }
 
@@ -70,7 +91,7 @@ impl Semaphore {
 
     /// Takes a permit, waiting while none is free.
     pub fn acquire(&self) -> Result<SemaphoreGuard<'_>, Interrupted> {
-        self.acquire_until(None).map(|g| g.expect("no deadline"))
+        self.take_permit(Wait::Until(None)).map(|g| g.expect("no deadline"))
     }
 
     /// Takes a permit, waiting at most `timeout`; `Ok(None)` if none came free in time.
@@ -78,61 +99,30 @@ impl Semaphore {
         &self,
         timeout: Duration,
     ) -> Result<Option<SemaphoreGuard<'_>>, Interrupted> {
-        self.acquire_until(Some(hub().now() + timeout))
+        self.take_permit(Wait::Until(Some(hub().now() + timeout)))
     }
 
     /// Takes a permit if one is free now.
     pub fn try_acquire(&self) -> Option<SemaphoreGuard<'_>> {
-        let mut s = self.state.borrow_mut();
-        if s.free() > 0 {
-            s.permits -= 1;
-            Some(SemaphoreGuard { semaphore: self })
-        } else {
-            None
-        }
+        self.take_permit(Wait::No).ok().flatten()
     }
 
     /// Adds a permit (gevent's `release()`), waking the first waiter if any. Use it for
     /// permits whose guard was [`forget`](SemaphoreGuard::forget)-ed.
     pub fn release(&self) {
-        let next = {
-            let mut s = self.state.borrow_mut();
-            s.permits += 1;
-            s.waiters.hand_off()
-        };
-        notify(next);
+        let mut s = self.state.borrow_mut();
+        s.permits += 1;
+        Acquirers::hand_on(&mut s);
     }
 
-    fn acquire_until(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<Option<SemaphoreGuard<'_>>, Interrupted> {
-        if let Some(guard) = self.try_acquire() {
-            return Ok(Some(guard));
-        }
-        loop {
-            let turn = wait_turn(
-                &self.state,
-                |s| &mut s.waiters,
-                WaitKind::Other("a semaphore permit"),
-                deadline,
-            );
-            let mut s = self.state.borrow_mut();
-            match turn {
-                Turn::Granted => {
-                    s.waiters.claim();
-                    s.permits -= 1;
-                    return Ok(Some(SemaphoreGuard { semaphore: self }));
-                }
-                Turn::TimedOut => return Ok(None),
-                Turn::Interrupted { why, reserved } => {
-                    if reserved {
-                        give_up_reservation(s, |s| &mut s.waiters, |s| s.free() > 0);
-                    }
-                    return Err(why);
-                }
-                Turn::Woken => {}
+    fn take_permit(&self, wait: Wait) -> Result<Option<SemaphoreGuard<'_>>, Interrupted> {
+        match reserve_or_wait::<Acquirers>(&self.state, wait) {
+            Reserve::Free(mut s) => {
+                s.permits -= 1;
+                Ok(Some(SemaphoreGuard { semaphore: self }))
             }
+            Reserve::Closed | Reserve::Unavailable => Ok(None),
+            Reserve::Interrupted(why) => Err(why),
         }
     }
 }
