@@ -152,47 +152,110 @@ impl Drop for SemaphoreGuard<'_> {
     }
 }
 
-/// [`BoundedSemaphore::release`] would raise the count above its initial value.
+/// [`BoundedSemaphore::release`] found no permit taken with a forgotten guard: releasing
+/// would raise the count above its initial value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OverRelease(());
 
 impl fmt::Display for OverRelease {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("semaphore released too many times")
+        f.write_str(
+            "bounded semaphore released more times than permits were taken with a forgotten guard",
+        )
     }
 }
 
 impl core::error::Error for OverRelease {}
 
-/// A [`Semaphore`] that refuses to be released above its initial count (gevent's
-/// `BoundedSemaphore`). It dereferences to its semaphore for acquiring.
+/// A semaphore whose count never rises above its initial value (gevent's
+/// `BoundedSemaphore`): each permit goes back exactly once, by dropping its guard or, for a
+/// guard that was [`forget`](BoundedSemaphoreGuard::forget)-ed, by one
+/// [`release`](Self::release); one release more is an [`OverRelease`] error.
+///
+/// It is not a [`Semaphore`] (which may be released at will): it has the same acquiring
+/// methods.
+///
+/// ```compile_fail
+/// # use gevent_core::lock::{BoundedSemaphore, Semaphore};
+/// let bounded = BoundedSemaphore::new(1);
+/// let unbounded: &Semaphore = &bounded; // no way around the bound
+/// ```
 #[derive(Debug)]
 pub struct BoundedSemaphore {
     semaphore: Semaphore,
-    initial: usize,
+    /// Permits out with a forgotten guard, which only `release` gives back.
+    forgotten: Cell<usize>,
 }
 
 impl BoundedSemaphore {
     /// A bounded semaphore with `permits` permits, all free.
     pub const fn new(permits: usize) -> Self {
-        BoundedSemaphore { semaphore: Semaphore::new(permits), initial: permits }
+        BoundedSemaphore { semaphore: Semaphore::new(permits), forgotten: Cell::new(0) }
     }
 
-    /// Gives back a permit taken with a forgotten guard; an error if none is out.
+    /// Free permits (gevent's `counter`).
+    pub fn available(&self) -> usize {
+        self.semaphore.available()
+    }
+
+    /// Whether no permit is free (gevent's `locked()`).
+    pub fn locked(&self) -> bool {
+        self.semaphore.locked()
+    }
+
+    /// Takes a permit, waiting while none is free.
+    pub fn acquire(&self) -> Result<BoundedSemaphoreGuard<'_>, Interrupted> {
+        self.semaphore.acquire().map(|permit| self.guard(permit))
+    }
+
+    /// Takes a permit, waiting at most `timeout`; `Ok(None)` if none came free in time.
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<BoundedSemaphoreGuard<'_>>, Interrupted> {
+        let permit = self.semaphore.acquire_timeout(timeout)?;
+        Ok(permit.map(|permit| self.guard(permit)))
+    }
+
+    /// Takes a permit if one is free now.
+    pub fn try_acquire(&self) -> Option<BoundedSemaphoreGuard<'_>> {
+        self.semaphore.try_acquire().map(|permit| self.guard(permit))
+    }
+
+    /// Gives back a permit whose guard was forgotten; [`OverRelease`] if no such permit is out.
     pub fn release(&self) -> Result<(), OverRelease> {
-        if self.semaphore.state.borrow().permits >= self.initial {
+        let forgotten = self.forgotten.get();
+        if forgotten == 0 {
             return Err(OverRelease(()));
         }
+        self.forgotten.set(forgotten - 1);
         self.semaphore.release();
         Ok(())
     }
+
+    fn guard<'a>(&'a self, permit: SemaphoreGuard<'a>) -> BoundedSemaphoreGuard<'a> {
+        BoundedSemaphoreGuard { permit, forgotten: &self.forgotten }
+    }
 }
 
-impl Deref for BoundedSemaphore {
-    type Target = Semaphore;
+/// A permit of a [`BoundedSemaphore`]; released when dropped.
+#[must_use = "the permit is released as soon as the guard is dropped"]
+pub struct BoundedSemaphoreGuard<'a> {
+    permit: SemaphoreGuard<'a>,
+    forgotten: &'a Cell<usize>,
+}
 
-    fn deref(&self) -> &Semaphore {
-        &self.semaphore
+impl fmt::Debug for BoundedSemaphoreGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoundedSemaphoreGuard").finish_non_exhaustive()
+    }
+}
+
+impl BoundedSemaphoreGuard<'_> {
+    /// Keeps the permit taken: it is given back only by [`BoundedSemaphore::release`].
+    pub fn forget(self) {
+        self.forgotten.set(self.forgotten.get() + 1);
+        core::mem::forget(self.permit);
     }
 }
 
@@ -220,12 +283,17 @@ impl DummySemaphore {
 #[derive(Debug)]
 pub struct DummyGuard(());
 
-/// A lock that its owning greenlet may take again (gevent's `RLock`); each acquire needs a
-/// release (by dropping its guard).
+/// A lock that its owning greenlet may take again (gevent's `RLock`); each acquire is one
+/// level of hold, released by dropping its guard (or, for a guard that was
+/// [`forget`](RLockGuard::forget)-ed, by one [`release`](RLock::release)). The lock is free
+/// again when its last level is released.
 pub struct RLock {
     semaphore: Semaphore,
     owner: Cell<Option<u64>>,
+    /// Levels held: one per live guard plus the forgotten ones.
     depth: Cell<usize>,
+    /// Levels whose guard was forgotten, which only `release` gives back.
+    forgotten: Cell<usize>,
 }
 
 impl fmt::Debug for RLock {
@@ -233,7 +301,7 @@ impl fmt::Debug for RLock {
         f.debug_struct("RLock")
             .field("owner", &self.owner.get())
             .field("depth", &self.depth.get())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -243,33 +311,58 @@ impl Default for RLock {
     }
 }
 
-/// A greenlet that does not hold an [`RLock`] tried to release it.
+/// Why [`RLock::release`] released nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NotOwner(());
+#[non_exhaustive]
+pub enum ReleaseError {
+    /// The current greenlet does not hold the lock.
+    NotOwner,
+    /// Every level the current greenlet holds has a live guard, which releases its level when
+    /// dropped: releasing one more would free the lock under a guard.
+    NoForgottenLevel,
+}
 
-impl fmt::Display for NotOwner {
+impl fmt::Display for ReleaseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("cannot release an RLock held by another greenlet (or by none)")
+        f.write_str(match self {
+            ReleaseError::NotOwner => "cannot release an RLock held by another greenlet (or by none)",
+            ReleaseError::NoForgottenLevel => {
+                "cannot release an RLock level that a live guard holds: dropping the guard releases it"
+            }
+        })
     }
 }
 
-impl core::error::Error for NotOwner {}
+impl core::error::Error for ReleaseError {}
 
 impl RLock {
     /// An unlocked reentrant lock.
     pub const fn new() -> Self {
-        RLock { semaphore: Semaphore::new(1), owner: Cell::new(None), depth: Cell::new(0) }
+        RLock {
+            semaphore: Semaphore::new(1),
+            owner: Cell::new(None),
+            depth: Cell::new(0),
+            forgotten: Cell::new(0),
+        }
     }
 
     /// Takes the lock, or takes it once more if the current greenlet holds it.
     pub fn acquire(&self) -> Result<RLockGuard<'_>, Interrupted> {
-        let me = hub().current_task().id;
-        if self.owner.get() != Some(me) {
-            self.semaphore.acquire()?.forget();
-            self.owner.set(Some(me));
-        }
-        self.depth.set(self.depth.get() + 1);
-        Ok(RLockGuard { lock: self })
+        self.take(Wait::Until(None)).map(|g| g.expect("no deadline"))
+    }
+
+    /// Takes the lock (or once more), waiting at most `timeout`; `Ok(None)` if another greenlet
+    /// held it all that time.
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<RLockGuard<'_>>, Interrupted> {
+        self.take(Wait::Until(Some(hub().now() + timeout)))
+    }
+
+    /// Takes the lock (or once more) if no other greenlet holds it.
+    pub fn try_acquire(&self) -> Option<RLockGuard<'_>> {
+        self.take(Wait::No).ok().flatten()
     }
 
     /// Whether some greenlet holds it.
@@ -277,16 +370,35 @@ impl RLock {
         self.owner.get().is_some()
     }
 
-    /// Releases one level of a hold taken with a forgotten guard; an error unless the current
-    /// greenlet holds the lock.
-    pub fn release(&self) -> Result<(), NotOwner> {
+    /// Releases one level of a hold whose guard was forgotten. An error unless the current
+    /// greenlet holds the lock with such a level: the levels of live guards are theirs to
+    /// release.
+    pub fn release(&self) -> Result<(), ReleaseError> {
         if self.owner.get() != Some(hub().current_task().id) {
-            return Err(NotOwner(()));
+            return Err(ReleaseError::NotOwner);
         }
+        let forgotten = self.forgotten.get();
+        if forgotten == 0 {
+            return Err(ReleaseError::NoForgottenLevel);
+        }
+        self.forgotten.set(forgotten - 1);
         self.release_level();
         Ok(())
     }
 
+    fn take(&self, wait: Wait) -> Result<Option<RLockGuard<'_>>, Interrupted> {
+        let me = hub().current_task().id;
+        if self.owner.get() != Some(me) {
+            let Some(permit) = self.semaphore.take_permit(wait)? else { return Ok(None) };
+            permit.forget();
+            self.owner.set(Some(me));
+        }
+        self.depth.set(self.depth.get() + 1);
+        Ok(Some(RLockGuard { lock: self }))
+    }
+
+    /// Releases one level; the depth is at least one, as each caller holds a level (a guard or
+    /// a forgotten one).
     fn release_level(&self) {
         let depth = self.depth.get() - 1;
         self.depth.set(depth);
@@ -312,6 +424,7 @@ impl fmt::Debug for RLockGuard<'_> {
 impl RLockGuard<'_> {
     /// Keeps this level held: it is released only by [`RLock::release`].
     pub fn forget(self) {
+        self.lock.forgotten.set(self.lock.forgotten.get() + 1);
         core::mem::forget(self);
     }
 }
