@@ -12,14 +12,17 @@ use core::ops::{Deref, DerefMut};
 use core::time::Duration;
 
 use crate::error::Interrupted;
-use crate::greenlet::task::WaitKind;
+use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::hub::hub;
-use crate::sync::waiters::{Reserve, Side, Status, Wait, Waiters, reserve_or_wait};
+use crate::sync::waiters::{Reserve, Side, Status, Wait, Waiters, reserve_or_wait, wake_all};
+use crate::wait_list::{WaitList, WaiterKey};
 
 struct SemState {
     /// Permits not held by anyone (some may be reserved for woken waiters).
     permits: usize,
     waiters: Waiters,
+    /// Greenlets in [`wait`](crate::wait::wait) for a permit to be free, without taking it.
+    watchers: WaitList<TaskRef>,
 }
 
 impl SemState {
@@ -44,14 +47,18 @@ impl Side for Acquirers {
     }
 
     fn hand_on(s: &mut SemState) {
-        if s.free() > 0 {
-            s.waiters.hand_off();
+        // A permit nobody waits to acquire is free: whoever waits to see one is told.
+        if s.free() > 0 && !s.waiters.hand_off() && !s.watchers.is_empty() {
+            wake_all(&mut s.watchers);
         }
     }
 }
 
 /// A counting semaphore (gevent's `Semaphore`): [`acquire`](Self::acquire) takes a permit,
 /// waiting while none is free, and the returned guard gives it back when dropped.
+///
+/// [`wait`](crate::wait::wait) and [`iwait`](crate::wait::iwait) can wait for a permit to be
+/// free without taking it (gevent's `wait([semaphore])`).
 ///
 /// ```
 /// # gevent_core::sim::run(|| {
@@ -76,7 +83,13 @@ impl fmt::Debug for Semaphore {
 impl Semaphore {
     /// A semaphore with `permits` free permits.
     pub const fn new(permits: usize) -> Self {
-        Semaphore { state: RefCell::new(SemState { permits, waiters: Waiters::new() }) }
+        Semaphore {
+            state: RefCell::new(SemState {
+                permits,
+                waiters: Waiters::new(),
+                watchers: WaitList::new(),
+            }),
+        }
     }
 
     /// Free permits (gevent's `counter`).
@@ -124,6 +137,18 @@ impl Semaphore {
             Reserve::Closed | Reserve::Unavailable => Ok(None),
             Reserve::Interrupted(why) => Err(why),
         }
+    }
+
+    /// Queues `t` to be woken when a permit is free; `None` if one is free now.
+    pub(crate) fn add_watcher(&self, t: TaskRef) -> Option<WaiterKey> {
+        let mut s = self.state.borrow_mut();
+        (s.free() == 0).then(|| s.watchers.push_back(t))
+    }
+
+    /// Cancels a watcher queued by [`add_watcher`](Self::add_watcher); true if a free permit
+    /// had woken it already.
+    pub(crate) fn remove_watcher(&self, key: WaiterKey) -> bool {
+        self.state.borrow_mut().watchers.remove(key).is_none()
     }
 }
 
@@ -173,7 +198,7 @@ impl core::error::Error for OverRelease {}
 /// [`release`](Self::release); one release more is an [`OverRelease`] error.
 ///
 /// It is not a [`Semaphore`] (which may be released at will): it has the same acquiring
-/// methods.
+/// methods, and can be waited on with [`wait`](crate::wait::wait) the same way.
 ///
 /// ```compile_fail
 /// # use gevent_core::lock::{BoundedSemaphore, Semaphore};
@@ -231,6 +256,10 @@ impl BoundedSemaphore {
         self.forgotten.set(forgotten - 1);
         self.semaphore.release();
         Ok(())
+    }
+
+    pub(crate) fn semaphore(&self) -> &Semaphore {
+        &self.semaphore
     }
 
     fn guard<'a>(&'a self, permit: SemaphoreGuard<'a>) -> BoundedSemaphoreGuard<'a> {
