@@ -1,5 +1,6 @@
 //! `Event`: a flag that greenlets wait on until another sets it (gevent's `gevent.event.Event`).
 
+use core::cell::{Cell, RefCell};
 use core::fmt;
 use core::time::Duration;
 
@@ -7,10 +8,17 @@ use crate::error::Interrupted;
 use crate::greenlet::DeadlineTimer;
 use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::hub::hub;
-use crate::wait_list::WaitList;
+use crate::wait_list::{WaitList, WaiterKey};
 
 /// A flag that greenlets can wait on. [`set`](Self::set) wakes every waiter; until
 /// [`clear`](Self::clear), later waits return at once.
+///
+/// Every greenlet that `set` woke returns from its wait, even if the event is cleared before
+/// it runs (and so do [`wait`](crate::wait::wait)/[`iwait`](crate::wait::iwait) on it). A
+/// [`wait`](Self::wait) on an event that is set returns at once, unless greenlets that a `set`
+/// woke have not run yet: then it yields first, once, and they run before it (gevent's
+/// `wait()` likewise queues behind the notifications in progress). So a greenlet that sets an
+/// event and then waits on it does not overtake the waiters it woke.
 ///
 /// Share it between greenlets with an `Rc`.
 ///
@@ -27,8 +35,11 @@ use crate::wait_list::WaitList;
 /// ```
 #[derive(Default)]
 pub struct Event {
-    flag: core::cell::Cell<bool>,
-    waiters: core::cell::RefCell<WaitList<TaskRef>>,
+    flag: Cell<bool>,
+    waiters: RefCell<WaitList<TaskRef>>,
+    /// Waiters that a `set` woke and that have not run since (each counts itself out when it
+    /// finds that it was woken).
+    woken: Cell<usize>,
 }
 
 impl fmt::Debug for Event {
@@ -41,8 +52,9 @@ impl Event {
     /// A new, unset event.
     pub const fn new() -> Self {
         Event {
-            flag: core::cell::Cell::new(false),
-            waiters: core::cell::RefCell::new(WaitList::new()),
+            flag: Cell::new(false),
+            waiters: RefCell::new(WaitList::new()),
+            woken: Cell::new(0),
         }
     }
 
@@ -56,23 +68,26 @@ impl Event {
     pub fn set(&self) {
         self.flag.set(true);
         let hub = hub();
-        loop {
-            let waiter = self.waiters.borrow_mut().pop_front();
-            match waiter {
-                Some(t) => hub.notify(t),
-                None => break,
-            }
+        let mut waiters = self.waiters.borrow_mut();
+        while let Some(t) = waiters.pop_front() {
+            self.woken.set(self.woken.get() + 1);
+            hub.unpark(&t);
         }
     }
 
-    /// Queues `t` to be notified by the next `set`.
-    pub(crate) fn add_waiter(&self, t: TaskRef) -> crate::wait_list::WaiterKey {
+    /// Queues `t` to be woken by the next `set`.
+    pub(crate) fn add_waiter(&self, t: TaskRef) -> WaiterKey {
         self.waiters.borrow_mut().push_back(t)
     }
 
-    /// Cancels a waiter queued by [`add_waiter`](Self::add_waiter) that was not notified.
-    pub(crate) fn remove_waiter(&self, key: crate::wait_list::WaiterKey) {
-        self.waiters.borrow_mut().remove(key);
+    /// Takes a waiter queued by [`add_waiter`](Self::add_waiter) out of the queue; true if a
+    /// `set` had woken it already (which the waiter must know: it returns `Ok` then).
+    pub(crate) fn remove_waiter(&self, key: WaiterKey) -> bool {
+        let woken = self.waiters.borrow_mut().remove(key).is_none();
+        if woken {
+            self.woken.set(self.woken.get() - 1);
+        }
+        woken
     }
 
     /// Unsets it; later waits block until the next [`set`](Self::set).
@@ -80,7 +95,8 @@ impl Event {
         self.flag.set(false);
     }
 
-    /// Waits until it is set (returns at once if it is).
+    /// Waits until it is set; if it is set already, returns at once, or after one yield if
+    /// greenlets woken by a `set` have not run yet (see the type's docs).
     pub fn wait(&self) -> Result<(), Interrupted> {
         self.wait_until(None).map(|_| ())
     }
@@ -91,25 +107,23 @@ impl Event {
     }
 
     fn wait_until(&self, deadline: Option<crate::time::Instant>) -> Result<bool, Interrupted> {
+        let hub = hub();
         if self.flag.get() {
+            if self.woken.get() > 0 {
+                hub.yield_now()?;
+            }
             return Ok(true);
         }
-        let hub = hub();
-        let me = hub.current_task();
         let timer = DeadlineTimer::arm(deadline);
-        me.notified.set(false);
-        let key = self.waiters.borrow_mut().push_back(hub.current());
         loop {
-            if let Err(e) = hub.park(WaitKind::Event) {
-                self.waiters.borrow_mut().remove(key);
-                return Err(e);
-            }
-            // `set` pops the waiters it notifies, so there is nothing to remove.
-            if me.notified.get() {
+            let key = self.add_waiter(hub.current());
+            let parked = hub.park(WaitKind::Event);
+            let woken = self.remove_waiter(key);
+            parked?;
+            if woken {
                 return Ok(true);
             }
             if timer.expired() {
-                self.waiters.borrow_mut().remove(key);
                 return Ok(false);
             }
         }
@@ -165,7 +179,7 @@ impl core::error::Error for AlreadySet {}
 /// # });
 /// ```
 pub struct AsyncResult<T, E> {
-    outcome: core::cell::RefCell<Option<Result<T, E>>>,
+    outcome: RefCell<Option<Result<T, E>>>,
     event: Event,
 }
 
@@ -184,7 +198,7 @@ impl<T, E> Default for AsyncResult<T, E> {
 impl<T, E> AsyncResult<T, E> {
     /// An unset result.
     pub const fn new() -> Self {
-        AsyncResult { outcome: core::cell::RefCell::new(None), event: Event::new() }
+        AsyncResult { outcome: RefCell::new(None), event: Event::new() }
     }
 
     /// Sets the value and wakes every waiter.

@@ -5,6 +5,7 @@ use alloc::boxed::Box;
 use core::any::Any;
 use core::fmt;
 
+use crate::greenlet::task::Task;
 use crate::hub::hub;
 
 /// A greenlet-local slot, declared as a `static`:
@@ -19,8 +20,35 @@ use crate::hub::hub;
 /// assert_eq!(REQUEST_ID.with(|id| *id), 1);
 /// # });
 /// ```
+///
+/// Each greenlet has one value per slot, always. [`with`](Self::with) lends it out as `&mut T`
+/// for the length of a call, so, as with a `RefCell`, the same greenlet cannot reach that
+/// slot again until the call returns: [`with`](Self::with), [`get`](Self::get) or
+/// [`set`](Self::set) on it from inside panics (another greenlet, or another slot, is fine,
+/// even while the call is blocked). Change the value from inside through the `&mut T`.
 pub struct Local<T: 'static> {
     init: fn() -> T,
+}
+
+/// What a greenlet's entry for a slot holds while [`Local::with`] has lent its value out.
+struct Lent;
+
+/// Puts a lent value back when `with` ends, however it ends (an `init` or a closure that
+/// panics included): or, if there was none to put back, removes the mark.
+struct LentGuard<'a> {
+    task: &'a Task,
+    key: usize,
+    value: Option<Box<dyn Any>>,
+}
+
+impl Drop for LentGuard<'_> {
+    fn drop(&mut self) {
+        let mark = match self.value.take() {
+            Some(value) => self.task.put_local(self.key, value),
+            None => self.task.take_local(self.key),
+        };
+        drop(mark);
+    }
 }
 
 impl<T: 'static> fmt::Debug for Local<T> {
@@ -40,25 +68,52 @@ impl<T: 'static> Local<T> {
     }
 
     /// Calls `f` with the current greenlet's value, creating it first if needed.
+    ///
+    /// # Panics
+    ///
+    /// If the current greenlet is inside `with` on this slot already (its value is lent out).
     pub fn with<R>(&'static self, f: impl FnOnce(&mut T) -> R) -> R {
         let task = hub().current_task();
-        let mut value = match task.take_local(self.key()) {
-            Some(value) => value,
-            None => Box::new((self.init)()) as Box<dyn Any>,
-        };
-        let result = f(value.downcast_mut::<T>().expect("a local holds its own type"));
-        task.put_local(self.key(), value);
-        result
+        let key = self.key();
+        let held = task.put_local(key, Box::new(Lent));
+        if held.as_ref().is_some_and(|v| v.is::<Lent>()) {
+            // The mark stays for the enclosing `with`.
+            panic!(
+                "Local::with or Local::get called inside Local::with on the same slot and \
+                 greenlet: its value is lent out to the enclosing call"
+            );
+        }
+        let mut lent = LentGuard { task, key, value: held };
+        let value = lent.value.get_or_insert_with(|| Box::new((self.init)()));
+        f(value.downcast_mut::<T>().expect("a local holds its own type"))
     }
 
     /// Sets the current greenlet's value.
+    ///
+    /// # Panics
+    ///
+    /// If the current greenlet is inside [`with`](Self::with) on this slot (its value is lent
+    /// out; change it through the `&mut T` there).
     pub fn set(&'static self, value: T) {
         let task = hub().current_task();
-        drop(task.take_local(self.key()));
-        task.put_local(self.key(), Box::new(value));
+        let key = self.key();
+        let Some(old) = task.put_local(key, Box::new(value)) else { return };
+        if old.is::<Lent>() {
+            let rejected = task.put_local(key, old);
+            drop(rejected);
+            panic!(
+                "Local::set called inside Local::with on the same slot and greenlet: its value \
+                 is lent out to the enclosing call (change it through the &mut there)"
+            );
+        }
+        drop(old);
     }
 
     /// A copy of the current greenlet's value.
+    ///
+    /// # Panics
+    ///
+    /// If the current greenlet is inside [`with`](Self::with) on this slot.
     pub fn get(&'static self) -> T
     where
         T: Clone,

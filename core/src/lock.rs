@@ -12,15 +12,17 @@ use core::ops::{Deref, DerefMut};
 use core::time::Duration;
 
 use crate::error::Interrupted;
-use crate::greenlet::task::WaitKind;
+use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::hub::hub;
-use crate::sync::waiters::{Turn, Waiters, give_up_reservation, notify, wait_turn};
-use crate::time::Instant;
+use crate::sync::waiters::{Reserve, Side, Status, Wait, Waiters, reserve_or_wait, wake_all};
+use crate::wait_list::{WaitList, WaiterKey};
 
 struct SemState {
     /// Permits not held by anyone (some may be reserved for woken waiters).
     permits: usize,
     waiters: Waiters,
+    /// Greenlets in [`wait`](crate::wait::wait) for a permit to be free, without taking it.
+    watchers: WaitList<TaskRef>,
 }
 
 impl SemState {
@@ -29,8 +31,34 @@ impl SemState {
     }
 }
 
+/// The greenlets that acquire a semaphore: their unit is a permit.
+struct Acquirers;
+
+impl Side for Acquirers {
+    type State = SemState;
+    const KIND: WaitKind = WaitKind::Other("a semaphore permit");
+
+    fn waiters(s: &mut SemState) -> &mut Waiters {
+        &mut s.waiters
+    }
+
+    fn status(s: &SemState) -> Status {
+        if s.free() > 0 { Status::Free } else { Status::Unavailable }
+    }
+
+    fn hand_on(s: &mut SemState) {
+        // A permit nobody waits to acquire is free: whoever waits to see one is told.
+        if s.free() > 0 && !s.waiters.hand_off() && !s.watchers.is_empty() {
+            wake_all(&mut s.watchers);
+        }
+    }
+}
+
 /// A counting semaphore (gevent's `Semaphore`): [`acquire`](Self::acquire) takes a permit,
 /// waiting while none is free, and the returned guard gives it back when dropped.
+///
+/// [`wait`](crate::wait::wait) and [`iwait`](crate::wait::iwait) can wait for a permit to be
+/// free without taking it (gevent's `wait([semaphore])`).
 ///
 /// ```
 /// # gevent_core::sim::run(|| {
@@ -55,7 +83,13 @@ impl fmt::Debug for Semaphore {
 impl Semaphore {
     /// A semaphore with `permits` free permits.
     pub const fn new(permits: usize) -> Self {
-        Semaphore { state: RefCell::new(SemState { permits, waiters: Waiters::new() }) }
+        Semaphore {
+            state: RefCell::new(SemState {
+                permits,
+                waiters: Waiters::new(),
+                watchers: WaitList::new(),
+            }),
+        }
     }
 
     /// Free permits (gevent's `counter`).
@@ -70,7 +104,7 @@ impl Semaphore {
 
     /// Takes a permit, waiting while none is free.
     pub fn acquire(&self) -> Result<SemaphoreGuard<'_>, Interrupted> {
-        self.acquire_until(None).map(|g| g.expect("no deadline"))
+        self.take_permit(Wait::Until(None)).map(|g| g.expect("no deadline"))
     }
 
     /// Takes a permit, waiting at most `timeout`; `Ok(None)` if none came free in time.
@@ -78,62 +112,43 @@ impl Semaphore {
         &self,
         timeout: Duration,
     ) -> Result<Option<SemaphoreGuard<'_>>, Interrupted> {
-        self.acquire_until(Some(hub().now() + timeout))
+        self.take_permit(Wait::Until(Some(hub().now() + timeout)))
     }
 
     /// Takes a permit if one is free now.
     pub fn try_acquire(&self) -> Option<SemaphoreGuard<'_>> {
-        let mut s = self.state.borrow_mut();
-        if s.free() > 0 {
-            s.permits -= 1;
-            Some(SemaphoreGuard { semaphore: self })
-        } else {
-            None
-        }
+        self.take_permit(Wait::No).ok().flatten()
     }
 
     /// Adds a permit (gevent's `release()`), waking the first waiter if any. Use it for
     /// permits whose guard was [`forget`](SemaphoreGuard::forget)-ed.
     pub fn release(&self) {
-        let next = {
-            let mut s = self.state.borrow_mut();
-            s.permits += 1;
-            s.waiters.hand_off()
-        };
-        notify(next);
+        let mut s = self.state.borrow_mut();
+        s.permits += 1;
+        Acquirers::hand_on(&mut s);
     }
 
-    fn acquire_until(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<Option<SemaphoreGuard<'_>>, Interrupted> {
-        if let Some(guard) = self.try_acquire() {
-            return Ok(Some(guard));
-        }
-        loop {
-            let turn = wait_turn(
-                &self.state,
-                |s| &mut s.waiters,
-                WaitKind::Other("a semaphore permit"),
-                deadline,
-            );
-            let mut s = self.state.borrow_mut();
-            match turn {
-                Turn::Granted => {
-                    s.waiters.claim();
-                    s.permits -= 1;
-                    return Ok(Some(SemaphoreGuard { semaphore: self }));
-                }
-                Turn::TimedOut => return Ok(None),
-                Turn::Interrupted { why, reserved } => {
-                    if reserved {
-                        give_up_reservation(s, |s| &mut s.waiters, |s| s.free() > 0);
-                    }
-                    return Err(why);
-                }
-                Turn::Woken => {}
+    fn take_permit(&self, wait: Wait) -> Result<Option<SemaphoreGuard<'_>>, Interrupted> {
+        match reserve_or_wait::<Acquirers>(&self.state, wait) {
+            Reserve::Free(mut s) => {
+                s.permits -= 1;
+                Ok(Some(SemaphoreGuard { semaphore: self }))
             }
+            Reserve::Closed | Reserve::Unavailable => Ok(None),
+            Reserve::Interrupted(why) => Err(why),
         }
+    }
+
+    /// Queues `t` to be woken when a permit is free; `None` if one is free now.
+    pub(crate) fn add_watcher(&self, t: TaskRef) -> Option<WaiterKey> {
+        let mut s = self.state.borrow_mut();
+        (s.free() == 0).then(|| s.watchers.push_back(t))
+    }
+
+    /// Cancels a watcher queued by [`add_watcher`](Self::add_watcher); true if a free permit
+    /// had woken it already.
+    pub(crate) fn remove_watcher(&self, key: WaiterKey) -> bool {
+        self.state.borrow_mut().watchers.remove(key).is_none()
     }
 }
 
@@ -162,47 +177,114 @@ impl Drop for SemaphoreGuard<'_> {
     }
 }
 
-/// [`BoundedSemaphore::release`] would raise the count above its initial value.
+/// [`BoundedSemaphore::release`] found no permit taken with a forgotten guard: releasing
+/// would raise the count above its initial value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OverRelease(());
 
 impl fmt::Display for OverRelease {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("semaphore released too many times")
+        f.write_str(
+            "bounded semaphore released more times than permits were taken with a forgotten guard",
+        )
     }
 }
 
 impl core::error::Error for OverRelease {}
 
-/// A [`Semaphore`] that refuses to be released above its initial count (gevent's
-/// `BoundedSemaphore`). It dereferences to its semaphore for acquiring.
+/// A semaphore whose count never rises above its initial value (gevent's
+/// `BoundedSemaphore`): each permit goes back exactly once, by dropping its guard or, for a
+/// guard that was [`forget`](BoundedSemaphoreGuard::forget)-ed, by one
+/// [`release`](Self::release); one release more is an [`OverRelease`] error.
+///
+/// It is not a [`Semaphore`] (which may be released at will): it has the same acquiring
+/// methods, and can be waited on with [`wait`](crate::wait::wait) the same way.
+///
+/// ```compile_fail
+/// # use gevent_core::lock::{BoundedSemaphore, Semaphore};
+/// let bounded = BoundedSemaphore::new(1);
+/// let unbounded: &Semaphore = &bounded; // no way around the bound
+/// ```
 #[derive(Debug)]
 pub struct BoundedSemaphore {
     semaphore: Semaphore,
-    initial: usize,
+    /// Permits out with a forgotten guard, which only `release` gives back.
+    forgotten: Cell<usize>,
 }
 
 impl BoundedSemaphore {
     /// A bounded semaphore with `permits` permits, all free.
     pub const fn new(permits: usize) -> Self {
-        BoundedSemaphore { semaphore: Semaphore::new(permits), initial: permits }
+        BoundedSemaphore { semaphore: Semaphore::new(permits), forgotten: Cell::new(0) }
     }
 
-    /// Gives back a permit taken with a forgotten guard; an error if none is out.
+    /// Free permits (gevent's `counter`).
+    pub fn available(&self) -> usize {
+        self.semaphore.available()
+    }
+
+    /// Whether no permit is free (gevent's `locked()`).
+    pub fn locked(&self) -> bool {
+        self.semaphore.locked()
+    }
+
+    /// Takes a permit, waiting while none is free.
+    pub fn acquire(&self) -> Result<BoundedSemaphoreGuard<'_>, Interrupted> {
+        self.semaphore.acquire().map(|permit| self.guard(permit))
+    }
+
+    /// Takes a permit, waiting at most `timeout`; `Ok(None)` if none came free in time.
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<BoundedSemaphoreGuard<'_>>, Interrupted> {
+        let permit = self.semaphore.acquire_timeout(timeout)?;
+        Ok(permit.map(|permit| self.guard(permit)))
+    }
+
+    /// Takes a permit if one is free now.
+    pub fn try_acquire(&self) -> Option<BoundedSemaphoreGuard<'_>> {
+        self.semaphore.try_acquire().map(|permit| self.guard(permit))
+    }
+
+    /// Gives back a permit whose guard was forgotten; [`OverRelease`] if no such permit is out.
     pub fn release(&self) -> Result<(), OverRelease> {
-        if self.semaphore.state.borrow().permits >= self.initial {
+        let forgotten = self.forgotten.get();
+        if forgotten == 0 {
             return Err(OverRelease(()));
         }
+        self.forgotten.set(forgotten - 1);
         self.semaphore.release();
         Ok(())
     }
+
+    pub(crate) fn semaphore(&self) -> &Semaphore {
+        &self.semaphore
+    }
+
+    fn guard<'a>(&'a self, permit: SemaphoreGuard<'a>) -> BoundedSemaphoreGuard<'a> {
+        BoundedSemaphoreGuard { permit, forgotten: &self.forgotten }
+    }
 }
 
-impl Deref for BoundedSemaphore {
-    type Target = Semaphore;
+/// A permit of a [`BoundedSemaphore`]; released when dropped.
+#[must_use = "the permit is released as soon as the guard is dropped"]
+pub struct BoundedSemaphoreGuard<'a> {
+    permit: SemaphoreGuard<'a>,
+    forgotten: &'a Cell<usize>,
+}
 
-    fn deref(&self) -> &Semaphore {
-        &self.semaphore
+impl fmt::Debug for BoundedSemaphoreGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoundedSemaphoreGuard").finish_non_exhaustive()
+    }
+}
+
+impl BoundedSemaphoreGuard<'_> {
+    /// Keeps the permit taken: it is given back only by [`BoundedSemaphore::release`].
+    pub fn forget(self) {
+        self.forgotten.set(self.forgotten.get() + 1);
+        core::mem::forget(self.permit);
     }
 }
 
@@ -230,12 +312,17 @@ impl DummySemaphore {
 #[derive(Debug)]
 pub struct DummyGuard(());
 
-/// A lock that its owning greenlet may take again (gevent's `RLock`); each acquire needs a
-/// release (by dropping its guard).
+/// A lock that its owning greenlet may take again (gevent's `RLock`); each acquire is one
+/// level of hold, released by dropping its guard (or, for a guard that was
+/// [`forget`](RLockGuard::forget)-ed, by one [`release`](RLock::release)). The lock is free
+/// again when its last level is released.
 pub struct RLock {
     semaphore: Semaphore,
     owner: Cell<Option<u64>>,
+    /// Levels held: one per live guard plus the forgotten ones.
     depth: Cell<usize>,
+    /// Levels whose guard was forgotten, which only `release` gives back.
+    forgotten: Cell<usize>,
 }
 
 impl fmt::Debug for RLock {
@@ -243,7 +330,7 @@ impl fmt::Debug for RLock {
         f.debug_struct("RLock")
             .field("owner", &self.owner.get())
             .field("depth", &self.depth.get())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -253,33 +340,58 @@ impl Default for RLock {
     }
 }
 
-/// A greenlet that does not hold an [`RLock`] tried to release it.
+/// Why [`RLock::release`] released nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NotOwner(());
+#[non_exhaustive]
+pub enum ReleaseError {
+    /// The current greenlet does not hold the lock.
+    NotOwner,
+    /// Every level the current greenlet holds has a live guard, which releases its level when
+    /// dropped: releasing one more would free the lock under a guard.
+    NoForgottenLevel,
+}
 
-impl fmt::Display for NotOwner {
+impl fmt::Display for ReleaseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("cannot release an RLock held by another greenlet (or by none)")
+        f.write_str(match self {
+            ReleaseError::NotOwner => "cannot release an RLock held by another greenlet (or by none)",
+            ReleaseError::NoForgottenLevel => {
+                "cannot release an RLock level that a live guard holds: dropping the guard releases it"
+            }
+        })
     }
 }
 
-impl core::error::Error for NotOwner {}
+impl core::error::Error for ReleaseError {}
 
 impl RLock {
     /// An unlocked reentrant lock.
     pub const fn new() -> Self {
-        RLock { semaphore: Semaphore::new(1), owner: Cell::new(None), depth: Cell::new(0) }
+        RLock {
+            semaphore: Semaphore::new(1),
+            owner: Cell::new(None),
+            depth: Cell::new(0),
+            forgotten: Cell::new(0),
+        }
     }
 
     /// Takes the lock, or takes it once more if the current greenlet holds it.
     pub fn acquire(&self) -> Result<RLockGuard<'_>, Interrupted> {
-        let me = hub().current_task().id;
-        if self.owner.get() != Some(me) {
-            self.semaphore.acquire()?.forget();
-            self.owner.set(Some(me));
-        }
-        self.depth.set(self.depth.get() + 1);
-        Ok(RLockGuard { lock: self })
+        self.take(Wait::Until(None)).map(|g| g.expect("no deadline"))
+    }
+
+    /// Takes the lock (or once more), waiting at most `timeout`; `Ok(None)` if another greenlet
+    /// held it all that time.
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<RLockGuard<'_>>, Interrupted> {
+        self.take(Wait::Until(Some(hub().now() + timeout)))
+    }
+
+    /// Takes the lock (or once more) if no other greenlet holds it.
+    pub fn try_acquire(&self) -> Option<RLockGuard<'_>> {
+        self.take(Wait::No).ok().flatten()
     }
 
     /// Whether some greenlet holds it.
@@ -287,16 +399,35 @@ impl RLock {
         self.owner.get().is_some()
     }
 
-    /// Releases one level of a hold taken with a forgotten guard; an error unless the current
-    /// greenlet holds the lock.
-    pub fn release(&self) -> Result<(), NotOwner> {
+    /// Releases one level of a hold whose guard was forgotten. An error unless the current
+    /// greenlet holds the lock with such a level: the levels of live guards are theirs to
+    /// release.
+    pub fn release(&self) -> Result<(), ReleaseError> {
         if self.owner.get() != Some(hub().current_task().id) {
-            return Err(NotOwner(()));
+            return Err(ReleaseError::NotOwner);
         }
+        let forgotten = self.forgotten.get();
+        if forgotten == 0 {
+            return Err(ReleaseError::NoForgottenLevel);
+        }
+        self.forgotten.set(forgotten - 1);
         self.release_level();
         Ok(())
     }
 
+    fn take(&self, wait: Wait) -> Result<Option<RLockGuard<'_>>, Interrupted> {
+        let me = hub().current_task().id;
+        if self.owner.get() != Some(me) {
+            let Some(permit) = self.semaphore.take_permit(wait)? else { return Ok(None) };
+            permit.forget();
+            self.owner.set(Some(me));
+        }
+        self.depth.set(self.depth.get() + 1);
+        Ok(Some(RLockGuard { lock: self }))
+    }
+
+    /// Releases one level; the depth is at least one, as each caller holds a level (a guard or
+    /// a forgotten one).
     fn release_level(&self) {
         let depth = self.depth.get() - 1;
         self.depth.set(depth);
@@ -322,6 +453,7 @@ impl fmt::Debug for RLockGuard<'_> {
 impl RLockGuard<'_> {
     /// Keeps this level held: it is released only by [`RLock::release`].
     pub fn forget(self) {
+        self.lock.forgotten.set(self.lock.forgotten.get() + 1);
         core::mem::forget(self);
     }
 }

@@ -1,5 +1,11 @@
 //! Waiting for whichever of several things is ready first (gevent's `wait` and `iwait`):
-//! greenlets (finished), [`Event`]s (set) and [`AsyncResult`]s (set), in any mix.
+//! greenlets (finished), [`Event`]s (set), [`AsyncResult`]s (set) and semaphores (a permit
+//! free), in any mix.
+//!
+//! An object counts as ready when it is ready as the waiter looks, or when it woke the waiter
+//! (as gevent notifies every linked waiter): an `Event` set and cleared again before the
+//! waiter runs is reported, and so is a semaphore whose free permit another greenlet took
+//! first. Waiting on a semaphore does not take a permit.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -10,15 +16,18 @@ use crate::event::{AsyncResult, Event};
 use crate::greenlet::task::WaitKind;
 use crate::greenlet::{DeadlineTimer, Greenlet, GreenletRef};
 use crate::hub::hub;
+use crate::lock::{BoundedSemaphore, Semaphore};
 use crate::time::Instant;
+use crate::wait_list::WaiterKey;
 
 mod sealed {
     /// Registration with the thing waited for; not for implementing outside this crate.
     pub trait Subscribe {
-        /// Queues the current greenlet to be woken when it becomes ready; a key to cancel.
+        /// Queues the current greenlet to be woken when it becomes ready; a key to cancel, or
+        /// `None` if it is ready now.
         fn subscribe(&self) -> Option<u64>;
-        /// Cancels a subscription that was not used.
-        fn unsubscribe(&self, key: u64);
+        /// Ends a subscription; true if it had woken the greenlet (the object became ready).
+        fn unsubscribe(&self, key: u64) -> bool;
     }
 }
 
@@ -32,7 +41,7 @@ impl<T: 'static> sealed::Subscribe for Greenlet<T> {
     fn subscribe(&self) -> Option<u64> {
         self.to_ref().subscribe()
     }
-    fn unsubscribe(&self, key: u64) {
+    fn unsubscribe(&self, key: u64) -> bool {
         self.to_ref().unsubscribe(key)
     }
 }
@@ -48,8 +57,11 @@ impl sealed::Subscribe for GreenletRef {
         let task = self.task_ref().task();
         (!task.is_finished()).then(|| task.add_joiner(hub().current()).to_bits())
     }
-    fn unsubscribe(&self, key: u64) {
-        self.task_ref().task().remove_joiner(crate::wait_list::WaiterKey::from_bits(key));
+    fn unsubscribe(&self, key: u64) -> bool {
+        let task = self.task_ref().task();
+        task.remove_joiner(WaiterKey::from_bits(key));
+        // Its end woke the joiners; ended it stays.
+        task.is_finished()
     }
 }
 
@@ -63,8 +75,8 @@ impl sealed::Subscribe for Event {
     fn subscribe(&self) -> Option<u64> {
         (!self.is_set()).then(|| self.add_waiter(hub().current()).to_bits())
     }
-    fn unsubscribe(&self, key: u64) {
-        self.remove_waiter(crate::wait_list::WaiterKey::from_bits(key));
+    fn unsubscribe(&self, key: u64) -> bool {
+        self.remove_waiter(WaiterKey::from_bits(key))
     }
 }
 
@@ -78,7 +90,7 @@ impl<T, E> sealed::Subscribe for AsyncResult<T, E> {
     fn subscribe(&self) -> Option<u64> {
         self.event().subscribe()
     }
-    fn unsubscribe(&self, key: u64) {
+    fn unsubscribe(&self, key: u64) -> bool {
         self.event().unsubscribe(key)
     }
 }
@@ -89,8 +101,41 @@ impl<T, E> Waitable for AsyncResult<T, E> {
     }
 }
 
+impl sealed::Subscribe for Semaphore {
+    fn subscribe(&self) -> Option<u64> {
+        self.add_watcher(hub().current()).map(WaiterKey::to_bits)
+    }
+    fn unsubscribe(&self, key: u64) -> bool {
+        self.remove_watcher(WaiterKey::from_bits(key))
+    }
+}
+
+/// Ready when a permit is free; waiting does not take it.
+impl Waitable for Semaphore {
+    fn is_ready(&self) -> bool {
+        !self.locked()
+    }
+}
+
+impl sealed::Subscribe for BoundedSemaphore {
+    fn subscribe(&self) -> Option<u64> {
+        self.semaphore().subscribe()
+    }
+    fn unsubscribe(&self, key: u64) -> bool {
+        self.semaphore().unsubscribe(key)
+    }
+}
+
+/// Ready when a permit is free; waiting does not take it.
+impl Waitable for BoundedSemaphore {
+    fn is_ready(&self) -> bool {
+        !self.locked()
+    }
+}
+
 /// Waits until `count` of `objects` (all of them if `None`) are ready, or `timeout` passes;
-/// returns the indices of the ready ones in the order they became ready.
+/// returns the indices of the ready ones in the order they became ready. A `count` of 0
+/// returns at once with none.
 ///
 /// ```
 /// # gevent_core::sim::run(|| {
@@ -110,6 +155,9 @@ pub fn wait(
 ) -> Result<Vec<usize>, Interrupted> {
     let count = count.unwrap_or(objects.len()).min(objects.len());
     let mut ready = Vec::with_capacity(count);
+    if count == 0 {
+        return Ok(ready);
+    }
     for next in iwait(objects, timeout) {
         ready.push(next?);
         if ready.len() == count {
@@ -124,30 +172,71 @@ pub fn wait(
 pub fn iwait<'a>(objects: &'a [&'a dyn Waitable], timeout: Option<Duration>) -> IWait<'a> {
     IWait {
         objects,
-        yielded: alloc::vec![false; objects.len()],
+        marks: alloc::vec![Mark::Waiting; objects.len()],
+        keys: Vec::with_capacity(objects.len()),
         deadline: timeout.map(|t| hub().now() + t),
     }
+}
+
+/// Where an object of [`iwait`] stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mark {
+    /// Not seen ready yet.
+    Waiting,
+    /// It woke the waiter; yielded next, even if it is no longer ready.
+    Woke,
+    /// Yielded.
+    Yielded,
 }
 
 /// The iterator of [`iwait`].
 pub struct IWait<'a> {
     objects: &'a [&'a dyn Waitable],
-    yielded: Vec<bool>,
+    marks: Vec<Mark>,
+    /// The subscriptions of one wait, kept to reuse the allocation.
+    keys: Vec<(usize, u64)>,
     deadline: Option<Instant>,
 }
 
 impl fmt::Debug for IWait<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IWait").field("yielded", &self.yielded).finish_non_exhaustive()
+        f.debug_struct("IWait").field("marks", &self.marks).finish_non_exhaustive()
     }
 }
 
 impl IWait<'_> {
     fn next_ready(&mut self) -> Option<usize> {
-        let i =
-            (0..self.objects.len()).find(|&i| !self.yielded[i] && self.objects[i].is_ready())?;
-        self.yielded[i] = true;
+        let i = (0..self.objects.len()).find(|&i| match self.marks[i] {
+            Mark::Woke => true,
+            Mark::Waiting => self.objects[i].is_ready(),
+            Mark::Yielded => false,
+        })?;
+        self.marks[i] = Mark::Yielded;
         Some(i)
+    }
+
+    /// Subscribes to every object not yielded yet; false if one turned out to be ready.
+    fn subscribe_all(&mut self) -> bool {
+        self.keys.clear();
+        for (i, object) in self.objects.iter().enumerate() {
+            if self.marks[i] != Mark::Waiting {
+                continue;
+            }
+            match object.subscribe() {
+                Some(key) => self.keys.push((i, key)),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    fn unsubscribe_all(&mut self) {
+        for &(i, key) in &self.keys {
+            if self.objects[i].unsubscribe(key) {
+                self.marks[i] = Mark::Woke;
+            }
+        }
+        self.keys.clear();
     }
 }
 
@@ -161,23 +250,17 @@ impl Iterator for IWait<'_> {
             if let Some(i) = self.next_ready() {
                 return Some(Ok(i));
             }
-            if self.yielded.iter().all(|&y| y) || timer.expired() {
+            if self.marks.iter().all(|&m| m == Mark::Yielded) || timer.expired() {
                 return None;
             }
-            let subscriptions: Vec<(usize, Option<u64>)> = (0..self.objects.len())
-                .filter(|&i| !self.yielded[i])
-                .map(|i| (i, self.objects[i].subscribe()))
-                .collect();
-            let parked = if subscriptions.iter().any(|(_, key)| key.is_none()) {
-                Ok(()) // one became ready while subscribing
+            let parked = if self.subscribe_all() {
+                hub.park(WaitKind::Other(
+                    "any of several greenlets, events, results or semaphores (wait)",
+                ))
             } else {
-                hub.park(WaitKind::Other("any of several greenlets, events or results (wait)"))
+                Ok(()) // one became ready while subscribing
             };
-            for (i, key) in subscriptions {
-                if let Some(key) = key {
-                    self.objects[i].unsubscribe(key);
-                }
-            }
+            self.unsubscribe_all();
             if let Err(why) = parked {
                 return Some(Err(why));
             }

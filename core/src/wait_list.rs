@@ -68,6 +68,17 @@ impl<T> WaitList<T> {
         WaiterKey(key)
     }
 
+    /// Puts a waiter at the front (one that was first in line and has to wait again).
+    pub(crate) fn push_front(&mut self, value: T) -> WaiterKey {
+        let key = self.nodes.insert(Node { value, prev: None, next: self.head });
+        match self.head {
+            Some(head) => self.node_mut(head).prev = Some(key),
+            None => self.tail = Some(key),
+        }
+        self.head = Some(key);
+        WaiterKey(key)
+    }
+
     /// Removes and returns the waiter at the front.
     pub(crate) fn pop_front(&mut self) -> Option<T> {
         let head = self.head?;
@@ -122,6 +133,20 @@ mod tests {
         assert_eq!(list.front(), Some(&0));
         assert_eq!(drain(&mut list), [0, 1, 2, 3, 4]);
         assert!(list.is_empty());
+    }
+
+    #[test]
+    fn push_front_goes_before_the_others() {
+        let mut list = WaitList::new();
+        list.push_back(1);
+        let front = list.push_front(0);
+        list.push_back(2);
+        assert_eq!(list.front(), Some(&0));
+        assert_eq!(list.remove(front), Some(0));
+        list.push_front(-1);
+        assert_eq!(drain(&mut list), [-1, 1, 2]);
+        list.push_front(3);
+        assert_eq!(drain(&mut list), [3]);
     }
 
     #[test]

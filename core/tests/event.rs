@@ -1,10 +1,11 @@
 //! `Event` (gevent's `gevent.event.Event`) on the simulated hub.
 #![cfg(all(feature = "std", feature = "sim"))]
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use gevent_core::event::Event;
+use gevent_core::event::{AsyncResult, Event};
 use gevent_core::{Interrupted, joinall, now, sim, sleep, spawn, yield_now};
 
 const MS: Duration = Duration::from_millis(1);
@@ -74,7 +75,7 @@ fn a_killed_waiter_leaves_the_event_and_the_others_untouched() {
         let other = spawn(move || b.wait());
         yield_now().unwrap();
         killed.kill().unwrap();
-        assert!(matches!(killed.get(), Err(_)));
+        assert!(killed.get().is_err());
         event.set();
         joinall(&[&other]).unwrap();
         assert_eq!(other.get(), Ok(()));
@@ -84,5 +85,75 @@ fn a_killed_waiter_leaves_the_event_and_the_others_untouched() {
             matches!(&err, Interrupted::LoopExit(r) if r.main_waits_on.contains("event")),
             "{err}"
         );
+    });
+}
+
+#[test]
+fn wait_on_a_set_event_lets_the_waiters_woken_by_the_set_run_first() {
+    sim::run(|| {
+        let event = Rc::new(Event::new());
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let waiters: Vec<_> = (0..2)
+            .map(|i| {
+                let (e, order) = (event.clone(), order.clone());
+                spawn(move || {
+                    e.wait().unwrap();
+                    order.borrow_mut().push(i);
+                })
+            })
+            .collect();
+        yield_now().unwrap();
+        event.set();
+        event.wait().unwrap();
+        order.borrow_mut().push(99);
+        assert_eq!(*order.borrow(), [0, 1, 99], "the setter waited behind the woken waiters");
+        joinall(&waiters).unwrap();
+
+        // Same for an AsyncResult, whose wait is an event's.
+        let result: Rc<AsyncResult<u8, ()>> = Rc::new(AsyncResult::new());
+        let (r, order2) = (result.clone(), order.clone());
+        let getter = spawn(move || order2.borrow_mut().push(r.get().unwrap()));
+        yield_now().unwrap();
+        result.set(7).unwrap();
+        assert_eq!(result.get(), Ok(7));
+        order.borrow_mut().push(100);
+        assert_eq!(order.borrow()[3..], [7, 100]);
+        getter.join().unwrap();
+    });
+}
+
+#[test]
+fn wait_on_a_set_event_returns_at_once_when_no_woken_waiter_is_pending() {
+    sim::run(|| {
+        let event = Rc::new(Event::new());
+        let e = event.clone();
+        let waiter = spawn(move || e.wait());
+        yield_now().unwrap();
+        event.set();
+        waiter.join().unwrap();
+        // Every greenlet the set woke has run: a wait on the set event does not yield.
+        let bystander = spawn(|| ());
+        event.wait().unwrap();
+        assert!(!bystander.started(), "the wait returned without yielding");
+        assert_eq!(event.wait_timeout(MS), Ok(true));
+        assert!(!bystander.started());
+        bystander.join().unwrap();
+    });
+}
+
+#[test]
+fn a_waiter_woken_by_set_that_is_killed_before_it_runs_still_counts_out() {
+    sim::run(|| {
+        let event = Rc::new(Event::new());
+        let e = event.clone();
+        let waiter = spawn(move || e.wait());
+        yield_now().unwrap();
+        waiter.kill_nowait();
+        event.set();
+        waiter.join().unwrap();
+        let bystander = spawn(|| ());
+        event.wait().unwrap();
+        assert!(!bystander.started(), "no woken waiter is pending any more");
+        bystander.join().unwrap();
     });
 }

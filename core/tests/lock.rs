@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use gevent_core::event::{AsyncError, AsyncResult};
-use gevent_core::lock::{BoundedSemaphore, DummySemaphore, Mutex, RLock, Semaphore};
+use gevent_core::lock::{BoundedSemaphore, DummySemaphore, Mutex, RLock, ReleaseError, Semaphore};
 use gevent_core::{Interrupted, Timeout, joinall, now, sim, sleep, spawn, yield_now};
 
 const MS: Duration = Duration::from_millis(1);
@@ -176,5 +176,83 @@ fn every_async_result_waiter_gets_the_outcome() {
         failed.set_error("bad").unwrap();
         assert_eq!(failed.get(), Err(AsyncError::Failed("bad")));
         assert!(failed.ready() && !failed.successful());
+    });
+}
+
+#[test]
+fn an_rlock_level_held_by_a_guard_cannot_be_released_by_hand() {
+    sim::run(|| {
+        let lock = RLock::new();
+        let guard = lock.acquire().unwrap();
+        let released = lock.release();
+        drop(guard); // used to underflow the depth here (a panic in debug; in release, never free)
+        assert_eq!(released, Err(ReleaseError::NoForgottenLevel));
+        assert!(!lock.locked());
+
+        // Forgotten levels are released by hand, one each; the guarded ones by their guards.
+        let outer = lock.acquire().unwrap();
+        lock.acquire().unwrap().forget();
+        assert_eq!(lock.release(), Ok(()));
+        assert_eq!(lock.release(), Err(ReleaseError::NoForgottenLevel));
+        assert!(lock.locked());
+        drop(outer);
+        assert!(!lock.locked());
+        assert_eq!(lock.release(), Err(ReleaseError::NotOwner));
+        assert!(ReleaseError::NoForgottenLevel.to_string().contains("guard"));
+    });
+}
+
+#[test]
+fn rlock_try_acquire_and_acquire_timeout() {
+    sim::run(|| {
+        let lock = Rc::new(RLock::new());
+        let outer = lock.try_acquire().expect("free");
+        let inner = lock.try_acquire().expect("the owner takes it again");
+        let inner_timed = lock.acquire_timeout(5 * MS).unwrap().expect("at once for the owner");
+        assert_eq!(now().as_nanos(), 0);
+        let l = lock.clone();
+        let other = spawn(move || {
+            let tried = l.try_acquire().is_some();
+            let timed_out = l.acquire_timeout(5 * MS).unwrap().is_none();
+            let at = now();
+            let got = l.acquire_timeout(50 * MS).unwrap().is_some();
+            (tried, timed_out, at, got, now())
+        });
+        sleep(20 * MS).unwrap();
+        drop((inner_timed, inner));
+        assert!(lock.locked());
+        drop(outer);
+        let (tried, timed_out, at, got, got_at) = other.get().unwrap();
+        assert!(!tried && timed_out && got);
+        assert_eq!((at.as_nanos(), got_at.as_nanos()), (5_000_000, 20_000_000));
+        assert!(!lock.locked());
+
+        // Interrupted while it waits: the lock is untouched.
+        let held = lock.acquire().unwrap();
+        let l = lock.clone();
+        let waiter = spawn(move || l.acquire().map(|g| g.forget()));
+        yield_now().unwrap();
+        waiter.kill().unwrap();
+        drop(held);
+        assert!(!lock.locked());
+    });
+}
+
+#[test]
+fn a_bounded_semaphore_keeps_its_bound_while_guards_are_out() {
+    sim::run(|| {
+        let sem = BoundedSemaphore::new(1);
+        let guard = sem.acquire().unwrap();
+        assert!(sem.release().is_err(), "the guard holds it: releasing by hand is one too many");
+        drop(guard);
+        assert_eq!(sem.available(), 1, "never above the bound");
+        assert!(sem.try_acquire().is_some());
+        let timed = sem.acquire_timeout(MS).unwrap().expect("free");
+        assert!(sem.locked());
+        assert!(sem.acquire_timeout(MS).unwrap().is_none());
+        timed.forget();
+        assert_eq!(sem.release(), Ok(()));
+        assert!(sem.release().is_err());
+        assert_eq!(sem.available(), 1);
     });
 }

@@ -1,5 +1,6 @@
-//! Property tests: queue ordering and semaphore counts under random interleavings of
-//! greenlets on the simulated hub (each schedule is reproducible from its seed).
+//! Property tests: queue ordering, channel delivery and semaphore counts under random
+//! interleavings of greenlets on the simulated hub (each schedule is reproducible from its
+//! seed).
 #![cfg(all(feature = "std", feature = "sim"))]
 
 use std::cell::{Cell, RefCell};
@@ -7,7 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use gevent_core::lock::Semaphore;
-use gevent_core::queue::{GetError, Queue};
+use gevent_core::queue::{Channel, GetError, PutError, Queue};
 use gevent_core::{joinall, sim, sleep, spawn, yield_now};
 use proptest::prelude::*;
 
@@ -118,6 +119,71 @@ proptest! {
             assert!(most.get() <= permits, "{} holders with {permits} permits", most.get());
             assert_eq!(inside.get(), 0);
             assert_eq!(sem.available(), permits);
+        });
+    }
+
+    /// Whatever the interleaving and whichever putters and getters are killed, a channel
+    /// delivers every item whose put succeeded exactly once, and no other; a put that failed
+    /// hands its own item back.
+    #[test]
+    fn a_channel_delivers_each_completed_put_exactly_once_under_random_kills(
+        putters in proptest::collection::vec((any::<u8>(), any::<bool>()), 1..8),
+        getters in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 1..4), any::<bool>()), 1..6),
+    ) {
+        sim::run(|| {
+            let channel = Rc::new(Channel::new());
+            let put_ok = Rc::new(RefCell::new(Vec::new()));
+            let got = Rc::new(RefCell::new(Vec::new()));
+            let putter_handles: Vec<_> = putters.iter().enumerate().map(|(i, &(before, _))| {
+                let (channel, put_ok) = (channel.clone(), put_ok.clone());
+                spawn(move || {
+                    if pause(before).is_err() {
+                        return;
+                    }
+                    match channel.put(i) {
+                        Ok(()) => put_ok.borrow_mut().push(i),
+                        Err(PutError::Interrupted(item, _) | PutError::Closed(item)) => assert_eq!(item, i),
+                        Err(e) => panic!("unexpected {e}"),
+                    }
+                })
+            }).collect();
+            let getter_handles: Vec<_> = getters.iter().map(|(pauses, _)| {
+                let (channel, got, pauses) = (channel.clone(), got.clone(), pauses.clone());
+                spawn(move || {
+                    for turn in 0.. {
+                        if pause(pauses[turn % pauses.len()]).is_err() {
+                            return;
+                        }
+                        match channel.get() {
+                            Ok(item) => got.borrow_mut().push(item),
+                            Err(GetError::Closed | GetError::Interrupted(_)) => return,
+                            Err(e) => panic!("unexpected {e}"),
+                        }
+                    }
+                })
+            }).collect();
+            yield_now().unwrap();
+            let kills = putters.iter().map(|p| p.1).chain(getters.iter().map(|g| g.1));
+            for (handle, kill) in putter_handles.iter().map(|h| h.to_ref()).chain(getter_handles.iter().map(|h| h.to_ref())).zip(kills) {
+                if kill {
+                    handle.kill_nowait();
+                }
+            }
+            // Pauses are at most 255 µs: after this, whoever is still blocked waits for a
+            // partner that will not come, and the close ends them.
+            sleep(Duration::from_millis(1)).unwrap();
+            channel.close();
+            joinall(&putter_handles).unwrap();
+            joinall(&getter_handles).unwrap();
+            for h in putter_handles.iter().map(|h| h.to_ref()).chain(getter_handles.iter().map(|h| h.to_ref())) {
+                assert!(h.successful() || h.is_killed(), "{:?}", h.error());
+            }
+            let mut delivered = got.borrow().clone();
+            delivered.sort();
+            let mut completed = put_ok.borrow().clone();
+            completed.sort();
+            assert_eq!(delivered, completed);
+            assert!(channel.is_empty());
         });
     }
 }

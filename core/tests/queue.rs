@@ -106,7 +106,7 @@ fn a_killed_getter_leaves_the_queue_consistent_even_after_an_item_was_reserved_f
         first.kill_nowait();
         queue.put(42).unwrap();
         first.join().unwrap();
-        assert!(matches!(first.get(), Err(_)), "{:?}", first.get());
+        assert!(first.get().is_err(), "{:?}", first.get());
         assert_eq!(second.get(), Ok(42), "the reservation passed on to the next getter");
         assert!(queue.is_empty());
     });
@@ -136,7 +136,7 @@ fn closing_ends_producers_and_consumers_cleanly() {
         let consumers: Vec<_> = (0..2)
             .map(|_| {
                 let q = queue.clone();
-                spawn(move || q.iter().collect::<Vec<u32>>())
+                spawn(move || q.iter().collect::<Result<Vec<u32>, _>>())
             })
             .collect();
         for i in 0..6 {
@@ -267,5 +267,164 @@ fn channel_serves_putters_in_order_and_closes_cleanly() {
             assert_eq!(p.get(), Ok(()));
         }
         assert_eq!(channel.put(9), Err(PutError::Closed(9)));
+    });
+}
+
+#[test]
+fn a_getter_whose_item_is_withdrawn_by_a_killed_putter_waits_on_first_in_line() {
+    sim::run(|| {
+        let channel = Rc::new(Channel::new());
+        let (c1, c2, c3) = (channel.clone(), channel.clone(), channel.clone());
+        let first = spawn(move || c1.get());
+        let second = spawn(move || c2.get());
+        yield_now().unwrap();
+        let third = spawn(move || c3.get());
+        yield_now().unwrap();
+        // The putter kills `first` (still in line) and offers 42, which is reserved for it;
+        // `first` meets its kill and hands the reservation to `second`; the putter is killed
+        // before `second` runs and withdraws its item. (This used to panic inside `get`.)
+        let put = Rc::new(RefCell::new(None));
+        let (c, f, p) = (channel.clone(), first.clone(), put.clone());
+        let putter = spawn(move || {
+            f.kill_nowait();
+            *p.borrow_mut() = Some(c.put(42));
+        });
+        yield_now().unwrap();
+        putter.kill_nowait();
+        putter.join().unwrap();
+        first.join().unwrap();
+        assert!(first.get().is_err(), "{:?}", first.get());
+        match put.borrow_mut().take() {
+            Some(Err(PutError::Interrupted(42, Interrupted::Killed))) => {}
+            other => panic!("the killed putter gets its item back, got {other:?}"),
+        }
+        assert_eq!(second.join_timeout(MS), Ok(false), "no item for it: it waits on");
+        assert!(channel.is_empty());
+        // It kept its place ahead of `third`.
+        channel.try_put(7).unwrap();
+        channel.try_put(8).unwrap();
+        assert_eq!((second.get(), third.get()), (Ok(7), Ok(8)));
+    });
+}
+
+#[test]
+fn try_put_hands_an_item_to_every_waiting_getter() {
+    sim::run(|| {
+        let channel = Rc::new(Channel::new());
+        let getters: Vec<_> = (0..2)
+            .map(|_| {
+                let c = channel.clone();
+                spawn(move || c.get())
+            })
+            .collect();
+        yield_now().unwrap();
+        assert_eq!(channel.try_put('a'), Ok(()));
+        assert_eq!(channel.try_put('b'), Ok(()), "a second getter waits");
+        assert_eq!(channel.try_put('c'), Err(PutError::Full('c')), "no third");
+        assert_eq!(channel.len(), 2, "offered, not taken yet");
+        assert_eq!((getters[0].get(), getters[1].get()), (Ok('a'), Ok('b')));
+        assert!(channel.is_empty());
+    });
+}
+
+#[test]
+fn a_channel_counts_its_offers_and_iterates_until_closed() {
+    sim::run(|| {
+        let channel = Rc::new(Channel::new());
+        assert!(channel.is_empty());
+        let putters: Vec<_> = (0..3)
+            .map(|i| {
+                let c = channel.clone();
+                spawn(move || c.put(i))
+            })
+            .collect();
+        yield_now().unwrap();
+        assert_eq!(channel.len(), 3);
+        let c = channel.clone();
+        let consumer = spawn(move || c.iter().collect::<Result<Vec<u32>, _>>());
+        joinall(&putters).unwrap();
+        assert!(channel.is_empty());
+        channel.close();
+        assert_eq!(consumer.get(), Ok(vec![0, 1, 2]));
+        assert_eq!((&*channel).into_iter().next(), None, "closed: the iteration ends");
+    });
+}
+
+#[test]
+fn peek_timeout_waits_at_most_its_timeout() {
+    sim::run(|| {
+        let queue = Rc::new(Queue::new());
+        assert_eq!(queue.peek_timeout(5 * MS), Err(GetError::Empty));
+        assert_eq!(now().as_nanos(), 5_000_000);
+        let q = queue.clone();
+        let putter = spawn(move || {
+            sleep(2 * MS).unwrap();
+            q.put('x').unwrap();
+        });
+        assert_eq!(queue.peek_timeout(10 * MS), Ok('x'));
+        assert_eq!(now().as_nanos(), 7_000_000);
+        assert_eq!(queue.len(), 1, "peeking takes nothing");
+        putter.join().unwrap();
+        queue.close();
+        assert_eq!(queue.peek_timeout(5 * MS), Ok('x'));
+        queue.get().unwrap();
+        assert_eq!(queue.peek_timeout(5 * MS), Err(GetError::Closed));
+        assert_eq!(now().as_nanos(), 7_000_000, "closed and empty: no wait");
+    });
+}
+
+#[test]
+fn an_iterator_yields_the_interruption_once_and_then_ends() {
+    sim::run(|| {
+        // Timed out: the items, then the timeout, then the end.
+        let queue = Rc::new(Queue::new());
+        queue.put(1).unwrap();
+        queue.put(2).unwrap();
+        let t = Timeout::start(5 * MS);
+        let seen: Vec<_> = queue.iter().collect();
+        assert_eq!(seen, [Ok(1), Ok(2), Err(Interrupted::TimedOut(t.id()))]);
+        drop(t);
+
+        // Killed: same for a greenlet iterating a queue or a channel (recorded as it goes,
+        // whatever becomes of the killed greenlet's result).
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let (q, s) = (queue.clone(), seen.clone());
+        let consumer = spawn(move || q.iter().for_each(|got| s.borrow_mut().push(got)));
+        let channel = Rc::new(Channel::new());
+        let seen_on_channel = Rc::new(RefCell::new(Vec::new()));
+        let (c, s) = (channel.clone(), seen_on_channel.clone());
+        let channel_consumer = spawn(move || c.iter().for_each(|got| s.borrow_mut().push(got)));
+        yield_now().unwrap();
+        queue.put(3).unwrap();
+        channel.try_put(4).unwrap();
+        yield_now().unwrap();
+        consumer.kill_nowait();
+        channel_consumer.kill_nowait();
+        consumer.join().unwrap();
+        channel_consumer.join().unwrap();
+        assert_eq!(*seen.borrow(), [Ok(3), Err(Interrupted::Killed)]);
+        assert_eq!(*seen_on_channel.borrow(), [Ok(4), Err(Interrupted::Killed)]);
+    });
+}
+
+#[test]
+fn a_channel_put_returns_after_the_getter_ran_as_in_gevents_test_send() {
+    sim::run(|| {
+        let channel = Rc::new(Channel::new());
+        let events = Rc::new(RefCell::new(Vec::new()));
+        let (c, e) = (channel.clone(), events.clone());
+        let getter = spawn(move || {
+            for _ in 0..2 {
+                let got = c.get().unwrap();
+                e.borrow_mut().push(got);
+            }
+        });
+        events.borrow_mut().push("sending");
+        channel.put("hello").unwrap();
+        events.borrow_mut().push("sent hello");
+        channel.put("world").unwrap(); // the getter waits already: the item is reserved for it
+        events.borrow_mut().push("sent world");
+        assert_eq!(*events.borrow(), ["sending", "hello", "sent hello", "world", "sent world"]);
+        getter.join().unwrap();
     });
 }

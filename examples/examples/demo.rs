@@ -89,7 +89,7 @@ fn main() -> Result<(), Interrupted> {
     }
     pool.join()?;
     results.close();
-    let sum: u32 = results.iter().sum();
+    let sum = results.iter().sum::<Result<u32, _>>()?;
     println!(
         "[{:7.1} ms] pool of 4: 20 jobs of 25 ms done in {:.0} ms, sum of squares {sum}",
         t(),

@@ -358,9 +358,17 @@ impl Task {
         Some(locals.swap_remove(i).1)
     }
 
-    /// Stores this greenlet's local value for `key`.
-    pub(crate) fn put_local(&self, key: usize, value: Box<dyn Any>) {
-        self.with_extras(|x| x.locals.push((key, value)));
+    /// Stores this greenlet's local value for `key`, in place of the one stored for it, which
+    /// it returns (for the caller to drop outside the borrow: a value's destructor may use
+    /// other locals).
+    pub(crate) fn put_local(&self, key: usize, value: Box<dyn Any>) -> Option<Box<dyn Any>> {
+        self.with_extras(|x| match x.locals.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, slot)) => Some(core::mem::replace(slot, value)),
+            None => {
+                x.locals.push((key, value));
+                None
+            }
+        })
     }
 
     /// Drops every greenlet-local value (the greenlet ended).

@@ -1,48 +1,90 @@
 //! `Channel`: a queue of size 0, where a put completes only when a getter takes the item.
+//!
+//! A putter offers its item and waits until a getter takes it; if a getter waits already, the
+//! offer is reserved for it (the getter is woken) and the putter still waits until the getter
+//! has run and taken it, as gevent's putter waits for its pairing. A putter interrupted before
+//! its item was taken withdraws it, even if it was reserved: the getter it was reserved for then
+//! takes the next offer, or waits again, first in line.
 
 use alloc::collections::VecDeque;
 use core::cell::RefCell;
 use core::fmt;
+use core::iter::FusedIterator;
+use core::marker::PhantomData;
 use core::time::Duration;
 
-use super::{GetError, PutError, Wait};
+use super::{GetError, PutError, iteration_step};
+use crate::error::Interrupted;
 use crate::greenlet::DeadlineTimer;
 use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::hub::hub;
-use crate::sync::waiters::{Turn, Waiters, give_up_reservation, notify, wait_turn, wake_all};
-use crate::wait_list::WaitList;
+use crate::sync::waiters::{Reserve, Side, Status, Wait, Waiters, reserve_or_wait};
+
+/// An item offered to the getters.
+struct Offer<T> {
+    ticket: u64,
+    item: T,
+    /// The putter that waits for it to be taken; `None` for a `try_put`, which does not wait.
+    putter: Option<TaskRef>,
+}
 
 struct State<T> {
-    /// Offered items, by ticket; `None` once the putter withdrew it (interrupted).
-    offers: VecDeque<(u64, Option<T>)>,
-    /// Offers still holding their item.
-    available: usize,
+    /// Items offered and not taken yet, in arrival order; the first `getters.reserved()` of
+    /// them are reserved for woken getters.
+    offers: VecDeque<Offer<T>>,
     next_ticket: u64,
-    /// Every ticket below this one has been taken or withdrawn.
+    /// Every offer whose ticket is below this one was taken or withdrawn.
     taken_below: u64,
     getters: Waiters,
-    /// Putters waiting for their item to be taken.
-    putters: WaitList<TaskRef>,
     closed: bool,
 }
 
 impl<T> State<T> {
-    fn take_offer(&mut self) -> Option<T> {
-        while let Some((ticket, item)) = self.offers.pop_front() {
-            self.taken_below = ticket + 1;
-            if let Some(item) = item {
-                self.available -= 1;
-                return Some(item);
-            }
+    /// Takes the first offer and lets its putter go on.
+    fn take(&mut self) -> Option<T> {
+        let offer = self.offers.pop_front()?;
+        self.taken_below = offer.ticket + 1;
+        if let Some(putter) = offer.putter {
+            hub().unpark(&putter);
         }
-        None
+        Some(offer.item)
     }
 
+    /// Takes back the offer with `ticket`; `None` if a getter took it.
     fn withdraw(&mut self, ticket: u64) -> Option<T> {
-        let offer = self.offers.iter_mut().find(|(t, _)| *t == ticket)?;
-        let item = offer.1.take()?;
-        self.available -= 1;
-        Some(item)
+        if ticket < self.taken_below {
+            return None;
+        }
+        let i = self.offers.iter().position(|o| o.ticket == ticket)?;
+        self.offers.remove(i).map(|o| o.item)
+    }
+}
+
+/// The getters of a channel: their unit is an offer.
+struct Getters<T>(PhantomData<T>);
+
+impl<T> Side for Getters<T> {
+    type State = State<T>;
+    const KIND: WaitKind = WaitKind::Other("a putter to offer an item (a channel get)");
+
+    fn waiters(s: &mut State<T>) -> &mut Waiters {
+        &mut s.getters
+    }
+
+    fn status(s: &State<T>) -> Status {
+        if s.offers.len() > s.getters.reserved() {
+            Status::Free
+        } else if s.closed {
+            Status::Closed
+        } else {
+            Status::Unavailable
+        }
+    }
+
+    fn hand_on(s: &mut State<T>) {
+        if s.offers.len() > s.getters.reserved() {
+            s.getters.hand_off();
+        }
     }
 }
 
@@ -59,6 +101,7 @@ impl<T> State<T> {
 /// let putter = spawn(move || c.put("hello"));
 /// yield_now().unwrap();
 /// assert!(!putter.ready(), "no getter yet: the put waits");
+/// assert_eq!(channel.len(), 1, "one item offered");
 /// assert_eq!(channel.get(), Ok("hello"));
 /// assert_eq!(putter.get(), Ok(()));
 /// # });
@@ -71,7 +114,7 @@ impl<T> fmt::Debug for Channel<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.state.borrow();
         f.debug_struct("Channel")
-            .field("offers", &s.available)
+            .field("offers", &s.offers.len())
             .field("closed", &s.closed)
             .finish_non_exhaustive()
     }
@@ -89,14 +132,23 @@ impl<T> Channel<T> {
         Channel {
             state: RefCell::new(State {
                 offers: VecDeque::new(),
-                available: 0,
                 next_ticket: 0,
                 taken_below: 0,
                 getters: Waiters::new(),
-                putters: WaitList::new(),
                 closed: false,
             }),
         }
+    }
+
+    /// Items offered and not taken yet: those of the putters that wait for a getter (and of
+    /// `try_put`s whose getter has not run yet).
+    pub fn len(&self) -> usize {
+        self.state.borrow().offers.len()
+    }
+
+    /// Whether no item is offered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Offers an item and waits until a getter takes it.
@@ -110,24 +162,9 @@ impl<T> Channel<T> {
         self.put_with(item, Wait::Until(Some(hub().now() + timeout)))
     }
 
-    /// Hands the item to a getter that is waiting now, if any.
+    /// Hands the item to a getter that is waiting now, if any; [`PutError::Full`] if none is.
     pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
-        let getter = {
-            let mut s = self.state.borrow_mut();
-            if s.closed {
-                return Err(PutError::Closed(item));
-            }
-            if s.getters.is_empty() || s.available >= 1 {
-                return Err(PutError::Full(item));
-            }
-            let ticket = s.next_ticket;
-            s.next_ticket += 1;
-            s.offers.push_back((ticket, Some(item)));
-            s.available += 1;
-            s.getters.hand_off()
-        };
-        notify(getter);
-        Ok(())
+        self.put_with(item, Wait::No)
     }
 
     /// Takes an item, waiting until a putter offers one.
@@ -146,12 +183,16 @@ impl<T> Channel<T> {
     }
 
     /// Closes the channel: later puts fail, gets take what is offered and then fail with
-    /// [`GetError::Closed`]; blocked greenlets wake to see it.
+    /// [`GetError::Closed`]; blocked greenlets wake to see it (a putter whose item no getter
+    /// took by then gets it back in [`PutError::Closed`]).
     pub fn close(&self) {
         let mut s = self.state.borrow_mut();
         s.closed = true;
         s.getters.wake_all();
-        wake_all(&mut s.putters);
+        let hub = hub();
+        for putter in s.offers.iter().filter_map(|o| o.putter.as_ref()) {
+            hub.unpark(putter);
+        }
     }
 
     /// Whether it was closed.
@@ -159,35 +200,46 @@ impl<T> Channel<T> {
         self.state.borrow().closed
     }
 
+    /// Iterates by [`get`](Self::get) until the channel is closed and its offers taken. An
+    /// interruption of the iterating greenlet (a kill, a [`Timeout`](crate::Timeout)) comes out
+    /// once as `Err`, and then the iteration ends.
+    pub fn iter(&self) -> ChannelIter<'_, T> {
+        ChannelIter { channel: self, done: false }
+    }
+
     fn put_with(&self, item: T, wait: Wait) -> Result<(), PutError<T>> {
-        let Wait::Until(deadline) = wait else { return self.try_put(item) };
         let hub = hub();
-        let (ticket, getter) = {
+        let (ticket, deadline) = {
             let mut s = self.state.borrow_mut();
             if s.closed {
                 return Err(PutError::Closed(item));
             }
+            let (deadline, putter) = match wait {
+                Wait::Until(deadline) => (deadline, Some(hub.current())),
+                // A getter in line has no offer reserved for it: it takes this one.
+                Wait::No if s.getters.is_empty() => return Err(PutError::Full(item)),
+                Wait::No => (None, None),
+            };
             let ticket = s.next_ticket;
             s.next_ticket += 1;
-            s.offers.push_back((ticket, Some(item)));
-            s.available += 1;
-            let getter =
-                if s.available > s.getters.reserved() { s.getters.hand_off() } else { None };
-            (ticket, getter)
+            s.offers.push_back(Offer { ticket, item, putter });
+            Getters::hand_on(&mut s);
+            if let Wait::No = wait {
+                return Ok(());
+            }
+            (ticket, deadline)
         };
-        notify(getter);
         let timer = DeadlineTimer::arm(deadline);
         loop {
-            let key = self.state.borrow_mut().putters.push_back(hub.current());
             let parked = hub.park(WaitKind::Other("a getter to take the item (a channel put)"));
             let mut s = self.state.borrow_mut();
-            s.putters.remove(key);
             if s.taken_below > ticket {
-                return Ok(()); // taken, even if the wait was interrupted meanwhile
+                // Taken, even if an interruption came after the getter took it.
+                return Ok(());
             }
             let expired = timer.expired();
             if parked.is_err() || expired || s.closed {
-                let item = s.withdraw(ticket).expect("an offer not taken is still there");
+                let Some(item) = s.withdraw(ticket) else { return Ok(()) };
                 return Err(match parked {
                     Err(why) => PutError::Interrupted(item, why),
                     Ok(()) if expired => PutError::Full(item),
@@ -198,54 +250,46 @@ impl<T> Channel<T> {
     }
 
     fn get_with(&self, wait: Wait) -> Result<T, GetError> {
-        {
-            let s = self.state.borrow_mut();
-            if s.available > s.getters.reserved() {
-                return Ok(self.take(s));
-            }
-            if s.closed {
-                return Err(GetError::Closed);
-            }
-            if let Wait::No = wait {
-                return Err(GetError::Empty);
-            }
-        }
-        let Wait::Until(deadline) = wait else { unreachable!("handled above") };
-        loop {
-            let turn = wait_turn(
-                &self.state,
-                |s| &mut s.getters,
-                WaitKind::Other("a putter to offer an item (a channel get)"),
-                deadline,
-            );
-            let mut s = self.state.borrow_mut();
-            match turn {
-                Turn::Granted => {
-                    s.getters.claim();
-                    return Ok(self.take(s));
-                }
-                Turn::TimedOut => return Err(GetError::Empty),
-                Turn::Interrupted { why, reserved } => {
-                    if reserved {
-                        give_up_reservation(
-                            s,
-                            |s| &mut s.getters,
-                            |s| s.available > s.getters.reserved(),
-                        );
-                    }
-                    return Err(GetError::Interrupted(why));
-                }
-                Turn::Woken if s.available > s.getters.reserved() => return Ok(self.take(s)),
-                Turn::Woken if s.closed => return Err(GetError::Closed),
-                Turn::Woken => {}
-            }
+        match reserve_or_wait::<Getters<T>>(&self.state, wait) {
+            Reserve::Free(mut s) => Ok(s.take().expect("an offer is there: the status says so")),
+            Reserve::Closed => Err(GetError::Closed),
+            Reserve::Unavailable => Err(GetError::Empty),
+            Reserve::Interrupted(why) => Err(GetError::Interrupted(why)),
         }
     }
+}
 
-    fn take(&self, mut s: core::cell::RefMut<'_, State<T>>) -> T {
-        let item = s.take_offer().expect("an offer is there");
-        // The putters check whether their own ticket was taken.
-        wake_all(&mut s.putters);
-        item
+/// The iterator of [`Channel::iter`]: `Ok(item)` until the channel is closed and its offers
+/// taken; an interruption of the iterating greenlet comes out once as `Err`, and then it ends.
+pub struct ChannelIter<'a, T> {
+    channel: &'a Channel<T>,
+    done: bool,
+}
+
+impl<T> fmt::Debug for ChannelIter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelIter").field("done", &self.done).finish_non_exhaustive()
+    }
+}
+
+impl<T> Iterator for ChannelIter<'_, T> {
+    type Item = Result<T, Interrupted>;
+
+    fn next(&mut self) -> Option<Result<T, Interrupted>> {
+        if self.done {
+            return None;
+        }
+        iteration_step(&mut self.done, self.channel.get())
+    }
+}
+
+impl<T> FusedIterator for ChannelIter<'_, T> {}
+
+impl<'a, T> IntoIterator for &'a Channel<T> {
+    type Item = Result<T, Interrupted>;
+    type IntoIter = ChannelIter<'a, T>;
+
+    fn into_iter(self) -> ChannelIter<'a, T> {
+        self.iter()
     }
 }

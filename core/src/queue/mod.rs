@@ -5,7 +5,13 @@
 //! Every queue can be bounded (`put` then blocks while it is full) or unbounded, and closed:
 //! after [`close`](GenericQueue::close), puts fail at once with the item handed back, and gets
 //! drain what is left, then fail with [`GetError::Closed`], so producers and consumers end
-//! cleanly; iterating a queue stops there.
+//! cleanly.
+//!
+//! Iterating a queue gets items until it is closed and drained. Each item comes as
+//! `Ok(item)`; if the iterating greenlet is killed or its [`Timeout`](crate::Timeout) expires,
+//! the iterator yields that `Err(Interrupted)` once and then ends, so a consumer never mistakes
+//! an interruption for the end of the stream: `queue.iter().collect::<Result<Vec<_>, _>>()`
+//! is `Ok` only if the queue was closed.
 //!
 //! Blocked getters and putters are served in arrival order: an item (or a free slot) that
 //! appears while greenlets wait is reserved for the first of them before it runs, so a greenlet
@@ -15,18 +21,21 @@
 mod channel;
 mod order;
 
-use core::cell::RefCell;
+use core::cell::{RefCell, RefMut};
 use core::fmt;
+use core::iter::FusedIterator;
+use core::marker::PhantomData;
 use core::ops::Deref;
 use core::time::Duration;
 
-pub use channel::Channel;
+pub use channel::{Channel, ChannelIter};
 pub use order::{Fifo, Lifo, Priority, QueueOrder};
 
 use crate::error::Interrupted;
+use crate::greenlet::DeadlineTimer;
 use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::hub::hub;
-use crate::sync::waiters::{Turn, Waiters, give_up_reservation, notify, wait_turn, wake_all};
+use crate::sync::waiters::{Reserve, Side, Status, Wait, Waiters, reserve_or_wait, wake_all};
 use crate::time::Instant;
 use crate::wait_list::WaitList;
 
@@ -116,13 +125,6 @@ impl fmt::Display for TaskDoneError {
 
 impl core::error::Error for TaskDoneError {}
 
-/// How long an operation may wait.
-#[derive(Clone, Copy)]
-enum Wait {
-    No,
-    Until(Option<Instant>),
-}
-
 struct State<T, O> {
     items: O,
     maxsize: Option<usize>,
@@ -133,7 +135,7 @@ struct State<T, O> {
     /// Items put and not yet marked done (for [`JoinableQueue`]).
     unfinished: usize,
     joiners: WaitList<TaskRef>,
-    _item: core::marker::PhantomData<T>,
+    _item: PhantomData<T>,
 }
 
 impl<T, O: QueueOrder<T>> State<T, O> {
@@ -145,15 +147,62 @@ impl<T, O: QueueOrder<T>> State<T, O> {
     fn has_room(&self) -> bool {
         self.maxsize.is_none_or(|max| self.items.len() + self.putters.reserved() < max)
     }
+}
 
-    /// After an item arrived: reserve one for the first waiting getter, if any.
-    fn handoff_item(&mut self) -> Option<TaskRef> {
-        if self.unreserved_items() > 0 { self.getters.hand_off() } else { None }
+/// The getters of a queue: their unit is an item.
+struct Getters<T, O>(PhantomData<(T, O)>);
+
+impl<T, O: QueueOrder<T>> Side for Getters<T, O> {
+    type State = State<T, O>;
+    const KIND: WaitKind = WaitKind::Other("an item in an empty queue (a get)");
+
+    fn waiters(s: &mut State<T, O>) -> &mut Waiters {
+        &mut s.getters
     }
 
-    /// After an item left: reserve the free slot for the first waiting putter, if any.
-    fn handoff_room(&mut self) -> Option<TaskRef> {
-        if self.has_room() { self.putters.hand_off() } else { None }
+    fn status(s: &State<T, O>) -> Status {
+        // Closing does not take the items: they are drained first.
+        if s.unreserved_items() > 0 {
+            Status::Free
+        } else if s.closed {
+            Status::Closed
+        } else {
+            Status::Unavailable
+        }
+    }
+
+    fn hand_on(s: &mut State<T, O>) {
+        if s.unreserved_items() > 0 {
+            s.getters.hand_off();
+        }
+    }
+}
+
+/// The putters of a queue: their unit is a free slot.
+struct Putters<T, O>(PhantomData<(T, O)>);
+
+impl<T, O: QueueOrder<T>> Side for Putters<T, O> {
+    type State = State<T, O>;
+    const KIND: WaitKind = WaitKind::Other("room in a full queue (a put)");
+
+    fn waiters(s: &mut State<T, O>) -> &mut Waiters {
+        &mut s.putters
+    }
+
+    fn status(s: &State<T, O>) -> Status {
+        if s.closed {
+            Status::Closed
+        } else if s.has_room() {
+            Status::Free
+        } else {
+            Status::Unavailable
+        }
+    }
+
+    fn hand_on(s: &mut State<T, O>) {
+        if s.has_room() {
+            s.putters.hand_off();
+        }
     }
 }
 
@@ -174,8 +223,8 @@ impl<T, O: QueueOrder<T>> State<T, O> {
 ///     }
 ///     q.close();
 /// });
-/// let received: Vec<i32> = queue.iter().collect();
-/// assert_eq!(received, [0, 1, 2, 3, 4]);
+/// let received: Result<Vec<i32>, _> = queue.iter().collect();
+/// assert_eq!(received, Ok(vec![0, 1, 2, 3, 4]));
 /// producer.join().unwrap();
 /// # });
 /// ```
@@ -212,7 +261,7 @@ impl<T, O: QueueOrder<T>> GenericQueue<T, O> {
                 closed: false,
                 unfinished: 0,
                 joiners: WaitList::new(),
-                _item: core::marker::PhantomData,
+                _item: PhantomData,
             }),
         }
     }
@@ -294,13 +343,33 @@ impl<T, O: QueueOrder<T>> GenericQueue<T, O> {
     where
         T: Clone,
     {
+        self.peek_until(None)
+    }
+
+    /// A copy of the next item, without removing it; waits at most `timeout`, then fails with
+    /// [`GetError::Empty`].
+    pub fn peek_timeout(&self, timeout: Duration) -> Result<T, GetError>
+    where
+        T: Clone,
+    {
+        self.peek_until(Some(hub().now() + timeout))
+    }
+
+    fn peek_until(&self, deadline: Option<Instant>) -> Result<T, GetError>
+    where
+        T: Clone,
+    {
         let hub = hub();
+        let timer = DeadlineTimer::arm(deadline);
         loop {
             if let Some(item) = self.try_peek() {
                 return Ok(item);
             }
             if self.is_closed() {
                 return Err(GetError::Closed);
+            }
+            if timer.expired() {
+                return Err(GetError::Empty);
             }
             let key = self.state.borrow_mut().peekers.push_back(hub.current());
             let parked = hub.park(WaitKind::Other("a queue to have an item to peek at"));
@@ -327,114 +396,42 @@ impl<T, O: QueueOrder<T>> GenericQueue<T, O> {
         wake_all(&mut s.peekers);
     }
 
-    /// Iterates by [`get`](Self::get) until the queue is closed and drained (or the greenlet
-    /// is interrupted).
+    /// Iterates by [`get`](Self::get) until the queue is closed and drained. An interruption
+    /// of the iterating greenlet (a kill, a [`Timeout`](crate::Timeout)) comes out once as
+    /// `Err`, and then the iteration ends.
     pub fn iter(&self) -> Iter<'_, T, O> {
-        Iter { queue: self }
+        Iter { queue: self, done: false }
     }
 
     fn put_with(&self, item: T, wait: Wait) -> Result<(), PutError<T>> {
-        {
-            let s = self.state.borrow_mut();
-            if s.closed {
-                return Err(PutError::Closed(item));
-            }
-            if s.has_room() {
-                return self.push(s, item);
-            }
-            if let Wait::No = wait {
-                return Err(PutError::Full(item));
-            }
-        }
-        let Wait::Until(deadline) = wait else { unreachable!("handled above") };
-        loop {
-            let turn = wait_turn(
-                &self.state,
-                |s| &mut s.putters,
-                WaitKind::Other("room in a full queue (a put)"),
-                deadline,
-            );
-            let mut s = self.state.borrow_mut();
-            match turn {
-                Turn::Granted => {
-                    s.putters.claim();
-                    if s.closed {
-                        return Err(PutError::Closed(item));
-                    }
-                    return self.push(s, item);
+        match reserve_or_wait::<Putters<T, O>>(&self.state, wait) {
+            Reserve::Free(mut s) => {
+                s.items.push(item);
+                s.unfinished += 1;
+                Getters::hand_on(&mut s);
+                if !s.peekers.is_empty() {
+                    wake_all(&mut s.peekers);
                 }
-                Turn::TimedOut => return Err(PutError::Full(item)),
-                Turn::Interrupted { why, reserved } => {
-                    if reserved {
-                        give_up_reservation(s, |s| &mut s.putters, State::has_room);
-                    }
-                    return Err(PutError::Interrupted(item, why));
-                }
-                Turn::Woken if s.closed => return Err(PutError::Closed(item)),
-                Turn::Woken if s.has_room() => return self.push(s, item),
-                Turn::Woken => {}
+                Ok(())
             }
+            Reserve::Closed => Err(PutError::Closed(item)),
+            Reserve::Unavailable => Err(PutError::Full(item)),
+            Reserve::Interrupted(why) => Err(PutError::Interrupted(item, why)),
         }
-    }
-
-    fn push(&self, mut s: core::cell::RefMut<'_, State<T, O>>, item: T) -> Result<(), PutError<T>> {
-        s.items.push(item);
-        s.unfinished += 1;
-        let getter = s.handoff_item();
-        if !s.peekers.is_empty() {
-            wake_all(&mut s.peekers);
-        }
-        drop(s);
-        notify(getter);
-        Ok(())
     }
 
     fn get_with(&self, wait: Wait) -> Result<T, GetError> {
-        {
-            let s = self.state.borrow_mut();
-            if s.unreserved_items() > 0 {
-                return Ok(Self::pop(s));
-            }
-            if s.closed {
-                return Err(GetError::Closed);
-            }
-            if let Wait::No = wait {
-                return Err(GetError::Empty);
-            }
-        }
-        let Wait::Until(deadline) = wait else { unreachable!("handled above") };
-        loop {
-            let turn = wait_turn(
-                &self.state,
-                |s| &mut s.getters,
-                WaitKind::Other("an item in an empty queue (a get)"),
-                deadline,
-            );
-            let mut s = self.state.borrow_mut();
-            match turn {
-                Turn::Granted => {
-                    s.getters.claim();
-                    return Ok(Self::pop(s));
-                }
-                Turn::TimedOut => return Err(GetError::Empty),
-                Turn::Interrupted { why, reserved } => {
-                    if reserved {
-                        give_up_reservation(s, |s| &mut s.getters, |s| s.unreserved_items() > 0);
-                    }
-                    return Err(GetError::Interrupted(why));
-                }
-                Turn::Woken if s.unreserved_items() > 0 => return Ok(Self::pop(s)),
-                Turn::Woken if s.closed => return Err(GetError::Closed),
-                Turn::Woken => {}
-            }
+        match reserve_or_wait::<Getters<T, O>>(&self.state, wait) {
+            Reserve::Free(s) => Ok(Self::pop(s)),
+            Reserve::Closed => Err(GetError::Closed),
+            Reserve::Unavailable => Err(GetError::Empty),
+            Reserve::Interrupted(why) => Err(GetError::Interrupted(why)),
         }
     }
 
-    fn pop(mut s: core::cell::RefMut<'_, State<T, O>>) -> T {
-        let item = s.items.pop().expect("an unreserved or reserved item is there");
-        let putter = s.handoff_room();
-        drop(s);
-        notify(putter);
+    fn pop(mut s: RefMut<'_, State<T, O>>) -> T {
+        let item = s.items.pop().expect("an unreserved or claimed item is there");
+        Putters::hand_on(&mut s);
         item
     }
 
@@ -464,31 +461,54 @@ impl<T, O: QueueOrder<T>> GenericQueue<T, O> {
     }
 }
 
-/// The iterator of [`GenericQueue::iter`].
+/// The iterator of [`GenericQueue::iter`]: `Ok(item)` until the queue is closed and drained;
+/// an interruption of the iterating greenlet comes out once as `Err`, and then it ends.
 pub struct Iter<'a, T, O: QueueOrder<T>> {
     queue: &'a GenericQueue<T, O>,
+    done: bool,
 }
 
 impl<T, O: QueueOrder<T>> fmt::Debug for Iter<'_, T, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Iter").finish_non_exhaustive()
+        f.debug_struct("Iter").field("done", &self.done).finish_non_exhaustive()
     }
 }
 
 impl<T, O: QueueOrder<T>> Iterator for Iter<'_, T, O> {
-    type Item = T;
+    type Item = Result<T, Interrupted>;
 
-    fn next(&mut self) -> Option<T> {
-        self.queue.get().ok()
+    fn next(&mut self) -> Option<Result<T, Interrupted>> {
+        if self.done {
+            return None;
+        }
+        iteration_step(&mut self.done, self.queue.get())
     }
 }
 
+impl<T, O: QueueOrder<T>> FusedIterator for Iter<'_, T, O> {}
+
 impl<'a, T, O: QueueOrder<T>> IntoIterator for &'a GenericQueue<T, O> {
-    type Item = T;
+    type Item = Result<T, Interrupted>;
     type IntoIter = Iter<'a, T, O>;
 
     fn into_iter(self) -> Iter<'a, T, O> {
         self.iter()
+    }
+}
+
+/// What an iterator over a queue or channel yields for the result of a blocking get: the
+/// item, or the interruption once (then `done`), or the end once the source is closed.
+fn iteration_step<T>(done: &mut bool, got: Result<T, GetError>) -> Option<Result<T, Interrupted>> {
+    match got {
+        Ok(item) => Some(Ok(item)),
+        Err(GetError::Interrupted(why)) => {
+            *done = true;
+            Some(Err(why))
+        }
+        Err(GetError::Closed | GetError::Empty) => {
+            *done = true;
+            None
+        }
     }
 }
 

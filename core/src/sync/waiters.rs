@@ -1,37 +1,80 @@
-//! `Waiters`: the FIFO of greenlets blocked on one side of a primitive (getters of a queue,
-//! acquirers of a semaphore), with hand-off reservations.
+//! The reserve-or-wait mechanism of the queues, the channel and the semaphores: one side of a
+//! primitive (the getters of a queue, its putters, the acquirers of a semaphore) takes a unit
+//! (an item, a slot, a permit) if one is free, or waits in line for one.
 //!
-//! Fairness without allocation: when a unit (an item, a slot, a permit) becomes available while
-//! greenlets wait, the first waiter is popped and a unit is *reserved* for it before it runs, so
-//! a greenlet that arrives meanwhile cannot take it (no barging). The woken waiter claims its
-//! reservation; one that was interrupted before it could run passes it on.
+//! Fairness without allocation: when a unit becomes free while greenlets wait, the first waiter
+//! is popped and the unit is *reserved* for it before it runs, so a greenlet that arrives
+//! meanwhile cannot take it (no barging). The woken waiter claims its reservation; one that was
+//! interrupted before it could run hands the unit on to the next waiter, and one whose unit was
+//! taken back meanwhile (a channel's putter that was interrupted withdraws its item) waits
+//! again, first in line.
+//!
+//! A primitive describes each of its sides once, as a [`Side`]; [`reserve_or_wait`] does the
+//! rest. The waiter's place in line is a node of a [`WaitList`] whose slots are reused, so a
+//! wait allocates nothing once the list has grown to the number of simultaneous waiters.
+
+use core::cell::{RefCell, RefMut};
 
 use crate::error::Interrupted;
 use crate::greenlet::DeadlineTimer;
 use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::hub::hub;
 use crate::time::Instant;
-use crate::wait_list::{WaitList, WaiterKey};
-use core::cell::{RefCell, RefMut};
+use crate::wait_list::WaitList;
 
-/// Blocked greenlets of one kind, and the units reserved for those already woken.
+/// How long an operation may wait.
+#[derive(Clone, Copy)]
+pub(crate) enum Wait {
+    /// Not at all (the `try_` forms).
+    No,
+    /// Until the deadline, if any.
+    Until(Option<Instant>),
+}
+
+/// What a request of one side would find now, reservations of woken waiters counted as taken.
+pub(crate) enum Status {
+    /// A unit is free for it.
+    Free,
+    /// None is, and none will come: the primitive is closed.
+    Closed,
+    /// None is yet.
+    Unavailable,
+}
+
+/// One side of a primitive, for [`reserve_or_wait`].
+pub(crate) trait Side {
+    /// The primitive's state, behind a `RefCell`.
+    type State;
+    /// What its waiters wait on, for `LoopExit` reports and greenlet dumps.
+    const KIND: WaitKind;
+    /// Its waiters in the state.
+    fn waiters(s: &mut Self::State) -> &mut Waiters;
+    /// What a request finds now. A waiter that has just claimed its reservation finds
+    /// [`Status::Free`], unless the primitive closed or took the unit back meanwhile (then it
+    /// waits again, first in line).
+    fn status(s: &Self::State) -> Status;
+    /// Reserves a unit for the first waiter if one is free (and does whatever else the primitive
+    /// does when a unit becomes free). Called by the primitive when a unit comes free, and here
+    /// when an interrupted waiter gives up the unit that was reserved for it.
+    fn hand_on(s: &mut Self::State);
+}
+
+/// How [`reserve_or_wait`] ended.
+pub(crate) enum Reserve<'a, S> {
+    /// A unit is the caller's: it takes it with this borrow (a reserved one, or a free one).
+    Free(RefMut<'a, S>),
+    /// The primitive is closed.
+    Closed,
+    /// None was free: at once for [`Wait::No`], or by the deadline.
+    Unavailable,
+    /// The caller was interrupted (killed, timed out) while it waited.
+    Interrupted(Interrupted),
+}
+
+/// Blocked greenlets of one side, and the units reserved for those already woken.
 pub(crate) struct Waiters {
     list: WaitList<TaskRef>,
     reserved: usize,
-}
-
-/// How a wait in [`Waiters`] ended.
-pub(crate) enum Turn {
-    /// A unit was reserved for the caller: it must [`Waiters::claim`] it.
-    Granted,
-    /// The deadline passed first.
-    TimedOut,
-    /// Interrupted; `reserved` says whether a unit had been reserved for it meanwhile (which it
-    /// must claim and pass on).
-    Interrupted { why: Interrupted, reserved: bool },
-    /// Woken without a unit because the primitive let all its waiters go (it closed): look at
-    /// its state again.
-    Woken,
 }
 
 impl Waiters {
@@ -49,45 +92,23 @@ impl Waiters {
         self.reserved
     }
 
-    /// Reserves a unit for the first waiter and returns it, to be notified once the caller
-    /// has released its borrow of the primitive.
-    pub(crate) fn hand_off(&mut self) -> Option<TaskRef> {
-        let t = self.list.pop_front()?;
-        self.reserved += 1;
-        Some(t)
+    /// Reserves a unit for the first waiter and wakes it; false if nobody waits.
+    pub(crate) fn hand_off(&mut self) -> bool {
+        match self.list.pop_front() {
+            Some(t) => {
+                self.reserved += 1;
+                hub().notify(t);
+                true
+            }
+            None => false,
+        }
     }
 
-    /// Takes up a reservation made for the caller.
-    pub(crate) fn claim(&mut self) {
-        self.reserved -= 1;
-    }
-
-    /// Wakes every waiter without a reservation (the primitive closed): they see
-    /// [`Turn::Woken`].
+    /// Wakes every waiter without a reservation (the primitive closed): they look at its state
+    /// again and find it closed.
     pub(crate) fn wake_all(&mut self) {
         wake_all(&mut self.list);
     }
-}
-
-/// Wakes the waiter a unit was reserved for, if any (after the primitive's borrow ended).
-pub(crate) fn notify(t: Option<TaskRef>) {
-    if let Some(t) = t {
-        hub().notify(t);
-    }
-}
-
-/// For a waiter that was interrupted after a unit had been reserved for it
-/// ([`Turn::Interrupted`] with `reserved`): gives the reservation up and, if `free` says a unit
-/// is still free once it is, hands that unit to the next waiter of the same side.
-pub(crate) fn give_up_reservation<S>(
-    mut state: RefMut<'_, S>,
-    side: fn(&mut S) -> &mut Waiters,
-    free: fn(&S) -> bool,
-) {
-    side(&mut state).claim();
-    let next = if free(&state) { side(&mut state).hand_off() } else { None };
-    drop(state);
-    notify(next);
 }
 
 /// Wakes every greenlet of `list`, emptying it in place. (Replacing the list with a new one
@@ -99,42 +120,75 @@ pub(crate) fn wake_all(list: &mut WaitList<TaskRef>) {
     }
 }
 
-/// Parks the current greenlet in the `Waiters` that `side` selects from `state`, until a unit
-/// is handed to it, `deadline` passes, or it is interrupted.
-pub(crate) fn wait_turn<S>(
-    state: &RefCell<S>,
-    side: fn(&mut S) -> &mut Waiters,
-    kind: WaitKind,
+/// Takes a unit for side `P` of the primitive whose state is `state`: a free one at once, or,
+/// as `wait` allows, the one reserved for the caller after it waited its turn.
+#[inline]
+pub(crate) fn reserve_or_wait<P: Side>(
+    state: &RefCell<P::State>,
+    wait: Wait,
+) -> Reserve<'_, P::State> {
+    let s = state.borrow_mut();
+    match P::status(&s) {
+        Status::Free => Reserve::Free(s),
+        Status::Closed => Reserve::Closed,
+        Status::Unavailable => match wait {
+            Wait::No => Reserve::Unavailable,
+            Wait::Until(deadline) => {
+                drop(s);
+                wait_turn::<P>(state, deadline)
+            }
+        },
+    }
+}
+
+/// The waiting part of [`reserve_or_wait`], out of line: the fast path stays small.
+#[inline(never)]
+fn wait_turn<P: Side>(
+    state: &RefCell<P::State>,
     deadline: Option<Instant>,
-) -> Turn {
+) -> Reserve<'_, P::State> {
     let hub = hub();
     let me = hub.current_task();
-    me.notified.set(false);
-    let key: WaiterKey = side(&mut state.borrow_mut()).list.push_back(hub.current());
     let timer = DeadlineTimer::arm(deadline);
+    me.notified.set(false);
+    let mut key = P::waiters(&mut state.borrow_mut()).list.push_back(hub.current());
     loop {
-        let parked = hub.park(kind);
-        let reserved = me.notified.get();
-        match parked {
-            Ok(()) if reserved => return Turn::Granted,
-            Err(why) => {
-                if !reserved {
-                    side(&mut state.borrow_mut()).list.remove(key);
-                }
-                return Turn::Interrupted { why, reserved };
-            }
-            Ok(()) => {}
-        }
-        // Woken without a reservation: the deadline passed, or the primitive drained its
-        // waiters (it closed); anything else was spurious and it waits on.
+        let parked = hub.park(P::KIND);
         let mut s = state.borrow_mut();
-        let waiters = side(&mut s);
-        if timer.expired() {
-            waiters.list.remove(key);
-            return Turn::TimedOut;
+        // A hand-off popped it from the line and notified it: the unit is its own now.
+        let granted = me.notified.replace(false);
+        if granted {
+            P::waiters(&mut s).reserved -= 1;
         }
-        if !waiters.list.contains(key) {
-            return Turn::Woken;
+        if let Err(why) = parked {
+            P::waiters(&mut s).list.remove(key);
+            if granted {
+                P::hand_on(&mut s);
+            }
+            return Reserve::Interrupted(why);
+        }
+        let status = P::status(&s);
+        let waiters = P::waiters(&mut s);
+        match status {
+            Status::Free => {
+                waiters.list.remove(key);
+                return Reserve::Free(s);
+            }
+            Status::Closed => {
+                waiters.list.remove(key);
+                return Reserve::Closed;
+            }
+            Status::Unavailable if timer.expired() => {
+                waiters.list.remove(key);
+                return Reserve::Unavailable;
+            }
+            Status::Unavailable if !waiters.list.contains(key) => {
+                // Taken out of the line without a unit it can have: the primitive took back
+                // the one reserved for it (a channel's putter withdrew its item). It was first
+                // in line, and is again.
+                key = waiters.list.push_front(hub.current());
+            }
+            Status::Unavailable => {}
         }
     }
 }

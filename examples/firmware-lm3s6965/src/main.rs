@@ -142,9 +142,9 @@ fn main() -> ! {
         Ok::<_, ()>(())
     });
     let q = queue.clone();
-    let consumer = spawn(move || q.iter().sum::<u32>());
-    let sum = consumer.get().expect("the consumer ends");
-    all_ok &= check(sum == 5050 && producer.get() == Ok(()), "queue of 4 passes 100 items");
+    let consumer = spawn(move || q.iter().sum::<Result<u32, _>>());
+    let sum = consumer.get().expect("the consumer ends, nothing interrupts it");
+    all_ok &= check(sum == 5050 && producer.get() == Ok(Ok(())), "queue of 4 passes 100 items");
 
     // 5. What a parked greenlet costs beyond its stack: heap used per greenlet waiting on an
     //    event (the collections it uses have grown already, above).
