@@ -167,12 +167,13 @@ impl core::error::Error for GreenletError {}
 /// `Result<T, E>` gives `Result<T, Error>` from `get()`, its `Err(e)` converted.
 ///
 /// ```
+/// # use gevent_core as gevent;
 /// # gevent_core::sim::run(|| {
 /// use core::time::Duration;
-/// use gevent_core::{sleep, spawn, with_timeout, Error};
+/// use gevent::{sleep, spawn, with_timeout, Error};
 ///
-/// fn fetch() -> gevent_core::Result<u32> {
-///     let worker = spawn(|| -> gevent_core::Result<u32> {
+/// fn fetch() -> gevent::Result<u32> {
+///     let worker = spawn(|| -> gevent::Result<u32> {
 ///         sleep(Duration::from_millis(10))?;
 ///         Ok(7)
 ///     });

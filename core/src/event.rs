@@ -23,9 +23,10 @@ use crate::wait_list::{WaitList, WaiterKey};
 /// Share it between greenlets with an `Rc`.
 ///
 /// ```
+/// # use gevent_core as gevent;
 /// # gevent_core::sim::run(|| {
 /// use std::rc::Rc;
-/// use gevent_core::{event::Event, spawn};
+/// use gevent::{event::Event, spawn};
 /// let ready = Rc::new(Event::new());
 /// let r = ready.clone();
 /// let waiter = spawn(move || r.wait());
@@ -167,9 +168,10 @@ impl core::error::Error for AlreadySet {}
 /// `AsyncResult`). Every waiter gets the outcome.
 ///
 /// ```
+/// # use gevent_core as gevent;
 /// # gevent_core::sim::run(|| {
 /// use std::rc::Rc;
-/// use gevent_core::{event::AsyncResult, spawn};
+/// use gevent::{event::AsyncResult, spawn};
 /// let result: Rc<AsyncResult<u32, String>> = Rc::new(AsyncResult::new());
 /// let r = result.clone();
 /// let waiter = spawn(move || r.get());

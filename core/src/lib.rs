@@ -14,12 +14,13 @@
 //! stopped early ([`Interrupted`]: killed, timed out, or waiting forever).
 //!
 //! ```
+//! # use gevent_core as gevent;
 //! # gevent_core::sim::run(|| {
 //! use core::time::Duration;
-//! use gevent_core::{sleep, spawn};
+//! use gevent::{sleep, spawn};
 //!
 //! let workers: Vec<_> = (1..=3u64)
-//!     .map(|i| spawn(move || -> gevent_core::Result<u64> {
+//!     .map(|i| spawn(move || -> gevent::Result<u64> {
 //!         sleep(Duration::from_millis(10 * i))?;
 //!         Ok(i * i)
 //!     }))

@@ -11,8 +11,9 @@ use crate::hub::hub;
 /// A greenlet-local slot, declared as a `static`:
 ///
 /// ```
+/// # use gevent_core as gevent;
 /// # gevent_core::sim::run(|| {
-/// use gevent_core::{local::Local, spawn};
+/// use gevent::{local::Local, spawn};
 /// static REQUEST_ID: Local<u32> = Local::new(|| 0);
 /// REQUEST_ID.set(1);
 /// let other = spawn(|| REQUEST_ID.with(|id| *id));

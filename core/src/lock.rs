@@ -61,8 +61,9 @@ impl Side for Acquirers {
 /// free without taking it (gevent's `wait([semaphore])`).
 ///
 /// ```
+/// # use gevent_core as gevent;
 /// # gevent_core::sim::run(|| {
-/// use gevent_core::lock::Semaphore;
+/// use gevent::lock::Semaphore;
 /// let sem = Semaphore::new(1);
 /// let guard = sem.acquire().unwrap();
 /// assert!(sem.try_acquire().is_none());
@@ -469,8 +470,9 @@ impl Drop for RLockGuard<'_> {
 /// of [`lock`](Self::lock) derefs to the value and unlocks when dropped.
 ///
 /// ```
+/// # use gevent_core as gevent;
 /// # gevent_core::sim::run(|| {
-/// use gevent_core::lock::Mutex;
+/// use gevent::lock::Mutex;
 /// let counter = Mutex::new(0);
 /// *counter.lock().unwrap() += 1;
 /// assert_eq!(*counter.lock().unwrap(), 1);

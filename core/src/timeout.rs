@@ -22,9 +22,10 @@ use crate::timer::TimerKey;
 /// same turn, the outer one is reported.
 ///
 /// ```
+/// # use gevent_core as gevent;
 /// # gevent_core::sim::run(|| {
 /// use core::time::Duration;
-/// use gevent_core::{sleep, Interrupted, Timeout};
+/// use gevent::{sleep, Interrupted, Timeout};
 /// let timeout = Timeout::start(Duration::from_millis(100));
 /// let result = sleep(Duration::from_secs(5));
 /// assert_eq!(result, Err(Interrupted::TimedOut(timeout.id())));
@@ -119,9 +120,10 @@ impl Drop for Timeout {
 /// this one's. If `f` finishes despite the expiry (it handled the error), its result stands.
 ///
 /// ```
+/// # use gevent_core as gevent;
 /// # gevent_core::sim::run(|| {
 /// use core::time::Duration;
-/// use gevent_core::{sleep, with_timeout, Interrupted};
+/// use gevent::{sleep, with_timeout, Interrupted};
 /// let quick = with_timeout(Duration::from_secs(1), || sleep(Duration::from_millis(1)));
 /// assert_eq!(quick, Ok(()));
 /// let slow = with_timeout(Duration::from_secs(1), || sleep(Duration::from_secs(2)));

@@ -138,9 +138,10 @@ impl Waitable for BoundedSemaphore {
 /// returns at once with none.
 ///
 /// ```
+/// # use gevent_core as gevent;
 /// # gevent_core::sim::run(|| {
 /// use core::time::Duration;
-/// use gevent_core::{event::Event, sleep, spawn, wait::{wait, Waitable}};
+/// use gevent::{event::Event, sleep, spawn, wait::{wait, Waitable}};
 /// let slow = spawn(|| sleep(Duration::from_millis(20)));
 /// let fast = spawn(|| sleep(Duration::from_millis(10)));
 /// let never = Event::new();

@@ -113,8 +113,9 @@ impl<G: AsGreenlet + ?Sized> AsGreenlet for &G {
 /// references to them), or a tuple of up to eight greenlets of different types.
 ///
 /// ```
+/// # use gevent_core as gevent;
 /// # gevent_core::sim::run(|| {
-/// use gevent_core::{joinall, spawn};
+/// use gevent::{joinall, spawn};
 /// let number = spawn(|| 7);
 /// let text = spawn(|| "seven");
 /// joinall((&number, &text)).unwrap();
@@ -185,9 +186,10 @@ pub fn joinall(greenlets: impl Greenlets) -> Result<(), Interrupted> {
 /// Waiting for several greenlets, with gevent's `joinall` options.
 ///
 /// ```
+/// # use gevent_core as gevent;
 /// # gevent_core::sim::run(|| {
 /// use core::time::Duration;
-/// use gevent_core::{spawn, sleep, JoinAll};
+/// use gevent::{spawn, sleep, JoinAll};
 /// let quick = spawn(|| sleep(Duration::from_millis(10)));
 /// let slow = spawn(|| sleep(Duration::from_secs(10)));
 /// let done = JoinAll::new(&[&quick, &slow]).timeout(Duration::from_secs(1)).wait().unwrap();

@@ -86,10 +86,11 @@ impl<T: 'static, E: Into<Error> + 'static> Greenlet<Result<T, E>> {
     /// [`Unflattened::get`].
     ///
     /// ```
+    /// # use gevent_core as gevent;
     /// # gevent_core::sim::run(|| {
     /// use core::time::Duration;
-    /// use gevent_core::{sleep, spawn};
-    /// let g = spawn(|| -> gevent_core::Result<&str> {
+    /// use gevent::{sleep, spawn};
+    /// let g = spawn(|| -> gevent::Result<&str> {
     ///     sleep(Duration::from_millis(10))?;
     ///     Ok("done")
     /// });

@@ -62,8 +62,9 @@ pub(super) fn dispatch(hub: &Hub, key: Key, readiness: Readiness) {
 /// It belongs to the hub of the thread that made it and cannot leave that thread:
 ///
 /// ```compile_fail,E0277
+/// # use gevent_core as gevent;
 /// fn assert_send<T: Send>() {}
-/// assert_send::<gevent_core::hub::IoRegistration<()>>();
+/// assert_send::<gevent::hub::IoRegistration<()>>();
 /// ```
 ///
 /// # Why it owns its source and stays on its thread

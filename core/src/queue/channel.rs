@@ -93,9 +93,10 @@ impl<T> Side for Getters<T> {
 /// are served in arrival order.
 ///
 /// ```
+/// # use gevent_core as gevent;
 /// # gevent_core::sim::run(|| {
 /// use std::rc::Rc;
-/// use gevent_core::{queue::Channel, spawn, yield_now};
+/// use gevent::{queue::Channel, spawn, yield_now};
 /// let channel = Rc::new(Channel::new());
 /// let c = channel.clone();
 /// let putter = spawn(move || c.put("hello"));

@@ -212,9 +212,10 @@ impl<T, O: QueueOrder<T>> Side for Putters<T, O> {
 /// Share it between greenlets with an `Rc`.
 ///
 /// ```
+/// # use gevent_core as gevent;
 /// # gevent_core::sim::run(|| {
 /// use std::rc::Rc;
-/// use gevent_core::{queue::Queue, spawn};
+/// use gevent::{queue::Queue, spawn};
 /// let queue = Rc::new(Queue::bounded(2));
 /// let q = queue.clone();
 /// let producer = spawn(move || {
