@@ -40,7 +40,7 @@ pub fn with_poller<R>(f: impl FnOnce(&mut dyn Poller) -> R) -> R {
 use crate::error::{FailureKind, Interrupted, TimeoutId};
 use crate::greenlet::task::{MainBody, Node, State, Task, TaskRef, WaitKind};
 use crate::platform::{Clock, Platform, Poller, Readiness, Token};
-use crate::remote::{HubHandle, Remote};
+use crate::remote::{HubHandle, Remote, SleepCheck};
 use crate::slab::{Key, Slab};
 use crate::stack::StackPool;
 use crate::time::Instant;
@@ -476,18 +476,17 @@ impl Hub {
             }
         }
         let deadline = self.timers.borrow().next_deadline();
-        // Announce that we are about to sleep before looking at the posted work for the last
-        // time: a post after this point will wake the poller.
-        self.remote.clear_notified();
-        if !self.remote.jobs.is_empty() {
-            self.drain_remote();
-            return;
-        }
-        let pending_posts = self.remote.pending.load(core::sync::atomic::Ordering::SeqCst);
-        if deadline.is_none() && !has_io && pending_posts == 0 {
-            let report = report::loop_exit(self);
-            self.interrupt(&self.main, Interrupted::LoopExit(alloc::boxed::Box::new(report)));
-            return;
+        match self.remote.prepare_to_sleep() {
+            SleepCheck::Posted => {
+                self.drain_remote();
+                return;
+            }
+            SleepCheck::Nothing if deadline.is_none() && !has_io => {
+                let report = report::loop_exit(self);
+                self.interrupt(&self.main, Interrupted::LoopExit(alloc::boxed::Box::new(report)));
+                return;
+            }
+            SleepCheck::Nothing | SleepCheck::Promised => {}
         }
         self.stacks.borrow_mut().trim();
         let timeout = deadline.map(|d| d.saturating_duration_since(self.now()));
@@ -513,10 +512,7 @@ impl Hub {
     }
 
     fn drain_remote(&self) {
-        if self.remote.jobs.is_empty() {
-            return;
-        }
-        for job in self.remote.jobs.take_all() {
+        for job in self.remote.take_jobs() {
             crate::greenlet::Builder::new().name("posted job").spawn_untracked(job);
         }
     }
@@ -566,7 +562,6 @@ impl Hub {
     /// Refuses further posts from other threads and drops the unrun ones (the hub is going).
     pub(crate) fn close_remote(&self) {
         self.remote.close();
-        drop(self.remote.jobs.take_all());
     }
 
     /// Forgets the greenlets that ignored their kill and wait on nothing that can come.
