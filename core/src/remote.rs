@@ -4,6 +4,28 @@
 //! multi-producer stack ([`JobStack`]); the hub takes the whole stack at once and runs the jobs
 //! in the order they were posted, each in a greenlet of its own. After pushing, a poster wakes the
 //! hub's poller through the platform's [`RemoteWaker`], once per batch rather than once per job.
+//!
+//! # The post/wake protocol
+//!
+//! Before the hub sleeps in its poller it asks [`Remote::prepare_to_sleep`], which must never
+//! let it sleep through a post (a lost wake-up) nor report "nothing is owed" while a
+//! [`PendingPost`] is being kept (a spurious `LoopExit`). Three atomics carry the protocol:
+//! `jobs` (what posters push), `pending` (promises not yet kept) and `notified` (some poster has
+//! woken the poller since the hub last announced a sleep, so the others need not).
+//!
+//! Hub and posters meet on `notified`, and both sides change it with a read-modify-write, never
+//! a plain store: the RMWs of one location are totally ordered, so each poster's swap comes
+//! either after the hub's (it reads `false` and wakes the poller) or before it (the hub's
+//! acquiring swap reads a `true` released after the poster's push and its promise update, so
+//! the hub sees both). A plain store by the hub can land after a poster's swap without
+//! synchronising with it; the hub then missed the job and the poster skipped the wake.
+//!
+//! The hub reads `pending` before its last look at `jobs`, and a kept promise is released only
+//! after its job is pushed: a hub that sees the promise gone also sees the job.
+//!
+//! No `SeqCst` is needed, which also lets loom check the protocol (`remote/loom_tests.rs`, run
+//! with `--cfg loom`): loom models acquire/release and RMWs exactly but treats `SeqCst` accesses
+//! as `AcqRel`.
 #![allow(unsafe_code)] // see the SAFETY comments
 
 use alloc::boxed::Box;
@@ -11,12 +33,32 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 use core::ptr;
+
+// The protocol's atomics are loom's when it model-checks them, so that it sees and permutes
+// every access.
+#[cfg(not(all(test, loom)))]
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+#[cfg(all(test, loom))]
+use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 use crate::platform::RemoteWaker;
 
-/// Work posted to a hub from another thread.
-pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
+#[cfg(all(test, loom))]
+mod loom_tests;
+
+/// Work posted to a hub from another thread, with where it was posted (the spawn site of the
+/// greenlet that runs it, for error reports and `LoopExit` pictures).
+pub(crate) struct Job {
+    pub(crate) run: Box<dyn FnOnce() + Send + 'static>,
+    pub(crate) posted_at: &'static core::panic::Location<'static>,
+}
+
+impl Job {
+    #[track_caller]
+    pub(crate) fn new(run: impl FnOnce() + Send + 'static) -> Self {
+        Job { run: Box::new(run), posted_at: core::panic::Location::caller() }
+    }
+}
 
 struct Node {
     job: Job,
@@ -38,10 +80,13 @@ unsafe impl Send for JobStack {}
 unsafe impl Sync for JobStack {}
 
 impl JobStack {
-    pub(crate) const fn new() -> Self {
+    pub(crate) fn new() -> Self {
         JobStack { head: AtomicPtr::new(ptr::null_mut()) }
     }
 
+    /// Pushes `job`. Release publishes the node to the taker; acquire makes a push that lands
+    /// after a [`take_all`](Self::take_all) see what the taker did before it ([`Remote::close`]
+    /// relies on this).
     pub(crate) fn push(&self, job: Job) {
         let node = Box::into_raw(Box::new(Node { job, next: ptr::null_mut() }));
         let mut head = self.head.load(Ordering::Relaxed);
@@ -49,8 +94,7 @@ impl JobStack {
             // SAFETY: `node` came from `Box::into_raw` above and is not shared until the CAS
             // below publishes it, so writing its `next` field is exclusive.
             unsafe { (*node).next = head };
-            match self.head.compare_exchange_weak(head, node, Ordering::Release, Ordering::Relaxed)
-            {
+            match self.head.compare_exchange_weak(head, node, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => return,
                 Err(actual) => head = actual,
             }
@@ -63,11 +107,13 @@ impl JobStack {
 
     /// Takes every job pushed so far, oldest first.
     pub(crate) fn take_all(&self) -> Vec<Job> {
-        let mut node = self.head.swap(ptr::null_mut(), Ordering::Acquire);
+        let mut node = self.head.swap(ptr::null_mut(), Ordering::AcqRel);
         let mut jobs = Vec::new();
         while !node.is_null() {
-            // SAFETY: the swap made this thread the only owner of the whole chain; each node was
-            // created by `Box::into_raw` in `push` and is converted back exactly once here.
+            // SAFETY: the swap made this thread the only owner of the whole chain (any number
+            // of threads may swap, each gets a disjoint chain); each node was created by
+            // `Box::into_raw` in `push`, published by its CAS, whose release the acquiring swap
+            // synchronises with, and is converted back exactly once here.
             let boxed = unsafe { Box::from_raw(node) };
             node = boxed.next;
             jobs.push(boxed.job);
@@ -89,14 +135,28 @@ impl fmt::Debug for JobStack {
     }
 }
 
-/// The part of a hub that other threads share.
+/// What [`Remote::prepare_to_sleep`] found: whether other threads keep the hub from sleeping,
+/// or are what it sleeps for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SleepCheck {
+    /// Jobs are queued: run them instead of sleeping.
+    Posted,
+    /// Nothing is queued but a [`PendingPost`] is outstanding, so the hub may sleep even with
+    /// nothing else to wait for: keeping or dropping the promise wakes it.
+    Promised,
+    /// Nothing is queued or promised. The hub may sleep if something else can wake it (a post
+    /// from now on does); otherwise nothing ever will.
+    Nothing,
+}
+
+/// The part of a hub that other threads share. See the module docs for the protocol.
 pub(crate) struct Remote {
-    pub(crate) jobs: JobStack,
-    /// Set by a poster that woke the poller; cleared by the hub before it takes the jobs.
+    jobs: JobStack,
+    /// Set by the poster that wakes the poller; cleared by the hub when it announces a sleep.
     notified: AtomicBool,
     /// Posts promised through [`PendingPost`] and not yet made: the hub must not report
     /// `LoopExit` while another thread still owes it work.
-    pub(crate) pending: AtomicUsize,
+    pending: AtomicUsize,
     /// Set when the hub is gone; later posts fail.
     closed: AtomicBool,
     waker: Arc<dyn RemoteWaker>,
@@ -114,28 +174,73 @@ impl Remote {
     }
 
     fn post(&self, job: Job) -> Result<(), PostError> {
-        if self.closed.load(Ordering::Acquire) {
+        self.jobs.push(job);
+        // Checked after the push: either `close` took this job, or the push landed after its
+        // take and acquired from it the `closed` stored before. No job stays queued on a closed
+        // hub. Relaxed: the push's acquire did the ordering.
+        if self.closed.load(Ordering::Relaxed) {
+            drop(self.jobs.take_all());
             return Err(PostError(()));
         }
-        self.jobs.push(job);
         self.wake();
         Ok(())
     }
 
+    /// Wakes the poller unless another poster did since the hub last announced a sleep.
+    /// Release: a hub whose swap reads this `true` sees everything this thread did before.
     fn wake(&self) {
-        if !self.notified.swap(true, Ordering::AcqRel) {
+        if !self.notified.swap(true, Ordering::Release) {
             self.waker.wake();
         }
     }
 
-    /// Called by the hub before it drains the jobs, so that a later post wakes it again.
-    pub(crate) fn clear_notified(&self) {
-        self.notified.store(false, Ordering::Release);
+    /// Called by the hub, with nothing runnable, just before it would sleep in its poller.
+    ///
+    /// Unless it returns [`SleepCheck::Posted`], this announces the sleep: any post or
+    /// promise change after the call wakes the poller, and the hub must look at nothing
+    /// remote again before it polls.
+    pub(crate) fn prepare_to_sleep(&self) -> SleepCheck {
+        if !self.jobs.is_empty() {
+            return SleepCheck::Posted; // without clearing `notified`: no wake-up is needed
+        }
+        // Acquire: if a poster's swap came first, this reads its `true` (or a later one) and
+        // sees its push and its promise update.
+        self.notified.swap(false, Ordering::Acquire);
+        // The promises before the jobs: a promise is kept after its job is pushed, and this
+        // acquire load sees that push once it sees the promise gone.
+        let promised = self.pending.load(Ordering::Acquire) > 0;
+        if !self.jobs.is_empty() {
+            SleepCheck::Posted
+        } else if promised {
+            SleepCheck::Promised
+        } else {
+            SleepCheck::Nothing
+        }
     }
 
+    /// Takes the jobs posted so far, oldest first; allocates nothing when there are none.
+    pub(crate) fn take_jobs(&self) -> Vec<Job> {
+        if self.jobs.is_empty() { Vec::new() } else { self.jobs.take_all() }
+    }
+
+    fn promise(&self) {
+        // Relaxed: only this thread's later release of the promise needs ordering after it,
+        // and the RMWs of one counter are ordered anyway.
+        self.pending.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Release: a hub that reads the promise gone sees what this thread did before (its push).
+    fn release_promise(&self) {
+        self.pending.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Refuses later posts and drops the queued jobs: the hub is going.
     #[cfg(any(feature = "std", test))]
     pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        // Relaxed: the swap in `take_all` releases it to every push that lands after the swap,
+        // and those posters check `closed` after pushing.
+        self.closed.store(true, Ordering::Relaxed);
+        drop(self.jobs.take_all());
     }
 }
 
@@ -157,9 +262,11 @@ impl fmt::Debug for HubHandle {
 impl HubHandle {
     /// Runs `job` on the hub's thread, in a new greenlet, as soon as the hub gets to it.
     ///
-    /// Fails only if the hub has shut down.
+    /// Fails only if the hub has shut down; `job` is then dropped on the calling thread. A job
+    /// posted before the hub shuts down and not yet run by then is dropped by the hub.
+    #[track_caller]
     pub fn post(&self, job: impl FnOnce() + Send + 'static) -> Result<(), PostError> {
-        self.remote.post(Box::new(job))
+        self.remote.post(Job::new(job))
     }
 
     /// Wakes the hub if it is waiting in its poller, without giving it work.
@@ -169,8 +276,11 @@ impl HubHandle {
 
     /// Promises a post: until the returned [`PendingPost`] is used or dropped, the hub knows
     /// that work is coming and does not report that the main greenlet would wait forever.
+    ///
+    /// Make the promise before the hub could find nothing else to wait for (typically on the
+    /// hub's own thread, before handing the promise to the thread that keeps it).
     pub fn pending_post(&self) -> PendingPost {
-        self.remote.pending.fetch_add(1, Ordering::AcqRel);
+        self.remote.promise();
         PendingPost { remote: Some(self.remote.clone()) }
     }
 }
@@ -188,11 +298,15 @@ impl fmt::Debug for PendingPost {
 
 impl PendingPost {
     /// Keeps the promise: runs `job` on the hub's thread in a new greenlet.
+    ///
+    /// Fails only if the hub has shut down, as [`HubHandle::post`] does.
+    #[track_caller]
     pub fn post(mut self, job: impl FnOnce() + Send + 'static) -> Result<(), PostError> {
+        let job = Job::new(job);
         let remote = self.remote.take().expect("a PendingPost is used once");
-        // Push before releasing the promise so that the hub never sees neither.
-        let result = remote.post(Box::new(job));
-        remote.pending.fetch_sub(1, Ordering::AcqRel);
+        // Push (and wake) before releasing the promise, so that the hub never sees neither.
+        let result = remote.post(job);
+        remote.release_promise();
         result
     }
 }
@@ -200,8 +314,8 @@ impl PendingPost {
 impl Drop for PendingPost {
     fn drop(&mut self) {
         if let Some(remote) = self.remote.take() {
-            remote.pending.fetch_sub(1, Ordering::AcqRel);
-            // The hub may be waiting only because of this promise: let it look again.
+            remote.release_promise();
+            // The hub may sleep only because of this promise: let it look again.
             remote.wake();
         }
     }
@@ -219,7 +333,7 @@ impl fmt::Display for PostError {
 
 impl core::error::Error for PostError {}
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use alloc::vec;
@@ -239,10 +353,10 @@ mod tests {
         let log = Arc::new(std::sync::Mutex::new(vec![]));
         for i in 0..5 {
             let log = log.clone();
-            stack.push(Box::new(move || log.lock().unwrap().push(i)));
+            stack.push(Job::new(move || log.lock().unwrap().push(i)));
         }
         for job in stack.take_all() {
-            job();
+            (job.run)();
         }
         assert_eq!(*log.lock().unwrap(), [0, 1, 2, 3, 4]);
         assert!(stack.is_empty());
@@ -259,7 +373,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..per_thread {
                         let sum = sum.clone();
-                        stack.push(Box::new(move || {
+                        stack.push(Job::new(move || {
                             sum.fetch_add(t * 100_000 + i, Ordering::SeqCst);
                         }));
                     }
@@ -269,7 +383,7 @@ mod tests {
         let mut ran = 0;
         while ran < 4 * per_thread {
             for job in stack.take_all() {
-                job();
+                (job.run)();
                 ran += 1;
             }
             std::thread::yield_now();
@@ -287,27 +401,65 @@ mod tests {
         let witness = Arc::new(());
         let stack = JobStack::new();
         let w = witness.clone();
-        stack.push(Box::new(move || drop(w)));
+        stack.push(Job::new(move || drop(w)));
         drop(stack);
         assert_eq!(Arc::strong_count(&witness), 1);
     }
 
-    #[test]
-    fn wakes_once_per_batch_and_tracks_promises() {
+    fn remote() -> (Arc<Remote>, Arc<CountingWaker>) {
         let waker = Arc::new(CountingWaker::default());
-        let handle = HubHandle { remote: Arc::new(Remote::new(waker.clone())) };
+        (Arc::new(Remote::new(waker.clone())), waker)
+    }
+
+    #[test]
+    fn wakes_once_per_announced_sleep() {
+        let (remote, waker) = remote();
+        let handle = HubHandle { remote: remote.clone() };
         handle.post(|| {}).unwrap();
         handle.post(|| {}).unwrap();
         assert_eq!(waker.0.load(Ordering::SeqCst), 1, "second post finds the hub notified");
-        handle.remote.clear_notified();
-        let promise = handle.pending_post();
-        assert_eq!(handle.remote.pending.load(Ordering::SeqCst), 1);
-        promise.post(|| {}).unwrap();
-        assert_eq!(handle.remote.pending.load(Ordering::SeqCst), 0);
-        assert_eq!(handle.remote.jobs.take_all().len(), 3);
-        drop(handle.pending_post());
-        assert_eq!(handle.remote.pending.load(Ordering::SeqCst), 0);
-        handle.remote.close();
-        assert_eq!(handle.post(|| {}), Err(PostError(())));
+        assert_eq!(remote.prepare_to_sleep(), SleepCheck::Posted);
+        assert_eq!(remote.take_jobs().len(), 2);
+        handle.post(|| {}).unwrap();
+        assert_eq!(waker.0.load(Ordering::SeqCst), 1, "no sleep announced since the last wake");
+        drop(remote.take_jobs());
+        assert_eq!(remote.prepare_to_sleep(), SleepCheck::Nothing);
+        handle.wake();
+        handle.wake();
+        assert_eq!(waker.0.load(Ordering::SeqCst), 2, "one wake per announced sleep");
+    }
+
+    #[test]
+    fn a_promise_is_owed_until_kept_or_dropped_and_each_wakes_the_hub() {
+        let (remote, waker) = remote();
+        let handle = HubHandle { remote: remote.clone() };
+        let kept = handle.pending_post();
+        let dropped = handle.pending_post();
+        assert_eq!(remote.prepare_to_sleep(), SleepCheck::Promised);
+        kept.post(|| {}).unwrap();
+        assert_eq!(waker.0.load(Ordering::SeqCst), 1);
+        assert_eq!(remote.prepare_to_sleep(), SleepCheck::Posted);
+        assert_eq!(remote.take_jobs().len(), 1);
+        assert_eq!(remote.prepare_to_sleep(), SleepCheck::Promised);
+        drop(dropped);
+        assert_eq!(waker.0.load(Ordering::SeqCst), 2);
+        assert_eq!(remote.prepare_to_sleep(), SleepCheck::Nothing);
+    }
+
+    #[test]
+    fn a_closed_hub_refuses_posts_and_drops_every_job() {
+        let (remote, _) = remote();
+        let handle = HubHandle { remote: remote.clone() };
+        let witness = Arc::new(());
+        let queued = witness.clone();
+        handle.post(move || drop(queued)).unwrap();
+        remote.close();
+        assert_eq!(Arc::strong_count(&witness), 1, "close dropped the queued job");
+        let refused = witness.clone();
+        assert_eq!(handle.post(move || drop(refused)), Err(PostError(())));
+        assert_eq!(Arc::strong_count(&witness), 1, "the refused job was dropped, not queued");
+        assert!(remote.jobs.is_empty());
+        assert_eq!(handle.pending_post().post(|| {}), Err(PostError(())));
+        assert_eq!(remote.pending.load(Ordering::SeqCst), 0);
     }
 }

@@ -70,6 +70,16 @@ const STEPS: &[Step] = &[
         "+nightly miri test -p gevent-core --features std,sim --lib -- {MIRI_FILTERS}",
         &[],
     ),
+    // The cross-thread post/wake protocol under the loom model checker. `--cfg loom` changes
+    // every crate's flags, so it builds in a target directory of its own rather than evicting
+    // the normal build; debug, because the models are small enough that building dominates.
+    (
+        "loom",
+        Full,
+        CARGO,
+        "test -p gevent-core --features std --lib loom",
+        &[("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", "target/loom")],
+    ),
     (
         "build core thumbv7m",
         Full,

@@ -43,7 +43,7 @@ pub fn with_poller<R>(f: impl FnOnce(&mut dyn Poller) -> R) -> R {
 use crate::error::{FailureKind, Interrupted, TimeoutId};
 use crate::greenlet::task::{MainBody, Node, State, Task, TaskRef, WaitKind};
 use crate::platform::{Clock, Platform, Poller, Readiness, Token};
-use crate::remote::{HubHandle, Remote};
+use crate::remote::{HubHandle, Remote, SleepCheck};
 use crate::slab::{Key, Slab};
 use crate::stack::StackPool;
 use crate::time::Instant;
@@ -576,23 +576,22 @@ impl Hub {
             }
         }
         let deadline = self.timers.borrow().next_deadline();
-        // Announce that we are about to sleep before looking at the posted work for the last
-        // time: a post after this point will wake the poller.
-        self.remote.clear_notified();
-        if !self.remote.jobs.is_empty() {
-            self.drain_remote();
-            return;
-        }
-        let pending_posts = self.remote.pending.load(core::sync::atomic::Ordering::SeqCst);
-        if !self.has_ref_timers() && !has_io && pending_posts == 0 {
-            if self.main.task().waits_on.get() == WaitKind::Everything {
-                // `wait()`: nothing else can ever run, which is what it waits for.
-                self.unpark(&self.main);
+        match self.remote.prepare_to_sleep() {
+            SleepCheck::Posted => {
+                self.drain_remote();
                 return;
             }
-            let report = report::loop_exit(self);
-            self.interrupt(&self.main, Interrupted::LoopExit(alloc::boxed::Box::new(report)));
-            return;
+            SleepCheck::Nothing if !self.has_ref_timers() && !has_io => {
+                if self.main.task().waits_on.get() == WaitKind::Everything {
+                    // `wait()`: nothing else can ever run, which is what it waits for.
+                    self.unpark(&self.main);
+                    return;
+                }
+                let report = report::loop_exit(self);
+                self.interrupt(&self.main, Interrupted::LoopExit(alloc::boxed::Box::new(report)));
+                return;
+            }
+            SleepCheck::Nothing | SleepCheck::Promised => {}
         }
         self.stacks.borrow_mut().trim();
         let timeout = deadline.map(|d| d.saturating_duration_since(self.now()));
@@ -618,13 +617,10 @@ impl Hub {
     }
 
     fn drain_remote(&self) {
-        if self.remote.jobs.is_empty() {
-            return;
-        }
-        for job in self.remote.jobs.take_all() {
+        for job in self.remote.take_jobs() {
             crate::greenlet::Builder::new()
                 .name("posted job")
-                .spawn_untracked(core::panic::Location::caller(), job);
+                .spawn_untracked(job.posted_at, job.run);
         }
     }
 
@@ -673,7 +669,6 @@ impl Hub {
     /// Refuses further posts from other threads and drops the unrun ones (the hub is going).
     pub(crate) fn close_remote(&self) {
         self.remote.close();
-        drop(self.remote.jobs.take_all());
     }
 
     /// Forgets the greenlets that ignored their kill and wait on nothing that can come.
