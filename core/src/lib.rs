@@ -98,6 +98,7 @@ pub use greenlet::{
     AsGreenlet, Builder, Greenlet, GreenletRef, JoinAll, current, joinall, killall,
     killall_timeout, spawn, spawn_later,
 };
+pub use hub::{run, shutdown};
 pub use remote::{HubHandle, PendingPost, PostError};
 pub use sleep::{idle, now, sleep, sleep_until, yield_now};
 pub use timeout::{Timeout, shield, with_timeout};

@@ -78,7 +78,9 @@ impl Timeout {
 
 impl Drop for Timeout {
     fn drop(&mut self) {
-        let hub = hub();
+        // Without a hub (dropped by a thread-local destructor after the hub's) there is no
+        // timer left to cancel.
+        let Some(hub) = crate::hub::try_hub() else { return };
         hub.cancel_timer(self.key);
         // An expiry not yet reported belongs to the scope that just ended.
         let task = self.owner.task();
