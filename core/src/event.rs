@@ -15,6 +15,8 @@ use crate::wait_list::WaitList;
 /// Share it between greenlets with an `Rc`.
 ///
 /// ```
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use std::rc::Rc;
 /// use gevent_core::{event::Event, spawn};
@@ -153,6 +155,8 @@ impl core::error::Error for AlreadySet {}
 /// `AsyncResult`). Every waiter gets the outcome.
 ///
 /// ```
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use std::rc::Rc;
 /// use gevent_core::{event::AsyncResult, spawn};

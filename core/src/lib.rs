@@ -14,6 +14,8 @@
 //! stopped early ([`Interrupted`]: killed, timed out, or waiting forever).
 //!
 //! ```
+//! # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+//! # #[cfg(not(miri))] // Miri cannot switch stacks
 //! # gevent_core::sim::run(|| {
 //! use core::time::Duration;
 //! use gevent_core::{sleep, spawn};

@@ -33,6 +33,8 @@ impl SemState {
 /// waiting while none is free, and the returned guard gives it back when dropped.
 ///
 /// ```
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use gevent_core::lock::Semaphore;
 /// let sem = Semaphore::new(1);
@@ -337,6 +339,8 @@ impl Drop for RLockGuard<'_> {
 /// of [`lock`](Self::lock) derefs to the value and unlocks when dropped.
 ///
 /// ```
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use gevent_core::lock::Mutex;
 /// let counter = Mutex::new(0);

@@ -17,6 +17,8 @@ use crate::timer::TimerKey;
 /// cancel the outer, and the id tells which one expired.
 ///
 /// ```
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use core::time::Duration;
 /// use gevent_core::{sleep, Interrupted, Timeout};
@@ -98,6 +100,8 @@ impl Drop for Timeout {
 /// returns `f`'s result.
 ///
 /// ```
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use core::time::Duration;
 /// use gevent_core::{sleep, with_timeout};

@@ -93,6 +93,8 @@ impl<T, E> Waitable for AsyncResult<T, E> {
 /// returns the indices of the ready ones in the order they became ready.
 ///
 /// ```
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use core::time::Duration;
 /// use gevent_core::{event::Event, sleep, spawn, wait::{wait, Waitable}};

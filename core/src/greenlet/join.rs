@@ -107,6 +107,8 @@ pub fn joinall<G: AsGreenlet>(greenlets: &[G]) -> Result<(), Interrupted> {
 /// Waiting for several greenlets, with gevent's `joinall` options.
 ///
 /// ```
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use core::time::Duration;
 /// use gevent_core::{spawn, sleep, JoinAll};

@@ -257,6 +257,8 @@ fn default_platform() -> Platform {
 /// If `f` panics, the panic goes on through `run` and the greenlets are left as they are.
 ///
 /// ```
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use core::time::Duration;
 /// use gevent_core::{hub, sleep, spawn};

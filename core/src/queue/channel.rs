@@ -51,6 +51,8 @@ impl<T> State<T> {
 /// are served in arrival order.
 ///
 /// ```
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use std::rc::Rc;
 /// use gevent_core::{queue::Channel, spawn, yield_now};

@@ -163,6 +163,8 @@ impl<T, O: QueueOrder<T>> State<T, O> {
 /// Share it between greenlets with an `Rc`.
 ///
 /// ```
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use std::rc::Rc;
 /// use gevent_core::{queue::Queue, spawn};
