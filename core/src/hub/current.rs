@@ -83,18 +83,19 @@ mod slot {
                 return;
             }
             // SAFETY: `ptr` came from `Box::into_raw` in `set` and was just taken out of `HUB`,
-            // its only copy, so nothing can free it meanwhile. Hub methods run only on this
-            // thread (`Hub` is `!Send`), and none is running: thread-local destructors run
-            // after the thread's code has returned, outside any gevent call (a parked
-            // greenlet's calls are suspended, and stay so).
+            // its only copy, so nothing else can free it. `Hub` is `!Send`, so only this thread
+            // uses it, and the calls below go through its `RefCell`s: a hub method left on a
+            // stack (in a parked greenlet, or one that called `process::exit`, which runs this
+            // destructor and never returns to it) cannot make them unsound.
             let hub = unsafe { &*ptr };
             let unrun_jobs = hub.close_remote();
             let alive = hub.live_greenlets().len();
             if alive == 0 {
                 drop(unrun_jobs);
-                // SAFETY: as above, this is the one owner of the box `set` made, and the
-                // reference above is not used again. No greenlet will run again: none is
-                // alive, and one abandoned by `shutdown` was forgotten without a way back in.
+                // SAFETY: as above, this is the one owner of the box `set` made, and `hub` is
+                // not used again. No code will use the hub after this: no greenlet is alive
+                // (one abandoned by `shutdown` was forgotten, never to run), and the thread's
+                // own code has returned, or called `process::exit`, which does not return.
                 drop(unsafe { Box::from_raw(ptr) });
                 return;
             }
@@ -196,8 +197,8 @@ pub(crate) fn hub() -> &'static Hub {
     }
     // SAFETY: a non-null pointer is the thread's hub, which is freed only by its owner's
     // destructor at thread exit, after that destructor took the pointer out of the slot (so
-    // no caller can get it any more) and only when no greenlet is alive (so none is suspended
-    // in a call using it). `Hub` is `!Send`/`!Sync`, so the reference cannot leave this
+    // no caller can get it any more) and only when no greenlet is alive (so no greenlet that
+    // can still run is suspended in a call using it). `Hub` is `!Send`/`!Sync`, so the reference cannot leave this
     // thread, and every caller uses it only for the duration of one call. (The `'static` is
     // "until the thread's hub is destroyed", which no caller outlives.)
     unsafe { &*ptr }
