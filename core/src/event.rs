@@ -23,7 +23,8 @@ use crate::wait_list::{WaitList, WaiterKey};
 /// Share it between greenlets with an `Rc`.
 ///
 /// ```
-/// # use gevent_core as gevent;
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use std::rc::Rc;
 /// use gevent::{event::Event, spawn};
@@ -168,7 +169,8 @@ impl core::error::Error for AlreadySet {}
 /// `AsyncResult`). Every waiter gets the outcome.
 ///
 /// ```
-/// # use gevent_core as gevent;
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use std::rc::Rc;
 /// use gevent::{event::AsyncResult, spawn};

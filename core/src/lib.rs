@@ -14,7 +14,8 @@
 //! stopped early ([`Interrupted`]: killed, timed out, or waiting forever).
 //!
 //! ```
-//! # use gevent_core as gevent;
+//! # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+//! # #[cfg(not(miri))] // Miri cannot switch stacks
 //! # gevent_core::sim::run(|| {
 //! use core::time::Duration;
 //! use gevent::{sleep, spawn};
@@ -99,6 +100,7 @@ pub use greenlet::{
     AsGreenlet, Builder, Greenlet, GreenletRef, Greenlets, JoinAll, LinkId, Unflattened, current,
     joinall, killall, killall_timeout, spawn, spawn_later,
 };
+pub use hub::{run, shutdown};
 pub use remote::{HubHandle, PendingPost, PostError};
 pub use sleep::{idle, now, sleep, sleep_unref, sleep_until, wait, wait_timeout, yield_now};
 pub use timeout::{Timeout, shield, with_timeout};

@@ -11,7 +11,8 @@ use crate::hub::hub;
 /// A greenlet-local slot, declared as a `static`:
 ///
 /// ```
-/// # use gevent_core as gevent;
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use gevent::{local::Local, spawn};
 /// static REQUEST_ID: Local<u32> = Local::new(|| 0);

@@ -61,7 +61,8 @@ impl Side for Acquirers {
 /// free without taking it (gevent's `wait([semaphore])`).
 ///
 /// ```
-/// # use gevent_core as gevent;
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use gevent::lock::Semaphore;
 /// let sem = Semaphore::new(1);
@@ -470,7 +471,8 @@ impl Drop for RLockGuard<'_> {
 /// of [`lock`](Self::lock) derefs to the value and unlocks when dropped.
 ///
 /// ```
-/// # use gevent_core as gevent;
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use gevent::lock::Mutex;
 /// let counter = Mutex::new(0);

@@ -63,7 +63,10 @@ fn running_greenlet() -> Option<String> {
     if hub.is_null() {
         return None;
     }
-    // SAFETY: a non-null pointer is this thread's live hub (see `hub::current`).
+    // SAFETY: the pointer is this thread's own (the hook runs on the panicking thread); when
+    // it is not null it names a live hub, since the hub's destructor takes it out of the slot
+    // before freeing the hub (`hub::current`), and a panic during that destructor finds it
+    // null. The reference is used only within this call, on this thread.
     let hub = unsafe { &*hub };
     let task = hub.current_task();
     (!task.is_main).then(|| task.describe())

@@ -147,6 +147,8 @@ impl Drop for Slot {
 /// killed before they started).
 ///
 /// ```
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use gevent_core::pool::Pool;
 /// let pool = Pool::new(2);
@@ -461,6 +463,8 @@ impl<E: 'static> Scope<E> {
 /// children are killed and the error is returned. Either way no child outlives the scope.
 ///
 /// ```
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use core::time::Duration;
 /// use gevent_core::{pool::{scope, ScopeError}, sleep};

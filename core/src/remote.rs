@@ -236,11 +236,13 @@ impl Remote {
 
     /// Refuses later posts and drops the queued jobs: the hub is going.
     #[cfg(any(feature = "std", test))]
-    pub(crate) fn close(&self) {
+    /// Refuses later posts and hands back the jobs posted and never run, for the hub to drop
+    /// or (at thread exit, where running user code is unsafe) leak.
+    pub(crate) fn close(&self) -> Vec<Job> {
         // Relaxed: the swap in `take_all` releases it to every push that lands after the swap,
         // and those posters check `closed` after pushing.
         self.closed.store(true, Ordering::Relaxed);
-        drop(self.jobs.take_all());
+        self.jobs.take_all()
     }
 }
 
@@ -447,14 +449,14 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_hub_refuses_posts_and_drops_every_job() {
+    fn a_closed_hub_refuses_posts_and_hands_back_every_job() {
         let (remote, _) = remote();
         let handle = HubHandle { remote: remote.clone() };
         let witness = Arc::new(());
         let queued = witness.clone();
         handle.post(move || drop(queued)).unwrap();
-        remote.close();
-        assert_eq!(Arc::strong_count(&witness), 1, "close dropped the queued job");
+        assert_eq!(remote.close().len(), 1, "close hands back the queued job");
+        assert_eq!(Arc::strong_count(&witness), 1, "dropping what close handed back drops it");
         let refused = witness.clone();
         assert_eq!(handle.post(move || drop(refused)), Err(PostError(())));
         assert_eq!(Arc::strong_count(&witness), 1, "the refused job was dropped, not queued");

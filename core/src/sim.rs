@@ -216,16 +216,18 @@ pub fn platform() -> (Platform, SimHandle) {
     (platform, SimHandle { clock, io })
 }
 
-/// Runs `f` on this thread's hub, installing a simulated one first if the thread has none.
+/// Runs `f` on this thread's hub, installing a simulated one first if the thread has none, then
+/// ends the greenlets still alive, as [`hub::run`](crate::hub::run) does.
 pub fn run<R>(f: impl FnOnce() -> R) -> R {
     let _ = crate::hub::install(platform().0);
-    f()
+    crate::hub::run(f)
 }
 
 /// Installs a simulated hub on this thread (which must have none) and runs `f` with handles to
-/// its clock and I/O feed.
+/// its clock and I/O feed, then ends the greenlets still alive, as
+/// [`hub::run`](crate::hub::run) does.
 pub fn run_with<R>(f: impl FnOnce(&SimHandle) -> R) -> R {
     let (platform, handle) = platform();
     crate::hub::install(platform).expect("run_with needs a thread without a hub");
-    f(&handle)
+    crate::hub::run(|| f(&handle))
 }

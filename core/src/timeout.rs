@@ -22,7 +22,8 @@ use crate::timer::TimerKey;
 /// same turn, the outer one is reported.
 ///
 /// ```
-/// # use gevent_core as gevent;
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use core::time::Duration;
 /// use gevent::{sleep, Interrupted, Timeout};
@@ -89,7 +90,9 @@ impl Timeout {
 
 impl Drop for Timeout {
     fn drop(&mut self) {
-        let hub = hub();
+        // Without a hub (dropped by a thread-local destructor after the hub's) there is no
+        // timer left to cancel.
+        let Some(hub) = crate::hub::try_hub() else { return };
         hub.cancel_timer(self.key);
         // An expiry not yet reported belongs to the scope that just ended.
         let task = self.owner.task();
@@ -120,7 +123,8 @@ impl Drop for Timeout {
 /// this one's. If `f` finishes despite the expiry (it handled the error), its result stands.
 ///
 /// ```
-/// # use gevent_core as gevent;
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use core::time::Duration;
 /// use gevent::{sleep, with_timeout, Interrupted};

@@ -138,7 +138,8 @@ impl Waitable for BoundedSemaphore {
 /// returns at once with none.
 ///
 /// ```
-/// # use gevent_core as gevent;
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use core::time::Duration;
 /// use gevent::{event::Event, sleep, spawn, wait::{wait, Waitable}};

@@ -1,6 +1,9 @@
 //! Stack sizes a greenlet may ask for: odd and tiny ones are rounded up to what the platform
 //! needs, impossible ones make the greenlet fail to start with `NoStack` naming the size.
-#![cfg(all(feature = "std", feature = "sim"))]
+// Miri cannot switch stacks (corosensei's inline assembly): it runs `hub_without_switching.rs`.
+#![cfg(not(miri))]
+
+use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
 
 use gevent_core::stack::MIN_STACK_SIZE;
 use gevent_core::{Builder, FailureKind, GetError, sim};

@@ -33,6 +33,31 @@
 //! | `gevent.event`, `gevent.queue`, `gevent.lock` | [`event`], [`queue`], [`lock`] |
 //! | `gevent.pool`, `gevent.wait`/`iwait`, `gevent.local` | [`pool`], [`wait`], [`local`] |
 //!
+//! # Ending greenlets
+//!
+//! A thread's greenlets are ended from an explicit point, while the thread is alive: run its
+//! gevent code inside [`run`], which kills the greenlets still alive when the function returns
+//! and waits for them, so that their destructors run (or call [`shutdown`] at the end). A
+//! thread that exits with greenlets alive does not resume them (at thread exit the thread's
+//! thread-locals are being destroyed, and a greenlet parked inside one would read freed
+//! memory): it leaks them, and says so once on stderr.
+//!
+//! ```
+//! use std::time::Duration;
+//! use gevent::{sleep, spawn};
+//!
+//! fn main() {
+//!     gevent::run(|| {
+//!         let _ticker = spawn(|| loop {
+//!             if sleep(Duration::from_millis(10)).is_err() {
+//!                 break; // killed when `run`'s function returns
+//!             }
+//!         });
+//!         sleep(Duration::from_millis(25)).unwrap();
+//!     });
+//! }
+//! ```
+//!
 //! # Memory maps
 //!
 //! Each greenlet holding a stack (one that has started and not finished) uses two memory maps

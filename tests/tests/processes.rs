@@ -36,14 +36,88 @@ fn a_panicking_greenlet_is_reported_once_and_the_others_go_on() {
 }
 
 #[test]
-fn greenlets_alive_at_exit_are_killed_and_their_destructors_run() {
-    let out = run_child(CHILD, "exit-with-live-greenlets");
+fn run_kills_the_greenlets_still_alive_and_their_destructors_run() {
+    let out = run_child(CHILD, "run-ends-live-greenlets");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
         ["main returns", "sleep ended: Err(Killed)", "guard dropped"]
     );
+    assert!(!stderr.contains("leaked"), "nothing is left to leak: {stderr}");
+}
+
+/// Checks that a child exited normally with `stdout_lines` on stdout, after warning exactly
+/// once that one greenlet was leaked.
+fn assert_one_greenlet_leaked_with_one_warning(scenario: &str, stdout_lines: &[&str]) {
+    let out = run_child(CHILD, scenario);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{scenario}: {:?}, stderr: {stderr}", out.status);
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), stdout_lines, "{scenario}");
+    assert_eq!(stderr.lines().count(), 1, "{scenario}: one warning, nothing else: {stderr}");
+    assert!(
+        stderr.contains("a thread exited with 1 greenlet alive, which was leaked")
+            && stderr.contains("gevent::run(...) or call gevent::shutdown()"),
+        "{scenario}: says how many and how to avoid it: {stderr}"
+    );
+}
+
+#[test]
+fn greenlets_alive_at_exit_are_leaked_with_one_warning_and_not_resumed() {
+    // Not resumed: neither "sleep ended" nor "guard dropped".
+    assert_one_greenlet_leaked_with_one_warning("exit-with-live-greenlets", &["main returns"]);
+}
+
+// A greenlet parked inside `LocalKey::with` of a thread-local destroyed at thread exit before
+// the hub: resuming it at exit read the freed thread-local (SIGSEGV).
+#[test]
+fn a_greenlet_parked_in_a_thread_local_is_not_resumed_when_the_main_thread_exits() {
+    assert_one_greenlet_leaked_with_one_warning("exit-parked-in-thread-local", &["main returns"]);
+}
+
+#[test]
+fn a_greenlet_parked_in_a_thread_local_is_not_resumed_when_its_thread_exits() {
+    assert_one_greenlet_leaked_with_one_warning(
+        "thread-exit-parked-in-thread-local",
+        &["thread joined"],
+    );
+}
+
+#[test]
+fn a_thread_local_destroyed_after_the_hub_can_drop_gevent_values() {
+    let out = run_child(CHILD, "thread-local-drops-gevent-values-after-the-hub");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}, stderr: {stderr}", out.status);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["main returns", "gevent values dropped after the hub ended"]
+    );
+    assert_eq!(stderr, "", "nothing leaked, nothing to warn about");
+}
+
+#[test]
+fn a_thread_local_destroyed_after_the_hub_cannot_block_and_is_told_why() {
+    let out = run_child(CHILD, "thread-local-sleeps-after-the-hub");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A panic in a thread-local destructor ends the process (std aborts), after the message.
+    assert!(!out.status.success());
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(6), "aborted (SIGABRT), not a crash: {stderr}");
+    }
+    assert!(
+        stderr.contains(
+            "this thread's hub is gone: it ended with the thread's thread-locals, and gevent \
+             cannot be used from a thread-local destructor that runs after it"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["main returns"]);
 }
 
 #[test]

@@ -186,7 +186,8 @@ pub fn joinall(greenlets: impl Greenlets) -> Result<(), Interrupted> {
 /// Waiting for several greenlets, with gevent's `joinall` options.
 ///
 /// ```
-/// # use gevent_core as gevent;
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use core::time::Duration;
 /// use gevent::{spawn, sleep, JoinAll};

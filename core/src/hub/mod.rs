@@ -30,8 +30,8 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::time::Duration;
 
-pub use current::{AlreadyInstalled, install, shutdown};
-pub(crate) use current::{current_hub_ptr, hub};
+pub use current::{AlreadyInstalled, install, run, shutdown};
+pub(crate) use current::{current_hub_ptr, hub, try_hub};
 pub use io::IoRegistration;
 
 /// Calls `f` with the current hub's poller, for platform crates that need their concrete
@@ -665,10 +665,11 @@ impl Hub {
         main.shield_depth.set(main.shield_depth.get() - 1);
     }
 
+    /// Makes later posts from other threads fail (the hub is going) and hands back the jobs
+    /// posted and never run, for the caller to drop or leak.
     #[cfg(feature = "std")]
-    /// Refuses further posts from other threads and drops the unrun ones (the hub is going).
-    pub(crate) fn close_remote(&self) {
-        self.remote.close();
+    pub(crate) fn close_remote(&self) -> Vec<crate::remote::Job> {
+        self.remote.close()
     }
 
     /// Forgets the greenlets that ignored their kill and wait on nothing that can come.
@@ -689,6 +690,9 @@ impl Hub {
             }
             task.state.set(State::Finished);
             task.set_outcome(Some(FailureKind::Killed));
+            // Its suspended frames may point into its header and its `Local` values: like its
+            // stack, they are never freed.
+            core::mem::forget(t);
         }
         self.run_queue.borrow_mut().clear();
         *self.idle_waiters.borrow_mut() = WaitList::new();

@@ -93,7 +93,8 @@ impl<T> Side for Getters<T> {
 /// are served in arrival order.
 ///
 /// ```
-/// # use gevent_core as gevent;
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use std::rc::Rc;
 /// use gevent::{queue::Channel, spawn, yield_now};

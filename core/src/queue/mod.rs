@@ -212,7 +212,8 @@ impl<T, O: QueueOrder<T>> Side for Putters<T, O> {
 /// Share it between greenlets with an `Rc`.
 ///
 /// ```
-/// # use gevent_core as gevent;
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use std::rc::Rc;
 /// use gevent::{queue::Queue, spawn};

@@ -135,7 +135,7 @@ fn a_post_racing_close_is_refused_or_dropped_by_the_close() {
         let handle = HubHandle { remote: remote.clone() };
         let job_witness = witness.clone();
         let poster = thread::spawn(move || handle.post(move || drop(job_witness)));
-        remote.close();
+        drop(remote.close());
         let _ = poster.join().unwrap();
         assert_eq!(Arc::strong_count(&witness), 1, "a job stays queued on a closed hub");
     });

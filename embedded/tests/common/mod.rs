@@ -1,5 +1,6 @@
 //! What the embedded tests share: a host clock for the hub.
 
+use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
 use gevent_embedded::TickSource;
 
 /// The host's monotonic clock as a nanosecond tick source.

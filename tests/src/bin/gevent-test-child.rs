@@ -2,16 +2,81 @@
 //! tests as a child process, which then inspect its exit status and output.
 #![allow(clippy::print_stdout)]
 
+use std::cell::RefCell;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use gevent::stack::{StackError, StackRegion, StackSource};
-use gevent::{Builder, FailureKind, GetError, sleep, spawn};
+use gevent::{Builder, FailureKind, GetError, sleep, spawn, yield_now};
 
 fn recurse(depth: u64) -> u64 {
     let frame = [depth; 64]; // a frame that cannot be optimised away
     std::hint::black_box(&frame);
     if depth == u64::MAX { 0 } else { recurse(depth + 1) + std::hint::black_box(frame[3]) }
+}
+
+std::thread_local! {
+    static NAMES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Leaves a greenlet parked inside `NAMES.with`, holding a reference into a thread-local that
+/// is destroyed when the thread exits (before the hub's own, since it was first used after the
+/// hub was created). Resuming it after that reads freed memory.
+fn park_inside_a_thread_local() {
+    drop(spawn(|| {
+        NAMES.with(|names| {
+            names.borrow_mut().extend((0..64).map(|i| format!("name {i}")));
+            let r = sleep(Duration::from_secs(3600));
+            let bytes: usize =
+                names.borrow().iter().map(|n| n.bytes().filter(|&b| b == b'n').count()).sum();
+            println!("resumed inside the thread-local: {r:?}, {bytes}");
+        })
+    }));
+    yield_now().unwrap();
+}
+
+/// Spawns a greenlet that sleeps for an hour holding a guard, and lets it start.
+fn spawn_sleeper_with_guard() {
+    struct Guard;
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            println!("guard dropped");
+        }
+    }
+    drop(spawn(|| {
+        let _guard = Guard;
+        let r = sleep(Duration::from_secs(3600));
+        println!("sleep ended: {r:?}");
+    }));
+    yield_now().unwrap();
+}
+
+/// What a thread-local destructor that runs after the hub's own does with gevent.
+enum LateUse {
+    /// Drops gevent values: a finished greenlet's handle, an armed `Timeout`, an `Event`.
+    Drops(Option<(gevent::Greenlet<u32>, gevent::Timeout, gevent::event::Event)>),
+    /// Blocks, which needs a hub.
+    Sleeps,
+}
+
+impl Drop for LateUse {
+    fn drop(&mut self) {
+        match self {
+            LateUse::Drops(values) => {
+                drop(values.take());
+                println!("gevent values dropped after the hub ended");
+            }
+            LateUse::Sleeps => {
+                let r = sleep(Duration::from_millis(1));
+                println!("unreachable: slept after the hub ended: {r:?}");
+            }
+        }
+    }
+}
+
+std::thread_local! {
+    // First used before the hub is created, so destroyed after it.
+    static LATE: RefCell<Option<LateUse>> = const { RefCell::new(None) };
 }
 
 fn main() -> ExitCode {
@@ -36,20 +101,47 @@ fn main() -> ExitCode {
             println!("survivor: {:?}", good.get());
             ExitCode::SUCCESS
         }
-        // main returns while a greenlet sleeps: the hub kills it at exit and its destructors run.
+        // `gevent::run`'s function returns while a greenlet sleeps: run kills it and its
+        // destructors run.
+        "run-ends-live-greenlets" => gevent::run(|| {
+            spawn_sleeper_with_guard();
+            println!("main returns");
+            ExitCode::SUCCESS
+        }),
+        // The main thread exits with a greenlet parked inside a thread-local's `with`.
+        "exit-parked-in-thread-local" => {
+            park_inside_a_thread_local();
+            println!("main returns");
+            ExitCode::SUCCESS
+        }
+        // A spawned thread does the same, then main joins it and returns.
+        "thread-exit-parked-in-thread-local" => {
+            std::thread::spawn(park_inside_a_thread_local).join().unwrap();
+            println!("thread joined");
+            ExitCode::SUCCESS
+        }
+        // main returns while a greenlet sleeps: it is leaked with one warning, not resumed.
         "exit-with-live-greenlets" => {
-            struct Guard;
-            impl Drop for Guard {
-                fn drop(&mut self) {
-                    println!("guard dropped");
-                }
-            }
-            drop(spawn(|| {
-                let _guard = Guard;
-                let r = sleep(Duration::from_secs(3600));
-                println!("sleep ended: {r:?}");
-            }));
-            gevent::yield_now().unwrap();
+            spawn_sleeper_with_guard();
+            println!("main returns");
+            ExitCode::SUCCESS
+        }
+        // A thread-local destroyed after the hub drops gevent values: nothing to do, no crash.
+        "thread-local-drops-gevent-values-after-the-hub" => {
+            LATE.with(|_| ());
+            let finished = spawn(|| 7);
+            finished.join().unwrap();
+            let values =
+                (finished, gevent::Timeout::start(Duration::from_secs(60)), Default::default());
+            LATE.with(|late| *late.borrow_mut() = Some(LateUse::Drops(Some(values))));
+            println!("main returns");
+            ExitCode::SUCCESS
+        }
+        // A thread-local destroyed after the hub blocks on gevent: refused with a message.
+        "thread-local-sleeps-after-the-hub" => {
+            LATE.with(|_| ());
+            yield_now().unwrap(); // creates the hub
+            LATE.with(|late| *late.borrow_mut() = Some(LateUse::Sleeps));
             println!("main returns");
             ExitCode::SUCCESS
         }
