@@ -80,7 +80,7 @@ fn a_killed_waiter_leaves_the_event_and_the_others_untouched() {
         killed.kill().unwrap();
         assert!(killed.get().is_err());
         event.set();
-        joinall(&[&other]).unwrap();
+        joinall([&other]).unwrap();
         assert_eq!(other.get(), Ok(()));
         event.clear();
         let err = event.wait().unwrap_err();

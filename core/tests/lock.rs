@@ -65,7 +65,7 @@ fn killing_a_greenlet_blocked_on_acquire_leaves_the_count_unchanged() {
         yield_now().unwrap();
         first.kill_nowait();
         drop(held);
-        joinall(&[&first, &second]).unwrap();
+        joinall([&first, &second]).unwrap();
         assert!(first.killed() && first.error().is_none());
         assert_eq!(second.get(), Ok(()));
         assert_eq!(sem.available(), 0, "the second holds the only permit");

@@ -142,7 +142,7 @@ fn joining_oneself_is_a_deadlock_error_for_main_and_others() {
         assert!(matches!(current().join(), Err(Interrupted::Deadlock(_))));
         let g = spawn(|| {
             let me = current();
-            let all = joinall(&[me.clone()]);
+            let all = joinall([me.clone()]);
             let one = me.join();
             (all, one)
         });
