@@ -1,10 +1,10 @@
 //! gevent for Rust on Linux, macOS and the BSDs: greenlets, an implicit hub per thread, and
 //! blocking-style calls that switch to other greenlets instead of blocking the thread.
 //!
-//! This crate re-exports the portable API of [`gevent_core`] and provides the platform under
-//! it: an epoll (Linux) or kqueue (macOS, BSD) poller, `CLOCK_MONOTONIC`, and guard-paged stacks
-//! whose overflow ends the process with a message naming the greenlet. Each thread gets its hub
-//! the first time it uses one.
+//! This crate re-exports the portable API of `gevent-core` and provides the platform under it
+//! ([`platform::hosted`]): an epoll (Linux) or kqueue (macOS, BSD) poller, `CLOCK_MONOTONIC`,
+//! and guard-paged stacks whose overflow ends the process with a message naming the greenlet.
+//! Each thread gets its hub the first time it uses one.
 //!
 //! ```
 //! use std::time::Duration;
@@ -25,13 +25,14 @@
 //! | gevent | here |
 //! |---|---|
 //! | `gevent.spawn`, `spawn_later`, `Greenlet` | [`spawn`], [`spawn_later`], [`Builder`], [`Greenlet`] |
-//! | `Greenlet.join/get/kill/link/ready/successful/dead/name` | the same methods |
+//! | `Greenlet.join/get/kill/link/ready/successful/dead/name` | the same methods, plus [`Greenlet::kill_with`], [`Greenlet::killed`], `get_timeout`, `try_get` |
 //! | `joinall`, `killall` | [`joinall`], [`JoinAll`], [`killall`] |
-//! | `sleep`, `sleep(0)`, `idle`, `getcurrent` | [`sleep`], [`yield_now`], [`idle`], [`current`] |
+//! | `sleep`, `sleep(0)`, `sleep(ref=False)`, `idle`, `getcurrent` | [`sleep`], [`yield_now`], [`sleep_unref`], [`idle`], [`current`] |
+//! | `gevent.wait()` (the whole hub), ending the hub | [`wait()`](fn@wait), [`wait_timeout`], [`run`], [`shutdown`] |
 //! | `Timeout`, `with_timeout` | [`Timeout`] (a guard), [`with_timeout`] |
-//! | `GreenletExit`, `Timeout` exceptions, `LoopExit` | [`Interrupted`]'s variants |
+//! | `GreenletExit`, `Timeout` exceptions, `LoopExit` | [`Interrupted`]'s variants; every error converts into [`Error`] for `?` |
 //! | `gevent.event`, `gevent.queue`, `gevent.lock` | [`event`], [`queue`], [`lock`] |
-//! | `gevent.pool`, `gevent.wait`/`iwait`, `gevent.local` | [`pool`], [`wait`], [`local`] |
+//! | `gevent.pool`, `gevent.wait(objects)`/`iwait`, `gevent.local` | [`pool`], [`wait`](mod@wait), [`local`] |
 //!
 //! # Ending greenlets
 //!
@@ -75,7 +76,21 @@ mod mmap_stack;
 mod overflow;
 mod sys;
 
-pub use clock::MonotonicClock;
-pub use default_platform::platform;
 pub use gevent_core::*;
-pub use mmap_stack::MmapStacks;
+
+pub mod platform {
+    //! What a hub is built from: the core's traits, and their hosted implementations.
+    //!
+    //! Applications rarely need this module: each thread's hub is built from [`hosted()`] on
+    //! first use.
+
+    pub use crate::clock::MonotonicClock;
+    pub use crate::default_platform::hosted;
+    pub use crate::mmap_stack::MmapStacks;
+    pub use gevent_core::platform::*;
+}
+
+/// The README's examples, compiled and run as doctests so that the front page stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -8,10 +8,8 @@
 //!
 //! Why a registration owns its source and stays on its thread is argued on [`IoRegistration`].
 
-use alloc::boxed::Box;
 use alloc::format;
 use alloc::sync::{Arc, Weak};
-use alloc::vec::Vec;
 use core::any::Any;
 use core::fmt;
 use core::marker::PhantomData;
@@ -19,7 +17,7 @@ use core::mem::ManuallyDrop;
 use core::ptr;
 
 use super::{Hub, current_hub_ptr, hub};
-use crate::error::{Interrupted, LoopExit};
+use crate::error::Interrupted;
 use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::platform::{Interest, PollError, Readiness, Token};
 use crate::remote::Remote;
@@ -94,7 +92,7 @@ pub(super) fn dispatch(hub: &Hub, key: Key, readiness: Readiness) {
 ///   it. It also remembers which hub that is: if the thread's hub is another one by the time it
 ///   is used (or there is none, as while the thread exits), it touches neither that hub's
 ///   entries nor a poller that is gone. [`wait`](IoRegistration::wait) then fails with
-///   [`Interrupted::LoopExit`], since nothing can ever report readiness for it, and dropping it
+///   [`Interrupted::Deadlock`], since nothing can ever report readiness for it, and dropping it
 ///   only drops the source (its registration went with the hub's poller).
 ///
 /// [`Poller`]: crate::platform::Poller
@@ -198,7 +196,7 @@ impl<S: Any> IoRegistration<S> {
     /// Parks the current greenlet until the source is ready for `interest` (readable if it
     /// asks for both), or returns at once if it already is.
     ///
-    /// Fails with [`Interrupted::LoopExit`] if the hub it was registered with is no longer the
+    /// Fails with [`Interrupted::Deadlock`] if the hub it was registered with is no longer the
     /// thread's hub (it was destroyed at thread exit): no readiness can ever come.
     pub fn wait(&self, interest: Interest) -> Result<(), Interrupted> {
         let readable = interest.is_readable();
@@ -236,13 +234,10 @@ impl<S: Any> IoRegistration<S> {
 
     fn gone(&self, readable: bool) -> Interrupted {
         let direction = if readable { "readable" } else { "writable" };
-        Interrupted::LoopExit(Box::new(LoopExit {
-            main_waits_on: format!(
-                "I/O source {} to be {direction}, registered with a hub that is gone",
-                self.label
-            ),
-            parked: Vec::new(),
-        }))
+        Interrupted::Deadlock(format!(
+            "a wait for I/O source {} to be {direction}: it was registered with a hub that is gone",
+            self.label
+        ))
     }
 
     fn deregister(&self) {

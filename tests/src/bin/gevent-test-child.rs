@@ -171,7 +171,7 @@ fn main() -> ExitCode {
                 }
                 unsafe fn release(&mut self, _: StackRegion) {}
             }
-            let mut platform = gevent::platform().expect("a hosted platform");
+            let mut platform = gevent::platform::hosted().expect("a hosted platform");
             platform.stacks = Box::new(NoStacks);
             gevent::hub::install(platform).expect("the first hub of this thread");
             let greenlets: Vec<_> = (0..1000).map(|i| spawn(move || i)).collect();
