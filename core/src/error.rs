@@ -167,7 +167,8 @@ impl core::error::Error for GreenletError {}
 /// `Result<T, E>` gives `Result<T, Error>` from `get()`, its `Err(e)` converted.
 ///
 /// ```
-/// # use gevent_core as gevent;
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use core::time::Duration;
 /// use gevent::{sleep, spawn, with_timeout, Error};

@@ -113,7 +113,8 @@ impl<G: AsGreenlet + ?Sized> AsGreenlet for &G {
 /// references to them), or a tuple of up to eight greenlets of different types.
 ///
 /// ```
-/// # use gevent_core as gevent;
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+/// # #[cfg(not(miri))] // Miri cannot switch stacks
 /// # gevent_core::sim::run(|| {
 /// use gevent::{joinall, spawn};
 /// let number = spawn(|| 7);

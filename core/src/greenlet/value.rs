@@ -86,7 +86,8 @@ impl<T: 'static, E: Into<Error> + 'static> Greenlet<Result<T, E>> {
     /// [`Unflattened::get`].
     ///
     /// ```
-    /// # use gevent_core as gevent;
+    /// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
+    /// # #[cfg(not(miri))] // Miri cannot switch stacks
     /// # gevent_core::sim::run(|| {
     /// use core::time::Duration;
     /// use gevent::{sleep, spawn};

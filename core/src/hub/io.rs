@@ -60,7 +60,7 @@ pub(super) fn dispatch(hub: &Hub, key: Key, readiness: Readiness) {
 /// It belongs to the hub of the thread that made it and cannot leave that thread:
 ///
 /// ```compile_fail,E0277
-/// # use gevent_core as gevent;
+/// # use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
 /// fn assert_send<T: Send>() {}
 /// assert_send::<gevent::hub::IoRegistration<()>>();
 /// ```
