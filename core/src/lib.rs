@@ -48,7 +48,11 @@
 //!   [`Builder::stack_size`]); on hosted platforms overflow is caught by a guard page and ends the
 //!   process with a message naming the greenlet.
 //! - Kills and timeouts arrive only at blocking calls, as `Err` values: code that discards
-//!   such an error keeps running, but a kill is sticky, so its next blocking call fails again.
+//!   such an error keeps running, but a kill is sticky, so its next blocking call fails again,
+//!   and a timeout swallowed inside an inner `Timeout`'s scope is reported again after it.
+//! - A blocking call made while the thread unwinds from a panic (in a destructor) fails at once
+//!   with [`Interrupted::Unwinding`] instead of switching: the panic count is per thread, and
+//!   every other greenlet would see `std::thread::panicking()` true meanwhile.
 //!
 //! # Features
 //!

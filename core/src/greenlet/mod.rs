@@ -312,9 +312,11 @@ macro_rules! greenlet_methods {
         /// on its own; its body's result, if it returned one, still stands.
         pub fn killed(&self) -> bool {
             let task = self.task();
+            let outcome = task.outcome();
             task.is_finished()
                 && task.killed.get()
-                && (task.kill_delivered.get() || task.outcome() == Outcome::Killed)
+                && outcome != Outcome::Failed
+                && (task.kill_delivered.get() || outcome == Outcome::Killed)
         }
 
         /// Whether it has been killed (the kill may not have reached it yet).
@@ -344,6 +346,17 @@ macro_rules! greenlet_methods {
         /// greenlet does nothing; killing oneself returns at once (the kill arrives at the next
         /// blocking call). If it ignores the kill, this waits for as long as it runs: see
         /// [`kill_timeout`](Self::kill_timeout).
+        ///
+        /// As in gevent, a plain kill is a cancellation, not a failure: afterwards
+        /// [`killed`](Self::killed) is true and [`error`](Self::error) is `None`; a body that
+        /// handled the kill and returned a value keeps it, and one that produced none makes
+        /// `get()` fail with [`Error::Killed`](crate::Error::Killed). To make the kill a
+        /// failure, use [`kill_with`](Self::kill_with).
+        ///
+        /// The main greenlet can be killed too: its current or next blocking call returns
+        /// `Killed` once, and later ones work again (the thread's own stack cannot end, so a
+        /// sticky kill would fail every later blocking call of the program; gevent raises
+        /// `GreenletExit` in it once, likewise).
         pub fn kill(&self) -> Result<(), Interrupted> {
             kill_and_join(&self.task_ref(), None).map(|_| ())
         }

@@ -128,7 +128,10 @@ fn main() -> ! {
     });
     sleep(MS).expect("nothing interrupts main");
     victim.kill().expect("nothing interrupts main");
-    let killed = matches!(victim.get(), Err(GetError::Failed(e)) if e.kind == FailureKind::Killed);
+    // A plain kill is a cancellation: get() says Killed, and error() has nothing.
+    let killed = matches!(victim.get(), Err(GetError::Killed(e)) if e.kind == FailureKind::Killed)
+        && victim.killed()
+        && victim.error().is_none();
     all_ok &= check(killed && dropped.get(), "kill runs the victim's destructors");
 
     // 4. A bounded queue between a producer and a consumer.
