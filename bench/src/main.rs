@@ -179,7 +179,8 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: gevent-bench switch|spawn|idle|queue|group_spawn | gevent-bench echo|http PORT"
+                "usage: gevent-bench switch|spawn|idle|queue|group_spawn | \
+                 gevent-bench echo|http PORT"
             );
             return ExitCode::from(2);
         }

@@ -1,8 +1,8 @@
 //! Groups of greenlets (gevent's `gevent.pool`): [`Group`] tracks greenlets to join or kill
 //! together; [`Pool`] also bounds how many run at once (its `spawn` and `add` wait for a free
-//! slot) and maps functions over inputs. [`scope`] is the structured form: children are joined
-//! when it ends, killed when it ends early, may borrow from the caller's stack, and the first
-//! error is passed up.
+//! slot) and maps functions over inputs. [`scope`](fn@scope) is the structured form: children
+//! are joined when it ends, killed when it ends early, may borrow from the caller's stack, and
+//! the first error is passed up.
 
 mod group;
 mod imap;

@@ -203,9 +203,8 @@ fn a_pool_keeps_its_bound_when_members_are_killed_or_panic() {
         assert_eq!(pool.free_count(), 1);
         sleeper.kill().unwrap();
         panicker.join().unwrap();
-        assert!(
-            matches!(panicker.get(), Err(GetError::Failed(e)) if matches!(e.kind, FailureKind::Panicked(_)))
-        );
+        let panicked = |e: &GetError| matches!(e, GetError::Failed(e) if matches!(e.kind, FailureKind::Panicked(_)));
+        assert!(panicker.get().is_err_and(|e| panicked(&e)));
         assert_eq!(pool.free_count(), 3);
         assert_eq!(pool.apply(|| 6 * 7), Ok(42));
     });

@@ -101,13 +101,16 @@ impl<G: Member> MemberTable<G> {
 /// removal by backward shift, so that searches and removals stop at the first entry closer to
 /// home than the one sought.
 ///
-/// The home bucket is the id's low bits with its higher bits folded in: the runs of
-/// consecutive ids that a hub hands out land in consecutive buckets, each at home, so members
-/// that come and go in spawn order touch the table sequentially. Measured on the `group_spawn`
-/// benchmark (100,000 greenlets spawned into a group and joined, against plain spawns): about
-/// 1.5 times the plain time with this table, 2 to 2.5 times with a `BTreeMap` (which shifts
-/// and rebalances its leaves as members leave in order), 3.5 times with a multiplicative hash
-/// (whose scattered accesses miss the cache once the greenlets' own memory is in play).
+/// The home bucket keeps the id's low bits (see [`IdIndex::home`]): the runs of consecutive
+/// ids that a hub hands out land in consecutive buckets, each at home, so members that come
+/// and go in spawn order touch the table sequentially. Like the slab, it keeps its capacity
+/// once grown.
+///
+/// Measured on the `group_spawn` benchmark (100,000 greenlets spawned into a group and
+/// joined, against plain spawns): about 1.5 times the plain time with this table, 2 to 2.5
+/// times with a `BTreeMap` (which shifts and rebalances its leaves as members leave in
+/// order), 3.5 times with a multiplicative hash of the whole id (whose scattered accesses
+/// miss the cache once the greenlets' own memory is in play).
 #[derive(Debug)]
 struct IdIndex {
     /// `(id, key)`; `None` marks a free bucket. The length is 0 or a power of two.
@@ -124,11 +127,21 @@ impl IdIndex {
         self.buckets.len() - 1
     }
 
-    /// The bucket where `id` belongs.
+    /// The bucket where `id` belongs: the id modulo the table's size, offset by its span (the
+    /// bits above 64 table sizes) times an odd constant.
+    ///
+    /// Within a span, the members of a group (which at most half fill the table) get buckets
+    /// of their own whatever their stride: consecutive ids take consecutive buckets, ids `s`
+    /// apart take every `s`th bucket or, for an even `s`, also the gaps between; only a stride
+    /// that is a multiple of the table's size shares a bucket, among at most 64 members. The
+    /// multiplication spreads spans apart, so that no stride piles up members across spans
+    /// (a plain fold of the high bits into the low ones sends a stride of the table's size
+    /// plus one to a single bucket). A run of members that crosses into the next span may
+    /// land on buckets in use; a run crosses at most one boundary per 128 of its lengths.
     fn home(&self, id: u64) -> usize {
         let bits = self.buckets.len().trailing_zeros();
-        // Folding keeps ids that are a multiple of the table's size apart from colliding.
-        ((id ^ (id >> bits)) as usize) & self.mask()
+        let span = id >> (bits + 6);
+        (id.wrapping_add(span.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as usize) & self.mask()
     }
 
     /// How far the entry of `id` in bucket `i` is from its home.
@@ -333,6 +346,9 @@ mod tests {
         let candidates: Vec<u64> = (0..64u64)
             .chain((0..64).map(|n| (1 << 20) | (n * 8)))
             .chain((0..64).map(|n| n << 12))
+            .chain((0..64).map(|n| n * 65))
+            .chain((0..64).map(|n| n * 1025))
+            .chain((0..64).map(|n| n * 4097))
             .chain((0..64u64).map(|n| n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 8))
             .collect();
         let mut slab = Slab::new();
