@@ -133,8 +133,8 @@ impl<'scope, E> Scope<'scope, '_, E> {
     }
 
     /// Kills the children still running and waits until every one has left, shielded from
-    /// kills and through timeouts. Never returns while a child may still run (see the module
-    /// docs); aborts the process if that can never happen.
+    /// kills and through timeouts. Never returns while a child may still run (see the
+    /// soundness section of [`scope`]'s docs); aborts the process if that can never happen.
     fn end(&self) {
         let children = self.children.shared();
         let failed = children.failed();
@@ -143,19 +143,21 @@ impl<'scope, E> Scope<'scope, '_, E> {
         }
         self.ending.set(true);
         let mut expired: Option<TimeoutId> = None;
+        let mut expire = |id: TimeoutId| expired = Some(expired.map_or(id, |e| e.min(id)));
         shield(|| {
+            // Required: until every child has left, returning would free what they borrow.
             loop {
-                // The failed child has left, but may not be finished yet: its error is needed.
-                let waited = children
-                    .kill_until(None)
-                    .and_then(|_| failed.as_ref().map_or(Ok(()), GreenletRef::join));
-                match waited {
-                    Ok(()) => return,
-                    Err(Interrupted::TimedOut(id)) => {
-                        expired = Some(expired.map_or(id, |e| e.min(id)));
-                    }
+                match children.kill_until(None) {
+                    Ok(_) => break,
+                    Err(Interrupted::TimedOut(id)) => expire(id),
                     Err(why) => abort_stuck(self.location, &why),
                 }
+            }
+            // Wanted: the error of the child that failed, set when it finishes (just after it
+            // left). It no longer touches what the scope lends, so giving up is fine.
+            while let Some(Err(Interrupted::TimedOut(id))) = failed.as_ref().map(GreenletRef::join)
+            {
+                expire(id);
             }
         });
         if let Some(id) = expired {
