@@ -369,9 +369,9 @@ fn an_unbounded_imap_pulls_input_only_as_slots_free_up() {
             input,
         );
         assert_eq!(results.next(), Some(Ok(0)));
-        // The slots filled twice (the first two finished together), and one item waits for a
-        // slot: the input is pulled as the pool allows, not all at once.
-        assert_eq!(pulled.get(), 5);
+        // At most: the slots filled twice (the first two members finish together) and one item
+        // waiting for a slot. The input is pulled as the pool allows, not all at once.
+        assert!(pulled.get() <= 2 * pool.size() + 1, "{} items pulled", pulled.get());
     });
 }
 
