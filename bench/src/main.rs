@@ -4,6 +4,7 @@
 //! ```text
 //! gevent-bench switch|spawn|idle|queue     prints `bench=... impl=gevent-rs metric=... value=...`
 //! gevent-bench echo|http PORT              serves on 127.0.0.1:PORT until killed
+//! gevent-bench group_spawn                 ours only: spawning into a Group against plain spawns
 //! ```
 //!
 //! Everything runs on one thread and one hub, inside the main greenlet.
@@ -12,9 +13,10 @@
 use std::cell::Cell;
 use std::process::ExitCode;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gevent::event::Event;
+use gevent::pool::Group;
 use gevent::queue::Queue;
 use gevent::{spawn, yield_now};
 
@@ -121,6 +123,48 @@ fn queue() {
     report("queue", "ns_per_item", ns / N as f64);
 }
 
+/// Not an anchor workload: 100,000 greenlets spawned into a `Group` and joined through it,
+/// against 100,000 plain spawns joined one by one (the spawn workload), in alternating rounds on
+/// the same warm hub; the median round of each, and their ratio in percent.
+fn group_spawn() {
+    const N: u64 = 100_000;
+    const ROUNDS: usize = 5;
+    let plain = || {
+        let t = Instant::now();
+        let handles: Vec<_> = (0..N).map(|i| spawn(move || i)).collect();
+        let sum: u64 = handles.iter().map(|h| h.get().unwrap()).sum();
+        let elapsed = t.elapsed();
+        assert_eq!(sum, N * (N - 1) / 2);
+        elapsed
+    };
+    let grouped = || {
+        let group = Group::new();
+        let t = Instant::now();
+        let handles: Vec<_> = (0..N).map(|i| group.spawn(move || i)).collect();
+        group.join().unwrap();
+        let sum: u64 = handles.iter().map(|h| h.get().unwrap()).sum();
+        let elapsed = t.elapsed();
+        assert_eq!(sum, N * (N - 1) / 2);
+        assert!(group.is_empty(), "finished members left the group");
+        elapsed
+    };
+    plain(); // warms the stack pool and the allocator
+    let mut plain_times = Vec::new();
+    let mut group_times = Vec::new();
+    for _ in 0..ROUNDS {
+        plain_times.push(plain());
+        group_times.push(grouped());
+    }
+    let median = |times: &mut Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2].as_nanos() as f64
+    };
+    let (plain_ns, group_ns) = (median(&mut plain_times), median(&mut group_times));
+    report("group_spawn", "ns_per_plain_spawn_join", plain_ns / N as f64);
+    report("group_spawn", "ns_per_group_spawn_join", group_ns / N as f64);
+    report("group_spawn", "group_to_plain_percent", 100.0 * group_ns / plain_ns);
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -128,12 +172,16 @@ fn main() -> ExitCode {
         Some("spawn") => spawn_join(),
         Some("idle") => idle(),
         Some("queue") => queue(),
+        Some("group_spawn") => group_spawn(),
         Some(other @ ("echo" | "http")) => {
             eprintln!("gevent-bench: the {other} workload needs sockets, which are not built yet");
             return ExitCode::from(2);
         }
         _ => {
-            eprintln!("usage: gevent-bench switch|spawn|idle|queue | gevent-bench echo|http PORT");
+            eprintln!(
+                "usage: gevent-bench switch|spawn|idle|queue|group_spawn | \
+                 gevent-bench echo|http PORT"
+            );
             return ExitCode::from(2);
         }
     }

@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: builds `gevent-bench` and runs the workloads of
 //! `shared/anchors/README.md`, alone or through the anchors' `run.sh` next to gevent, tokio and
-//! may, then compares.
+//! may, then compares. Workloads of our own (`group_spawn`) always run alone: the anchors have
+//! no such workload.
 //!
 //! Result lines have the anchors' format, `bench=<b> impl=<i> metric=<m> value=<v>`, and are the
 //! only thing written to standard output besides the comparison table; notes go to standard error.
@@ -16,7 +17,10 @@ use crate::flags::{self, Workload};
 
 /// The workloads run when none is named.
 pub(crate) const DEFAULT_WORKLOADS: &[Workload] =
-    &[Workload::Switch, Workload::Spawn, Workload::Idle, Workload::Queue];
+    &[Workload::Switch, Workload::Spawn, Workload::Idle, Workload::Queue, Workload::GroupSpawn];
+
+/// Workloads that only we run: `run.sh` does not know them.
+const OURS_ONLY: &[Workload] = &[Workload::GroupSpawn];
 
 /// Our name in result lines.
 const OURS: &str = "gevent-rs";
@@ -48,7 +52,9 @@ impl flags::Bench {
         }
         match run_sh {
             Some(run_sh) => {
-                run_with_anchors(&run_sh, &bin, &self.workloads, self.runs.unwrap_or(ANCHOR_RUNS))
+                let (ours, shared): (Vec<Workload>, Vec<Workload>) =
+                    self.workloads.iter().partition(|workload| OURS_ONLY.contains(workload));
+                run_with_anchors(&run_sh, &bin, &shared, &ours, self.runs.unwrap_or(ANCHOR_RUNS))
             }
             None => run_alone(&bin, &self.workloads, self.runs.unwrap_or(SOLO_RUNS)),
         }
@@ -118,16 +124,7 @@ fn run_alone(bin: &Path, workloads: &[Workload], runs: u32) -> Result<(), String
             continue;
         }
         for _ in 0..runs {
-            let mut command = match &taskset {
-                Some(taskset) => {
-                    let mut command = Command::new(taskset);
-                    command.args(["-c", "0"]).arg(bin);
-                    command
-                }
-                None => Command::new(bin),
-            };
-            command.arg(workload.name());
-            let status = command
+            let status = pinned(bin, workload, taskset.as_deref())
                 .status()
                 .map_err(|error| format!("could not run {}: {error}", bin.display()))?;
             ran += 1;
@@ -147,6 +144,20 @@ fn run_alone(bin: &Path, workloads: &[Workload], runs: u32) -> Result<(), String
     Ok(())
 }
 
+/// `gevent-bench <workload>`, pinned to CPU 0 when `taskset` is there.
+fn pinned(bin: &Path, workload: Workload, taskset: Option<&Path>) -> Command {
+    let mut command = match taskset {
+        Some(taskset) => {
+            let mut command = Command::new(taskset);
+            command.args(["-c", "0"]).arg(bin);
+            command
+        }
+        None => Command::new(bin),
+    };
+    command.arg(workload.name());
+    command
+}
+
 /// The anchors' `run.sh`: in `$ANCHORS_DIR`, or else in `shared/anchors` next to the workspace.
 fn find_run_sh(root: &Path) -> Result<PathBuf, String> {
     let dir = env::var_os("ANCHORS_DIR")
@@ -162,13 +173,47 @@ fn find_run_sh(root: &Path) -> Result<PathBuf, String> {
     }
 }
 
-/// Runs the workloads through the anchors' `run.sh` for the anchors and for us, echoes its
-/// result lines, then prints how we compare.
+/// Runs the workloads through the anchors' `run.sh` for the anchors and for us and echoes its
+/// result lines, runs `ours_only` (once each: they take the median of their own rounds), then
+/// prints how we compare.
 fn run_with_anchors(
     run_sh: &Path,
     bin: &Path,
     workloads: &[Workload],
+    ours_only: &[Workload],
     runs: u32,
+) -> Result<(), String> {
+    let mut output = String::new();
+    let mut errors = Vec::new();
+    if !workloads.is_empty() {
+        if let Err(error) = run_through_run_sh(run_sh, bin, workloads, runs, &mut output) {
+            errors.push(error);
+        }
+    }
+    let taskset = crate::find_in_path("taskset");
+    for &workload in ours_only {
+        let result = pinned(bin, workload, taskset.as_deref())
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|error| format!("could not run {}: {error}", bin.display()))?;
+        let lines = String::from_utf8_lossy(&result.stdout);
+        print!("{lines}");
+        output.push_str(&lines);
+        if !result.status.success() {
+            errors.push(format!("gevent-bench {workload} failed ({})", result.status));
+        }
+    }
+    print!("\n{}", comparison_table(&parse_results(&output)));
+    if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+}
+
+/// Runs `run.sh` on the workloads, echoing its result lines and appending them to `output`.
+fn run_through_run_sh(
+    run_sh: &Path,
+    bin: &Path,
+    workloads: &[Workload],
+    runs: u32,
+    output: &mut String,
 ) -> Result<(), String> {
     // run.sh runs `exec $IMPL_CMD ...`, unquoted.
     if bin.to_string_lossy().contains(char::is_whitespace) {
@@ -187,7 +232,6 @@ fn run_with_anchors(
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|error| format!("could not run bash: {error}"))?;
-    let mut output = String::new();
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines() {
             let line = line.map_err(|error| format!("reading run.sh's output: {error}"))?;
@@ -197,7 +241,6 @@ fn run_with_anchors(
         }
     }
     let status = child.wait().map_err(|error| format!("waiting for run.sh: {error}"))?;
-    print!("\n{}", comparison_table(&parse_results(&output)));
     if status.success() { Ok(()) } else { Err(format!("run.sh failed ({status})")) }
 }
 

@@ -15,7 +15,8 @@ Commands:
 
   bench [--anchors] [--runs N] [WORKLOAD...]
       Build gevent-bench in release mode and run the workloads of shared/anchors/README.md
-      (switch spawn idle queue echo http; by default: switch spawn idle).
+      (switch spawn idle queue echo http), and ours alone: group_spawn (spawning into a
+      Group against plain spawns). By default: switch spawn idle queue group_spawn.
       --anchors  run them through the anchors' run.sh, next to gevent, tokio and may,
                  and print how we compare (anchors folder: $ANCHORS_DIR, or
                  ../shared/anchors next to the workspace); echo and http need it
@@ -70,12 +71,21 @@ pub(crate) enum Workload {
     Echo,
     /// An HTTP/1.1 server, loaded by `wrk`.
     Http,
+    /// Not an anchor workload: spawning into a `Group` against plain spawns.
+    GroupSpawn,
 }
 
 impl Workload {
     /// Every workload, in the README's order.
-    pub(crate) const ALL: [Self; 6] =
-        [Self::Switch, Self::Spawn, Self::Idle, Self::Queue, Self::Echo, Self::Http];
+    pub(crate) const ALL: [Self; 7] = [
+        Self::Switch,
+        Self::Spawn,
+        Self::Idle,
+        Self::Queue,
+        Self::Echo,
+        Self::Http,
+        Self::GroupSpawn,
+    ];
 
     /// The name used on command lines and in result lines.
     pub(crate) fn name(self) -> &'static str {
@@ -86,6 +96,7 @@ impl Workload {
             Self::Queue => "queue",
             Self::Echo => "echo",
             Self::Http => "http",
+            Self::GroupSpawn => "group_spawn",
         }
     }
 
@@ -226,7 +237,10 @@ mod tests {
     fn bad_bench_arguments() {
         let unknown = parse_str("bench swtich").unwrap_err();
         assert!(unknown.contains("unknown workload 'swtich'"), "{unknown}");
-        assert!(unknown.contains("switch, spawn, idle, queue, echo, http"), "{unknown}");
+        assert!(
+            unknown.contains("switch, spawn, idle, queue, echo, http, group_spawn"),
+            "{unknown}"
+        );
         assert!(parse_str("bench --runs").is_err());
         assert!(parse_str("bench --runs 0").is_err());
         assert!(parse_str("bench --runs x").is_err());
