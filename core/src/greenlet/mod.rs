@@ -63,9 +63,9 @@ impl<T: 'static, F: FnOnce() -> T + 'static> Body for Typed<T, F> {
             let typed: &dyn Any = &me.body;
             let typed = typed.downcast_ref::<Self>().expect("the body has this type");
             let mut failure = match crate::panic::catch(body) {
-                Ok(value) => match me.task.kill_error() {
+                Ok(value) => match me.task.kill_delivered.get().then(|| me.task.kill_error()) {
                     // Killed with a reason: a failure whatever the body made of it.
-                    Interrupted::KilledWith(reason) if me.task.kill_delivered.get() => {
+                    Some(Interrupted::KilledWith(reason)) => {
                         drop_owned(value);
                         Some(FailureKind::KilledWith(reason))
                     }
