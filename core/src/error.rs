@@ -363,3 +363,27 @@ impl<T> AsInterrupted for crate::queue::PutError<T> {
         }
     }
 }
+
+impl From<crate::pool::PoolFull> for Error {
+    fn from(_: crate::pool::PoolFull) -> Self {
+        Error::Full
+    }
+}
+
+impl From<crate::pool::AddError> for Error {
+    fn from(e: crate::pool::AddError) -> Self {
+        match e {
+            crate::pool::AddError::Full(_) => Error::Full,
+            crate::pool::AddError::Interrupted(why) => Error::Interrupted(why),
+        }
+    }
+}
+
+impl AsInterrupted for crate::pool::AddError {
+    fn as_interrupted(&self) -> Option<&Interrupted> {
+        match self {
+            crate::pool::AddError::Interrupted(why) => Some(why),
+            crate::pool::AddError::Full(_) => None,
+        }
+    }
+}
