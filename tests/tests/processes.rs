@@ -120,16 +120,28 @@ fn a_thread_local_destroyed_after_the_hub_cannot_block_and_is_told_why() {
     assert_eq!(stdout.lines().collect::<Vec<_>>(), ["main returns"]);
 }
 
+// Under AddressSanitizer (the "asan" step of `cargo xtask test`) every frame carries redzones and
+// starting a greenlet needs more than these stacks of one and two pages: the greenlet overflows its
+// stack, and the guard page turns that into an abort naming it.
 #[test]
-fn odd_tiny_and_impossible_stack_sizes_run_or_fail_to_start_without_a_crash() {
-    let out = run_child(CHILD, "stack-sizes");
+#[cfg_attr(gevent_asan, ignore = "ASan's redzones overflow a greenlet's stack of 4 or 8 KiB")]
+fn odd_and_tiny_stack_sizes_are_rounded_up_and_run() {
+    let out = run_child(CHILD, "small-stack-sizes");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{:?}: {stderr}{stdout}", out.status);
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["5000: ran", "1: ran"]);
+}
+
+#[test]
+fn impossible_stack_sizes_fail_to_start_without_a_crash() {
+    let out = run_child(CHILD, "impossible-stack-sizes");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{:?}: {stderr}{stdout}", out.status);
     let lines: Vec<_> = stdout.lines().collect();
-    assert_eq!(lines.len(), 4, "{stdout}");
-    assert_eq!(lines[..2], ["5000: ran", "1: ran"]);
-    for (line, size) in lines[2..].iter().zip([usize::MAX, usize::MAX - 10]) {
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for (line, size) in lines.iter().zip([usize::MAX, usize::MAX - 10]) {
         assert!(line.starts_with(&format!("{size}: no stack: ")), "{line}");
         assert!(line.contains(&format!("stack of {size} bytes")), "names the size: {line}");
     }
