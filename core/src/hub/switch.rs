@@ -134,10 +134,11 @@ impl Context {
         self.resume()
     }
 
-    /// Prefetches the part of the stack that resuming the greenlet touches first: the registers
-    /// its switch saved just below the suspend point, and the frames above it that it returns
-    /// through, up to the stack's top or [`PREFETCH_STACK_ABOVE`] bytes. Nothing before its
-    /// first run or after its end.
+    /// Prefetches the part of the stack that resuming the greenlet touches first: below the
+    /// suspend point, the registers its switch saved and the frames of the calls it makes next
+    /// ([`PREFETCH_STACK_BELOW`] bytes); above it, the frames it returns through, up to the
+    /// stack's top or [`PREFETCH_STACK_ABOVE`] bytes. Nothing before its first run or after its
+    /// end.
     #[inline(always)]
     pub(crate) fn prefetch_stack(&self) {
         let sp = self.suspended_sp.get();
@@ -228,9 +229,13 @@ pub(crate) fn prefetch_node(t: &TaskRef) {
     }
 }
 
-/// Bytes below a suspended greenlet's recorded stack pointer that its switch used (the saved
-/// registers and return addresses).
-const PREFETCH_STACK_BELOW: usize = 128;
+/// Bytes below a suspended greenlet's recorded stack pointer that [`Context::prefetch_stack`]
+/// fetches: the switch's saved registers, and the frames of what the greenlet calls once
+/// resumed. A greenlet that ends calls `Hub::finish` and the drops of its end, which reach
+/// 384-512 bytes below the point where it parked on an `Event`; its stores into those lines,
+/// left cold, stalled the hub loop at its next store-to-load forwarding (perf put most of the
+/// remaining wake-up time right after the greenlet's return).
+const PREFETCH_STACK_BELOW: usize = 512;
 
 /// Bytes above it that [`Context::prefetch_stack`] fetches at most: enough for the frames of a
 /// blocking call and of the greenlet's own entry (~650 bytes when a short body waits on an
