@@ -1,5 +1,6 @@
 //! `Event`: a flag that greenlets wait on until another sets it (gevent's `gevent.event.Event`).
 
+use alloc::rc::Rc;
 use core::cell::{Cell, RefCell};
 use core::fmt;
 use core::time::Duration;
@@ -8,6 +9,7 @@ use crate::error::Interrupted;
 use crate::greenlet::DeadlineTimer;
 use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::hub::hub;
+use crate::hub::switch::prefetch;
 use crate::wait_list::{WaitList, WaiterKey};
 
 /// A flag that greenlets can wait on. [`set`](Self::set) wakes every waiter; until
@@ -42,6 +44,10 @@ pub struct Event {
     /// Waiters that a `set` woke and that have not run since (each counts itself out when it
     /// finds that it was woken).
     woken: Cell<usize>,
+    /// How many times `set` ran. Each `set` empties the queue, so a waiter that finds this
+    /// changed since it queued was woken, and knows it without reaching its queue entry (with
+    /// many waiters, a cache miss each).
+    sets: Cell<u64>,
 }
 
 impl fmt::Debug for Event {
@@ -57,6 +63,7 @@ impl Event {
             flag: Cell::new(false),
             waiters: RefCell::new(WaitList::new()),
             woken: Cell::new(0),
+            sets: Cell::new(0),
         }
     }
 
@@ -69,11 +76,28 @@ impl Event {
     /// again before it runs.
     pub fn set(&self) {
         self.flag.set(true);
+        self.sets.set(self.sets.get().wrapping_add(1));
         let hub = hub();
         let mut waiters = self.waiters.borrow_mut();
-        while let Some(t) = waiters.pop_front() {
-            self.woken.set(self.woken.get() + 1);
-            hub.unpark(&t);
+        // Waking a waiter writes its header, cold when there are many: each is popped
+        // `WAKE_AHEAD` waiters before it is woken, with its header prefetched then. Waiters are
+        // still woken in the order they came.
+        let mut ahead: [Option<TaskRef>; WAKE_AHEAD] = [const { None }; WAKE_AHEAD];
+        let (mut i, mut pending) = (0, 0);
+        loop {
+            let next = waiters.pop_front();
+            if let Some(t) = &next {
+                prefetch_header(t);
+                self.woken.set(self.woken.get() + 1);
+                pending += 1;
+            } else if pending == 0 {
+                break;
+            }
+            if let Some(t) = core::mem::replace(&mut ahead[i], next) {
+                hub.unpark(&t);
+                pending -= 1;
+            }
+            i = (i + 1) % WAKE_AHEAD;
         }
     }
 
@@ -118,9 +142,16 @@ impl Event {
         }
         let timer = DeadlineTimer::arm(deadline);
         loop {
+            let sets = self.sets.get();
             let key = self.add_waiter(hub.current());
             let parked = hub.park(WaitKind::Event);
-            let woken = self.remove_waiter(key);
+            let woken = if self.sets.get() == sets {
+                self.remove_waiter(key)
+            } else {
+                // A `set` popped it: its key is stale, and its entry need not be reached.
+                self.woken.set(self.woken.get() - 1);
+                true
+            };
             parked?;
             if woken {
                 return Ok(true);
@@ -130,6 +161,18 @@ impl Event {
             }
         }
     }
+}
+
+/// How many waiters [`Event::set`] pops ahead of the one it wakes.
+const WAKE_AHEAD: usize = 8;
+
+/// Prefetches the lines of a greenlet that waking it writes: its reference counts and the
+/// start of its header.
+#[inline(always)]
+fn prefetch_header(t: &TaskRef) {
+    let node = Rc::as_ptr(t).cast::<u8>() as usize;
+    prefetch(node.wrapping_sub(2 * size_of::<usize>()));
+    prefetch(node);
 }
 
 /// The outcome of an [`AsyncResult`] that failed, or why waiting for it stopped.

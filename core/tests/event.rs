@@ -160,3 +160,52 @@ fn a_waiter_woken_by_set_that_is_killed_before_it_runs_still_counts_out() {
         bystander.join().unwrap();
     });
 }
+
+#[test]
+fn set_wakes_many_waiters_in_the_order_they_came() {
+    sim::run(|| {
+        // More waiters than `set` pops ahead of the one it wakes, and a run queue long enough
+        // for the hub to prefetch ahead.
+        const N: usize = 50;
+        let event = Rc::new(Event::new());
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let waiters: Vec<_> = (0..N)
+            .map(|i| {
+                let (e, order) = (event.clone(), order.clone());
+                spawn(move || {
+                    e.wait().unwrap();
+                    order.borrow_mut().push(i);
+                })
+            })
+            .collect();
+        yield_now().unwrap();
+        event.set();
+        joinall(&waiters).unwrap();
+        assert_eq!(*order.borrow(), (0..N).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn a_woken_waiter_leaves_the_waiters_queued_after_the_set_in_place() {
+    sim::run(|| {
+        let start = now();
+        let event = Rc::new(Event::new());
+        let e = event.clone();
+        let early = spawn(move || e.wait());
+        yield_now().unwrap();
+        event.set();
+        event.clear();
+        // Queued before `early` runs and leaves, in the slot its entry had.
+        let e = event.clone();
+        let late = spawn(move || e.wait_timeout(Duration::from_secs(1)));
+        let e = event.clone();
+        let timed_out = spawn(move || e.wait_timeout(Duration::from_millis(10)));
+        yield_now().unwrap();
+        assert_eq!(early.get(), Ok(()));
+        assert_eq!(timed_out.get(), Ok(false), "no set since it queued");
+        assert!(!late.ready(), "still waiting");
+        event.set();
+        assert_eq!(late.get(), Ok(true), "woken by the second set, not timed out");
+        assert!(now().saturating_duration_since(start) < Duration::from_secs(1));
+    });
+}
