@@ -72,7 +72,9 @@
 
 mod clock;
 mod default_platform;
+pub mod io;
 mod mmap_stack;
+pub mod os;
 mod overflow;
 mod sys;
 

@@ -1,0 +1,117 @@
+//! Waiting for any file descriptor to be readable or writable (gevent's `wait_read` and
+//! `wait_write`): the way to drive another library's non-blocking sockets from a greenlet.
+//!
+//! ```
+//! use std::io::{ErrorKind, Write};
+//! use std::time::Duration;
+//!
+//! let (reader, mut writer) = gevent::os::pipe()?;
+//! let timed_out = gevent::io::wait_readable(&reader, Some(Duration::from_millis(5)));
+//! assert_eq!(timed_out.unwrap_err().kind(), ErrorKind::TimedOut);
+//! writer.write_all(b"ready")?;
+//! gevent::io::wait_readable(&reader, None)?;
+//! # std::io::Result::Ok(())
+//! ```
+//!
+//! # Errors from a kill or a `Timeout`
+//!
+//! When a kill or a hub [`Timeout`] interrupts a wait, the `io::Error` carries the
+//! [`Interrupted`] as its inner error, with the kind [`TimedOut`](io::ErrorKind::TimedOut) for a
+//! `Timeout` and [`Other`](io::ErrorKind::Other) otherwise. Never
+//! [`Interrupted`](io::ErrorKind::Interrupted): `std::io`'s `read_exact` and `write_all` retry
+//! on that kind, and a kill is sticky, so they would retry forever.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use gevent_core::hub::IoRegistration;
+use gevent_core::platform::{Interest, PollError};
+use gevent_core::{Interrupted, Timeout};
+use rustix::io::Errno;
+
+/// Parks the current greenlet until `fd` is readable (a read would not block: data, end of
+/// file, a hang-up or an error is waiting), or `timeout` passes, which fails with
+/// [`io::ErrorKind::TimedOut`]. Other greenlets run meanwhile.
+///
+/// A kill or a hub [`Timeout`] ends the wait with an error carrying the [`Interrupted`] (see
+/// the [module documentation](self)). Regular files and directories, which a read never
+/// waits for, are readable at once.
+///
+/// Each call registers a duplicate of `fd` with the hub for the length of the wait and closes
+/// it afterwards: `fd` itself is only borrowed, and readiness belongs to the open file, which
+/// the duplicate shares. A type doing I/O over and over should keep one
+/// [`IoRegistration`] instead.
+pub fn wait_readable(fd: impl AsFd, timeout: Option<Duration>) -> io::Result<()> {
+    wait(fd.as_fd(), Interest::READABLE, timeout)
+}
+
+/// Parks the current greenlet until `fd` is writable (a write would not block, or would fail at
+/// once), or `timeout` passes, which fails with [`io::ErrorKind::TimedOut`]. Otherwise the same
+/// as [`wait_readable`].
+pub fn wait_writable(fd: impl AsFd, timeout: Option<Duration>) -> io::Result<()> {
+    wait(fd.as_fd(), Interest::WRITABLE, timeout)
+}
+
+fn wait(fd: BorrowedFd<'_>, interest: Interest, timeout: Option<Duration>) -> io::Result<()> {
+    let duplicate = rustix::io::fcntl_dupfd_cloexec(fd, 0)?;
+    // A fresh registration learns the current readiness: epoll and kqueue report a source that
+    // is already ready when it is added, edge-triggered or not.
+    let registration = match IoRegistration::new(duplicate) {
+        Ok(registration) => registration,
+        // epoll refuses regular files and directories, which are always ready (as poll(2)
+        // reports them).
+        Err(e) if e.code == Some(Errno::PERM.raw_os_error()) => return Ok(()),
+        Err(e) => return Err(registration_error(e)),
+    };
+    let deadline = timeout.map(Timeout::start);
+    match registration.wait(interest) {
+        Ok(()) => Ok(()),
+        Err(why) if deadline.as_ref().is_some_and(|d| d.is(&why)) => {
+            let direction = if interest.is_readable() { "readable" } else { "writable" };
+            let waited = timeout.unwrap_or_default();
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the file descriptor was not {direction} within {waited:?}"),
+            ))
+        }
+        Err(why) => Err(interrupted_error(why)),
+    }
+}
+
+/// Runs the non-blocking `operation` on `registration`'s descriptor until it does something
+/// other than `WouldBlock`, waiting for `interest` between tries.
+pub(crate) fn retry<T>(
+    registration: &IoRegistration<OwnedFd>,
+    interest: Interest,
+    mut operation: impl FnMut(BorrowedFd<'_>) -> rustix::io::Result<T>,
+) -> io::Result<T> {
+    loop {
+        match operation(registration.source().as_fd()) {
+            Err(Errno::AGAIN) => {
+                // Readiness that arrived since the attempt is reported only while this greenlet
+                // is switched out, so clearing here loses none.
+                registration.clear_readiness(interest);
+                registration.wait(interest).map_err(interrupted_error)?;
+            }
+            Err(Errno::INTR) => {}
+            result => return result.map_err(io::Error::from),
+        }
+    }
+}
+
+/// An I/O error for a failed registration, with the kind of its OS error.
+pub(crate) fn registration_error(e: PollError) -> io::Error {
+    let kind =
+        e.code.map_or(io::ErrorKind::Other, |code| io::Error::from_raw_os_error(code).kind());
+    io::Error::new(kind, e)
+}
+
+/// An I/O error carrying `why`, with a kind that `std::io`'s helpers do not retry.
+fn interrupted_error(why: Interrupted) -> io::Error {
+    let kind = match why {
+        Interrupted::TimedOut(_) => io::ErrorKind::TimedOut,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, why)
+}

@@ -1,0 +1,159 @@
+//! Operating-system objects read and written cooperatively (gevent's `gevent.os`): pipes.
+//!
+//! ```
+//! use std::io::{Read, Write};
+//!
+//! let (mut reader, mut writer) = gevent::os::pipe()?;
+//! let producer = gevent::spawn(move || writer.write_all(&[7; 1 << 20])); // more than a pipe holds
+//! let mut received = Vec::new();
+//! reader.read_to_end(&mut received)?; // the producer runs while this read waits
+//! producer.join().unwrap();
+//! assert_eq!(received.len(), 1 << 20);
+//! # std::io::Result::Ok(())
+//! ```
+//!
+//! # `SIGPIPE`
+//!
+//! A write to a pipe whose read end is closed fails with [`io::ErrorKind::BrokenPipe`] only if
+//! the process ignores `SIGPIPE`; otherwise the signal ends the process. Rust programs ignore it
+//! unless told otherwise: the standard library's runtime sets `SIGPIPE` to `SIG_IGN` before
+//! `main` (test harnesses included). A program whose `main` is not Rust's (a library called from
+//! C, `#![no_main]`) or that restores the default disposition must ignore `SIGPIPE` itself
+//! before writing to pipes.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use gevent_core::hub::IoRegistration;
+use gevent_core::platform::Interest;
+
+use crate::io::{registration_error, retry};
+
+/// Makes an anonymous pipe whose ends greenlets read and write cooperatively, shaped like
+/// `std::io::pipe`: what is written to the [`PipeWriter`] is read from the [`PipeReader`].
+///
+/// The ends do not block the thread (a read or write that would block parks the greenlet
+/// instead) and are closed in child processes. Both belong to the hub of the calling thread,
+/// and like every registration they cannot be sent to another thread (convert them into an
+/// [`OwnedFd`] for that).
+pub fn pipe() -> io::Result<(PipeReader, PipeWriter)> {
+    let (reader, writer) = nonblocking_pipe()?;
+    let reader = IoRegistration::new(reader).map_err(registration_error)?;
+    let writer = IoRegistration::new(writer).map_err(registration_error)?;
+    Ok((PipeReader { registration: reader }, PipeWriter { registration: writer }))
+}
+
+#[cfg(not(target_vendor = "apple"))]
+fn nonblocking_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::pipe::{PipeFlags, pipe_with};
+    Ok(pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?)
+}
+
+/// Apple's systems have no `pipe2`, so the flags are set after the pipe is made: a child
+/// process spawned by another thread meanwhile may inherit the ends.
+#[cfg(target_vendor = "apple")]
+fn nonblocking_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (reader, writer) = rustix::pipe::pipe()?;
+    for fd in [&reader, &writer] {
+        rustix::io::ioctl_fionbio(fd, true)?;
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+    }
+    Ok((reader, writer))
+}
+
+/// The read end of a [`pipe`]; reading it parks the greenlet until data or end of file comes.
+///
+/// `&PipeReader` reads too, so several greenlets can share one.
+pub struct PipeReader {
+    registration: IoRegistration<OwnedFd>,
+}
+
+/// The write end of a [`pipe`]; writing to a full pipe parks the greenlet until the reader
+/// makes room. Dropping it ends the reader's stream.
+///
+/// `&PipeWriter` writes too, so several greenlets can share one.
+pub struct PipeWriter {
+    registration: IoRegistration<OwnedFd>,
+}
+
+impl Read for &PipeReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        retry(&self.registration, Interest::READABLE, |fd| rustix::io::read(fd, &mut *buf))
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
+        retry(&self.registration, Interest::READABLE, |fd| rustix::io::readv(fd, &mut *bufs))
+    }
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
+        (&*self).read_vectored(bufs)
+    }
+}
+
+impl Write for &PipeWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        retry(&self.registration, Interest::WRITABLE, |fd| rustix::io::write(fd, buf))
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        retry(&self.registration, Interest::WRITABLE, |fd| rustix::io::writev(fd, bufs))
+    }
+
+    /// A pipe holds no buffer of ours: there is nothing to flush.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for PipeWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        (&*self).flush()
+    }
+}
+
+macro_rules! fd_conversions {
+    ($end:ty) => {
+        impl AsFd for $end {
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.registration.source().as_fd()
+            }
+        }
+
+        impl AsRawFd for $end {
+            fn as_raw_fd(&self) -> RawFd {
+                self.registration.source().as_raw_fd()
+            }
+        }
+
+        /// Deregisters the end from the hub and gives its descriptor, still non-blocking.
+        impl From<$end> for OwnedFd {
+            fn from(end: $end) -> OwnedFd {
+                end.registration.into_inner()
+            }
+        }
+
+        impl fmt::Debug for $end {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($end)).field("fd", &self.as_raw_fd()).finish()
+            }
+        }
+    };
+}
+
+fd_conversions!(PipeReader);
+fd_conversions!(PipeWriter);
