@@ -80,6 +80,8 @@ mod sys;
 
 pub use gevent_core::*;
 
+pub mod threadpool;
+
 pub mod platform {
     //! What a hub is built from: the core's traits, and their hosted implementations.
     //!
