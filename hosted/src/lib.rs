@@ -73,6 +73,7 @@
 mod clock;
 mod default_platform;
 mod mmap_stack;
+pub mod net;
 mod overflow;
 mod sys;
 
