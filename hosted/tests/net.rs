@@ -303,3 +303,15 @@ fn std_sockets_join_the_hub_and_leave_it() {
     std_client.read_exact(&mut byte).unwrap(); // blocking again
     assert_eq!(&byte, b"x");
 }
+
+#[test]
+fn a_peer_reset_is_reported_as_connection_reset_then_broken_pipe() {
+    let (mut client, server) = pair();
+    // A zero linger makes the close a reset.
+    rustix::net::sockopt::set_socket_linger(&server, Some(Duration::ZERO)).unwrap();
+    drop(server);
+    let err = client.read(&mut [0; 8]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+    let err = client.write_all(b"anyone there?").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BrokenPipe, "{err}");
+}
