@@ -387,3 +387,40 @@ impl AsInterrupted for crate::pool::AddError {
         }
     }
 }
+
+/// An interruption as an I/O error, for blocking calls shaped like `std::io`'s.
+///
+/// The kind is [`TimedOut`](std::io::ErrorKind::TimedOut) for a [`Timeout`](crate::Timeout)'s
+/// expiry and [`Other`](std::io::ErrorKind::Other) for the rest, never
+/// [`Interrupted`](std::io::ErrorKind::Interrupted): `read_exact`, `write_all` and friends retry
+/// on that kind, and a kill is sticky, so they would retry forever. The `Interrupted` itself is
+/// the error's inner error; `Interrupted::try_from(&io_error)` gets it back.
+#[cfg(feature = "std")]
+impl From<Interrupted> for std::io::Error {
+    fn from(why: Interrupted) -> Self {
+        let kind = match why {
+            Interrupted::TimedOut(_) => std::io::ErrorKind::TimedOut,
+            _ => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, why)
+    }
+}
+
+/// Recovers the interruption carried by an I/O error made from one (by `From<Interrupted>`).
+#[cfg(feature = "std")]
+impl TryFrom<&std::io::Error> for Interrupted {
+    /// The I/O error does not carry an interruption.
+    type Error = ();
+
+    fn try_from(error: &std::io::Error) -> Result<Self, ()> {
+        error.get_ref().and_then(|inner| inner.downcast_ref::<Interrupted>()).cloned().ok_or(())
+    }
+}
+
+/// So that [`Timeout::is`](crate::Timeout::is) recognises its expiry inside an I/O error.
+#[cfg(feature = "std")]
+impl AsInterrupted for std::io::Error {
+    fn as_interrupted(&self) -> Option<&Interrupted> {
+        self.get_ref().and_then(|inner| inner.downcast_ref::<Interrupted>())
+    }
+}

@@ -16,25 +16,25 @@
 //! # Errors from a kill or a `Timeout`
 //!
 //! When a kill or a hub [`Timeout`] interrupts a wait, the `io::Error` carries the
-//! [`Interrupted`] as its inner error, with the kind [`TimedOut`](io::ErrorKind::TimedOut) for a
+//! [`Interrupted`](crate::Interrupted) as its inner error, with the kind [`TimedOut`](io::ErrorKind::TimedOut) for a
 //! `Timeout` and [`Other`](io::ErrorKind::Other) otherwise. Never
-//! [`Interrupted`](io::ErrorKind::Interrupted): `std::io`'s `read_exact` and `write_all` retry
+//! [`Interrupted`](crate::Interrupted)(io::ErrorKind::Interrupted): `std::io`'s `read_exact` and `write_all` retry
 //! on that kind, and a kill is sticky, so they would retry forever.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
+use gevent_core::Timeout;
 use gevent_core::hub::IoRegistration;
 use gevent_core::platform::{Interest, PollError};
-use gevent_core::{Interrupted, Timeout};
 use rustix::io::Errno;
 
 /// Parks the current greenlet until `fd` is readable (a read would not block: data, end of
 /// file, a hang-up or an error is waiting), or `timeout` passes, which fails with
 /// [`io::ErrorKind::TimedOut`]. Other greenlets run meanwhile.
 ///
-/// A kill or a hub [`Timeout`] ends the wait with an error carrying the [`Interrupted`] (see
+/// A kill or a hub [`Timeout`] ends the wait with an error carrying the [`Interrupted`](crate::Interrupted) (see
 /// the [module documentation](self)). Regular files and directories, which a read never
 /// waits for, are readable at once.
 ///
@@ -75,7 +75,7 @@ fn wait(fd: BorrowedFd<'_>, interest: Interest, timeout: Option<Duration>) -> io
                 format!("the file descriptor was not {direction} within {waited:?}"),
             ))
         }
-        Err(why) => Err(interrupted_error(why)),
+        Err(why) => Err(io::Error::from(why)),
     }
 }
 
@@ -92,7 +92,7 @@ pub(crate) fn retry<T>(
                 // Readiness that arrived since the attempt is reported only while this greenlet
                 // is switched out, so clearing here loses none.
                 registration.clear_readiness(interest);
-                registration.wait(interest).map_err(interrupted_error)?;
+                registration.wait(interest).map_err(io::Error::from)?;
             }
             Err(Errno::INTR) => {}
             result => return result.map_err(io::Error::from),
@@ -105,13 +105,4 @@ pub(crate) fn registration_error(e: PollError) -> io::Error {
     let kind =
         e.code.map_or(io::ErrorKind::Other, |code| io::Error::from_raw_os_error(code).kind());
     io::Error::new(kind, e)
-}
-
-/// An I/O error carrying `why`, with a kind that `std::io`'s helpers do not retry.
-fn interrupted_error(why: Interrupted) -> io::Error {
-    let kind = match why {
-        Interrupted::TimedOut(_) => io::ErrorKind::TimedOut,
-        _ => io::ErrorKind::Other,
-    };
-    io::Error::new(kind, why)
 }

@@ -74,6 +74,7 @@ mod clock;
 mod default_platform;
 pub mod io;
 mod mmap_stack;
+pub mod net;
 pub mod os;
 mod overflow;
 mod sys;
