@@ -79,23 +79,45 @@ fn wait(fd: BorrowedFd<'_>, interest: Interest, timeout: Option<Duration>) -> io
     }
 }
 
-/// Runs the non-blocking `operation` on `registration`'s descriptor until it does something
-/// other than `WouldBlock`, waiting for `interest` between tries.
+/// A limit on one blocking call: how long, and the error that reports it was reached.
+#[derive(Clone, Copy)]
+pub(crate) struct Limit {
+    pub(crate) after: Duration,
+    pub(crate) kind: io::ErrorKind,
+    pub(crate) what: &'static str,
+}
+
+/// Runs the non-blocking `op` on `registration`'s descriptor until it does something other
+/// than `WouldBlock`, waiting for `interest` between tries, for at most `limit`: the one loop
+/// every cooperative descriptor (sockets, pipes) goes through. A ready descriptor costs one
+/// system call; the limit's timer is armed only if the call has to wait.
 pub(crate) fn retry<T>(
     registration: &IoRegistration<OwnedFd>,
     interest: Interest,
-    mut operation: impl FnMut(BorrowedFd<'_>) -> rustix::io::Result<T>,
+    limit: Option<Limit>,
+    mut op: impl FnMut(&OwnedFd) -> rustix::io::Result<T>,
 ) -> io::Result<T> {
+    let mut deadline: Option<Timeout> = None;
     loop {
-        match operation(registration.source().as_fd()) {
-            Err(Errno::AGAIN) => {
-                // Readiness that arrived since the attempt is reported only while this greenlet
-                // is switched out, so clearing here loses none.
-                registration.clear_readiness(interest);
-                registration.wait(interest).map_err(io::Error::from)?;
-            }
-            Err(Errno::INTR) => {}
-            result => return result.map_err(io::Error::from),
+        match op(registration.source()) {
+            Ok(value) => return Ok(value),
+            Err(Errno::WOULDBLOCK) => {}
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        // Readiness that arrived since the attempt is reported only while this greenlet is
+        // switched out, so clearing here loses none.
+        registration.clear_readiness(interest);
+        if deadline.is_none() {
+            deadline = limit.map(|l| Timeout::start(l.after));
+        }
+        if let Err(why) = registration.wait(interest) {
+            return Err(match (&deadline, limit) {
+                (Some(timeout), Some(limit)) if timeout.is(&why) => {
+                    io::Error::new(limit.kind, limit.what)
+                }
+                _ => why.into(),
+            });
         }
     }
 }

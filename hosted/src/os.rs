@@ -79,11 +79,11 @@ pub struct PipeWriter {
 
 impl Read for &PipeReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        retry(&self.registration, Interest::READABLE, |fd| rustix::io::read(fd, &mut *buf))
+        retry(&self.registration, Interest::READABLE, None, |fd| rustix::io::read(fd, &mut *buf))
     }
 
     fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
-        retry(&self.registration, Interest::READABLE, |fd| rustix::io::readv(fd, &mut *bufs))
+        retry(&self.registration, Interest::READABLE, None, |fd| rustix::io::readv(fd, &mut *bufs))
     }
 }
 
@@ -99,11 +99,11 @@ impl Read for PipeReader {
 
 impl Write for &PipeWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        retry(&self.registration, Interest::WRITABLE, |fd| rustix::io::write(fd, buf))
+        retry(&self.registration, Interest::WRITABLE, None, |fd| rustix::io::write(fd, buf))
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        retry(&self.registration, Interest::WRITABLE, |fd| rustix::io::writev(fd, bufs))
+        retry(&self.registration, Interest::WRITABLE, None, |fd| rustix::io::writev(fd, bufs))
     }
 
     /// A pipe holds no buffer of ours: there is nothing to flush.

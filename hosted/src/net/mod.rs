@@ -57,57 +57,14 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use gevent_core::Timeout;
 use gevent_core::hub::IoRegistration;
-use gevent_core::platform::Interest;
-use rustix::io::Errno;
 
 /// A socket registered with the current thread's hub.
 type Registration = IoRegistration<OwnedFd>;
 
-/// A limit on one blocking call: how long, and the error that reports it was reached.
-#[derive(Clone, Copy)]
-struct Limit {
-    after: Duration,
-    kind: io::ErrorKind,
-    what: &'static str,
-}
-
-/// Runs the non-blocking `op` until it does not meet `WouldBlock`, waiting for `interest`
-/// between tries, for at most `limit`.
-fn blocking<T>(
-    reg: &Registration,
-    interest: Interest,
-    limit: Option<Limit>,
-    mut op: impl FnMut(&OwnedFd) -> rustix::io::Result<T>,
-) -> io::Result<T> {
-    // Armed on the first wait only: a call that does not wait costs no timer.
-    let mut deadline: Option<Timeout> = None;
-    loop {
-        match op(reg.source()) {
-            Ok(value) => return Ok(value),
-            Err(Errno::WOULDBLOCK) => {}
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-        reg.clear_readiness(interest);
-        if deadline.is_none() {
-            deadline = limit.map(|l| Timeout::start(l.after));
-        }
-        if let Err(why) = reg.wait(interest) {
-            return Err(match (&deadline, limit) {
-                (Some(timeout), Some(limit)) if timeout.is(&why) => {
-                    io::Error::new(limit.kind, limit.what)
-                }
-                _ => why.into(),
-            });
-        }
-    }
-}
-
 /// Registers `fd` with the current thread's hub.
 fn register(fd: OwnedFd) -> io::Result<Registration> {
-    IoRegistration::new(fd).map_err(|e| io::Error::other(e.to_string()))
+    IoRegistration::new(fd).map_err(crate::io::registration_error)
 }
 
 /// Rejects a zero timeout as std does (`set_read_timeout(Some(ZERO))` is an error there).

@@ -11,7 +11,8 @@ use gevent_core::platform::Interest;
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketType};
 
-use super::{Limit, Registration, adopt, blocking, check_timeout, register};
+use super::{Registration, adopt, check_timeout, register};
+use crate::io::{Limit, retry};
 
 /// The flags every socket this module makes gets: non-blocking, closed in child processes.
 #[cfg(not(target_vendor = "apple"))]
@@ -105,7 +106,7 @@ impl TcpListener {
 
     /// Accepts a connection, waiting (cooperatively) for one.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (fd, peer) = blocking(&self.reg, Interest::READABLE, None, accept_one)?;
+        let (fd, peer) = retry(&self.reg, Interest::READABLE, None, accept_one)?;
         let stream = TcpStream::from_fd(fd)?;
         match peer {
             Some(peer) => Ok((stream, socket_addr(peer)?)),
@@ -246,7 +247,7 @@ impl TcpStream {
             kind: io::ErrorKind::TimedOut,
             what: "connection timed out",
         });
-        blocking(&stream.reg, Interest::WRITABLE, limit, |fd| {
+        retry(&stream.reg, Interest::WRITABLE, limit, |fd| {
             rustix::net::sockopt::socket_error(fd)??;
             match rustix::net::getpeername(fd) {
                 Ok(_) => Ok(()),
@@ -356,7 +357,7 @@ impl TcpStream {
             kind: io::ErrorKind::WouldBlock,
             what: "the read timed out",
         });
-        blocking(&self.reg, Interest::READABLE, limit, |fd| {
+        retry(&self.reg, Interest::READABLE, limit, |fd| {
             rustix::net::recv(fd, &mut *buf, flags).map(|(n, _)| n)
         })
     }
@@ -367,7 +368,7 @@ impl TcpStream {
             kind: io::ErrorKind::WouldBlock,
             what: "the write timed out",
         });
-        blocking(&self.reg, Interest::WRITABLE, limit, |fd| rustix::net::send(fd, buf, SEND_FLAGS))
+        retry(&self.reg, Interest::WRITABLE, limit, |fd| rustix::net::send(fd, buf, SEND_FLAGS))
     }
 }
 
