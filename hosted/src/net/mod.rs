@@ -7,7 +7,7 @@
 //!
 //! # Errors of interrupted calls
 //!
-//! A [`Timeout`] expiring or a kill arriving while a socket call waits ends that call with an
+//! A [`Timeout`](crate::Timeout) expiring or a kill arriving while a socket call waits ends that call with an
 //! [`io::Error`] that carries the [`Interrupted`](crate::Interrupted) value;
 //! `Interrupted::try_from(&io_error)` gives it back. Its kind is
 //! [`TimedOut`](io::ErrorKind::TimedOut) for a timeout and [`Other`](io::ErrorKind::Other) for a
