@@ -18,6 +18,7 @@ use core::time::Duration;
 use group::{Shared, group_methods};
 
 pub use group::Group;
+use imap::Mapping;
 pub use imap::{Imap, ImapUnordered};
 pub use scope::{Scope, ScopeError, scope};
 
@@ -278,7 +279,16 @@ impl Pool {
         U: 'static,
         F: Fn(I::Item) -> U + 'static,
     {
-        Imap::start(&self.shared, Location::caller(), f, items.into_iter(), None)
+        Imap {
+            mapping: Mapping::start(
+                &self.shared,
+                Location::caller(),
+                f,
+                items.into_iter(),
+                None,
+                true,
+            ),
+        }
     }
 
     /// Like [`imap`](Self::imap), holding at most `maxsize` results at a time (gevent's
@@ -295,7 +305,16 @@ impl Pool {
         U: 'static,
         F: Fn(I::Item) -> U + 'static,
     {
-        Imap::start(&self.shared, Location::caller(), f, items.into_iter(), Some(maxsize))
+        Imap {
+            mapping: Mapping::start(
+                &self.shared,
+                Location::caller(),
+                f,
+                items.into_iter(),
+                Some(maxsize),
+                true,
+            ),
+        }
     }
 
     /// Like [`imap`](Self::imap), but results come out in the order the members finish
@@ -309,7 +328,16 @@ impl Pool {
         U: 'static,
         F: Fn(I::Item) -> U + 'static,
     {
-        ImapUnordered::start(&self.shared, Location::caller(), f, items.into_iter(), None)
+        ImapUnordered {
+            mapping: Mapping::start(
+                &self.shared,
+                Location::caller(),
+                f,
+                items.into_iter(),
+                None,
+                false,
+            ),
+        }
     }
 
     /// Like [`imap_unordered`](Self::imap_unordered), holding at most `maxsize` results at a
@@ -328,6 +356,15 @@ impl Pool {
         U: 'static,
         F: Fn(I::Item) -> U + 'static,
     {
-        ImapUnordered::start(&self.shared, Location::caller(), f, items.into_iter(), Some(maxsize))
+        ImapUnordered {
+            mapping: Mapping::start(
+                &self.shared,
+                Location::caller(),
+                f,
+                items.into_iter(),
+                Some(maxsize),
+                false,
+            ),
+        }
     }
 }

@@ -358,12 +358,12 @@ macro_rules! greenlet_methods {
         /// sticky kill would fail every later blocking call of the program; gevent raises
         /// `GreenletExit` in it once, likewise).
         pub fn kill(&self) -> Result<(), Interrupted> {
-            kill_and_join(&self.task_ref(), None).map(|_| ())
+            kill_and_join(&self.task_ref(), None, None).map(|_| ())
         }
 
         /// Kills it and waits at most `timeout`; `Ok(true)` if it finished.
         pub fn kill_timeout(&self, timeout: Duration) -> Result<bool, Interrupted> {
-            kill_and_join(&self.task_ref(), Some(timeout))
+            kill_and_join(&self.task_ref(), None, Some(timeout))
         }
 
         /// Kills it without waiting.
@@ -376,12 +376,7 @@ macro_rules! greenlet_methods {
         /// sticky like a plain kill, and unlike a plain kill this is a failure: it ends with
         /// [`FailureKind::KilledWith`], which [`error`](Self::error) and `get()` report.
         pub fn kill_with(&self, reason: impl Into<Cow<'static, str>>) -> Result<(), Interrupted> {
-            let t = self.task_ref();
-            hub().kill_with(&t, Some(reason.into()));
-            if t.task().id == hub().current_task().id {
-                return Ok(());
-            }
-            join_task(&t, None).map(|_| ())
+            kill_and_join(&self.task_ref(), Some(reason.into()), None).map(|_| ())
         }
 
         /// Removes a callback added by `link` that has not run yet; true if it was there.
@@ -400,10 +395,15 @@ macro_rules! greenlet_methods {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LinkId(u64);
 
-/// Kills `t` and waits for its end, at most `timeout`; `Ok(true)` if it ended.
-fn kill_and_join(t: &TaskRef, timeout: Option<Duration>) -> Result<bool, Interrupted> {
+/// Kills `t` (with `reason`, if any) and waits for its end, at most `timeout`; `Ok(true)` if it
+/// ended.
+fn kill_and_join(
+    t: &TaskRef,
+    reason: Option<Cow<'static, str>>,
+    timeout: Option<Duration>,
+) -> Result<bool, Interrupted> {
     let hub = hub();
-    hub.kill(t);
+    hub.kill_with(t, reason);
     if t.task().id == hub.current_task().id {
         return Ok(t.task().is_finished()); // oneself: the kill arrives at the next wait
     }

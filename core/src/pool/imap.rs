@@ -66,7 +66,7 @@ impl<U: 'static> Drop for MemberEnded<U> {
 }
 
 /// The consumer side, shared by [`Imap`] and [`ImapUnordered`].
-struct Mapping<U: 'static> {
+pub(super) struct Mapping<U: 'static> {
     feed: Rc<Feed<U>>,
     input: Greenlet<Result<(), Interrupted>>,
     /// The member whose result comes next, once known.
@@ -78,7 +78,7 @@ struct Mapping<U: 'static> {
 
 impl<U: 'static> Mapping<U> {
     /// Starts the input greenlet.
-    fn start<I, F>(
+    pub(super) fn start<I, F>(
         pool: &Rc<Shared>,
         location: &'static Location<'static>,
         f: F,
@@ -213,7 +213,7 @@ fn pull_input<U: 'static, T: 'static>(
 ///
 /// Dropping it stops the input greenlet; members already spawned run to their end in the pool.
 pub struct Imap<U: 'static> {
-    mapping: Mapping<U>,
+    pub(super) mapping: Mapping<U>,
 }
 
 /// The iterator of [`Pool::imap_unordered`](super::Pool::imap_unordered): results in the
@@ -221,41 +221,7 @@ pub struct Imap<U: 'static> {
 ///
 /// Dropping it stops the input greenlet; members already spawned run to their end in the pool.
 pub struct ImapUnordered<U: 'static> {
-    mapping: Mapping<U>,
-}
-
-impl<U: 'static> Imap<U> {
-    pub(super) fn start<I, F>(
-        pool: &Rc<Shared>,
-        location: &'static Location<'static>,
-        f: F,
-        items: I,
-        bound: Option<usize>,
-    ) -> Self
-    where
-        I: Iterator + 'static,
-        I::Item: 'static,
-        F: Fn(I::Item) -> U + 'static,
-    {
-        Imap { mapping: Mapping::start(pool, location, f, items, bound, true) }
-    }
-}
-
-impl<U: 'static> ImapUnordered<U> {
-    pub(super) fn start<I, F>(
-        pool: &Rc<Shared>,
-        location: &'static Location<'static>,
-        f: F,
-        items: I,
-        bound: Option<usize>,
-    ) -> Self
-    where
-        I: Iterator + 'static,
-        I::Item: 'static,
-        F: Fn(I::Item) -> U + 'static,
-    {
-        ImapUnordered { mapping: Mapping::start(pool, location, f, items, bound, false) }
-    }
+    pub(super) mapping: Mapping<U>,
 }
 
 impl<U: 'static> Iterator for Imap<U> {
