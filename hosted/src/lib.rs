@@ -72,6 +72,7 @@
 
 mod clock;
 mod default_platform;
+pub mod fs;
 pub mod io;
 mod mmap_stack;
 pub mod net;

@@ -1,4 +1,5 @@
-//! Operating-system objects read and written cooperatively (gevent's `gevent.os`): pipes.
+//! Operating-system objects read and written cooperatively (gevent's `gevent.os`): pipes, and
+//! the standard input, output and error ([`stdin`], [`stdout`], [`stderr`]).
 //!
 //! ```
 //! use std::io::{Read, Write};
@@ -20,6 +21,33 @@
 //! `main` (test harnesses included). A program whose `main` is not Rust's (a library called from
 //! C, `#![no_main]`) or that restores the default disposition must ignore `SIGPIPE` itself
 //! before writing to pipes.
+//!
+//! # Standard input and output
+//!
+//! The standard descriptors are shared: with the parent shell and with every process started
+//! from the same terminal or pipeline, through one open file description. Setting `O_NONBLOCK`
+//! on them, as gevent's `FileObjectPosix` does, would leak into all of those (a shell whose
+//! terminal turned non-blocking under it fails its reads). So the descriptors stay as they
+//! are, and each handle picks a way by what its descriptor is:
+//!
+//! - a pipe, FIFO, terminal or socket: the greenlet parks until the poller reports the
+//!   descriptor ready, and a zero-timeout `poll` confirms it just before the system call. A
+//!   read then returns what is there without waiting; a write moves at most `PIPE_BUF` (4096)
+//!   bytes, which a pipe reported writable takes whole. The one case that still blocks the
+//!   thread is another process consuming the input (or filling the pipe) between that `poll`
+//!   and the call;
+//! - a regular file or block device, which pollers call always ready but which can still wait
+//!   for the disk: the call runs on the thread pool like [`gevent::fs`](crate::fs);
+//! - a descriptor the poller refuses (such as `/dev/null`): the call runs at once, as such
+//!   devices never wait.
+//!
+//! A descriptor that is already non-blocking works too: a call that would block waits again.
+//!
+//! The handles hold no buffer: output goes out with each `write` (wrap a handle in a
+//! `std::io::LineWriter` or `BufWriter` to batch it), and mixing them with `std::io::stdout()`,
+//! which buffers, can reorder output.
+
+mod stdio;
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -29,6 +57,8 @@ use gevent_core::hub::IoRegistration;
 use gevent_core::platform::Interest;
 
 use crate::io::{registration_error, retry};
+
+pub use stdio::{Stderr, Stdin, Stdout, stderr, stdin, stdout};
 
 /// Makes an anonymous pipe whose ends greenlets read and write cooperatively, shaped like
 /// `std::io::pipe`: what is written to the [`PipeWriter`] is read from the [`PipeReader`].
