@@ -33,6 +33,7 @@
 //! | `GreenletExit`, `Timeout` exceptions, `LoopExit` | [`Interrupted`]'s variants; every error converts into [`Error`] for `?` |
 //! | `gevent.event`, `gevent.queue`, `gevent.lock` | [`event`], [`queue`], [`lock`] |
 //! | `gevent.pool`, `gevent.wait(objects)`/`iwait`, `gevent.local` | [`pool`], [`wait`](mod@wait), [`local`] |
+//! | `FileObjectThread`, `FileObjectPosix` over stdin/stdout | [`fs::File`], [`os::stdin`], [`os::stdout`] |
 //!
 //! # Ending greenlets
 //!
