@@ -8,6 +8,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use gevent::fs::{File, OpenOptions};
@@ -47,6 +48,29 @@ fn mkfifo(path: &Path) {
 /// thread does not block either.
 fn open_fifo_writer(fifo: &Path) -> std::fs::File {
     std::fs::OpenOptions::new().read(true).write(true).open(fifo).expect("open the FIFO")
+}
+
+/// Far longer than any of these tests takes; reached only if a call blocked the hub's thread.
+const BACKSTOP: Duration = Duration::from_secs(60);
+
+/// Opens and closes a writer on `fifo` if the test has not ended within [`BACKSTOP`]: a read
+/// wrongly blocking the hub's thread then returns, and the test fails on what it finds instead
+/// of hanging.
+struct Backstop {
+    _done: mpsc::Sender<()>,
+}
+
+impl Backstop {
+    fn release(fifo: &Path) -> Self {
+        let (done, ended) = mpsc::channel::<()>();
+        let fifo = fifo.to_path_buf();
+        std::thread::spawn(move || {
+            if ended.recv_timeout(BACKSTOP) == Err(mpsc::RecvTimeoutError::Timeout) {
+                drop(open_fifo_writer(&fifo));
+            }
+        });
+        Backstop { _done: done }
+    }
 }
 
 fn pattern(len: usize) -> Vec<u8> {
@@ -204,6 +228,7 @@ fn other_greenlets_run_while_a_read_waits_on_the_pool() {
     let dir = TempDir::new("fifo-read");
     let fifo = dir.join("fifo");
     mkfifo(&fifo);
+    let _backstop = Backstop::release(&fifo);
     gevent::run(|| {
         let started = Rc::new(Cell::new(false));
         let reader = spawn({
@@ -245,6 +270,7 @@ fn a_kill_or_timeout_during_a_pool_read_returns_at_once() {
     let dir = TempDir::new("fifo-kill");
     let fifo = dir.join("fifo");
     mkfifo(&fifo);
+    let _backstop = Backstop::release(&fifo);
     gevent::run(|| {
         let reader = spawn({
             let fifo = fifo.clone();

@@ -9,6 +9,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 const ROLE: &str = "GEVENT_STDIO_CHILD";
+/// Far longer than the child takes; reached only if it hangs.
+const BACKSTOP: Duration = Duration::from_secs(60);
 const MARKER: &[u8] = b"--payload--\n";
 
 fn payload() -> Vec<u8> {
@@ -98,6 +100,15 @@ fn a_greenlet_keeps_ticking_while_stdin_is_empty_and_the_data_arrives_intact() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the child");
+    // A child blocked in a read that took its whole thread never ticks: killed after the
+    // backstop, its stderr ends and the test fails instead of hanging.
+    let (done, ended) = std::sync::mpsc::channel::<()>();
+    let pid = rustix::process::Pid::from_child(&process);
+    std::thread::spawn(move || {
+        if ended.recv_timeout(BACKSTOP) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    });
     let mut stdin = process.stdin.take().unwrap();
     let mut stdout = process.stdout.take().unwrap();
     let mut stderr = BufReader::new(process.stderr.take().unwrap());
@@ -126,6 +137,7 @@ fn a_greenlet_keeps_ticking_while_stdin_is_empty_and_the_data_arrives_intact() {
     writer.join().unwrap();
     let errors = drain.join().unwrap();
     let status = process.wait().unwrap();
+    drop(done);
     assert!(status.success(), "the child failed: {status}; stderr: {errors}");
     let data = payload();
     assert!(framed(&output, data.len()) == data, "the echoed bytes differ");
