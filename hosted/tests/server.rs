@@ -203,6 +203,47 @@ fn stop_refuses_new_connections_at_once_lets_handlers_finish_and_kills_the_stuck
 }
 
 #[test]
+fn a_handler_can_stop_its_server_and_goes_on_while_the_others_get_their_grace() {
+    let slot: Rc<RefCell<Option<StreamServer>>> = Rc::new(RefCell::new(None));
+    let finish = Rc::new(Event::new());
+    let entered = Rc::new(Queue::new());
+    let handler = {
+        let (slot, finish, entered) = (slot.clone(), finish.clone(), entered.clone());
+        move |mut stream: TcpStream, _| {
+            let mut command = [0; 1];
+            stream.read_exact(&mut command)?;
+            if command == *b"q" {
+                let server = slot.borrow_mut().take().unwrap();
+                server.stop(GRACE);
+                return stream.write_all(b"stopped");
+            }
+            entered.put(()).unwrap();
+            finish.wait()?;
+            stream.write_all(b"done")
+        }
+    };
+    let server = StreamServer::new(bound(), handler);
+    let addr = server.local_addr().unwrap();
+    *slot.borrow_mut() = Some(server.clone());
+    server.start().unwrap();
+    let _bound = Timeout::start(Duration::from_secs(20));
+    let mut other = TcpStream::connect(addr).unwrap();
+    other.write_all(b"w").unwrap();
+    entered.get().unwrap();
+    let mut quitting = TcpStream::connect(addr).unwrap();
+    quitting.write_all(b"q").unwrap();
+    yield_until(|| server.closed());
+    finish.set();
+    let mut reply = Vec::new();
+    other.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply, b"done");
+    reply.clear();
+    quitting.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply, b"stopped");
+    assert_eq!(server.connections(), 0);
+}
+
+#[test]
 fn a_stopped_server_cannot_start_again_and_a_started_one_cannot_start_twice() {
     let server = StreamServer::new(bound(), echo);
     assert!(!server.started() && !server.closed());

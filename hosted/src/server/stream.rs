@@ -119,7 +119,8 @@ impl<L: Listener> StreamServer<L> {
     /// Starts the accept loop in its own greenlet and returns: it runs once the caller parks
     /// or yields.
     ///
-    /// Fails if the server is already started, or was stopped (its listener is closed).
+    /// Fails if the server is already started, or was stopped (its listener is closed). An
+    /// accept error that ends the loop is returned by [`serve_forever`](Self::serve_forever).
     pub fn start(&self) -> io::Result<()> {
         let inner = &self.inner;
         let listener = inner.listener.borrow().clone().ok_or_else(|| {
@@ -170,8 +171,8 @@ impl<L: Listener> StreamServer<L> {
     ///
     /// If the caller is killed or its [`Timeout`](crate::Timeout) expires meanwhile, the
     /// handlers are killed and `stop` returns without waiting for them. Called from one of
-    /// the server's own handlers, it cannot wait for that handler: the others get their
-    /// grace, then all are killed, the caller included (its next blocking call fails).
+    /// the server's own handlers, it waits for and kills the others only: the caller goes on,
+    /// and ends by itself.
     pub fn stop(&self, grace: Duration) {
         let inner = &self.inner;
         let listener = inner.listener.take();
@@ -184,6 +185,8 @@ impl<L: Listener> StreamServer<L> {
         }
         drop(listener);
         inner.closed.set(true);
+        // A handler cannot wait for its own end.
+        inner.handlers.discard(&gevent_core::current());
         if inner.handlers.join_timeout(grace) != Ok(true) {
             let _ = inner.handlers.kill();
         }
