@@ -15,6 +15,8 @@ use gevent::net::{TcpListener, TcpStream};
 use gevent::pool::Pool;
 use gevent::queue::Queue;
 use gevent::server::{Listener, StreamServer};
+use rustix::io::Errno;
+
 use gevent::{Interrupted, Timeout, sleep, spawn, yield_now};
 
 const GRACE: Duration = Duration::from_secs(1);
@@ -275,7 +277,7 @@ impl Listener for Broken {
     type Addr = SocketAddr;
 
     fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        Err(io::Error::from_raw_os_error(libc_ebadf()))
+        Err(io::Error::from_raw_os_error(Errno::BADF.raw_os_error()))
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -283,15 +285,11 @@ impl Listener for Broken {
     }
 }
 
-fn libc_ebadf() -> i32 {
-    rustix::io::Errno::BADF.raw_os_error()
-}
-
 #[test]
 fn an_accept_error_that_is_not_transient_ends_serve_forever_with_it() {
     let server = StreamServer::new(Broken, |_, _| Ok(()));
     let err = server.serve_forever().unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(libc_ebadf()));
+    assert_eq!(err.raw_os_error(), Some(Errno::BADF.raw_os_error()));
     assert!(server.closed());
 }
 
@@ -414,7 +412,7 @@ impl Listener for Counting {
     fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         self.attempts.set(self.attempts.get() + 1);
         let accepted = self.inner.accept();
-        if accepted.as_ref().is_err_and(|e| e.raw_os_error() == Some(24 /* EMFILE */)) {
+        if accepted.as_ref().is_err_and(|e| e.raw_os_error() == Some(Errno::MFILE.raw_os_error())) {
             self.failures.set(self.failures.get() + 1);
             if self.failures.get() == 3 {
                 self.failed_enough.set();
@@ -463,7 +461,7 @@ fn emfile() {
     loop {
         match std::fs::File::open("/dev/null") {
             Ok(file) => filler.push(file),
-            Err(e) if e.raw_os_error() == Some(24) => break,
+            Err(e) if e.raw_os_error() == Some(Errno::MFILE.raw_os_error()) => break,
             Err(e) => panic!("{e}"),
         }
     }

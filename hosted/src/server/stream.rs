@@ -71,7 +71,7 @@ impl<L: Listener> fmt::Debug for StreamServer<L> {
         s.field("started", &self.started())
             .field("closed", &self.closed())
             .field("connections", &self.connections())
-            .field("pool", &self.inner.pool.borrow())
+            .field("pool", &*self.inner.pool.borrow())
             .field("made_at", &self.inner.made_at)
             .finish()
     }
