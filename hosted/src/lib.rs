@@ -34,6 +34,7 @@
 //! | `gevent.event`, `gevent.queue`, `gevent.lock` | [`event`], [`queue`], [`lock`] |
 //! | `gevent.pool`, `gevent.wait(objects)`/`iwait`, `gevent.local` | [`pool`], [`wait`](mod@wait), [`local`] |
 //! | `FileObjectThread`, `FileObjectPosix` over stdin/stdout | [`fs::File`], [`os::stdin`], [`os::stdout`] |
+//! | `gevent.server.StreamServer` | [`server::StreamServer`] |
 //!
 //! # Ending greenlets
 //!
@@ -79,6 +80,7 @@ mod mmap_stack;
 pub mod net;
 pub mod os;
 mod overflow;
+pub mod server;
 mod sys;
 
 pub use gevent_core::*;
