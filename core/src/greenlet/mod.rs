@@ -174,8 +174,11 @@ impl Builder {
         self.spawn_at(Location::caller(), Some(start_at), f)
     }
 
-    /// Spawns with an explicit spawn site (for spawns made on a user's behalf).
-    pub(crate) fn spawn_located<T: 'static>(
+    /// Spawns the greenlet with an explicit spawn site: for code that spawns greenlets on a
+    /// caller's behalf (a server's handlers, a pool's workers), so that reports and
+    /// [`LoopExit`](crate::Interrupted::LoopExit) pictures name the caller's line, recorded
+    /// with `#[track_caller]` and [`Location::caller`], rather than the library's.
+    pub fn spawn_located<T: 'static>(
         self,
         location: &'static Location<'static>,
         f: impl FnOnce() -> T + 'static,

@@ -1,6 +1,5 @@
 //! [`StreamServer`]: a greenlet per accepted connection.
 
-use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
@@ -50,9 +49,8 @@ struct Inner<L: Listener> {
     /// Why the accept loop ended, if it failed.
     failure: RefCell<Option<io::Error>>,
     closed: Cell<bool>,
+    /// Where the server was made: its handlers' spawn site in reports.
     made_at: &'static Location<'static>,
-    /// The handlers' greenlet name: it carries `made_at` into their panic reports.
-    handler_name: Cow<'static, str>,
 }
 
 impl<L: Listener> Clone for StreamServer<L> {
@@ -82,7 +80,7 @@ impl<L: Listener> StreamServer<L> {
     /// for each in a new greenlet. Nothing happens until [`start`](Self::start) or
     /// [`serve_forever`](Self::serve_forever).
     ///
-    /// The place of this call names the handlers' greenlets in failure reports.
+    /// The place of this call is the handlers' spawn site in failure reports.
     #[track_caller]
     pub fn new(
         listener: L,
@@ -100,9 +98,6 @@ impl<L: Listener> StreamServer<L> {
                 failure: RefCell::new(None),
                 closed: Cell::new(false),
                 made_at,
-                handler_name: Cow::Owned(format!(
-                    "StreamServer handler (server made at {made_at})"
-                )),
             }),
         }
     }
@@ -310,8 +305,8 @@ impl<L: Listener> Inner<L> {
     ) -> Result<(), Interrupted> {
         let handler = self.handler.clone();
         let greenlet = Builder::new()
-            .name(self.handler_name.clone())
-            .spawn(move || serve_one(&*handler, stream, peer));
+            .name("StreamServer handler")
+            .spawn_located(self.made_at, move || serve_one(&*handler, stream, peer));
         self.handlers.add(&greenlet);
         match pool {
             // The slot was free before the accept; it is taken already only if the pool is
