@@ -323,3 +323,63 @@ fn timeout_is_recognises_its_expiry_inside_an_io_error() {
     let error = listener.accept().unwrap_err();
     assert!(timeout.is(&error), "{error:?}");
 }
+
+#[test]
+fn a_host_name_resolves_on_the_thread_pool_while_other_greenlets_run() {
+    let (listener, addr) = listener();
+    let ran = Rc::new(std::cell::Cell::new(false));
+    let r = ran.clone();
+    let other = spawn(move || r.set(true));
+    // `bind` itself never waits, so the other greenlet can only have run during the lookup.
+    let _ = gevent::net::UdpSocket::bind("localhost:0").unwrap();
+    assert!(ran.get(), "the lookup parked this greenlet instead of blocking the hub");
+    other.get().unwrap();
+
+    let ran = Rc::new(std::cell::Cell::new(false));
+    let r = ran.clone();
+    let other = spawn(move || r.set(true));
+    let _ = gevent::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    assert!(!ran.get(), "an IP literal is parsed on the spot, with no trip to the pool");
+    other.get().unwrap();
+
+    let accepter = spawn(move || listener.accept().unwrap().1);
+    let client = TcpStream::connect(format!("localhost:{}", addr.port())).unwrap();
+    assert_eq!(accepter.get().unwrap(), client.local_addr().unwrap());
+}
+
+#[test]
+fn every_kind_of_address_names_the_listener() {
+    let (listener, addr) = listener();
+    let port = addr.port();
+    let ip = addr.ip();
+    let v4 = match addr {
+        SocketAddr::V4(v4) => v4,
+        SocketAddr::V6(_) => unreachable!("bound to 127.0.0.1"),
+    };
+    let accepter = spawn(move || {
+        for stream in listener.incoming().take(10) {
+            stream.unwrap();
+        }
+    });
+    TcpStream::connect(addr).unwrap();
+    TcpStream::connect(&addr).unwrap();
+    TcpStream::connect(v4).unwrap();
+    TcpStream::connect((ip, port)).unwrap();
+    TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port)).unwrap();
+    TcpStream::connect(("127.0.0.1", port)).unwrap();
+    TcpStream::connect(("localhost".to_owned(), port)).unwrap();
+    TcpStream::connect(addr.to_string()).unwrap();
+    TcpStream::connect(&[addr][..]).unwrap();
+    TcpStream::connect(&*format!("127.0.0.1:{port}")).unwrap();
+    accepter.get().unwrap();
+
+    for (bad, why) in
+        [("127.0.0.1", "invalid socket address"), ("localhost:port", "invalid port value")]
+    {
+        let err = TcpStream::connect(bad).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}");
+        assert_eq!(err.to_string(), why);
+    }
+    let err = TcpStream::connect(&[][..]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
