@@ -1,6 +1,9 @@
-//! Cooperative sockets shaped like `std::net`: a call that would block switches to other
-//! greenlets until the socket is ready, so code written against `std::net` runs cooperatively
-//! after a change of `use` lines.
+//! Cooperative sockets shaped like `std::net` and `std::os::unix::net` ([`TcpListener`],
+//! [`TcpStream`], [`UdpSocket`]; on Unix [`UnixListener`], [`UnixStream`], [`UnixDatagram`]): a
+//! call that would block switches to other greenlets until the socket is ready, so code written
+//! against std runs cooperatively after a change of `use` lines. Addresses are given as
+//! [`ToSocketAddrs`], this module's counterpart of std's, which resolves host names without
+//! blocking the hub.
 //!
 //! Each socket tries its non-blocking system call first and consults the poller only after
 //! `WouldBlock`, so a socket with data ready costs one system call per read.
@@ -53,10 +56,14 @@ mod addr;
 mod socket;
 mod tcp;
 mod udp;
+#[cfg(unix)]
+mod unix;
 
 pub use addr::ToSocketAddrs;
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
+#[cfg(unix)]
+pub use unix::{UnixDatagram, UnixIncoming, UnixListener, UnixStream};
 
 use std::io;
 use std::os::fd::OwnedFd;

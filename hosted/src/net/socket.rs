@@ -43,6 +43,23 @@ pub(super) fn new_socket(
     Ok(fd)
 }
 
+/// A connected pair of new sockets, set up as [`new_socket`] sets one up.
+#[cfg(unix)]
+pub(super) fn new_pair(kind: rustix::net::SocketType) -> io::Result<(OwnedFd, OwnedFd)> {
+    let family = rustix::net::AddressFamily::UNIX;
+    #[cfg(not(target_vendor = "apple"))]
+    let pair = rustix::net::socketpair(family, kind, FLAGS, None)?;
+    #[cfg(target_vendor = "apple")]
+    let pair = {
+        let (a, b) =
+            rustix::net::socketpair(family, kind, rustix::net::SocketFlags::empty(), None)?;
+        prepare_apple(&a)?;
+        prepare_apple(&b)?;
+        (a, b)
+    };
+    Ok(pair)
+}
+
 #[cfg(target_vendor = "apple")]
 pub(super) fn prepare_apple(fd: &OwnedFd) -> io::Result<()> {
     rustix::io::ioctl_fionbio(fd, true)?;
