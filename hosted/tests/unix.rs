@@ -234,3 +234,29 @@ fn clones_and_conversions_share_the_socket() {
     assert_eq!(&buf, b"via clone");
     assert!(Path::new(&path).exists());
 }
+
+#[test]
+fn a_sender_waits_while_the_receiver_s_queue_is_full() {
+    let (a, b) = UnixDatagram::pair().unwrap();
+    const COUNT: usize = 1000; // far more than a datagram queue holds
+    let sender = spawn(move || {
+        for i in 0..COUNT {
+            a.send(&i.to_le_bytes()).unwrap();
+        }
+        // Nothing drains the queue now: filling it again ends in the write timeout.
+        a.set_write_timeout(Some(5 * MS)).unwrap();
+        loop {
+            if let Err(e) = a.send(b"fill") {
+                break e.kind();
+            }
+        }
+    });
+    gevent::yield_now().unwrap(); // the sender fills the queue, then waits for room
+    assert!(!sender.ready(), "the queue held {COUNT} datagrams");
+    let mut buf = [0; 8];
+    for i in 0..COUNT {
+        assert_eq!(b.recv(&mut buf).unwrap(), 8);
+        assert_eq!(usize::from_le_bytes(buf), i);
+    }
+    assert_eq!(sender.get().unwrap(), ErrorKind::WouldBlock);
+}

@@ -189,8 +189,8 @@ impl Socket {
         self.read_with(|fd| rustix::io::readv(fd, bufs))
     }
 
-    /// `writev`, which unlike `sendmsg` cannot suppress `SIGPIPE` per call: on Linux the
-    /// socket is a stream whose writes go through `sendmsg` with `MSG_NOSIGNAL` instead.
+    /// A gathering write: `sendmsg` with `MSG_NOSIGNAL` where that flag exists, since
+    /// `writev` would raise `SIGPIPE` on a closed peer.
     pub(super) fn write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         #[cfg(not(target_vendor = "apple"))]
         return self.write_with(|fd| {

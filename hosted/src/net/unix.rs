@@ -323,8 +323,8 @@ impl UnixDatagram {
         Ok(UnixDatagram { sock: Socket::new(fd)? })
     }
 
-    /// Creates a socket bound to no address: it can send, and receive replies only once
-    /// connected or from a peer that knows it through a `pair`.
+    /// Creates a socket bound to no address, for sending to (or connecting to) named
+    /// sockets.
     pub fn unbound() -> io::Result<UnixDatagram> {
         let fd = new_socket(AddressFamily::UNIX, SocketType::DGRAM)?;
         Ok(UnixDatagram { sock: Socket::new(fd)? })
