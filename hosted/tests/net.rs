@@ -323,3 +323,159 @@ fn timeout_is_recognises_its_expiry_inside_an_io_error() {
     let error = listener.accept().unwrap_err();
     assert!(timeout.is(&error), "{error:?}");
 }
+
+#[test]
+fn a_host_name_resolves_on_the_thread_pool_while_other_greenlets_run() {
+    let (listener, addr) = listener();
+    let ran = Rc::new(std::cell::Cell::new(false));
+    let r = ran.clone();
+    let other = spawn(move || r.set(true));
+    // `bind` itself never waits, so the other greenlet can only have run during the lookup.
+    let _ = gevent::net::UdpSocket::bind("localhost:0").unwrap();
+    assert!(ran.get(), "the lookup parked this greenlet instead of blocking the hub");
+    other.get().unwrap();
+
+    let ran = Rc::new(std::cell::Cell::new(false));
+    let r = ran.clone();
+    let other = spawn(move || r.set(true));
+    let _ = gevent::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    assert!(!ran.get(), "an IP literal is parsed on the spot, with no trip to the pool");
+    other.get().unwrap();
+
+    let accepter = spawn(move || listener.accept().unwrap().1);
+    let client = TcpStream::connect(format!("localhost:{}", addr.port())).unwrap();
+    assert_eq!(accepter.get().unwrap(), client.local_addr().unwrap());
+}
+
+#[test]
+fn every_kind_of_address_names_the_listener() {
+    let (listener, addr) = listener();
+    let port = addr.port();
+    let ip = addr.ip();
+    let v4 = match addr {
+        SocketAddr::V4(v4) => v4,
+        SocketAddr::V6(_) => unreachable!("bound to 127.0.0.1"),
+    };
+    let accepter = spawn(move || {
+        for stream in listener.incoming().take(10) {
+            stream.unwrap();
+        }
+    });
+    TcpStream::connect(addr).unwrap();
+    #[allow(clippy::needless_borrows_for_generic_args)] // `&T` is one of the forms under test
+    TcpStream::connect(&addr).unwrap();
+    TcpStream::connect(v4).unwrap();
+    TcpStream::connect((ip, port)).unwrap();
+    TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port)).unwrap();
+    TcpStream::connect(("127.0.0.1", port)).unwrap();
+    TcpStream::connect(("localhost".to_owned(), port)).unwrap();
+    TcpStream::connect(addr.to_string()).unwrap();
+    TcpStream::connect(&[addr][..]).unwrap();
+    TcpStream::connect(&*format!("127.0.0.1:{port}")).unwrap();
+    accepter.get().unwrap();
+
+    for (bad, why) in
+        [("127.0.0.1", "invalid socket address"), ("localhost:port", "invalid port value")]
+    {
+        let err = TcpStream::connect(bad).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}");
+        assert_eq!(err.to_string(), why);
+    }
+    let err = TcpStream::connect(&[][..]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn one_greenlet_reads_a_clone_while_another_writes_the_original() {
+    let (client, mut server) = pair();
+    let mut reader = client.try_clone().unwrap();
+    let mut writer = client;
+    let reading = spawn(move || {
+        let mut got = [0; 4];
+        reader.read_exact(&mut got).unwrap();
+        got
+    });
+    gevent::yield_now().unwrap(); // the reader waits on the clone's own registration
+    let writing = spawn(move || writer.write_all(b"ping").unwrap());
+    let mut ping = [0; 4];
+    server.read_exact(&mut ping).unwrap();
+    assert_eq!(&ping, b"ping");
+    server.write_all(b"pong").unwrap();
+    writing.get().unwrap();
+    assert_eq!(&reading.get().unwrap(), b"pong");
+}
+
+#[test]
+fn a_shutdown_through_a_clone_wakes_a_reader_of_the_original() {
+    let (client, _server) = pair();
+    let clone = client.try_clone().unwrap();
+    let reader = spawn(move || (&client).read(&mut [0; 8]).map_err(|e| e.kind()));
+    gevent::yield_now().unwrap(); // the reader now waits in `read`
+    clone.shutdown(Shutdown::Both).unwrap();
+    let _bound = Timeout::start(Duration::from_secs(10));
+    assert_eq!(reader.get().unwrap().unwrap(), 0);
+}
+
+#[test]
+fn vectored_writes_and_reads_carry_every_slice() {
+    use std::io::{IoSlice, IoSliceMut};
+    let (mut client, mut server) = pair();
+    let parts =
+        [IoSlice::new(b"one "), IoSlice::new(b""), IoSlice::new(b"two "), IoSlice::new(b"three")];
+    assert_eq!(client.write_vectored(&parts).unwrap(), 13);
+    let (mut a, mut b) = ([0; 4], [0; 9]);
+    let mut n = 0;
+    while n < 13 {
+        let (first, second) =
+            if n < 4 { (&mut a[n..], &mut b[..]) } else { (&mut a[4..], &mut b[n - 4..]) };
+        n += server.read_vectored(&mut [IoSliceMut::new(first), IoSliceMut::new(second)]).unwrap();
+    }
+    assert_eq!((&a, &b), (b"one ", b"two three"));
+}
+
+/// Third-party code written against `embedded_io`, knowing nothing of gevent.
+fn echo_once<S: embedded_io::Read + embedded_io::Write>(stream: &mut S) -> Result<usize, S::Error> {
+    let mut buf = [0; 64];
+    let n = stream.read(&mut buf)?;
+    stream.write_all(&buf[..n])?;
+    stream.flush()?;
+    Ok(n)
+}
+
+#[test]
+fn code_generic_over_embedded_io_runs_cooperatively() {
+    let (mut client, server) = pair();
+    let echo = spawn(move || {
+        let mut by_ref = &server;
+        echo_once(&mut by_ref).unwrap() + echo_once(&mut { server }).unwrap()
+    });
+    gevent::yield_now().unwrap(); // the echo now waits in `read`
+    for msg in [&b"embedded"[..], b"io"] {
+        client.write_all(msg).unwrap();
+        let mut back = vec![0; msg.len()];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg);
+    }
+    assert_eq!(echo.get().unwrap(), 10);
+}
+
+#[test]
+fn raw_and_owned_descriptors_convert_both_ways() {
+    use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+    let (client, server) = pair();
+    let peer = client.peer_addr().unwrap();
+    let raw = client.into_raw_fd();
+    // SAFETY: `raw` came from `into_raw_fd` just above, so it is open and nothing else owns it.
+    let client = unsafe { TcpStream::from_raw_fd(raw) };
+    assert_eq!(client.as_raw_fd(), raw);
+    assert_eq!(client.peer_addr().unwrap(), peer);
+    let client = TcpStream::from(OwnedFd::from(client));
+    (&client).write_all(b"!").unwrap();
+    let mut byte = [0; 1];
+    (&server).read_exact(&mut byte).unwrap();
+    assert_eq!(&byte, b"!");
+
+    let (listener, addr) = listener();
+    let listener = TcpListener::from(OwnedFd::from(listener.try_clone().unwrap()));
+    assert_eq!(listener.local_addr().unwrap(), addr);
+}

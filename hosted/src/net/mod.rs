@@ -1,6 +1,9 @@
-//! Cooperative sockets shaped like `std::net`: a call that would block switches to other
-//! greenlets until the socket is ready, so code written against `std::net` runs cooperatively
-//! after a change of `use` lines.
+//! Cooperative sockets shaped like `std::net` and `std::os::unix::net` ([`TcpListener`],
+//! [`TcpStream`], [`UdpSocket`]; on Unix [`UnixListener`], [`UnixStream`], [`UnixDatagram`]): a
+//! call that would block switches to other greenlets until the socket is ready, so code written
+//! against std runs cooperatively after a change of `use` lines. Addresses are given as
+//! [`ToSocketAddrs`], this module's counterpart of std's, which resolves host names without
+//! blocking the hub.
 //!
 //! Each socket tries its non-blocking system call first and consults the poller only after
 //! `WouldBlock`, so a socket with data ready costs one system call per read.
@@ -49,9 +52,18 @@
 //! assert_eq!(Interrupted::try_from(&err), Ok(Interrupted::TimedOut(timeout.id())));
 //! ```
 
+mod addr;
+mod socket;
 mod tcp;
+mod udp;
+#[cfg(unix)]
+mod unix;
 
+pub use addr::ToSocketAddrs;
 pub use tcp::{Incoming, TcpListener, TcpStream};
+pub use udp::UdpSocket;
+#[cfg(unix)]
+pub use unix::{UnixDatagram, UnixIncoming, UnixListener, UnixStream};
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -83,3 +95,127 @@ fn adopt(fd: &OwnedFd) -> io::Result<()> {
     rustix::net::sockopt::set_socket_nosigpipe(fd, true)?;
     Ok(())
 }
+
+/// The descriptor conversions of a socket type `$ty` (a struct holding a `sock: Socket`, with
+/// a `from_socket` constructor): `AsFd`, `AsRawFd`, `From<OwnedFd>`, `FromRawFd`, `IntoRawFd`,
+/// and `OwnedFd: From<$ty>`.
+macro_rules! fd_conversions {
+    ($ty:ident, $name:literal) => {
+        impl std::os::fd::AsFd for $ty {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                std::os::fd::AsFd::as_fd(self.sock.fd())
+            }
+        }
+
+        impl std::os::fd::AsRawFd for $ty {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                std::os::fd::AsRawFd::as_raw_fd(self.sock.fd())
+            }
+        }
+
+        #[doc = concat!("Makes a socket made elsewhere a cooperative `", $name, "`: it is set")]
+        /// non-blocking and registered with the current thread's hub, keeping the read and
+        /// write timeouts set on it. The descriptor must be a socket of the right kind, as for
+        /// the std type's `From<OwnedFd>`.
+        ///
+        /// # Panics
+        ///
+        /// If the hub cannot register it (the poller is out of memory or descriptors), since
+        /// `From` cannot fail; the descriptor is closed first.
+        impl From<std::os::fd::OwnedFd> for $ty {
+            fn from(fd: std::os::fd::OwnedFd) -> Self {
+                $ty::from_socket(super::socket::Socket::adopt_or_panic(fd, $name))
+            }
+        }
+
+        /// Leaves the hub, giving back the descriptor, still non-blocking.
+        impl From<$ty> for std::os::fd::OwnedFd {
+            fn from(socket: $ty) -> Self {
+                socket.sock.into_fd()
+            }
+        }
+
+        /// Takes ownership of a raw descriptor as `From<OwnedFd>` does (and panics as it does).
+        impl std::os::fd::FromRawFd for $ty {
+            /// # Safety
+            ///
+            /// `fd` must be an open socket descriptor that nothing else owns or closes: the
+            /// result closes it when dropped.
+            #[allow(unsafe_code)]
+            unsafe fn from_raw_fd(fd: std::os::fd::RawFd) -> Self {
+                // SAFETY: the caller promises that `fd` is open and owned by no one else, which
+                // is what `OwnedFd::from_raw_fd` requires.
+                $ty::from(unsafe {
+                    <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+                })
+            }
+        }
+
+        /// Leaves the hub, giving back the raw descriptor (still non-blocking), which the
+        /// caller then owns.
+        impl std::os::fd::IntoRawFd for $ty {
+            fn into_raw_fd(self) -> std::os::fd::RawFd {
+                std::os::fd::IntoRawFd::into_raw_fd(self.sock.into_fd())
+            }
+        }
+    };
+}
+use fd_conversions;
+
+/// `std::io::{Read, Write}` (vectored too) and `embedded_io::{ErrorType, Read, Write}` for a
+/// stream socket type `$ty` (holding a `sock: Socket`) and for `&$ty`.
+macro_rules! stream_io {
+    ($ty:ident) => {
+        super::stream_io!(@impl $ty);
+        super::stream_io!(@impl &$ty);
+    };
+    (@impl $($ty:tt)+) => {
+        impl std::io::Read for $($ty)+ {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.sock.recv(buf, rustix::net::RecvFlags::empty())
+            }
+
+            fn read_vectored(
+                &mut self,
+                bufs: &mut [std::io::IoSliceMut<'_>],
+            ) -> std::io::Result<usize> {
+                self.sock.read_vectored(bufs)
+            }
+        }
+
+        impl std::io::Write for $($ty)+ {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.sock.send(buf)
+            }
+
+            fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+                self.sock.write_vectored(bufs)
+            }
+
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl embedded_io::ErrorType for $($ty)+ {
+            type Error = std::io::Error;
+        }
+
+        impl embedded_io::Read for $($ty)+ {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.sock.recv(buf, rustix::net::RecvFlags::empty())
+            }
+        }
+
+        impl embedded_io::Write for $($ty)+ {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.sock.send(buf)
+            }
+
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+    };
+}
+use stream_io;

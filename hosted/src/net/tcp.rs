@@ -1,53 +1,23 @@
 //! TCP: [`TcpListener`] and [`TcpStream`].
 
-use std::cell::Cell;
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use gevent_core::platform::Interest;
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketType};
+use rustix::net::{AddressFamily, RecvFlags, SocketType};
 
-use super::{Registration, adopt, check_timeout, register};
-use crate::io::{Limit, retry};
-
-/// The flags every socket this module makes gets: non-blocking, closed in child processes.
-#[cfg(not(target_vendor = "apple"))]
-const FLAGS: rustix::net::SocketFlags =
-    rustix::net::SocketFlags::NONBLOCK.union(rustix::net::SocketFlags::CLOEXEC);
-
-/// Flags for `send`: a write to a closed peer is an `EPIPE` error, not a `SIGPIPE`.
-#[cfg(not(target_vendor = "apple"))]
-const SEND_FLAGS: SendFlags = SendFlags::NOSIGNAL;
-/// Apple's systems have no `MSG_NOSIGNAL`: sockets get `SO_NOSIGPIPE` when made instead.
-#[cfg(target_vendor = "apple")]
-const SEND_FLAGS: SendFlags = SendFlags::empty();
+use super::addr::{ToSocketAddrs, each_addr};
+use super::socket::{Socket, new_socket};
+use crate::io::Limit;
 
 /// A new TCP socket for `addr`'s family.
 fn tcp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
-    #[cfg(not(target_vendor = "apple"))]
-    let fd = rustix::net::socket_with(family, SocketType::STREAM, FLAGS, None)?;
-    #[cfg(target_vendor = "apple")]
-    let fd = {
-        // No `SOCK_NONBLOCK` here: the flags come after, so a child process spawned meanwhile
-        // by another thread may inherit the socket.
-        let fd = rustix::net::socket(family, SocketType::STREAM, None)?;
-        prepare_apple(&fd)?;
-        fd
-    };
-    Ok(fd)
-}
-
-#[cfg(target_vendor = "apple")]
-fn prepare_apple(fd: &OwnedFd) -> io::Result<()> {
-    rustix::io::ioctl_fionbio(fd, true)?;
-    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
-    rustix::net::sockopt::set_socket_nosigpipe(fd, true)?;
-    Ok(())
+    new_socket(family, SocketType::STREAM)
 }
 
 /// Accepts a pending connection (non-blocking, closed in child processes) and its peer's address.
@@ -55,59 +25,47 @@ fn accept_one(
     listener: &OwnedFd,
 ) -> rustix::io::Result<(OwnedFd, Option<rustix::net::SocketAddrAny>)> {
     #[cfg(not(target_vendor = "apple"))]
-    return rustix::net::acceptfrom_with(listener, FLAGS);
+    return rustix::net::acceptfrom_with(listener, super::socket::FLAGS);
     #[cfg(target_vendor = "apple")]
     {
         let (fd, peer) = rustix::net::acceptfrom(listener)?;
-        prepare_apple(&fd).map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::INVAL))?;
+        super::socket::prepare_apple(&fd)
+            .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::INVAL))?;
         Ok((fd, peer))
     }
 }
 
-fn socket_addr(addr: rustix::net::SocketAddrAny) -> io::Result<SocketAddr> {
+pub(super) fn socket_addr(addr: rustix::net::SocketAddrAny) -> io::Result<SocketAddr> {
     Ok(SocketAddr::try_from(addr)?)
-}
-
-/// Runs `f` on each address `addrs` resolves to until one succeeds, as std does.
-fn each_addr<T>(
-    addrs: impl ToSocketAddrs,
-    mut f: impl FnMut(&SocketAddr) -> io::Result<T>,
-) -> io::Result<T> {
-    let mut last = None;
-    for addr in addrs.to_socket_addrs()? {
-        match f(&addr) {
-            Ok(done) => return Ok(done),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any addresses")
-    }))
 }
 
 /// A TCP socket server, listening for connections; `std::net::TcpListener` whose `accept`
 /// switches to other greenlets while no connection is pending.
 pub struct TcpListener {
-    reg: Registration,
+    sock: Socket,
 }
 
 impl TcpListener {
+    fn from_socket(sock: Socket) -> Self {
+        TcpListener { sock }
+    }
+
     /// Creates a listener bound to `addr` (the first of its addresses that can be bound), with
     /// `SO_REUSEADDR` as std sets it.
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
-        each_addr(addr, |addr| {
+        each_addr(&addr, |addr| {
             let fd = tcp_socket(addr)?;
             rustix::net::sockopt::set_socket_reuseaddr(&fd, true)?;
             rustix::net::bind(&fd, addr)?;
             rustix::net::listen(&fd, 128)?;
-            Ok(TcpListener { reg: register(fd)? })
+            Ok(TcpListener { sock: Socket::new(fd)? })
         })
     }
 
     /// Accepts a connection, waiting (cooperatively) for one.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (fd, peer) = retry(&self.reg, Interest::READABLE, None, accept_one)?;
-        let stream = TcpStream::from_fd(fd)?;
+        let (fd, peer) = self.sock.retry(Interest::READABLE, None, accept_one)?;
+        let stream = TcpStream::from_socket(Socket::new(fd)?);
         match peer {
             Some(peer) => Ok((stream, socket_addr(peer)?)),
             None => Err(io::Error::new(io::ErrorKind::NotConnected, "accepted an unnamed peer")),
@@ -121,29 +79,33 @@ impl TcpListener {
 
     /// The address it listens on.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        socket_addr(rustix::net::getsockname(self.reg.source())?)
+        socket_addr(rustix::net::getsockname(self.sock.fd())?)
+    }
+
+    /// A second handle on the same listener (a duplicate descriptor with its own
+    /// registration), so that two greenlets can accept on it at once.
+    pub fn try_clone(&self) -> io::Result<TcpListener> {
+        Ok(TcpListener { sock: self.sock.try_clone()? })
     }
 
     /// Sets `IP_TTL` for the connections it accepts.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        Ok(rustix::net::sockopt::set_ip_ttl(self.reg.source(), ttl)?)
+        Ok(rustix::net::sockopt::set_ip_ttl(self.sock.fd(), ttl)?)
     }
 
     /// `IP_TTL`.
     pub fn ttl(&self) -> io::Result<u32> {
-        Ok(rustix::net::sockopt::ip_ttl(self.reg.source())?)
+        Ok(rustix::net::sockopt::ip_ttl(self.sock.fd())?)
     }
 
     /// Takes the pending `SO_ERROR`, if any.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        take_error(self.reg.source())
+        self.sock.take_error()
     }
 
     /// Gives the socket back as a blocking std listener, leaving the hub.
     pub fn into_std(self) -> io::Result<std::net::TcpListener> {
-        let fd = self.reg.into_inner();
-        rustix::io::ioctl_fionbio(&fd, false)?;
-        Ok(fd.into())
+        Ok(self.sock.into_blocking_fd()?.into())
     }
 }
 
@@ -156,13 +118,11 @@ impl TcpListener {
 /// cannot fail; the descriptor is closed first.
 impl From<std::net::TcpListener> for TcpListener {
     fn from(listener: std::net::TcpListener) -> Self {
-        let fd = OwnedFd::from(listener);
-        match adopt(&fd).and_then(|()| register(fd)) {
-            Ok(reg) => TcpListener { reg },
-            Err(e) => panic!("gevent::net::TcpListener::from: cannot register the socket: {e}"),
-        }
+        TcpListener { sock: Socket::adopt_or_panic(listener.into(), "TcpListener") }
     }
 }
+
+super::fd_conversions!(TcpListener, "TcpListener");
 
 impl fmt::Debug for TcpListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -171,18 +131,6 @@ impl fmt::Debug for TcpListener {
             d.field("addr", &addr);
         }
         d.field("fd", &self.as_raw_fd()).finish()
-    }
-}
-
-impl AsFd for TcpListener {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.reg.source().as_fd()
-    }
-}
-
-impl AsRawFd for TcpListener {
-    fn as_raw_fd(&self) -> RawFd {
-        self.reg.source().as_raw_fd()
     }
 }
 
@@ -203,33 +151,27 @@ impl Iterator for Incoming<'_> {
 /// A TCP connection; `std::net::TcpStream` whose calls switch to other greenlets while they
 /// would block.
 ///
-/// `Read` and `Write` are implemented for `&TcpStream` too, so one greenlet can read while
-/// another writes the same stream.
+/// `Read` and `Write` (std's, vectored included, and `embedded_io`'s) are implemented for
+/// `&TcpStream` too, so one greenlet can read while another writes the same stream.
 pub struct TcpStream {
-    reg: Registration,
-    read_timeout: Cell<Option<Duration>>,
-    write_timeout: Cell<Option<Duration>>,
+    sock: Socket,
 }
 
 impl TcpStream {
-    fn from_fd(fd: OwnedFd) -> io::Result<TcpStream> {
-        Ok(TcpStream {
-            reg: register(fd)?,
-            read_timeout: Cell::new(None),
-            write_timeout: Cell::new(None),
-        })
+    fn from_socket(sock: Socket) -> Self {
+        TcpStream { sock }
     }
 
     /// Connects to `addr` (each of its addresses in turn until one accepts), waiting
     /// cooperatively for the handshake.
     pub fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
-        each_addr(addr, |addr| TcpStream::connect_addr(addr, None))
+        each_addr(&addr, |addr| TcpStream::connect_addr(addr, None))
     }
 
     /// Connects to `addr`, failing with [`io::ErrorKind::TimedOut`] if the handshake takes
     /// longer than `timeout` (an [`io::ErrorKind::InvalidInput`] error if it is zero).
     pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-        check_timeout(Some(timeout))?;
+        super::check_timeout(Some(timeout))?;
         TcpStream::connect_addr(addr, Some(timeout))
     }
 
@@ -241,13 +183,13 @@ impl TcpStream {
             Err(e) => return Err(e.into()),
         }
         // Registered after `connect`: an unconnected socket reports itself writable.
-        let stream = TcpStream::from_fd(fd)?;
+        let sock = Socket::new(fd)?;
         let limit = timeout.map(|after| Limit {
             after,
             kind: io::ErrorKind::TimedOut,
             what: "connection timed out",
         });
-        retry(&stream.reg, Interest::WRITABLE, limit, |fd| {
+        sock.retry(Interest::WRITABLE, limit, |fd| {
             rustix::net::sockopt::socket_error(fd)??;
             match rustix::net::getpeername(fd) {
                 Ok(_) => Ok(()),
@@ -255,12 +197,12 @@ impl TcpStream {
                 Err(e) => Err(e),
             }
         })?;
-        Ok(stream)
+        Ok(TcpStream { sock })
     }
 
     /// The address of the remote peer.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        match rustix::net::getpeername(self.reg.source())? {
+        match rustix::net::getpeername(self.sock.fd())? {
             Some(addr) => socket_addr(addr),
             None => Err(io::Error::new(io::ErrorKind::NotConnected, "the peer has no address")),
         }
@@ -268,112 +210,84 @@ impl TcpStream {
 
     /// The local address of this end.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        socket_addr(rustix::net::getsockname(self.reg.source())?)
+        socket_addr(rustix::net::getsockname(self.sock.fd())?)
     }
 
     /// Shuts down reading, writing or both; a greenlet waiting to read then sees the end of
     /// the stream.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        let how = match how {
-            Shutdown::Read => rustix::net::Shutdown::Read,
-            Shutdown::Write => rustix::net::Shutdown::Write,
-            Shutdown::Both => rustix::net::Shutdown::Both,
-        };
-        Ok(rustix::net::shutdown(self.reg.source(), how)?)
+        self.sock.shutdown(how)
+    }
+
+    /// A second handle on the same connection: a duplicate descriptor with its own
+    /// registration, so one greenlet can wait on each. It starts with this handle's read and
+    /// write timeouts; each handle's are its own afterwards (std's handles share them).
+    pub fn try_clone(&self) -> io::Result<TcpStream> {
+        Ok(TcpStream { sock: self.sock.try_clone()? })
     }
 
     /// Sets `TCP_NODELAY` (Nagle's algorithm off when true).
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        Ok(rustix::net::sockopt::set_tcp_nodelay(self.reg.source(), nodelay)?)
+        Ok(rustix::net::sockopt::set_tcp_nodelay(self.sock.fd(), nodelay)?)
     }
 
     /// `TCP_NODELAY`.
     pub fn nodelay(&self) -> io::Result<bool> {
-        Ok(rustix::net::sockopt::tcp_nodelay(self.reg.source())?)
+        Ok(rustix::net::sockopt::tcp_nodelay(self.sock.fd())?)
     }
 
     /// Sets `IP_TTL`.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        Ok(rustix::net::sockopt::set_ip_ttl(self.reg.source(), ttl)?)
+        Ok(rustix::net::sockopt::set_ip_ttl(self.sock.fd(), ttl)?)
     }
 
     /// `IP_TTL`.
     pub fn ttl(&self) -> io::Result<u32> {
-        Ok(rustix::net::sockopt::ip_ttl(self.reg.source())?)
+        Ok(rustix::net::sockopt::ip_ttl(self.sock.fd())?)
     }
 
     /// Reads without removing what is read from the stream, waiting for data like `read`.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.recv(buf, RecvFlags::PEEK)
+        self.sock.recv(buf, RecvFlags::PEEK)
     }
 
     /// Bounds how long a read waits: after `timeout` it fails with
     /// [`io::ErrorKind::WouldBlock`], as std's does on Unix. `None` waits without bound; a zero
     /// duration is an [`io::ErrorKind::InvalidInput`] error.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        check_timeout(timeout)?;
-        self.read_timeout.set(timeout);
-        Ok(())
+        self.sock.set_read_timeout(timeout)
     }
 
     /// Bounds how long a write waits for room, failing with [`io::ErrorKind::WouldBlock`]
     /// after `timeout`, like [`set_read_timeout`](Self::set_read_timeout).
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        check_timeout(timeout)?;
-        self.write_timeout.set(timeout);
-        Ok(())
+        self.sock.set_write_timeout(timeout)
     }
 
     /// The read timeout.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.read_timeout.get())
+        Ok(self.sock.read_timeout())
     }
 
     /// The write timeout.
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.write_timeout.get())
+        Ok(self.sock.write_timeout())
     }
 
     /// Takes the pending `SO_ERROR`, if any.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        take_error(self.reg.source())
+        self.sock.take_error()
     }
 
     /// Gives the socket back as a blocking std stream, leaving the hub; its read and write
     /// timeouts go with it.
     pub fn into_std(self) -> io::Result<std::net::TcpStream> {
-        let (read_timeout, write_timeout) = (self.read_timeout.get(), self.write_timeout.get());
-        let fd = self.reg.into_inner();
-        rustix::io::ioctl_fionbio(&fd, false)?;
-        let stream = std::net::TcpStream::from(fd);
+        let (read_timeout, write_timeout) = (self.sock.read_timeout(), self.sock.write_timeout());
+        let stream = std::net::TcpStream::from(self.sock.into_blocking_fd()?);
         stream.set_read_timeout(read_timeout)?;
         stream.set_write_timeout(write_timeout)?;
         Ok(stream)
     }
-
-    fn recv(&self, buf: &mut [u8], flags: RecvFlags) -> io::Result<usize> {
-        let limit = self.read_timeout.get().map(|after| Limit {
-            after,
-            kind: io::ErrorKind::WouldBlock,
-            what: "the read timed out",
-        });
-        retry(&self.reg, Interest::READABLE, limit, |fd| {
-            rustix::net::recv(fd, &mut *buf, flags).map(|(n, _)| n)
-        })
-    }
-
-    fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        let limit = self.write_timeout.get().map(|after| Limit {
-            after,
-            kind: io::ErrorKind::WouldBlock,
-            what: "the write timed out",
-        });
-        retry(&self.reg, Interest::WRITABLE, limit, |fd| rustix::net::send(fd, buf, SEND_FLAGS))
-    }
-}
-
-fn take_error(fd: &OwnedFd) -> io::Result<Option<io::Error>> {
-    Ok(rustix::net::sockopt::socket_error(fd)?.err().map(io::Error::from))
 }
 
 /// Makes a std stream cooperative: it is set non-blocking and registered with the current
@@ -385,53 +299,12 @@ fn take_error(fd: &OwnedFd) -> io::Result<Option<io::Error>> {
 /// cannot fail; the descriptor is closed first.
 impl From<std::net::TcpStream> for TcpStream {
     fn from(stream: std::net::TcpStream) -> Self {
-        let timeouts = stream.read_timeout().and_then(|r| Ok((r, stream.write_timeout()?)));
-        let fd = OwnedFd::from(stream);
-        let stream = timeouts.and_then(|(r, w)| {
-            adopt(&fd)?;
-            let stream = TcpStream::from_fd(fd)?;
-            stream.read_timeout.set(r);
-            stream.write_timeout.set(w);
-            Ok(stream)
-        });
-        match stream {
-            Ok(stream) => stream,
-            Err(e) => panic!("gevent::net::TcpStream::from: cannot register the socket: {e}"),
-        }
+        TcpStream { sock: Socket::adopt_or_panic(stream.into(), "TcpStream") }
     }
 }
 
-impl Read for TcpStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.recv(buf, RecvFlags::empty())
-    }
-}
-
-impl Read for &TcpStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.recv(buf, RecvFlags::empty())
-    }
-}
-
-impl Write for TcpStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.send(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Write for &TcpStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.send(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+super::fd_conversions!(TcpStream, "TcpStream");
+super::stream_io!(TcpStream);
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -443,17 +316,5 @@ impl fmt::Debug for TcpStream {
             d.field("peer", &peer);
         }
         d.field("fd", &self.as_raw_fd()).finish()
-    }
-}
-
-impl AsFd for TcpStream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.reg.source().as_fd()
-    }
-}
-
-impl AsRawFd for TcpStream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.reg.source().as_raw_fd()
     }
 }
