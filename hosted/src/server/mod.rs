@@ -1,5 +1,6 @@
 //! Servers (gevent's `gevent.server` and `baseserver`): a [`StreamServer`] accepts connections
-//! on a listener and runs a handler for each in a new greenlet.
+//! on a listener and runs a handler for each in a new greenlet; a [`DatagramServer`] does the
+//! same for each datagram received on a socket.
 //!
 //! The server is a cheap handle (clone it to share it): [`start`](StreamServer::start) runs the
 //! accept loop in its own greenlet, [`serve_forever`](StreamServer::serve_forever) starts it and
@@ -40,9 +41,9 @@
 //!
 //! A handler that panics or returns `Err` ends its own connection only. The panic is reported
 //! once on stderr by the greenlet's panic report; an `Err` is reported once on stderr by the
-//! server. Both reports name the handler's greenlet, whose name carries the place where the
-//! server was made (`StreamServer handler (server made at src/main.rs:12:18)`). A handler
-//! ended by [`stop`](StreamServer::stop) is not reported.
+//! server. Both reports name the handler's greenlet and its spawn site, which is the place where
+//! the server was made (`greenlet #7 'StreamServer handler' (spawned at src/main.rs:12:18)`).
+//! A handler ended by [`stop`](StreamServer::stop) is not reported.
 //!
 //! # Running out of file descriptors
 //!
@@ -52,8 +53,10 @@
 //! only the connection being accepted (`ECONNABORTED`, `EPROTO`, `EPERM`, ...) are skipped at
 //! once; any other error ends [`serve_forever`](StreamServer::serve_forever).
 
+mod datagram;
 mod stream;
 
+pub use datagram::{DatagramServer, DatagramSocket};
 pub use stream::StreamServer;
 
 use std::fmt;
@@ -61,10 +64,12 @@ use std::io;
 use std::net::SocketAddr;
 
 use crate::net::{TcpListener, TcpStream};
+#[cfg(unix)]
+use crate::net::{UnixListener, UnixStream};
 
 /// What a [`StreamServer`] accepts connections from.
 ///
-/// Implemented for [`TcpListener`]; implement it for a wrapper to observe or filter
+/// Implemented for [`TcpListener`] and, on Unix, [`UnixListener`]; implement it for a wrapper to observe or filter
 /// connections.
 pub trait Listener: 'static {
     /// An accepted connection, handed to the handler.
@@ -93,5 +98,19 @@ impl Listener for TcpListener {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         TcpListener::local_addr(self)
+    }
+}
+
+#[cfg(unix)]
+impl Listener for UnixListener {
+    type Stream = UnixStream;
+    type Addr = std::os::unix::net::SocketAddr;
+
+    fn accept(&self) -> io::Result<(UnixStream, Self::Addr)> {
+        UnixListener::accept(self)
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        UnixListener::local_addr(self)
     }
 }

@@ -51,6 +51,7 @@ struct Inner<L: Listener> {
     closed: Cell<bool>,
     /// Where the server was made: its handlers' spawn site in reports.
     made_at: &'static Location<'static>,
+    kind: Kind,
 }
 
 impl<L: Listener> Clone for StreamServer<L> {
@@ -86,7 +87,17 @@ impl<L: Listener> StreamServer<L> {
         listener: L,
         handler: impl Fn(L::Stream, L::Addr) -> io::Result<()> + 'static,
     ) -> Self {
-        let made_at = Location::caller();
+        StreamServer::with_kind(listener, handler, Kind::Stream, Location::caller())
+    }
+
+    /// [`new`](Self::new) for a server of another `kind`, made at
+    /// `made_at`.
+    pub(crate) fn with_kind(
+        listener: L,
+        handler: impl Fn(L::Stream, L::Addr) -> io::Result<()> + 'static,
+        kind: Kind,
+        made_at: &'static Location<'static>,
+    ) -> Self {
         StreamServer {
             inner: Rc::new(Inner {
                 listener: RefCell::new(Some(Rc::new(listener))),
@@ -98,6 +109,7 @@ impl<L: Listener> StreamServer<L> {
                 failure: RefCell::new(None),
                 closed: Cell::new(false),
                 made_at,
+                kind,
             }),
         }
     }
@@ -130,7 +142,7 @@ impl<L: Listener> StreamServer<L> {
         let pool = inner.pool.borrow().clone();
         let server = inner.clone();
         let acceptor = Builder::new()
-            .name("StreamServer accept loop")
+            .name(inner.kind.loop_name())
             .spawn(move || server.accept_loop(&listener, pool.as_deref()));
         *inner.acceptor.borrow_mut() = Some(acceptor);
         Ok(())
@@ -211,6 +223,36 @@ impl<L: Listener> StreamServer<L> {
     /// The number of handlers running.
     pub fn connections(&self) -> usize {
         self.inner.handlers.len()
+    }
+}
+
+/// What kind of server runs the loop: its name in reports and greenlet names.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Kind {
+    Stream,
+    Datagram,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Stream => "StreamServer",
+            Kind::Datagram => "DatagramServer",
+        }
+    }
+
+    fn loop_name(self) -> &'static str {
+        match self {
+            Kind::Stream => "StreamServer accept loop",
+            Kind::Datagram => "DatagramServer receive loop",
+        }
+    }
+
+    fn handler_name(self) -> &'static str {
+        match self {
+            Kind::Stream => "StreamServer handler",
+            Kind::Datagram => "DatagramServer handler",
+        }
     }
 }
 
@@ -305,7 +347,7 @@ impl<L: Listener> Inner<L> {
     ) -> Result<(), Interrupted> {
         let handler = self.handler.clone();
         let greenlet = Builder::new()
-            .name("StreamServer handler")
+            .name(self.kind.handler_name())
             .spawn_located(self.made_at, move || serve_one(&*handler, stream, peer));
         self.handlers.add(&greenlet);
         match pool {
@@ -323,8 +365,9 @@ impl<L: Listener> Inner<L> {
             Err(_) => String::from("(unknown address)"),
         };
         eprintln!(
-            "gevent: the StreamServer on {addr} (made at {}) cannot accept connections: {e}; \
+            "gevent: the {} on {addr} (made at {}) cannot accept connections: {e}; \
              retrying with a backoff of up to {MAX_BACKOFF:?} until resources free up",
+            self.kind.name(),
             self.made_at
         );
     }
