@@ -1,0 +1,74 @@
+//! The client/server examples run against each other as separate processes, the way a reader
+//! of the README runs them. `cargo test` builds the examples before it runs this.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+/// The built example `name`, beside this test's executable (`target/<profile>/examples/`).
+fn example(name: &str) -> Command {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap().join("examples");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.exists(), "{} is not built: `cargo test` builds the examples", path.display());
+    Command::new(path)
+}
+
+/// Starts a server example and returns it with its first line of output, once it printed it.
+fn start_server(mut command: Command) -> (Child, BufReader<std::process::ChildStdout>, String) {
+    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    (child, out, first)
+}
+
+fn finish(mut child: Child, mut out: BufReader<std::process::ChildStdout>) -> String {
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(status.success(), "{status}: {rest}");
+    rest
+}
+
+fn ok(output: Output) -> String {
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "{}: {stdout}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn udp_client_talks_to_udp_server() {
+    let mut server = example("udp_server");
+    server.args(["127.0.0.1:0", "--count", "2"]);
+    let (child, out, first) = start_server(server);
+    let addr = first.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(first.starts_with("Receiving datagrams on"), "{first}");
+    for message in ["hello", "gevent for Rust"] {
+        let said = ok(example("udp_client").args([message, &addr]).output().unwrap());
+        assert!(said.contains(&format!("answered: Received {} bytes", message.len())), "{said}");
+    }
+    let rest = finish(child, out);
+    assert!(rest.contains("served 2 datagrams"), "{rest}");
+}
+
+#[test]
+fn unixsocket_client_talks_to_unixsocket_server() {
+    let path: PathBuf =
+        std::env::temp_dir().join(format!("gevent-example-{}.sock", std::process::id()));
+    let path = path.to_str().unwrap().to_owned();
+    let mut server = example("unixsocket_server");
+    server.args([path.as_str(), "--count", "1"]);
+    let (child, out, first) = start_server(server);
+    assert_eq!(first.trim(), format!("Serving on {path}"));
+    let said = ok(example("unixsocket_client").arg(&path).output().unwrap());
+    assert!(said.contains("Welcome to the gevent unix-socket server"), "{said}");
+    assert!(said.contains("echo: Hello from a greenlet"), "{said}");
+    let rest = finish(child, out);
+    assert!(rest.contains("served 1 connections"), "{rest}");
+}
