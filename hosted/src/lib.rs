@@ -33,6 +33,7 @@
 //! | `GreenletExit`, `Timeout` exceptions, `LoopExit` | [`Interrupted`]'s variants; every error converts into [`Error`] for `?` |
 //! | `gevent.event`, `gevent.queue`, `gevent.lock` | [`event`], [`queue`], [`lock`] |
 //! | `gevent.pool`, `gevent.wait(objects)`/`iwait`, `gevent.local` | [`pool`], [`wait`](mod@wait), [`local`] |
+//! | `gevent.select.select`, `selectors.DefaultSelector` | [`select::select`], [`select::Selector`] |
 //!
 //! # Ending greenlets
 //!
@@ -77,6 +78,7 @@ mod mmap_stack;
 pub mod net;
 pub mod os;
 mod overflow;
+pub mod select;
 mod sys;
 
 pub use gevent_core::*;
