@@ -28,6 +28,7 @@ use std::time::Duration;
 use gevent_core::Timeout;
 use gevent_core::hub::IoRegistration;
 use gevent_core::platform::{Interest, PollError};
+use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
 /// Parks the current greenlet until `fd` is readable (a read would not block: data, end of
@@ -38,9 +39,10 @@ use rustix::io::Errno;
 /// the [module documentation](self)). Regular files and directories, which a read never
 /// waits for, are readable at once.
 ///
-/// Each call registers a duplicate of `fd` with the hub for the length of the wait and closes
-/// it afterwards: `fd` itself is only borrowed, and readiness belongs to the open file, which
-/// the duplicate shares. A type doing I/O over and over should keep one
+/// A ready `fd` (checked first, so a zero `timeout` succeeds on it) costs one `poll(2)`.
+/// Otherwise the call registers a duplicate of `fd` with the hub for the length of the wait and
+/// closes it afterwards: `fd` itself is only borrowed, and readiness belongs to the open file,
+/// which the duplicate shares. A type doing I/O over and over should keep one
 /// [`IoRegistration`] instead.
 pub fn wait_readable(fd: impl AsFd, timeout: Option<Duration>) -> io::Result<()> {
     wait(fd.as_fd(), Interest::READABLE, timeout)
@@ -54,29 +56,82 @@ pub fn wait_writable(fd: impl AsFd, timeout: Option<Duration>) -> io::Result<()>
 }
 
 fn wait(fd: BorrowedFd<'_>, interest: Interest, timeout: Option<Duration>) -> io::Result<()> {
-    let duplicate = rustix::io::fcntl_dupfd_cloexec(fd, 0)?;
-    // A fresh registration learns the current readiness: epoll and kqueue report a source that
-    // is already ready when it is added, edge-triggered or not.
-    let registration = match IoRegistration::new(duplicate) {
-        Ok(registration) => registration,
-        // epoll refuses regular files and directories, which are always ready (as poll(2)
-        // reports them).
-        Err(e) if e.code == Some(Errno::PERM.raw_os_error()) => return Ok(()),
-        Err(e) => return Err(registration_error(e)),
+    let direction = if interest.is_readable() { "readable" } else { "writable" };
+    let timed_out = || {
+        let waited = timeout.unwrap_or_default();
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the file descriptor was not {direction} within {waited:?}"),
+        )
     };
+    // A look first: a ready fd costs one system call, and a zero timeout cannot fire before
+    // readiness is known.
+    let mut look = [PollFd::from_borrowed_fd(fd, poll_flags(interest))];
+    poll_now(&mut look)?;
+    if is_ready(&look[0], interest) {
+        return Ok(());
+    }
+    if timeout == Some(Duration::ZERO) {
+        return Err(timed_out());
+    }
+    let Some(registration) = register_duplicate(fd)? else { return Ok(()) };
     let deadline = timeout.map(Timeout::start);
     match registration.wait(interest) {
         Ok(()) => Ok(()),
-        Err(why) if deadline.as_ref().is_some_and(|d| d.is(&why)) => {
-            let direction = if interest.is_readable() { "readable" } else { "writable" };
-            let waited = timeout.unwrap_or_default();
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("the file descriptor was not {direction} within {waited:?}"),
-            ))
-        }
+        Err(why) if deadline.as_ref().is_some_and(|d| d.is(&why)) => Err(timed_out()),
         Err(why) => Err(io::Error::from(why)),
     }
+}
+
+/// Registers a duplicate of `fd` with the hub, for one wait on a descriptor the caller only
+/// borrows; `None` for a regular file or directory, which epoll refuses and which is always
+/// ready (as poll(2) reports it).
+///
+/// A fresh registration learns the current readiness: epoll and kqueue report a source that
+/// is already ready when it is added, edge-triggered or not. So readiness that comes between
+/// a look with [`poll_now`] and the registration is not lost.
+pub(crate) fn register_duplicate(
+    fd: BorrowedFd<'_>,
+) -> io::Result<Option<IoRegistration<OwnedFd>>> {
+    let duplicate = rustix::io::fcntl_dupfd_cloexec(fd, 0)?;
+    match IoRegistration::new(duplicate) {
+        Ok(registration) => Ok(Some(registration)),
+        Err(e) if e.code == Some(Errno::PERM.raw_os_error()) => Ok(None),
+        Err(e) => Err(registration_error(e)),
+    }
+}
+
+/// Fills in the readiness of `fds` now, without waiting (poll(2) with a zero timeout): the
+/// level-triggered answer that edge-triggered registrations do not keep.
+pub(crate) fn poll_now(fds: &mut [PollFd<'_>]) -> io::Result<()> {
+    const NOW: Timespec = Timespec { tv_sec: 0, tv_nsec: 0 };
+    loop {
+        match rustix::event::poll(fds, Some(&NOW)) {
+            Ok(_) => return Ok(()),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The poll(2) events that answer `interest`.
+pub(crate) fn poll_flags(interest: Interest) -> PollFlags {
+    let mut flags = PollFlags::empty();
+    if interest.is_readable() {
+        flags |= PollFlags::IN;
+    }
+    if interest.is_writable() {
+        flags |= PollFlags::OUT;
+    }
+    flags
+}
+
+/// Whether poll(2) reported `fd` ready for `interest` (either direction for both). Errors and
+/// hang-ups count as ready, as in [`Readiness`](gevent_core::platform::Readiness): the
+/// operation runs and meets them itself.
+pub(crate) fn is_ready(fd: &PollFd<'_>, interest: Interest) -> bool {
+    let failed = PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL;
+    fd.revents().intersects(poll_flags(interest) | failed)
 }
 
 /// A limit on one blocking call: how long, and the error that reports it was reached.

@@ -34,7 +34,10 @@
 //! | `gevent.event`, `gevent.queue`, `gevent.lock` | [`event`], [`queue`], [`lock`] |
 //! | `gevent.pool`, `gevent.wait(objects)`/`iwait`, `gevent.local` | [`pool`], [`wait`](mod@wait), [`local`] |
 //! | `FileObjectThread`, `FileObjectPosix` over stdin/stdout | [`fs::File`], [`os::stdin`], [`os::stdout`] |
-//! | `gevent.server.StreamServer` | [`server::StreamServer`] |
+//! | `gevent.socket`, `gevent.os.nb_read`/`nb_write`, `wait_read`/`wait_write` | [`net`], [`os::pipe`], [`io::wait_readable`], [`io::wait_writable`] |
+//! | `gevent.server.StreamServer`, `DatagramServer` | [`server::StreamServer`], [`server::DatagramServer`] |
+//! | `gevent.threadpool.ThreadPool`, `spawn` on it | [`threadpool::ThreadPool`], [`threadpool::spawn_blocking`] |
+//! | `gevent.select.select`, `selectors.DefaultSelector` | [`select::select`], [`select::Selector`] |
 //!
 //! # Ending greenlets
 //!
@@ -80,6 +83,7 @@ mod mmap_stack;
 pub mod net;
 pub mod os;
 mod overflow;
+pub mod select;
 pub mod server;
 mod sys;
 

@@ -80,7 +80,8 @@ fn wait_readable_on_an_already_readable_fd_returns_without_another_event() {
     writer.write_all(b"x").unwrap();
     // Its own registration has consumed the edge of the write already.
     sleep(MS).unwrap();
-    // Nothing else will ever happen to the pipe: only the report at registration can end these.
+    // Nothing else will ever happen to the pipe: only a look at its current readiness can end
+    // these.
     wait_readable(&reader, Some(Duration::from_secs(20))).unwrap();
     wait_readable(&reader, None).unwrap();
     wait_writable(&writer, None).unwrap();
@@ -96,6 +97,27 @@ fn wait_readable_with_a_timeout_fails_with_timed_out() {
     assert!(err.to_string().contains("not readable"), "{err}");
     // Its own deadline is not a hub `Timeout` of the caller's.
     assert_eq!(interrupted(&err), None);
+}
+
+#[test]
+fn a_zero_timeout_on_a_ready_fd_succeeds() {
+    let _bound = bound();
+    let (reader, mut writer) = pipe().unwrap();
+    writer.write_all(b"x").unwrap();
+    wait_readable(&reader, Some(Duration::ZERO)).unwrap();
+    wait_writable(&writer, Some(Duration::ZERO)).unwrap();
+}
+
+#[test]
+fn a_zero_timeout_on_an_fd_that_is_not_ready_times_out() {
+    let _bound = bound();
+    let (empty, _writer) = pipe().unwrap();
+    let err = wait_readable(&empty, Some(Duration::ZERO)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+    let (_reader, full) = pipe().unwrap();
+    fill(&full);
+    let err = wait_writable(&full, Some(Duration::ZERO)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
 }
 
 #[test]

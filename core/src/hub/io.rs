@@ -10,6 +10,7 @@
 
 use alloc::format;
 use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
 use core::any::Any;
 use core::fmt;
 use core::marker::PhantomData;
@@ -21,8 +22,8 @@ use crate::error::Interrupted;
 use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::platform::{Interest, PollError, Readiness, Token};
 use crate::remote::Remote;
-use crate::slab::Key;
-use crate::wait_list::WaitList;
+use crate::slab::{Key, Slab};
+use crate::wait_list::{WaitList, WaiterKey};
 
 pub(crate) struct IoEntry {
     readiness: Readiness,
@@ -219,6 +220,63 @@ impl<S: Any> IoRegistration<S> {
                     list.remove(waiter);
                 }
                 return Err(e);
+            }
+        }
+    }
+
+    /// Parks the current greenlet until any of `waits` is ready for its interest (either
+    /// direction counts for [`Interest::BOTH`]), or returns at once if one already is: the
+    /// wait of `select`, one park for many sources. Which one is ready is for the caller to
+    /// find out, from [`readiness`](Self::readiness) or by trying its operations.
+    ///
+    /// With no sources it parks until interrupted (a `Timeout`, a kill, or the hub finding
+    /// that nothing can wake it). Fails with [`Interrupted::Deadlock`] if a registration's hub
+    /// is no longer the thread's hub, as [`wait`](Self::wait) does.
+    pub fn wait_any(waits: &[(&Self, Interest)]) -> Result<(), Interrupted> {
+        let hub = hub();
+        let label = waits.first().map_or(0, |(reg, _)| reg.label);
+        let readable = waits.first().is_none_or(|(_, interest)| interest.is_readable());
+        let mut queued = Vec::with_capacity(waits.len());
+        loop {
+            {
+                let mut io = hub.io.borrow_mut();
+                for &(reg, interest) in waits {
+                    let entry = match reg.own_hub() {
+                        Some(_) => io.get_mut(reg.key),
+                        None => None,
+                    };
+                    let Some(entry) = entry else {
+                        Self::leave(&mut io, &mut queued);
+                        return Err(reg.gone(interest.is_readable()));
+                    };
+                    let ready = entry.readiness;
+                    if (interest.is_readable() && ready.readable)
+                        || (interest.is_writable() && ready.writable)
+                    {
+                        Self::leave(&mut io, &mut queued);
+                        return Ok(());
+                    }
+                    if interest.is_readable() {
+                        queued.push((reg.key, true, entry.readers.push_back(hub.current())));
+                    }
+                    if interest.is_writable() {
+                        queued.push((reg.key, false, entry.writers.push_back(hub.current())));
+                    }
+                }
+            }
+            let parked = hub.park(WaitKind::Io { source: label, readable });
+            // The source that woke it popped its waiter already; the others still hold one.
+            Self::leave(&mut hub.io.borrow_mut(), &mut queued);
+            parked?;
+        }
+    }
+
+    /// Takes the waiters `wait_any` queued out of their lists.
+    fn leave(io: &mut Slab<IoEntry>, queued: &mut Vec<(Key, bool, WaiterKey)>) {
+        for (key, readers, waiter) in queued.drain(..) {
+            if let Some(entry) = io.get_mut(key) {
+                let list = if readers { &mut entry.readers } else { &mut entry.writers };
+                list.remove(waiter);
             }
         }
     }
