@@ -68,11 +68,8 @@ fn a_thousand_connections_open_at_once_each_echo_a_round_trip() {
     let (listener, addr) = listener_for_a_burst();
     // Every client and every server handler arrives here once connected, so all 2,000
     // greenlets and 1,000 connections are alive at once before any message is sent.
-    let barrier = Rc::new(Barrier {
-        arrived: Cell::new(0),
-        expected: 2 * CONNECTIONS,
-        go: Event::new(),
-    });
+    let barrier =
+        Rc::new(Barrier { arrived: Cell::new(0), expected: 2 * CONNECTIONS, go: Event::new() });
     let b = barrier.clone();
     let server = spawn(move || {
         let handlers: Vec<_> = (0..CONNECTIONS)
