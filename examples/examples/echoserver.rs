@@ -1,4 +1,5 @@
-//! gevent's `echoserver.py`: a TCP echo server with a greenlet per connection.
+//! gevent's `echoserver.py`: a TCP echo server, a `StreamServer` running a greenlet per
+//! connection.
 //!
 //! ```sh
 //! cargo run -p gevent-examples --example echoserver            # listens on 127.0.0.1:16000
@@ -13,9 +14,12 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::Duration;
 
+use gevent::event::Event;
 use gevent::net::{TcpListener, TcpStream};
-use gevent::spawn;
+use gevent::server::StreamServer;
 
 /// Talks to one client: a welcome, then each line echoed until `quit` or the end of the stream.
 fn echo(stream: TcpStream, peer: SocketAddr) -> std::io::Result<()> {
@@ -62,27 +66,28 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match listener.local_addr() {
+        // With `--once`, the first connection's end stops the server from its handler.
+        let done = Rc::new(Event::new());
+        let server = StreamServer::new(listener, {
+            let done = done.clone();
+            move |stream, peer| {
+                let result = echo(stream, peer);
+                if once {
+                    done.set();
+                }
+                result
+            }
+        });
+        match server.local_addr() {
             Ok(addr) => println!("Starting echo server on {addr}"),
             Err(e) => eprintln!("the listener has no address: {e}"),
         }
-        loop {
-            let (stream, peer) = match listener.accept() {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    eprintln!("accept failed: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let connection = spawn(move || {
-                if let Err(e) = echo(stream, peer) {
-                    println!("{peer}: {e}");
-                }
-            });
-            if once {
-                let _ = connection.join();
-                return ExitCode::SUCCESS;
-            }
+        if let Err(e) = server.start() {
+            eprintln!("cannot start the server: {e}");
+            return ExitCode::FAILURE;
         }
+        let _ = done.wait();
+        server.stop(Duration::from_secs(1));
+        ExitCode::SUCCESS
     })
 }

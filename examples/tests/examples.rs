@@ -14,9 +14,20 @@ fn example(name: &str) -> Command {
     Command::new(path)
 }
 
+/// How long an example may run before the test kills it and fails: a hang must fail the test.
+const BACKSTOP: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Starts a server example and returns it with its first line of output, once it printed it.
+/// It is killed if it still runs after [`BACKSTOP`].
 fn start_server(mut command: Command) -> (Child, BufReader<std::process::ChildStdout>, String) {
     let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    std::thread::spawn(move || {
+        std::thread::sleep(BACKSTOP);
+        // These tests end within a second or two, and the process with them, long before this
+        // fires, unless an example hangs.
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    });
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     out.read_line(&mut first).unwrap();
@@ -71,4 +82,42 @@ fn unixsocket_client_talks_to_unixsocket_server() {
     assert!(said.contains("echo: Hello from a greenlet"), "{said}");
     let rest = finish(child, out);
     assert!(rest.contains("served 1 connections"), "{rest}");
+}
+
+#[test]
+fn a_client_talks_to_echoserver_through_portforwarder() {
+    use std::io::Write;
+    use std::net::TcpStream;
+
+    let mut echo = example("echoserver");
+    echo.args(["0", "--once"]);
+    let (echo, echo_out, first) = start_server(echo);
+    let echo_addr = first.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(first.starts_with("Starting echo server on"), "{first}");
+
+    let mut forwarder = example("portforwarder");
+    forwarder.args(["127.0.0.1:0", &echo_addr, "--once"]);
+    let (forwarder, forwarder_out, first) = start_server(forwarder);
+    // "Starting port forwarder 127.0.0.1:PORT -> DEST"
+    let source = first.split_whitespace().nth(3).unwrap().to_owned();
+
+    let client = TcpStream::connect(&source).unwrap();
+    let mut lines = BufReader::new(&client);
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    assert!(line.starts_with("Welcome to the echo server!"), "{line}");
+    (&client).write_all(b"through the forwarder\r\n").unwrap();
+    line.clear();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(line, "through the forwarder\r\n");
+    (&client).write_all(b"quit\r\n").unwrap();
+    line.clear();
+    assert_eq!(lines.read_line(&mut line).unwrap(), 0, "the echo server closes after quit");
+    // The forwarder's client-to-server direction ends with the client's end of stream.
+    drop(lines);
+    drop(client);
+
+    let said = finish(echo, echo_out);
+    assert!(said.contains("quit"), "{said}");
+    finish(forwarder, forwarder_out);
 }
