@@ -95,19 +95,37 @@ pub(crate) fn retry<T>(
     registration: &IoRegistration<OwnedFd>,
     interest: Interest,
     limit: Option<Limit>,
+    op: impl FnMut(&OwnedFd) -> rustix::io::Result<T>,
+) -> io::Result<T> {
+    retry_from(registration, interest, limit, false, op)
+}
+
+/// [`retry`], which with `known_unready` starts with the wait instead of an attempt: the caller
+/// cleared the readiness itself when it learnt, without a `WouldBlock`, that `op` would meet
+/// one (a short read of a drained stream socket). The wait returns at once if an edge came
+/// since.
+pub(crate) fn retry_from<T>(
+    registration: &IoRegistration<OwnedFd>,
+    interest: Interest,
+    limit: Option<Limit>,
+    known_unready: bool,
     mut op: impl FnMut(&OwnedFd) -> rustix::io::Result<T>,
 ) -> io::Result<T> {
     let mut deadline: Option<Timeout> = None;
+    let mut attempt = !known_unready;
     loop {
-        match op(registration.source()) {
-            Ok(value) => return Ok(value),
-            Err(Errno::WOULDBLOCK) => {}
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
+        if attempt {
+            match op(registration.source()) {
+                Ok(value) => return Ok(value),
+                Err(Errno::WOULDBLOCK) => {}
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            // Readiness that arrived since the attempt is reported only while this greenlet
+            // is switched out, so clearing here loses none.
+            registration.clear_readiness(interest);
         }
-        // Readiness that arrived since the attempt is reported only while this greenlet is
-        // switched out, so clearing here loses none.
-        registration.clear_readiness(interest);
+        attempt = true;
         if deadline.is_none() {
             deadline = limit.map(|l| Timeout::start(l.after));
         }

@@ -12,7 +12,7 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketType};
 
 use super::{Registration, adopt, check_timeout, register};
-use crate::io::{Limit, retry};
+use crate::io::{Limit, retry, retry_from};
 
 /// The flags every socket this module makes gets: non-blocking, closed in child processes.
 #[cfg(not(target_vendor = "apple"))]
@@ -207,6 +207,10 @@ impl Iterator for Incoming<'_> {
 /// another writes the same stream.
 pub struct TcpStream {
     reg: Registration,
+    /// The last read came back short of its buffer on a socket whose short reads show it is
+    /// drained (see `recv`), and cleared the readable readiness: the next read waits for an
+    /// edge before it tries, saving the system call that would fail with `EAGAIN`.
+    drained: Cell<bool>,
     read_timeout: Cell<Option<Duration>>,
     write_timeout: Cell<Option<Duration>>,
 }
@@ -215,6 +219,7 @@ impl TcpStream {
     fn from_fd(fd: OwnedFd) -> io::Result<TcpStream> {
         Ok(TcpStream {
             reg: register(fd)?,
+            drained: Cell::new(false),
             read_timeout: Cell::new(None),
             write_timeout: Cell::new(None),
         })
@@ -357,9 +362,20 @@ impl TcpStream {
             kind: io::ErrorKind::WouldBlock,
             what: "the read timed out",
         });
-        retry(&self.reg, Interest::READABLE, limit, |fd| {
+        let len = buf.len();
+        // A peek leaves the data where it was, so it neither trusts nor sets `drained`.
+        let peek = flags.contains(RecvFlags::PEEK);
+        let known_unready = !peek && self.drained.replace(false);
+        let n = retry_from(&self.reg, Interest::READABLE, limit, known_unready, |fd| {
             rustix::net::recv(fd, &mut *buf, flags).map(|(n, _)| n)
-        })
+        })?;
+        // Cleared before this greenlet switches out, so that an edge for data that arrived
+        // after the read is reported afterwards and sets the readiness again.
+        if !peek && 0 < n && n < len && short_read_drains(self.reg.source()) {
+            self.reg.clear_readiness(Interest::READABLE);
+            self.drained.set(true);
+        }
+        Ok(n)
     }
 
     fn send(&self, buf: &[u8]) -> io::Result<usize> {
@@ -369,6 +385,22 @@ impl TcpStream {
             what: "the write timed out",
         });
         retry(&self.reg, Interest::WRITABLE, limit, |fd| rustix::net::send(fd, buf, SEND_FLAGS))
+    }
+}
+
+/// Whether a short read of `fd` shows that it was drained (no data left when it returned): on
+/// Linux, where the poller tracks what makes that false, see `OsPoller::short_read_drains`;
+/// elsewhere never, and reads go on until `EAGAIN`.
+fn short_read_drains(fd: &OwnedFd) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return gevent_core::hub::with_poller(|poller| {
+        let poller = poller.as_any_mut().downcast_mut::<crate::sys::OsPoller>();
+        poller.is_some_and(|poller| poller.short_read_drains(fd.as_fd()))
+    });
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = fd;
+        false
     }
 }
 
