@@ -24,41 +24,48 @@ fn pair() -> (TcpStream, TcpStream) {
     (client.take().unwrap(), server)
 }
 
-/// Lets the hub collect the events of `stream`'s registration, as it would have before a read
-/// by a greenlet that waited: a wait on a duplicate descriptor polls the same poller.
-fn collect_events(stream: &TcpStream) {
-    gevent::io::wait_readable(stream, Some(HANG)).unwrap();
+/// Starts a greenlet that reads `reader` with a 64-byte buffer until it has `want` bytes or
+/// meets the end, returning what it read, and lets it run until it waits for data: its first read then comes after a wait, as
+/// in the steady state, and the edge it wakes for carries everything the test sends before
+/// switching (the hub collects events only while the test's greenlet is switched out).
+fn read_after_a_wait(mut reader: TcpStream, want: usize) -> gevent::Greenlet<Vec<u8>> {
+    let greenlet = spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while got.len() < want {
+            match reader.read(&mut buf).unwrap() {
+                0 => break,
+                n => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        got
+    });
+    gevent::yield_now().unwrap();
+    greenlet
 }
 
 #[test]
 fn a_short_read_that_took_the_end_of_stream_is_followed_by_the_end() {
-    let (mut writer, mut reader) = pair();
+    let (mut writer, reader) = pair();
+    let read = read_after_a_wait(reader, usize::MAX);
+    // One edge for the data and the FIN, which the first, short, read consumes both of.
     writer.write_all(b"last words").unwrap();
     drop(writer);
-    // The edge of the data and the FIN is taken before the read that consumes both.
-    collect_events(&reader);
-    let mut buf = [0u8; 64];
-    assert_eq!(reader.read(&mut buf).unwrap(), 10);
-    assert_eq!(reader.read(&mut buf).unwrap(), 0, "the end of the stream");
+    assert_eq!(read.get().unwrap(), b"last words");
 }
 
 #[test]
 fn a_short_read_stopped_at_the_urgent_mark_is_followed_by_the_rest() {
-    let (writer, mut reader) = pair();
+    let (writer, reader) = pair();
+    let read = read_after_a_wait(reader, 4);
+    // Linux stops a read at the urgent mark, leaving the rest queued without a new edge.
     rustix::net::send(&writer, b"ab", rustix::net::SendFlags::empty()).unwrap();
     rustix::net::send(&writer, b"!", rustix::net::SendFlags::OOB).unwrap();
     rustix::net::send(&writer, b"cd", rustix::net::SendFlags::empty()).unwrap();
-    collect_events(&reader);
-    let mut buf = [0u8; 64];
-    // Linux stops a read at the urgent mark, leaving the rest queued without a new edge.
-    let mut got = Vec::new();
-    while got.len() < 4 {
-        let n = reader.read(&mut buf).unwrap();
-        assert!(n > 0, "early end of stream after {got:?}");
-        got.extend_from_slice(&buf[..n]);
-    }
-    // The urgent byte is out of band, so not in the stream.
-    assert_eq!(got, b"abcd");
+    // The urgent byte is out of band, so not in the stream. The writer stays open, so that no
+    // end of stream can wake a reader stuck after "ab".
+    assert_eq!(read.get().unwrap(), b"abcd");
+    drop(writer);
 }
 
 #[test]
@@ -90,10 +97,16 @@ fn a_drained_stream_wakes_for_new_data() {
 #[test]
 fn a_short_peek_leaves_the_data_to_read() {
     let (mut writer, reader) = pair();
+    let peeked = spawn(move || {
+        let mut buf = [0u8; 64];
+        let n = reader.peek(&mut buf).unwrap();
+        (buf[..n].to_vec(), reader)
+    });
+    gevent::yield_now().unwrap();
     writer.write_all(b"peeked").unwrap();
-    collect_events(&reader);
+    let (peeked, reader) = peeked.take().unwrap();
+    assert_eq!(peeked, b"peeked");
     let mut buf = [0u8; 64];
-    assert_eq!(reader.peek(&mut buf).unwrap(), 6);
     assert_eq!((&reader).read(&mut buf).unwrap(), 6);
     assert_eq!(&buf[..6], b"peeked");
 }

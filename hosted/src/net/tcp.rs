@@ -12,7 +12,7 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketType};
 
 use super::{Registration, adopt, check_timeout, register};
-use crate::io::{Limit, retry, retry_from};
+use crate::io::{Limit, Waited, retry, retry_from};
 
 /// The flags every socket this module makes gets: non-blocking, closed in child processes.
 #[cfg(not(target_vendor = "apple"))]
@@ -366,12 +366,17 @@ impl TcpStream {
         // A peek leaves the data where it was, so it neither trusts nor sets `drained`.
         let peek = flags.contains(RecvFlags::PEEK);
         let known_unready = !peek && self.drained.replace(false);
-        let n = retry_from(&self.reg, Interest::READABLE, limit, known_unready, |fd| {
-            rustix::net::recv(fd, &mut *buf, flags).map(|(n, _)| n)
-        })?;
-        // Cleared before this greenlet switches out, so that an edge for data that arrived
-        // after the read is reported afterwards and sets the readiness again.
-        if !peek && 0 < n && n < len && short_read_drains(self.reg.source()) {
+        let (n, Waited(waited)) =
+            retry_from(&self.reg, Interest::READABLE, limit, known_unready, |fd| {
+                rustix::net::recv(fd, &mut *buf, flags).map(|(n, _)| n)
+            })?;
+        // Only after a wait, which proves that the thread's hub is this stream's, so that
+        // asking its poller neither makes a hub (a read after `shutdown`, or in a thread-local
+        // destructor after the hub ended, must not) nor asks another hub's. In the steady state
+        // every read comes after one. Cleared before this greenlet switches out, so that an
+        // edge for data that arrived after the read is reported afterwards and sets the
+        // readiness again.
+        if waited && !peek && 0 < n && n < len && short_read_drains(self.reg.source()) {
             self.reg.clear_readiness(Interest::READABLE);
             self.drained.set(true);
         }
