@@ -8,6 +8,7 @@ use std::time::Duration;
 use gevent_core::platform::{Interest, PollError, Poller, Readiness, RemoteWaker, Token};
 use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::event::{EventfdFlags, Timespec, eventfd};
+use rustix::io::Errno;
 
 use super::{fd, poll_error};
 
@@ -110,13 +111,17 @@ impl Poller for OsPoller {
     ) -> Result<u64, PollError> {
         let fd = fd(source)?;
         let number = fd.as_raw_fd() as u64;
-        epoll::add(&self.epoll, fd, EventData::new_u64(number), Self::flags(interest))
-            .map_err(|e| poll_error("epoll_ctl(EPOLL_CTL_ADD)", e))?;
-        // Descriptor numbers are small (the lowest free one is taken), so they index a table.
+        // Descriptor numbers index a table: it grows to the highest one registered, which the
+        // kernel's own table for the process already spans (with 8 bytes per number).
         let index = number as usize;
         if self.sources.len() <= index {
+            self.sources.try_reserve(index + 1 - self.sources.len()).map_err(|_| {
+                poll_error("register (growing the table of descriptors)", Errno::NOMEM)
+            })?;
             self.sources.resize(index + 1, Source::default());
         }
+        epoll::add(&self.epoll, fd, EventData::new_u64(number), Self::flags(interest))
+            .map_err(|e| poll_error("epoll_ctl(EPOLL_CTL_ADD)", e))?;
         self.sources[index] = Source { token: Some(token.0), unusual: false };
         Ok(number)
     }
@@ -147,7 +152,7 @@ impl Poller for OsPoller {
             timespec.as_ref(),
         ) {
             Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => return Ok(()),
+            Err(Errno::INTR) => return Ok(()),
             Err(e) => return Err(poll_error("epoll_wait", e)),
         }
         for event in &self.events {
