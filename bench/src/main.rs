@@ -3,12 +3,15 @@
 //!
 //! ```text
 //! gevent-bench switch|spawn|idle|queue     prints `bench=... impl=gevent-rs metric=... value=...`
-//! gevent-bench echo|http PORT              serves on 127.0.0.1:PORT until killed
+//! gevent-bench echo PORT                   serves on 127.0.0.1:PORT until killed
 //! gevent-bench group_spawn                 ours only: spawning into a Group against plain spawns
+//! gevent-bench idle_conns                  ours only: memory per idle connection (10,000 of them)
 //! ```
 //!
 //! Everything runs on one thread and one hub, inside the main greenlet.
 #![allow(clippy::print_stdout)]
+
+mod echo;
 
 use std::cell::Cell;
 use std::process::ExitCode;
@@ -22,12 +25,12 @@ use gevent::{spawn, yield_now};
 
 const IMPL: &str = "gevent-rs";
 
-fn report(bench: &str, metric: &str, value: f64) {
+pub(crate) fn report(bench: &str, metric: &str, value: f64) {
     println!("bench={bench} impl={IMPL} metric={metric} value={value:.1}");
 }
 
 /// Resident set size (VmRSS), in bytes.
-fn rss_bytes() -> u64 {
+pub(crate) fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("a VmRSS line");
     let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a number");
@@ -173,14 +176,25 @@ fn main() -> ExitCode {
         Some("idle") => idle(),
         Some("queue") => queue(),
         Some("group_spawn") => group_spawn(),
-        Some(other @ ("echo" | "http")) => {
-            eprintln!("gevent-bench: the {other} workload needs sockets, which are not built yet");
+        Some("idle_conns") => return echo::idle_conns(),
+        Some("idle_conns_client") if args.len() == 4 => {
+            return echo::idle_conns_client(&args[2], &args[3]);
+        }
+        Some("echo") if args.len() == 3 => match args[2].parse() {
+            Ok(port) => return echo::serve(port),
+            Err(e) => {
+                eprintln!("gevent-bench: echo: bad port '{}': {e}", args[2]);
+                return ExitCode::from(2);
+            }
+        },
+        Some("http") => {
+            eprintln!("gevent-bench: the http workload is not written yet");
             return ExitCode::from(2);
         }
         _ => {
             eprintln!(
-                "usage: gevent-bench switch|spawn|idle|queue|group_spawn | \
-                 gevent-bench echo|http PORT"
+                "usage: gevent-bench switch|spawn|idle|queue|group_spawn|idle_conns | \
+                 gevent-bench echo PORT"
             );
             return ExitCode::from(2);
         }

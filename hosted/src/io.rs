@@ -150,19 +150,30 @@ pub(crate) fn retry<T>(
     registration: &IoRegistration<OwnedFd>,
     interest: Interest,
     limit: Option<Limit>,
-    mut op: impl FnMut(&OwnedFd) -> rustix::io::Result<T>,
+    op: impl FnMut(&OwnedFd) -> rustix::io::Result<T>,
 ) -> io::Result<T> {
+    retry_from(registration, interest, limit, false, op).map(|(value, _)| value)
+}
+
+/// [`retry`], which with `known_unready` starts with the wait instead of an attempt: the caller
+/// cleared the readiness itself when it learnt, without a `WouldBlock`, that `op` would meet
+/// one (a short read of a drained stream socket). The wait returns at once if an edge came
+/// since. Also tells whether it waited, which proves that the registration's hub is the
+/// thread's (see [`IoRegistration::wait`]).
+pub(crate) fn retry_from<T>(
+    registration: &IoRegistration<OwnedFd>,
+    interest: Interest,
+    limit: Option<Limit>,
+    known_unready: bool,
+    mut op: impl FnMut(&OwnedFd) -> rustix::io::Result<T>,
+) -> io::Result<(T, Waited)> {
     let mut deadline: Option<Timeout> = None;
-    loop {
-        match op(registration.source()) {
-            Ok(value) => return Ok(value),
-            Err(Errno::WOULDBLOCK) => {}
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
+    if !known_unready {
+        if let Some(done) = attempt(registration, interest, &mut op) {
+            return done.map(|value| (value, Waited(false)));
         }
-        // Readiness that arrived since the attempt is reported only while this greenlet is
-        // switched out, so clearing here loses none.
-        registration.clear_readiness(interest);
+    }
+    loop {
         if deadline.is_none() {
             deadline = limit.map(|l| Timeout::start(l.after));
         }
@@ -174,7 +185,35 @@ pub(crate) fn retry<T>(
                 _ => why.into(),
             });
         }
+        if let Some(done) = attempt(registration, interest, &mut op) {
+            return done.map(|value| (value, Waited(true)));
+        }
     }
+}
+
+/// Whether [`retry_from`] waited (successfully) before its last attempt.
+#[derive(Clone, Copy)]
+pub(crate) struct Waited(pub(crate) bool);
+
+/// Runs `op` until it is not interrupted by a signal: `None` if it met `WouldBlock` (and the
+/// readiness is cleared), else its result.
+fn attempt<T>(
+    registration: &IoRegistration<OwnedFd>,
+    interest: Interest,
+    op: &mut impl FnMut(&OwnedFd) -> rustix::io::Result<T>,
+) -> Option<io::Result<T>> {
+    loop {
+        match op(registration.source()) {
+            Ok(value) => return Some(Ok(value)),
+            Err(Errno::WOULDBLOCK) => break,
+            Err(Errno::INTR) => {}
+            Err(e) => return Some(Err(e.into())),
+        }
+    }
+    // Readiness that arrived since the attempt is reported only while this greenlet is
+    // switched out, so clearing here loses none.
+    registration.clear_readiness(interest);
+    None
 }
 
 /// An I/O error for a failed registration, with the kind of its OS error.

@@ -15,12 +15,20 @@ use std::process::{Command, Stdio};
 
 use crate::flags::{self, Workload};
 
+mod echo;
+
 /// The workloads run when none is named.
-pub(crate) const DEFAULT_WORKLOADS: &[Workload] =
-    &[Workload::Switch, Workload::Spawn, Workload::Idle, Workload::Queue, Workload::GroupSpawn];
+pub(crate) const DEFAULT_WORKLOADS: &[Workload] = &[
+    Workload::Switch,
+    Workload::Spawn,
+    Workload::Idle,
+    Workload::Queue,
+    Workload::GroupSpawn,
+    Workload::IdleConns,
+];
 
 /// Workloads that only we run: `run.sh` does not know them.
-const OURS_ONLY: &[Workload] = &[Workload::GroupSpawn];
+const OURS_ONLY: &[Workload] = &[Workload::GroupSpawn, Workload::IdleConns];
 
 /// Our name in result lines.
 const OURS: &str = "gevent-rs";
@@ -45,18 +53,37 @@ impl flags::Bench {
     /// Builds the benchmark binary and runs the workloads.
     pub(crate) fn run(self) -> Result<(), String> {
         let root = crate::project_root();
-        let run_sh = if self.anchors { Some(find_run_sh(&root)?) } else { None };
+        let needs_anchors = self.anchors || self.workloads.contains(&Workload::Echo);
+        let run_sh =
+            if needs_anchors && !self.print_cmd { Some(find_run_sh(&root)?) } else { None };
         let bin = build(&root)?;
+        if self.print_cmd {
+            // What run.sh runs as `$IMPL_CMD echo PORT`, less the port.
+            for workload in &self.workloads {
+                println!("{} {workload}", bin.display());
+            }
+            return Ok(());
+        }
         if self.workloads.iter().any(|workload| workload.parks_many()) {
             ensure_map_count();
         }
         match run_sh {
-            Some(run_sh) => {
+            Some(run_sh) if self.anchors => {
                 let (ours, shared): (Vec<Workload>, Vec<Workload>) =
                     self.workloads.iter().partition(|workload| OURS_ONLY.contains(workload));
-                run_with_anchors(&run_sh, &bin, &shared, &ours, self.runs.unwrap_or(ANCHOR_RUNS))
+                let runs = self.runs.unwrap_or(ANCHOR_RUNS);
+                run_with_anchors(&run_sh, &bin, &shared, &ours, runs, self.secs)
             }
-            None => run_alone(&bin, &self.workloads, self.runs.unwrap_or(SOLO_RUNS)),
+            _ => {
+                let anchors_dir = run_sh.as_deref().and_then(Path::parent);
+                run_alone(
+                    &bin,
+                    &self.workloads,
+                    self.runs.unwrap_or(SOLO_RUNS),
+                    anchors_dir,
+                    self.secs,
+                )
+            }
         }
     }
 }
@@ -107,8 +134,15 @@ fn ensure_map_count() {
 }
 
 /// Runs `gevent-bench <workload>` for each in-process workload, pinned to CPU 0 when `taskset`
-/// is there, its result lines going straight to our standard output.
-fn run_alone(bin: &Path, workloads: &[Workload], runs: u32) -> Result<(), String> {
+/// is there, its result lines going straight to our standard output; and echo against the
+/// anchors' load generator, found in `anchors_dir`.
+fn run_alone(
+    bin: &Path,
+    workloads: &[Workload],
+    runs: u32,
+    anchors_dir: Option<&Path>,
+    secs: Option<u32>,
+) -> Result<(), String> {
     let taskset = crate::find_in_path("taskset");
     if taskset.is_none() {
         eprintln!("note: taskset not found; the workloads run unpinned");
@@ -116,6 +150,16 @@ fn run_alone(bin: &Path, workloads: &[Workload], runs: u32) -> Result<(), String
     let mut ran = 0;
     let mut failed = Vec::new();
     for &workload in workloads {
+        if let (Workload::Echo, Some(anchors_dir)) = (workload, anchors_dir) {
+            match echo::run(anchors_dir, bin, secs, runs) {
+                Ok(()) => ran += 1,
+                Err(error) => {
+                    eprintln!("error: echo: {error}");
+                    failed.push(workload.name());
+                }
+            }
+            continue;
+        }
         if workload.is_server() {
             eprintln!(
                 "note: {workload} skipped: it needs --anchors (its load generator is run by the \
@@ -139,7 +183,7 @@ fn run_alone(bin: &Path, workloads: &[Workload], runs: u32) -> Result<(), String
         return Err(format!("failed: {}", failed.join(" ")));
     }
     if ran == 0 {
-        return Err("nothing was run: echo and http need --anchors".into());
+        return Err("nothing was run: http needs --anchors".into());
     }
     Ok(())
 }
@@ -182,11 +226,12 @@ fn run_with_anchors(
     workloads: &[Workload],
     ours_only: &[Workload],
     runs: u32,
+    secs: Option<u32>,
 ) -> Result<(), String> {
     let mut output = String::new();
     let mut errors = Vec::new();
     if !workloads.is_empty() {
-        if let Err(error) = run_through_run_sh(run_sh, bin, workloads, runs, &mut output) {
+        if let Err(error) = run_through_run_sh(run_sh, bin, workloads, runs, secs, &mut output) {
             errors.push(error);
         }
     }
@@ -213,6 +258,7 @@ fn run_through_run_sh(
     bin: &Path,
     workloads: &[Workload],
     runs: u32,
+    secs: Option<u32>,
     output: &mut String,
 ) -> Result<(), String> {
     // run.sh runs `exec $IMPL_CMD ...`, unquoted.
@@ -223,12 +269,14 @@ fn run_through_run_sh(
     let names = names.join(" ");
     let impls = [ANCHORS, &[OURS]].concat().join(" ");
     eprintln!("==> RUNS={runs} bash {} \"{names}\" \"{impls}\"", run_sh.display());
-    // SECS and PORT, if set, reach run.sh with the rest of our environment.
-    let mut child = Command::new("bash")
-        .arg(run_sh)
-        .args([&names, &impls])
-        .env("IMPL_CMD", bin)
-        .env("RUNS", runs.to_string())
+    // SECS (unless --secs says) and PORT, if set, reach run.sh with the rest of our
+    // environment.
+    let mut command = Command::new("bash");
+    command.arg(run_sh).args([&names, &impls]).env("IMPL_CMD", bin).env("RUNS", runs.to_string());
+    if let Some(secs) = secs {
+        command.env("SECS", secs.to_string());
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|error| format!("could not run bash: {error}"))?;

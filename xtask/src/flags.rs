@@ -13,15 +13,21 @@ Commands:
       a summary follows, and the exit status is non-zero if any step failed.
       --quick    skip miri, the release-mode tests and the cross-target steps
 
-  bench [--anchors] [--runs N] [WORKLOAD...]
+  bench [--anchors] [--runs N] [--secs N] [--print-cmd] [WORKLOAD...]
       Build gevent-bench in release mode and run the workloads of shared/anchors/README.md
       (switch spawn idle queue echo http), and ours alone: group_spawn (spawning into a
-      Group against plain spawns). By default: switch spawn idle queue group_spawn.
-      --anchors  run them through the anchors' run.sh, next to gevent, tokio and may,
-                 and print how we compare (anchors folder: $ANCHORS_DIR, or
-                 ../shared/anchors next to the workspace); echo and http need it
-      --runs N   runs of each workload (with --anchors the median is kept; default 3,
-                 or 1 without --anchors)
+      Group against plain spawns) and idle_conns (memory per idle connection, 10,000 of
+      them). By default: switch spawn idle queue group_spawn idle_conns.
+      echo runs our server pinned to CPU 0 and the anchors' echo_load pinned to CPU 1
+      (built into $TARGET_DIR, default ~/.cache/anchors-target; port $PORT, default 9123).
+      --anchors    run them through the anchors' run.sh, next to gevent, tokio and may,
+                   and print how we compare (anchors folder: $ANCHORS_DIR, or
+                   ../shared/anchors next to the workspace); http needs it
+      --runs N     runs of each workload (with --anchors the median is kept; default 3,
+                   or 1 without --anchors)
+      --secs N     how long echo and http are loaded (default $SECS, or 10)
+      --print-cmd  print the command that starts our server for each server workload
+                   (echo), to which a runner appends the port, and run nothing
 
   help, -h, --help
       Print this help.
@@ -52,6 +58,10 @@ pub(crate) struct Bench {
     pub(crate) anchors: bool,
     /// `--runs N`, if given.
     pub(crate) runs: Option<u32>,
+    /// `--secs N`, if given.
+    pub(crate) secs: Option<u32>,
+    /// `--print-cmd`: print how to start our servers instead of running anything.
+    pub(crate) print_cmd: bool,
     /// The workloads, in the order given, without repeats; never empty.
     pub(crate) workloads: Vec<Workload>,
 }
@@ -73,11 +83,13 @@ pub(crate) enum Workload {
     Http,
     /// Not an anchor workload: spawning into a `Group` against plain spawns.
     GroupSpawn,
+    /// Not an anchor workload: memory per idle connection, 10,000 of them on one hub.
+    IdleConns,
 }
 
 impl Workload {
     /// Every workload, in the README's order.
-    pub(crate) const ALL: [Self; 7] = [
+    pub(crate) const ALL: [Self; 8] = [
         Self::Switch,
         Self::Spawn,
         Self::Idle,
@@ -85,6 +97,7 @@ impl Workload {
         Self::Echo,
         Self::Http,
         Self::GroupSpawn,
+        Self::IdleConns,
     ];
 
     /// The name used on command lines and in result lines.
@@ -97,6 +110,7 @@ impl Workload {
             Self::Echo => "echo",
             Self::Http => "http",
             Self::GroupSpawn => "group_spawn",
+            Self::IdleConns => "idle_conns",
         }
     }
 
@@ -149,21 +163,28 @@ fn parse_test(args: &[String]) -> Result<Test, String> {
 }
 
 fn parse_bench(args: &[String]) -> Result<Bench, String> {
-    let mut bench = Bench { anchors: false, runs: None, workloads: Vec::new() };
+    let mut bench =
+        Bench { anchors: false, runs: None, secs: None, print_cmd: false, workloads: Vec::new() };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
-        let runs = match arg.as_str() {
+        let (flag, value) = match arg.as_str() {
             "--anchors" => {
                 bench.anchors = true;
                 continue;
             }
-            "--runs" => args.next().ok_or("'--runs' needs a number")?.as_str(),
-            other => match other.strip_prefix("--runs=") {
-                Some(runs) => runs,
-                None if other.starts_with('-') => {
+            "--print-cmd" => {
+                bench.print_cmd = true;
+                continue;
+            }
+            flag @ ("--runs" | "--secs") => {
+                (flag, args.next().ok_or(format!("'{flag}' needs a number"))?.as_str())
+            }
+            other => match other.split_once('=') {
+                Some((flag @ ("--runs" | "--secs"), value)) => (flag, value),
+                _ if other.starts_with('-') => {
                     return Err(format!("unexpected argument '{other}' for 'bench'"));
                 }
-                None => {
+                _ => {
                     let workload = Workload::from_name(other).ok_or_else(|| {
                         let names: Vec<_> = Workload::ALL.iter().map(|w| w.name()).collect();
                         format!("unknown workload '{other}' (expected {})", names.join(", "))
@@ -175,12 +196,19 @@ fn parse_bench(args: &[String]) -> Result<Bench, String> {
                 }
             },
         };
-        match runs.parse() {
-            Ok(runs) if runs > 0 => bench.runs = Some(runs),
-            _ => return Err(format!("'--runs' needs a positive number, not '{runs}'")),
+        let slot = if flag == "--runs" { &mut bench.runs } else { &mut bench.secs };
+        match value.parse() {
+            Ok(number) if number > 0 => *slot = Some(number),
+            _ => return Err(format!("'{flag}' needs a positive number, not '{value}'")),
         }
     }
+    if bench.print_cmd && bench.workloads.iter().any(|workload| !workload.is_server()) {
+        return Err("'--print-cmd' is for server workloads (echo)".into());
+    }
     if bench.workloads.is_empty() {
+        if bench.print_cmd {
+            return Err("'--print-cmd' needs the server workload to print it for (echo)".into());
+        }
         bench.workloads = crate::bench::DEFAULT_WORKLOADS.to_vec();
     }
     Ok(bench)
@@ -213,6 +241,8 @@ mod tests {
         let bench = Bench {
             anchors: false,
             runs: None,
+            secs: None,
+            print_cmd: false,
             workloads: crate::bench::DEFAULT_WORKLOADS.to_vec(),
         };
         assert_eq!(parse_str("bench"), Ok(Command::Bench(bench)));
@@ -223,6 +253,8 @@ mod tests {
         let bench = Bench {
             anchors: true,
             runs: Some(5),
+            secs: None,
+            print_cmd: false,
             workloads: vec![Workload::Http, Workload::Switch],
         };
         assert_eq!(
@@ -231,6 +263,12 @@ mod tests {
         );
         let Ok(Command::Bench(bench)) = parse_str("bench --runs=2") else { panic!() };
         assert_eq!(bench.runs, Some(2));
+        let Ok(Command::Bench(bench)) = parse_str("bench echo --secs 3") else { panic!() };
+        assert_eq!((bench.secs, bench.workloads), (Some(3), vec![Workload::Echo]));
+        let Ok(Command::Bench(bench)) = parse_str("bench --secs=2 --print-cmd echo") else {
+            panic!()
+        };
+        assert_eq!((bench.secs, bench.print_cmd), (Some(2), true));
     }
 
     #[test]
@@ -238,13 +276,17 @@ mod tests {
         let unknown = parse_str("bench swtich").unwrap_err();
         assert!(unknown.contains("unknown workload 'swtich'"), "{unknown}");
         assert!(
-            unknown.contains("switch, spawn, idle, queue, echo, http, group_spawn"),
+            unknown.contains("switch, spawn, idle, queue, echo, http, group_spawn, idle_conns"),
             "{unknown}"
         );
         assert!(parse_str("bench --runs").is_err());
         assert!(parse_str("bench --runs 0").is_err());
         assert!(parse_str("bench --runs x").is_err());
         assert!(parse_str("bench --fast").is_err());
+        assert!(parse_str("bench --secs 0").is_err());
+        assert!(parse_str("bench --secs=").is_err());
+        assert!(parse_str("bench --print-cmd").is_err());
+        assert!(parse_str("bench --print-cmd echo switch").is_err());
     }
 
     #[test]

@@ -52,6 +52,12 @@
 //! assert_eq!(Interrupted::try_from(&err), Ok(Interrupted::TimedOut(timeout.id())));
 //! ```
 
+/// How many connections a listener made by `bind` lets wait to be accepted: 1,024 (std's is
+/// 128, which a server of many greenlets outgrows: a hub accepts in bursts between the other
+/// greenlets' work, and a connection beyond the backlog waits about a second for the client's
+/// retransmission). The kernel caps it (`net.core.somaxconn` on Linux).
+pub const LISTEN_BACKLOG: i32 = 1024;
+
 mod addr;
 mod socket;
 mod tcp;

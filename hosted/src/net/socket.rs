@@ -4,13 +4,13 @@
 
 use std::cell::Cell;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use gevent_core::platform::Interest;
 
 use super::{Registration, adopt, check_timeout, register};
-use crate::io::{Limit, retry};
+use crate::io::{Limit, Waited, retry, retry_from};
 
 /// Flags for every `send`/`sendto`: a write to a closed peer is an `EPIPE` error, not a
 /// `SIGPIPE`.
@@ -73,6 +73,13 @@ pub(super) struct Socket {
     reg: Registration,
     read_timeout: Cell<Option<Duration>>,
     write_timeout: Cell<Option<Duration>>,
+    /// A TCP stream: a read that comes back short of its buffer may show that it drained the
+    /// socket (see [`recv`](Self::recv)).
+    tcp_stream: bool,
+    /// The last read came back short on a drained TCP stream and cleared the readable
+    /// readiness: the next read waits for an edge before it tries, saving the system call
+    /// that would fail with `EAGAIN`.
+    drained: Cell<bool>,
 }
 
 impl Socket {
@@ -82,7 +89,28 @@ impl Socket {
             reg: register(fd)?,
             read_timeout: Cell::new(None),
             write_timeout: Cell::new(None),
+            tcp_stream: false,
+            drained: Cell::new(false),
         })
+    }
+
+    /// Marks a socket known to be a TCP stream (one this module connected or accepted).
+    pub(super) fn tcp_stream(mut self) -> Socket {
+        self.tcp_stream = true;
+        self
+    }
+
+    /// Marks a socket adopted as a TCP stream if it is one: `From<OwnedFd>` and `FromRawFd`
+    /// take any descriptor, and a Unix stream's reads stop short at ancillary data.
+    pub(super) fn tcp_stream_if_tcp(mut self) -> Socket {
+        use rustix::net::{AddressFamily, SocketType, sockopt};
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let family = sockopt::socket_domain(self.fd());
+            let inet = matches!(family, Ok(AddressFamily::INET | AddressFamily::INET6));
+            self.tcp_stream = inet && sockopt::socket_type(self.fd()) == Ok(SocketType::STREAM);
+        }
+        self
     }
 
     /// Registers a socket made elsewhere: it is made non-blocking first, and keeps the read
@@ -132,9 +160,10 @@ impl Socket {
     /// handle leaves the other's alone (std's share them, as they live in the kernel there).
     pub(super) fn try_clone(&self) -> io::Result<Socket> {
         let fd = rustix::io::fcntl_dupfd_cloexec(self.fd(), 0)?;
-        let socket = Socket::new(fd)?;
+        let mut socket = Socket::new(fd)?;
         socket.read_timeout.set(self.read_timeout.get());
         socket.write_timeout.set(self.write_timeout.get());
+        socket.tcp_stream = self.tcp_stream;
         Ok(socket)
     }
 
@@ -144,12 +173,15 @@ impl Socket {
         &self,
         op: impl FnMut(&OwnedFd) -> rustix::io::Result<T>,
     ) -> io::Result<T> {
-        let limit = self.read_timeout.get().map(|after| Limit {
+        retry(&self.reg, Interest::READABLE, self.read_limit(), op)
+    }
+
+    fn read_limit(&self) -> Option<Limit> {
+        self.read_timeout.get().map(|after| Limit {
             after,
             kind: io::ErrorKind::WouldBlock,
             what: "the read timed out",
-        });
-        retry(&self.reg, Interest::READABLE, limit, op)
+        })
     }
 
     /// [`read_with`](Self::read_with) for writes: waits for writability, for at most the
@@ -177,8 +209,33 @@ impl Socket {
         retry(&self.reg, interest, limit, op)
     }
 
+    /// Receives into `buf`. On a TCP stream, a read after a wait that comes back short of its
+    /// buffer drained the socket unless the poller saw something unusual on it (see
+    /// `OsPoller::short_read_drains`): the readiness is cleared then, and the next read waits
+    /// for an edge instead of trying a read that would fail with `EAGAIN`. In the steady state
+    /// of a request-response protocol that is one system call per read, as tokio does, without
+    /// its hang on a short read that stopped at the urgent mark or before the end of stream.
     pub(super) fn recv(&self, buf: &mut [u8], flags: rustix::net::RecvFlags) -> io::Result<usize> {
-        self.read_with(|fd| rustix::net::recv(fd, &mut *buf, flags).map(|(n, _)| n))
+        let len = buf.len();
+        let op = |fd: &OwnedFd| rustix::net::recv(fd, &mut *buf, flags).map(|(n, _)| n);
+        // A peek leaves the data where it was, so it neither trusts nor sets `drained`.
+        if !self.tcp_stream || flags.contains(rustix::net::RecvFlags::PEEK) {
+            return retry(&self.reg, Interest::READABLE, self.read_limit(), op);
+        }
+        let known_unready = self.drained.replace(false);
+        let (n, Waited(waited)) =
+            retry_from(&self.reg, Interest::READABLE, self.read_limit(), known_unready, op)?;
+        // Only after a wait, which proves that the thread's hub is this socket's, so that
+        // asking its poller neither makes a hub (a read after `shutdown`, or in a thread-local
+        // destructor after the hub ended, must not) nor asks another hub's. In the steady state
+        // every read comes after one. Cleared before this greenlet switches out, so that an
+        // edge for data that arrived after the read is reported afterwards and sets the
+        // readiness again.
+        if waited && 0 < n && n < len && short_read_drains(self.fd()) {
+            self.reg.clear_readiness(Interest::READABLE);
+            self.drained.set(true);
+        }
+        Ok(n)
     }
 
     pub(super) fn send(&self, buf: &[u8]) -> io::Result<usize> {
@@ -238,5 +295,21 @@ impl Socket {
             std::net::Shutdown::Both => rustix::net::Shutdown::Both,
         };
         Ok(rustix::net::shutdown(self.fd(), how)?)
+    }
+}
+
+/// Whether a short read of `fd` shows that it was drained (no data left when it returned): on
+/// Linux, where the poller tracks what makes that false, see `OsPoller::short_read_drains`;
+/// elsewhere never, and reads go on until `EAGAIN`.
+fn short_read_drains(fd: &OwnedFd) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return gevent_core::hub::with_poller(|poller| {
+        let poller = poller.as_any_mut().downcast_mut::<crate::sys::OsPoller>();
+        poller.is_some_and(|poller| poller.short_read_drains(fd.as_fd()))
+    });
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = fd;
+        false
     }
 }

@@ -51,13 +51,14 @@ impl TcpListener {
     }
 
     /// Creates a listener bound to `addr` (the first of its addresses that can be bound), with
-    /// `SO_REUSEADDR` as std sets it.
+    /// `SO_REUSEADDR` as std sets it, and a backlog of [`LISTEN_BACKLOG`](super::LISTEN_BACKLOG)
+    /// pending connections.
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
         each_addr(&addr, |addr| {
             let fd = tcp_socket(addr)?;
             rustix::net::sockopt::set_socket_reuseaddr(&fd, true)?;
             rustix::net::bind(&fd, addr)?;
-            rustix::net::listen(&fd, 128)?;
+            rustix::net::listen(&fd, super::LISTEN_BACKLOG)?;
             Ok(TcpListener { sock: Socket::new(fd)? })
         })
     }
@@ -65,7 +66,7 @@ impl TcpListener {
     /// Accepts a connection, waiting (cooperatively) for one.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let (fd, peer) = self.sock.retry(Interest::READABLE, None, accept_one)?;
-        let stream = TcpStream::from_socket(Socket::new(fd)?);
+        let stream = TcpStream { sock: Socket::new(fd)?.tcp_stream() };
         match peer {
             Some(peer) => Ok((stream, socket_addr(peer)?)),
             None => Err(io::Error::new(io::ErrorKind::NotConnected, "accepted an unnamed peer")),
@@ -158,8 +159,9 @@ pub struct TcpStream {
 }
 
 impl TcpStream {
+    /// A stream adopted from elsewhere.
     fn from_socket(sock: Socket) -> Self {
-        TcpStream { sock }
+        TcpStream { sock: sock.tcp_stream_if_tcp() }
     }
 
     /// Connects to `addr` (each of its addresses in turn until one accepts), waiting
@@ -183,7 +185,7 @@ impl TcpStream {
             Err(e) => return Err(e.into()),
         }
         // Registered after `connect`: an unconnected socket reports itself writable.
-        let sock = Socket::new(fd)?;
+        let sock = Socket::new(fd)?.tcp_stream();
         let limit = timeout.map(|after| Limit {
             after,
             kind: io::ErrorKind::TimedOut,
@@ -299,7 +301,7 @@ impl TcpStream {
 /// cannot fail; the descriptor is closed first.
 impl From<std::net::TcpStream> for TcpStream {
     fn from(stream: std::net::TcpStream) -> Self {
-        TcpStream { sock: Socket::adopt_or_panic(stream.into(), "TcpStream") }
+        TcpStream::from_socket(Socket::adopt_or_panic(stream.into(), "TcpStream"))
     }
 }
 

@@ -78,12 +78,13 @@ impl UnixListener {
         UnixListener { sock }
     }
 
-    /// Creates a listener bound to the file `path` (which must not exist yet).
+    /// Creates a listener bound to the file `path` (which must not exist yet), with a backlog
+    /// of [`LISTEN_BACKLOG`](super::LISTEN_BACKLOG) pending connections.
     pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixListener> {
         let addr = unix_addr(path.as_ref())?;
         let fd = new_socket(AddressFamily::UNIX, SocketType::STREAM)?;
         rustix::net::bind(&fd, &addr)?;
-        rustix::net::listen(&fd, 128)?;
+        rustix::net::listen(&fd, super::LISTEN_BACKLOG)?;
         Ok(UnixListener { sock: Socket::new(fd)? })
     }
 
