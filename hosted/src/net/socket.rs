@@ -4,7 +4,7 @@
 
 use std::cell::Cell;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use gevent_core::platform::Interest;
@@ -102,10 +102,12 @@ impl Socket {
 
     /// Marks a socket adopted as a TCP stream if it is one: `From<OwnedFd>` and `FromRawFd`
     /// take any descriptor, and a Unix stream's reads stop short at ancillary data.
+    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(unused_mut))]
     pub(super) fn tcp_stream_if_tcp(mut self) -> Socket {
-        use rustix::net::{AddressFamily, SocketType, sockopt};
+        // Elsewhere short reads never count as draining (see `short_read_drains`).
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
+            use rustix::net::{AddressFamily, SocketType, sockopt};
             let family = sockopt::socket_domain(self.fd());
             let inet = matches!(family, Ok(AddressFamily::INET | AddressFamily::INET6));
             self.tcp_stream = inet && sockopt::socket_type(self.fd()) == Ok(SocketType::STREAM);
@@ -305,7 +307,7 @@ fn short_read_drains(fd: &OwnedFd) -> bool {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     return gevent_core::hub::with_poller(|poller| {
         let poller = poller.as_any_mut().downcast_mut::<crate::sys::OsPoller>();
-        poller.is_some_and(|poller| poller.short_read_drains(fd.as_fd()))
+        poller.is_some_and(|poller| poller.short_read_drains(std::os::fd::AsFd::as_fd(fd)))
     });
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
