@@ -38,6 +38,7 @@
 //! | `gevent.server.StreamServer`, `DatagramServer` | [`server::StreamServer`], [`server::DatagramServer`] |
 //! | `gevent.threadpool.ThreadPool`, `spawn` on it | [`threadpool::ThreadPool`], [`threadpool::spawn_blocking`] |
 //! | `gevent.select.select`, `selectors.DefaultSelector` | [`select::select`], [`select::Selector`] |
+//! | `gevent.signal_handler`, waiting for a signal | [`signal::signal_handler`], [`signal::wait`] |
 //!
 //! # Ending greenlets
 //!
@@ -85,6 +86,7 @@ pub mod os;
 mod overflow;
 pub mod select;
 pub mod server;
+pub mod signal;
 mod sys;
 
 pub use gevent_core::*;
