@@ -275,3 +275,64 @@ fn pipes_read_and_write_cooperatively() {
         assert!(child.wait_with_output().unwrap().status.success());
     });
 }
+
+#[test]
+fn communicate_after_a_timeout_writes_the_rest_of_the_input_once() {
+    within_backstop(|| {
+        let fifo = std::env::temp_dir().join(format!("gevent-process-{}.fifo", std::process::id()));
+        let _ = std::fs::remove_file(&fifo);
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        // The child takes 5 bytes, then reads no more until we open the FIFO: the rest of an
+        // input bigger than a pipe holds is still unwritten when the timeout comes.
+        let mut child = Command::new("sh")
+            .args(["-c", "head -c 5; echo; read x < \"$0\"; cat", fifo.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let input: Vec<u8> = (0..1u32 << 20).map(|i| b'a' + (i % 26) as u8).collect();
+        let err = child.communicate(Some(&input), Some(Duration::from_millis(10))).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+        assert!(child.stdin.is_some(), "the input was not all written");
+        // Opening blocks the thread until the child opens its end, which it is about to.
+        let release = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        drop(release);
+        let output = child.communicate(Some(&input), None).unwrap();
+        std::fs::remove_file(&fifo).unwrap();
+        let mut expected = input[..5].to_vec();
+        expected.push(b'\n');
+        expected.extend_from_slice(&input[5..]);
+        assert_eq!(output.stdout.len(), expected.len(), "input lost or written twice");
+        assert!(output.stdout == expected);
+        assert!(output.status.success());
+    });
+}
+
+#[test]
+fn a_kill_interrupting_communicate_loses_no_output() {
+    within_backstop(|| {
+        let child = Rc::new(RefCell::new(
+            Command::new("sh")
+                .args(["-c", "echo before; read x; echo after $x"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ));
+        let mut stdin = child.borrow_mut().stdin.take().unwrap();
+        gevent::io::wait_readable(child.borrow().stdout.as_ref().unwrap(), None).unwrap();
+        let seen = Rc::new(RefCell::new(None));
+        let talker = spawn({
+            let (child, seen) = (child.clone(), seen.clone());
+            move || *seen.borrow_mut() = Some(child.borrow_mut().communicate(None, None))
+        });
+        yield_now().unwrap(); // the talker reads "before" and parks for more
+        talker.kill().unwrap();
+        let err = seen.borrow_mut().take().expect("the talker ran").unwrap_err();
+        assert!(Interrupted::try_from(&err).is_ok(), "{err}");
+        stdin.write_all(b"go\n").unwrap();
+        drop(stdin);
+        let output = child.borrow_mut().communicate(None, None).unwrap();
+        assert_eq!(String::from_utf8(output.stdout).unwrap(), "before\nafter go\n");
+    });
+}

@@ -24,14 +24,15 @@
 //! reports a failed `exec`, such as a program that does not exist giving
 //! [`io::ErrorKind::NotFound`]); starting it blocks the thread for that short time. Our ends of
 //! its pipes are then made non-blocking and registered with the hub. The exit is waited for
-//! with a pidfd on Linux and with a thread-pool job elsewhere (see below), and the child is
-//! reaped by std, so [`ExitStatus`] and [`Output`] are std's own types and
+//! with a pidfd on Linux and with kqueue's `EVFILT_PROC` on macOS and the BSDs, both registered
+//! with the hub like a socket (see below for the rest). The child is reaped by std, so
+//! [`ExitStatus`] and [`Output`] are std's own types and
 //! [`ExitStatusExt`](std::os::unix::process::ExitStatusExt) tells a signal from an exit code.
 //!
-//! # Waiting without a pidfd
+//! # Waiting without a pidfd or kqueue
 //!
-//! Where there is no pidfd (macOS and the BSDs, Linux before 5.3, or a sandbox that refuses
-//! `pidfd_open`), a job on a [thread pool](crate::threadpool) of this module's own blocks in
+//! Where Linux has no pidfd (before 5.3, or in a sandbox that refuses `pidfd_open`), and on
+//! Android, a job on a [thread pool](crate::threadpool) of this module's own blocks in
 //! `waitid(WEXITED | WNOWAIT)` for the child, which leaves the reaping to this module: one
 //! thread per child being waited for, for as long as it runs. No `SIGCHLD` handler is
 //! installed; the signal is left to the application.
