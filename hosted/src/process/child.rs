@@ -207,12 +207,14 @@ impl Child {
             if drain_step(stderr.as_ref().map(|p| &p.registration), &mut exchanged.stderr)? {
                 *stderr = None;
             }
-            let mut waits: [Option<(&IoRegistration<OwnedFd>, Interest)>; 3] = [
+            let waits: Vec<_> = [
                 stdin.as_ref().map(|p| (&p.registration, Interest::WRITABLE)),
                 stdout.as_ref().map(|p| (&p.registration, Interest::READABLE)),
                 stderr.as_ref().map(|p| (&p.registration, Interest::READABLE)),
-            ];
-            let waits: Vec<_> = waits.iter_mut().filter_map(Option::take).collect();
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
             if waits.is_empty() {
                 return Ok(());
             }
