@@ -36,6 +36,7 @@
 //! | `FileObjectThread`, `FileObjectPosix` over stdin/stdout | [`fs::File`], [`os::stdin`], [`os::stdout`] |
 //! | `gevent.socket`, `gevent.os.nb_read`/`nb_write`, `wait_read`/`wait_write` | [`net`], [`os::pipe`], [`io::wait_readable`], [`io::wait_writable`] |
 //! | `gevent.server.StreamServer`, `DatagramServer` | [`server::StreamServer`], [`server::DatagramServer`] |
+//! | `gevent.subprocess.Popen`, `wait(timeout)`, `communicate`, `check_output` | [`process::Command`], [`process::Child`] (`wait_timeout`, `communicate`), [`process::Command::output`] |
 //! | `gevent.threadpool.ThreadPool`, `spawn` on it | [`threadpool::ThreadPool`], [`threadpool::spawn_blocking`] |
 //! | `gevent.select.select`, `selectors.DefaultSelector` | [`select::select`], [`select::Selector`] |
 //! | `gevent.signal_handler`, waiting for a signal | [`signal::signal_handler`], [`signal::wait`] |
@@ -84,6 +85,7 @@ mod mmap_stack;
 pub mod net;
 pub mod os;
 mod overflow;
+pub mod process;
 pub mod select;
 pub mod server;
 pub mod signal;
