@@ -37,6 +37,7 @@
 //! | `gevent.socket`, `gevent.os.nb_read`/`nb_write`, `wait_read`/`wait_write` | [`net`], [`os::pipe`], [`io::wait_readable`], [`io::wait_writable`] |
 //! | `gevent.server.StreamServer`, `DatagramServer` | [`server::StreamServer`], [`server::DatagramServer`] |
 //! | `gevent.threadpool.ThreadPool`, `spawn` on it | [`threadpool::ThreadPool`], [`threadpool::spawn_blocking`] |
+//! | `gevent.resolver` (thread, ares), `gethostbyname`, `getaddrinfo`, `gethostbyaddr` | [`dns`], [`dns::ThreadResolver`], [`dns::NativeResolver`] |
 //! | `gevent.select.select`, `selectors.DefaultSelector` | [`select::select`], [`select::Selector`] |
 //!
 //! # Ending greenlets
@@ -77,6 +78,7 @@
 
 mod clock;
 mod default_platform;
+pub mod dns;
 pub mod fs;
 pub mod io;
 mod mmap_stack;
