@@ -115,7 +115,10 @@ fn a_and_aaaa_records() {
     let v4: IpAddr = "192.0.2.1".parse().unwrap();
     let v6: IpAddr = "2001:db8::1".parse().unwrap();
     assert_eq!(resolver.lookup_host("a.test").unwrap(), [v4, v6]);
-    assert_eq!(resolver.lookup("a.test", RecordType::A).unwrap(), [Record::A(Ipv4Addr::new(192, 0, 2, 1))]);
+    assert_eq!(
+        resolver.lookup("a.test", RecordType::A).unwrap(),
+        [Record::A(Ipv4Addr::new(192, 0, 2, 1))]
+    );
     assert_eq!(
         resolver.lookup("A.Test.", RecordType::AAAA).unwrap(),
         [Record::Aaaa("2001:db8::1".parse::<Ipv6Addr>().unwrap())]
@@ -256,9 +259,8 @@ fn two_hundred_greenlets_resolve_at_once() {
         .build()
         .unwrap();
     dns::set_resolver(resolver);
-    let lookups: Vec<_> = (0..200)
-        .map(|i| spawn(move || dns::gethostbyname(&format!("n{i}.many.test"))))
-        .collect();
+    let lookups: Vec<_> =
+        (0..200).map(|i| spawn(move || dns::gethostbyname(&format!("n{i}.many.test")))).collect();
     for lookup in &lookups {
         assert_eq!(lookup.take().unwrap().unwrap(), Ipv4Addr::new(10, 0, 0, 7));
     }

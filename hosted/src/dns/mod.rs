@@ -155,9 +155,9 @@ fn from_env() -> io::Result<Rc<dyn Resolver>> {
             }
             Ok(Rc::new(builder.build()?))
         }
-        other => Err(invalid(format!(
-            "GEVENT_RESOLVER={other:?}: expected \"native\" or \"thread\""
-        ))),
+        other => {
+            Err(invalid(format!("GEVENT_RESOLVER={other:?}: expected \"native\" or \"thread\"")))
+        }
     }
 }
 
@@ -242,7 +242,8 @@ fn parse_reverse_name(name: &str) -> Option<IpAddr> {
     let mut value: u128 = 0;
     let mut count = 0;
     for nibble in rest.split('.').rev() {
-        value = (value << 4) | u128::from(u8::from_str_radix(nibble, 16).ok().filter(|_| nibble.len() == 1)?);
+        value = (value << 4)
+            | u128::from(u8::from_str_radix(nibble, 16).ok().filter(|_| nibble.len() == 1)?);
         count += 1;
     }
     (count == 32).then(|| IpAddr::from(Ipv6Addr::from(value)))

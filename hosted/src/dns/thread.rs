@@ -28,9 +28,7 @@ impl ThreadResolver {
 }
 
 /// Runs `f` on the default thread pool and waits for its answer cooperatively.
-fn on_pool<T: Send + 'static>(
-    f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
+fn on_pool<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
     match crate::threadpool::spawn_blocking(f).get() {
         Ok(answer) => answer,
         Err(gevent_core::Error::Interrupted(why)) => Err(why.into()),

@@ -24,7 +24,10 @@ fn wire_type(rtype: RecordType) -> TYPE {
 /// A recursive query for `name`'s `rtype` records, with message id `id`.
 pub(super) fn query(id: u16, name: &str, rtype: RecordType) -> io::Result<Vec<u8>> {
     let qname = Name::new(name).map_err(|e| {
-        io::Error::new(io::ErrorKind::InvalidInput, format!("{name:?} is not a valid DNS name: {e}"))
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a valid DNS name: {e}"),
+        )
     })?;
     let mut packet = Packet::new_query(id);
     packet.set_flags(PacketFlag::RECURSION_DESIRED);
@@ -72,9 +75,9 @@ pub(super) fn reply(bytes: &[u8], id: u16, name: &str, rtype: RecordType) -> Opt
         return Some(Reply::Truncated);
     }
     Some(match packet.rcode() {
-        RCODE::NoError => Reply::Records(
-            packet.answers.iter().filter_map(|rr| record(rr, rtype)).collect(),
-        ),
+        RCODE::NoError => {
+            Reply::Records(packet.answers.iter().filter_map(|rr| record(rr, rtype)).collect())
+        }
         RCODE::NameError => Reply::NoSuchName,
         other => Reply::Failed(other),
     })
@@ -91,7 +94,9 @@ fn record(rr: &ResourceRecord<'_>, rtype: RecordType) -> Option<Record> {
     let record = match &rr.rdata {
         RData::A(a) => Record::A(Ipv4Addr::from(a.address)),
         RData::AAAA(aaaa) => Record::Aaaa(Ipv6Addr::from(aaaa.address)),
-        RData::MX(mx) => Record::Mx { preference: mx.preference, exchange: mx.exchange.to_string() },
+        RData::MX(mx) => {
+            Record::Mx { preference: mx.preference, exchange: mx.exchange.to_string() }
+        }
         RData::TXT(txt) => Record::Txt(txt_strings(rr, txt)?),
         RData::SRV(srv) => Record::Srv {
             priority: srv.priority,
