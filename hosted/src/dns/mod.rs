@@ -121,18 +121,27 @@ thread_local! {
 
 /// Makes `resolver` the one this thread's hub uses (the free functions of this module and
 /// [`net`](crate::net)'s host names), in place of the previous one.
+///
+/// During the thread's exit, once its thread-locals are being destroyed, the call does
+/// nothing.
 pub fn set_resolver(resolver: impl Resolver + 'static) {
     let resolver: Rc<dyn Resolver> = Rc::new(resolver);
-    CURRENT.with(|current| *current.borrow_mut() = Some(resolver));
+    // The previous resolver is dropped after the borrow ends, so that its destructor may
+    // use this module.
+    let previous = CURRENT.try_with(|current| current.borrow_mut().replace(resolver));
+    drop(previous);
 }
 
 /// This thread's configured resolver, created from the environment on first use.
 fn resolver() -> io::Result<Rc<dyn Resolver>> {
-    if let Some(resolver) = CURRENT.with(|current| current.borrow().clone()) {
+    // Thread-local destructors (a greenlet's drop at thread exit) may look names up after
+    // this thread's resolver is gone: that is an error, not a panic.
+    let gone = |_| io::Error::other("the thread's resolver is gone: the thread is exiting");
+    if let Some(resolver) = CURRENT.try_with(|current| current.borrow().clone()).map_err(gone)? {
         return Ok(resolver);
     }
     let resolver = from_env()?;
-    CURRENT.with(|current| Ok(current.borrow_mut().get_or_insert(resolver).clone()))
+    CURRENT.try_with(|current| current.borrow_mut().get_or_insert(resolver).clone()).map_err(gone)
 }
 
 /// The resolver `GEVENT_RESOLVER` and `GEVENT_RESOLVER_NAMESERVERS` describe.

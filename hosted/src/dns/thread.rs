@@ -103,7 +103,8 @@ fn name_info(ip: IpAddr) -> io::Result<String> {
             addr.as_ptr().cast::<libc::sockaddr>(),
             addr.addr_len() as libc::socklen_t,
             host.as_mut_ptr().cast::<c_char>(),
-            host.len() as libc::socklen_t,
+            // socklen_t on Linux and macOS, size_t on FreeBSD; 1025 fits either.
+            host.len() as _,
             std::ptr::null_mut(),
             0,
             libc::NI_NAMEREQD,

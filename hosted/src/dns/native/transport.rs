@@ -9,9 +9,10 @@ use gevent_core::Timeout;
 
 use crate::net::{TcpStream, UdpSocket};
 
-/// The largest reply a UDP query takes without EDNS (RFC 1035 4.2.1); longer ones come
-/// truncated.
-const UDP_MAX: usize = 512;
+/// The receive buffer of a UDP query. Without EDNS a reply has at most 512 bytes (RFC 1035
+/// 4.2.1; longer ones come truncated, flagged TC); the slack keeps a server that sends more
+/// anyway from having its reply cut and ignored.
+const UDP_BUFFER: usize = 4096;
 
 /// A reply, or why there is none.
 pub(super) enum Exchange<T> {
@@ -36,7 +37,7 @@ pub(super) fn udp<T>(
     };
     let socket = UdpSocket::bind(local)?;
     let deadline = Timeout::start(timeout);
-    let mut buf = [0u8; UDP_MAX];
+    let mut buf = [0u8; UDP_BUFFER];
     let outcome = (|| {
         socket.send_to(query, server)?;
         loop {
