@@ -352,3 +352,73 @@ fn the_thread_resolver_uses_the_system() {
     assert_eq!(dns::gethostbyname("localhost").unwrap(), Ipv4Addr::LOCALHOST);
     assert_eq!(dns::lookup_host("192.0.2.3").unwrap(), ["192.0.2.3".parse::<IpAddr>().unwrap()]);
 }
+
+/// A reply to `query` built by hand: the question echoed, `rcode`, and an A record for
+/// `answer` if given.
+fn reply_to(query: &[u8], rcode: u8, answer: Option<Ipv4Addr>) -> Vec<u8> {
+    let mut reply = query.to_vec();
+    reply[2] |= 0x80; // QR: a response
+    reply[3] = (reply[3] & 0xf0) | rcode;
+    if let Some(ip) = answer {
+        reply[7] = 1; // ANCOUNT
+        // The question's name (a pointer to offset 12), type A, class IN, TTL 60, 4 bytes.
+        reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        reply.extend_from_slice(&ip.octets());
+    }
+    reply
+}
+
+#[test]
+fn replies_from_elsewhere_or_with_another_id_are_ignored() {
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server_addr = server.local_addr().unwrap();
+    let answer = spawn(move || {
+        let mut buf = [0; 512];
+        let (len, client) = server.recv_from(&mut buf).unwrap();
+        let query = &buf[..len];
+        let spoofed = reply_to(query, 0, Some(Ipv4Addr::new(192, 0, 2, 66)));
+        UdpSocket::bind("127.0.0.1:0").unwrap().send_to(&spoofed, client).unwrap();
+        let mut wrong_id = spoofed.clone();
+        wrong_id[1] ^= 1;
+        server.send_to(&wrong_id, client).unwrap();
+        server.send_to(b"garbage", client).unwrap();
+        server.send_to(&reply_to(query, 0, Some(Ipv4Addr::new(192, 0, 2, 77))), client).unwrap();
+    });
+    let resolver = NativeResolver::builder()
+        .nameserver(server_addr)
+        .timeout(Duration::from_secs(10))
+        .attempts(1)
+        .hosts_file("/dev/null")
+        .build()
+        .unwrap();
+    assert_eq!(
+        resolver.lookup("spoof.test", RecordType::A).unwrap(),
+        [Record::A(Ipv4Addr::new(192, 0, 2, 77))]
+    );
+    answer.join().unwrap();
+}
+
+#[test]
+fn a_server_failure_says_so_and_the_next_server_takes_over() {
+    let failing = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let failing_addr = failing.local_addr().unwrap();
+    let fail = spawn(move || {
+        let mut buf = [0; 512];
+        loop {
+            let Ok((len, client)) = failing.recv_from(&mut buf) else { return };
+            failing.send_to(&reply_to(&buf[..len], 2, None), client).unwrap();
+        }
+    });
+    let alone = NativeResolver::builder()
+        .nameserver(failing_addr)
+        .timeout(Duration::from_secs(10))
+        .attempts(1)
+        .hosts_file("/dev/null");
+    let err = alone.clone().build().unwrap().lookup("x.test", RecordType::A).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Other);
+    assert!(err.to_string().contains("SERVFAIL"), "{err}");
+    let dnsmasq = Dnsmasq::start();
+    let both = alone.nameserver(dnsmasq.addr).build().unwrap();
+    assert_eq!(both.lookup("web.test", RecordType::A).unwrap(), [Record::A(Ipv4Addr::LOCALHOST)]);
+    fail.kill().unwrap();
+}
