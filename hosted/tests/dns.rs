@@ -346,6 +346,9 @@ fn the_thread_resolver_uses_the_system() {
     let resolver = ThreadResolver::new();
     let ips = resolver.lookup_host("localhost").unwrap();
     assert!(!ips.is_empty() && ips.iter().all(IpAddr::is_loopback), "{ips:?}");
+    // getnameinfo finds loopback's name in /etc/hosts, and that name leads back.
+    let name = resolver.gethostbyaddr(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
+    assert!(resolver.lookup_host(&name).unwrap().contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)));
     let err = resolver.lookup("localhost", RecordType::MX).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported);
     dns::set_resolver(ThreadResolver::new());

@@ -54,6 +54,13 @@ pub trait Resolver {
 
     /// The host name `ip` belongs to (a reverse lookup).
     fn gethostbyaddr(&self, ip: IpAddr) -> io::Result<String>;
+
+    /// The socket addresses of `host` with `port`: by default
+    /// [`lookup_host`](Self::lookup_host)'s addresses with the port. A resolver whose answers
+    /// carry more (the system's: IPv6 scope ids) overrides it.
+    fn getaddrinfo(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        Ok(self.lookup_host(host)?.into_iter().map(|ip| SocketAddr::new(ip, port)).collect())
+    }
 }
 
 /// The record types [`lookup`] asks for.
@@ -195,7 +202,10 @@ pub fn gethostbyname(name: &str) -> io::Result<Ipv4Addr> {
 /// The socket addresses of `host` with `port` (gevent's `getaddrinfo`, reduced to what
 /// connecting needs).
 pub fn getaddrinfo(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
-    Ok(lookup_host(host)?.into_iter().map(|ip| SocketAddr::new(ip, port)).collect())
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    resolver()?.getaddrinfo(host, port)
 }
 
 /// The host name `ip` belongs to (gevent's `gethostbyaddr`, reduced to the name).

@@ -38,13 +38,25 @@ fn on_pool<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static
 
 impl Resolver for ThreadResolver {
     fn lookup_host(&self, name: &str) -> io::Result<Vec<IpAddr>> {
-        let host = name.to_owned();
-        let addrs = on_pool(move || {
-            std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 0)).map(Vec::from_iter)
-        })?;
+        let addrs = self.getaddrinfo(name, 0)?;
         let mut ips = Vec::with_capacity(addrs.len());
         push_unique(&mut ips, addrs.iter().map(SocketAddr::ip));
         Ok(ips)
+    }
+
+    /// The system's answer as std gives it (IPv6 scope ids kept), once per address.
+    fn getaddrinfo(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        let host = host.to_owned();
+        let addrs = on_pool(move || {
+            std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)).map(Vec::from_iter)
+        })?;
+        let mut unique: Vec<SocketAddr> = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            if !unique.contains(&addr) {
+                unique.push(addr);
+            }
+        }
+        Ok(unique)
     }
 
     fn lookup(&self, name: &str, rtype: RecordType) -> io::Result<Vec<Record>> {
