@@ -36,7 +36,7 @@ mod native;
 mod thread;
 
 use std::cell::RefCell;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
@@ -238,7 +238,7 @@ fn reverse_name(ip: IpAddr) -> String {
         IpAddr::V6(v6) => {
             let mut name = String::with_capacity(72);
             for byte in v6.octets().iter().rev() {
-                name.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
+                let _ = write!(name, "{:x}.{:x}.", byte & 0xf, byte >> 4); // a String never fails
             }
             name.push_str("ip6.arpa");
             name
