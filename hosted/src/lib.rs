@@ -38,6 +38,7 @@
 //! | `gevent.server.StreamServer`, `DatagramServer` | [`server::StreamServer`], [`server::DatagramServer`] |
 //! | `gevent.subprocess.Popen`, `wait(timeout)`, `communicate`, `check_output` | [`process::Command`], [`process::Child`] (`wait_timeout`, `communicate`), [`process::Command::output`] |
 //! | `gevent.threadpool.ThreadPool`, `spawn` on it | [`threadpool::ThreadPool`], [`threadpool::spawn_blocking`] |
+//! | `gevent.resolver` (thread, ares), `gethostbyname`, `getaddrinfo`, `gethostbyaddr` | [`dns`], [`dns::ThreadResolver`], [`dns::NativeResolver`] |
 //! | `gevent.select.select`, `selectors.DefaultSelector` | [`select::select`], [`select::Selector`] |
 //! | `gevent.signal_handler`, waiting for a signal | [`signal::signal_handler`], [`signal::wait`] |
 //!
@@ -79,6 +80,7 @@
 
 mod clock;
 mod default_platform;
+pub mod dns;
 pub mod fs;
 pub mod io;
 mod mmap_stack;

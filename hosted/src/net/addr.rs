@@ -10,10 +10,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 ///
 /// An IP address or an IP literal with a port (`"127.0.0.1:80"`, `"[::1]:80"`,
 /// `("10.0.0.1", 53)`) is parsed on the spot. A host name (`"localhost:80"`,
-/// `("example.com", 443)`) is looked up with the system's resolver (`getaddrinfo`, through
-/// std) on the [thread pool](crate::threadpool::spawn_blocking), so the calling greenlet parks
-/// while other greenlets run, and a kill or a [`Timeout`](crate::Timeout) interrupts the wait
-/// (the lookup itself finishes on its thread and is discarded). The trait is sealed: it has no
+/// `("example.com", 443)`) is looked up through the hub's configured [resolver](crate::dns)
+/// (by default the system's `getaddrinfo` on the [thread pool](crate::threadpool::spawn_blocking)),
+/// so the calling greenlet parks while other greenlets run, and a kill or a
+/// [`Timeout`](crate::Timeout) interrupts the wait. The trait is sealed: it has no
 /// method of its own to call, and other types cannot implement it; use std's trait to list
 /// addresses.
 pub trait ToSocketAddrs: Sealed {}
@@ -79,22 +79,16 @@ pub(super) fn first_addr(addrs: &(impl ToSocketAddrs + ?Sized)) -> io::Result<So
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to"))
 }
 
-/// Looks `host` up, with `port`, on the thread pool: the one place names are resolved.
-fn resolve(host: String, port: u16) -> io::Result<Vec<SocketAddr>> {
-    let lookup = crate::threadpool::spawn_blocking(move || {
-        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)).map(Vec::from_iter)
-    });
-    match lookup.get() {
-        Ok(addrs) => addrs,
-        Err(gevent_core::Error::Interrupted(why)) => Err(why.into()),
-        Err(e) => Err(io::Error::other(format!("the name lookup failed: {e}"))),
-    }
+/// Looks `host` up, with `port`, through the hub's configured resolver: the one place names
+/// are resolved.
+fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    crate::dns::getaddrinfo(host, port)
 }
 
 fn host_port(host: &str, port: u16) -> io::Result<Addrs<'static>> {
     match host.parse::<IpAddr>() {
         Ok(ip) => Ok(Addrs::One(SocketAddr::new(ip, port))),
-        Err(_) => resolve(host.to_owned(), port).map(Addrs::Resolved),
+        Err(_) => resolve(host, port).map(Addrs::Resolved),
     }
 }
 
