@@ -38,6 +38,7 @@
 //! | `gevent.server.StreamServer`, `DatagramServer` | [`server::StreamServer`], [`server::DatagramServer`] |
 //! | `gevent.threadpool.ThreadPool`, `spawn` on it | [`threadpool::ThreadPool`], [`threadpool::spawn_blocking`] |
 //! | `gevent.select.select`, `selectors.DefaultSelector` | [`select::select`], [`select::Selector`] |
+//! | `gevent.ssl` (`SSLContext.wrap_socket`, `SSLSocket`) | [`tls::TlsConnector`], [`tls::TlsAcceptor`], [`tls::TlsStream`] (feature `tls`) |
 //!
 //! # Ending greenlets
 //!
@@ -86,6 +87,8 @@ mod overflow;
 pub mod select;
 pub mod server;
 mod sys;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use gevent_core::*;
 
