@@ -38,7 +38,7 @@
 //! | `gevent.server.StreamServer`, `DatagramServer` | [`server::StreamServer`], [`server::DatagramServer`] |
 //! | `gevent.threadpool.ThreadPool`, `spawn` on it | [`threadpool::ThreadPool`], [`threadpool::spawn_blocking`] |
 //! | `gevent.select.select`, `selectors.DefaultSelector` | [`select::select`], [`select::Selector`] |
-//! | `gevent.ssl` (`SSLContext.wrap_socket`, `SSLSocket`) | [`tls::TlsConnector`], [`tls::TlsAcceptor`], [`tls::TlsStream`] (feature `tls`) |
+//! | `gevent.ssl` (`SSLContext.wrap_socket`, `SSLSocket`) | [`tls::TlsConnector`](tls/struct.TlsConnector.html), [`tls::TlsAcceptor`](tls/struct.TlsAcceptor.html), [`tls::TlsStream`](tls/struct.TlsStream.html) (feature `tls`, on by default) |
 //!
 //! # Ending greenlets
 //!
