@@ -586,3 +586,68 @@ fn tls_streams_speak_embedded_io() {
     embedded_io::Read::read_exact(&mut server, &mut buf).unwrap();
     assert_eq!(&buf, b"embedded");
 }
+
+#[test]
+fn a_read_interrupted_by_a_timeout_leaves_the_connection_usable() {
+    let pki = Pki::new("read-timeout");
+    let (server, client) = handshake(pki.acceptor("server"), pki.connector(), "localhost");
+    let (mut server, mut client) = (server.unwrap(), client.unwrap());
+    let mut buf = [0; 5];
+    let timeout = Timeout::start(Duration::from_millis(20));
+    let error = client.read(&mut buf).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::TimedOut);
+    assert_eq!(Interrupted::try_from(&error), Ok(Interrupted::TimedOut(timeout.id())));
+    drop(timeout);
+    server.write_all(b"later").unwrap();
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"later");
+}
+
+/// A stream whose writes fail while `failing` is set.
+struct Flaky {
+    stream: TcpStream,
+    failing: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl Read for Flaky {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Flaky {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.failing.get() {
+            return Err(ErrorKind::BrokenPipe.into());
+        }
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_write_whose_bytes_were_taken_reports_a_failure_to_send_them_at_the_next_call() {
+    let pki = Pki::new("deferred");
+    let _backstop = backstop();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = pki.acceptor("server");
+    let server = spawn(move || acceptor.accept(listener.accept().unwrap().0));
+    let failing = std::rc::Rc::new(std::cell::Cell::new(false));
+    let flaky = Flaky { stream: TcpStream::connect(addr).unwrap(), failing: failing.clone() };
+    let mut client = pki.connector().connect("localhost", flaky).unwrap();
+    let mut server = server.take().unwrap().unwrap();
+
+    failing.set(true);
+    assert_eq!(client.write(b"taken").unwrap(), 5, "the bytes are taken");
+    assert_eq!(client.write(b"more").unwrap_err().kind(), ErrorKind::BrokenPipe);
+    failing.set(false);
+    // Nothing was lost or reordered: the taken bytes go out first.
+    client.write_all(b"!").unwrap();
+    let mut buf = [0; 6];
+    server.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"taken!");
+}
