@@ -51,6 +51,29 @@ impl TlsConnector {
         TlsConnector { config: Arc::new(config) }
     }
 
+    /// A connector that trusts the roots of the system's store (read from the files OpenSSL
+    /// would use on Linux and the BSDs, `SSL_CERT_FILE` and `SSL_CERT_DIR` included; the keychain
+    /// on macOS), otherwise like [`new`](Self::new). Reading the store blocks the thread: this is
+    /// meant for start-up. Needs the `tls-native-roots` feature.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the store yields no usable root, with what went wrong reading it.
+    #[cfg(feature = "tls-native-roots")]
+    pub fn with_native_roots() -> io::Result<TlsConnector> {
+        let found = rustls_native_certs::load_native_certs();
+        let mut roots = RootCertStore::empty();
+        roots.add_parsable_certificates(found.certs);
+        if roots.is_empty() {
+            let why: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no usable root certificate in the system's store ({})", why.join("; ")),
+            ));
+        }
+        Ok(TlsConnector::with_roots(roots))
+    }
+
     /// This connector offering the ALPN `protocols`, most preferred first.
     pub fn with_alpn(mut self, protocols: &[&[u8]]) -> TlsConnector {
         Arc::make_mut(&mut self.config).alpn_protocols =

@@ -34,7 +34,8 @@
 //!
 //! The cryptography is rustls' `ring` provider (unless the process installed another default
 //! provider): it builds with just the C compiler that linking needs anyway, where `aws-lc-rs`
-//! would also need cmake. This module is behind the `tls` feature (on by default).
+//! would also need cmake. This module is behind the `tls` feature (on by default); the
+//! `tls-native-roots` feature adds `TlsConnector::with_native_roots` (the system's root store).
 
 mod acceptor;
 mod connector;
