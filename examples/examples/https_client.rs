@@ -17,8 +17,7 @@ use std::time::Duration;
 use gevent::Timeout;
 use gevent::net::{TcpListener, TcpStream};
 use gevent::server::StreamServer;
-use gevent::tls::rustls::RootCertStore;
-use gevent::tls::{TlsAcceptor, TlsConnector, load_certificates};
+use gevent::tls::{TlsAcceptor, TlsConnector};
 
 const CERTIFICATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/localhost.pem");
 const KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/localhost.key");
@@ -48,11 +47,7 @@ fn serve(acceptor: &TlsAcceptor, stream: TcpStream) -> std::io::Result<()> {
 
 /// Fetches `/` from the server at `port`, and the response as text.
 fn fetch(port: u16) -> std::io::Result<String> {
-    let mut roots = RootCertStore::empty();
-    for certificate in load_certificates(CERTIFICATE)? {
-        roots.add(certificate).map_err(std::io::Error::other)?;
-    }
-    let connector = TlsConnector::with_roots(roots).with_alpn(&[b"http/1.1"]);
+    let connector = TlsConnector::with_roots_from_pem_file(CERTIFICATE)?.with_alpn(&[b"http/1.1"]);
     let mut tls = connector.connect("localhost", TcpStream::connect(("127.0.0.1", port))?)?;
     println!(
         "client: connected with {:?}, ALPN {:?}",

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use gevent::Timeout;
 use gevent::net::TcpStream;
-use gevent::tls::rustls::RootCertStore;
-use gevent::tls::{TlsConnector, load_certificates};
+use gevent::tls::TlsConnector;
 
 /// The built example `name`, beside this test's executable (`target/<profile>/examples/`).
 fn example(name: &str) -> Command {
@@ -42,11 +41,10 @@ fn a_tls_client_talks_to_tls_echoserver() {
     assert!(first.starts_with("Starting TLS echo server on"), "{first}");
     let addr = first.trim().rsplit(' ').next().unwrap().to_owned();
 
-    let mut roots = RootCertStore::empty();
     let certificate = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/localhost.pem");
-    roots.add(load_certificates(certificate).unwrap().remove(0)).unwrap();
     let _backstop = Timeout::start(BACKSTOP);
-    let tls = TlsConnector::with_roots(roots)
+    let tls = TlsConnector::with_roots_from_pem_file(certificate)
+        .unwrap()
         .connect("localhost", TcpStream::connect(addr.as_str()).unwrap())
         .unwrap();
     let mut tls = BufReader::new(tls);

@@ -145,7 +145,7 @@ impl Pki {
 
     /// A client trusting our CA.
     fn connector(&self) -> TlsConnector {
-        TlsConnector::with_roots(self.roots("ca"))
+        TlsConnector::with_roots_from_pem_file(self.path("ca.pem")).unwrap()
     }
 
     fn acceptor(&self, name: &str) -> TlsAcceptor {
@@ -569,6 +569,9 @@ fn pem_files_that_hold_nothing_useful_are_refused_with_their_path() {
         TlsAcceptor::from_pem_files(pki.path("server.key"), pki.path("server.key")).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidData);
     assert!(error.to_string().contains("server.key"), "{error}");
+    let error = TlsConnector::with_roots_from_pem_file(pki.path("client.key")).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidData);
+    assert!(error.to_string().contains("client.key"), "{error}");
     // A key that is not the certificate's.
     let error =
         TlsAcceptor::from_pem_files(pki.path("server.pem"), pki.path("client.key")).unwrap_err();

@@ -2,13 +2,14 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
 use super::error::tls_error;
-use super::{TlsStream, provider};
+use super::{TlsStream, load_certificates, provider};
 
 /// Makes client TLS connections (gevent's `ssl.SSLContext.wrap_socket` on a client socket).
 ///
@@ -49,6 +50,28 @@ impl TlsConnector {
             .with_root_certificates(roots)
             .with_no_client_auth();
         TlsConnector { config: Arc::new(config) }
+    }
+
+    /// A connector that trusts exactly the certificates in the PEM file at `path` (a private
+    /// CA's, or a self-signed server's own), otherwise like [`new`](Self::new). The file is read
+    /// with blocking calls: this is meant for start-up.
+    ///
+    /// # Errors
+    ///
+    /// The file's own error, with its path; `InvalidData` if it holds no certificate or one that
+    /// cannot be a root.
+    pub fn with_roots_from_pem_file(path: impl AsRef<Path>) -> io::Result<TlsConnector> {
+        let path = path.as_ref();
+        let mut roots = RootCertStore::empty();
+        for certificate in load_certificates(path)? {
+            roots.add(certificate).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: a certificate that cannot be a root: {e}", path.display()),
+                )
+            })?;
+        }
+        Ok(TlsConnector::with_roots(roots))
     }
 
     /// A connector that trusts the roots of the system's store (read from the files OpenSSL

@@ -23,7 +23,9 @@
 //! });
 //! server.start()?;
 //!
-//! let mut tls = TlsConnector::new().connect("localhost", TcpStream::connect("127.0.0.1:8443")?)?;
+//! // The server's certificate is self-signed: the client trusts it alone.
+//! let connector = TlsConnector::with_roots_from_pem_file("chain.pem")?;
+//! let mut tls = connector.connect("localhost", TcpStream::connect("127.0.0.1:8443")?)?;
 //! tls.write_all(b"hello")?;
 //! # Ok(())
 //! # }
@@ -32,8 +34,8 @@
 //! Errors: see [`TlsError`] for how a refused certificate, another TLS failure and an I/O
 //! failure are told apart.
 //!
-//! The cryptography is rustls' `ring` provider (unless the process installed another default
-//! provider): it builds with just the C compiler that linking needs anyway, where `aws-lc-rs`
+//! The configurations this module builds use rustls' `ring` provider (a configuration of one's
+//! own, converted with `From`, may use any): it builds with just the C compiler that linking needs anyway, where `aws-lc-rs`
 //! would also need cmake. This module is behind the `tls` feature (on by default); the
 //! `tls-native-roots` feature adds `TlsConnector::with_native_roots` (the system's root store).
 
@@ -57,11 +59,11 @@ pub use error::TlsError;
 pub use rustls;
 pub use stream::TlsStream;
 
-/// The process's default crypto provider if it installed one, else `ring`'s.
+/// `ring`'s provider, for the configurations this module builds. It is not the process's
+/// default provider (which another crate may have chosen): with `ring` known, TLS 1.2 and 1.3
+/// are known to be supported, so building a configuration cannot fail.
 fn provider() -> Arc<CryptoProvider> {
-    CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Every certificate in the PEM file at `path`, in order (blocking file reads).
