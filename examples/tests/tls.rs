@@ -1,0 +1,90 @@
+//! The TLS examples run as separate processes: `tls_echoserver` against a client using our
+//! `TlsConnector`, and `https_client` on its own. `cargo test` builds the examples before it
+//! runs this.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use gevent::Timeout;
+use gevent::net::TcpStream;
+use gevent::tls::TlsConnector;
+
+/// The built example `name`, beside this test's executable (`target/<profile>/examples/`).
+fn example(name: &str) -> Command {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap().join("examples");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.exists(), "{} is not built: `cargo test` builds the examples", path.display());
+    Command::new(path)
+}
+
+/// How long an example may run before the test kills it and fails: a hang must fail the test.
+const BACKSTOP: Duration = Duration::from_secs(60);
+
+/// Kills the process `pid` after [`BACKSTOP`], unless the test (and its process) ended before.
+fn backstop(pid: u32) {
+    std::thread::spawn(move || {
+        std::thread::sleep(BACKSTOP);
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    });
+}
+
+#[test]
+fn a_tls_client_talks_to_tls_echoserver() {
+    let mut server =
+        example("tls_echoserver").args(["0", "--once"]).stdout(Stdio::piped()).spawn().unwrap();
+    backstop(server.id());
+    let mut out = BufReader::new(server.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(first.starts_with("Starting TLS echo server on"), "{first}");
+    let addr = first.trim().rsplit(' ').next().unwrap().to_owned();
+
+    let certificate = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/localhost.pem");
+    let _backstop = Timeout::start(BACKSTOP);
+    let tls = TlsConnector::with_roots_from_pem_file(certificate)
+        .unwrap()
+        .connect("localhost", TcpStream::connect(addr.as_str()).unwrap())
+        .unwrap();
+    let mut tls = BufReader::new(tls);
+    let mut line = String::new();
+    tls.read_line(&mut line).unwrap();
+    assert!(line.starts_with("Welcome to the TLS echo server!"), "{line}");
+    tls.get_mut().write_all(b"over TLS\r\n").unwrap();
+    line.clear();
+    tls.read_line(&mut line).unwrap();
+    assert_eq!(line, "over TLS\r\n");
+    tls.get_mut().write_all(b"quit\r\n").unwrap();
+    line.clear();
+    assert_eq!(tls.read_line(&mut line).unwrap(), 0, "the server ends with close_notify");
+
+    let status = server.wait().unwrap();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(status.success(), "{status}: {rest}");
+    assert!(rest.contains("quit"), "{rest}");
+}
+
+#[test]
+fn https_client_fetches_a_page_from_its_own_server() {
+    let child =
+        example("https_client").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    backstop(child.id());
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}: {stdout}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for want in [
+        "server: GET / HTTP/1.1",
+        "ALPN Some(\"http/1.1\")",
+        "HTTP/1.1 200 OK",
+        "Hello over TLS from a greenlet.",
+    ] {
+        assert!(stdout.contains(want), "no {want:?} in {stdout}");
+    }
+}
