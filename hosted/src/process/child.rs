@@ -172,13 +172,8 @@ impl Child {
             Some(watch) => watch,
             None => self.exit.insert(ExitWatch::new(pid)?),
         };
-        loop {
-            watch.forget();
-            if let Some(status) = self.inner.try_wait()? {
-                return Ok(status);
-            }
-            watch.wait()?;
-        }
+        let inner = &mut self.inner;
+        watch.wait_until(|| inner.try_wait())
     }
 
     /// Feeds the rest of `input` and drains stdout and stderr until all three are done, one
@@ -264,37 +259,10 @@ impl fmt::Debug for Child {
     }
 }
 
-/// The thread-pool wait, which Linux with pidfd never picks on its own, driven directly.
+/// The `SIGCHLD` fallback, which Linux with pidfd never picks on its own, forced for tests.
 #[cfg(all(test, target_os = "linux"))]
-mod pool_fallback {
-    use std::os::unix::process::ExitStatusExt;
-    use std::time::Duration;
-
-    use super::super::Command;
-    use super::super::exit::pool_exit::PoolExit;
-    use super::{Child, ExitWatch};
-
-    fn pid(child: &Child) -> rustix::process::Pid {
-        rustix::process::Pid::from_raw(child.id() as i32).unwrap()
-    }
-
-    #[test]
-    fn the_pool_waits_for_exit_and_survives_a_timeout() {
-        crate::run(|| {
-            let _backstop = crate::Timeout::start(Duration::from_secs(60));
-            let mut child = Command::new("sleep").arg("30").spawn().unwrap();
-            child.exit = Some(ExitWatch::Pool(PoolExit::new(pid(&child))));
-            assert_eq!(child.wait_timeout(Duration::from_millis(10)).unwrap(), None);
-            assert!(
-                matches!(&child.exit, Some(ExitWatch::Pool(p)) if p.job.is_some()),
-                "the pending job is kept for the next wait"
-            );
-            child.kill().unwrap();
-            assert_eq!(child.wait().unwrap().signal(), Some(9));
-
-            let mut child = Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
-            child.exit = Some(ExitWatch::Pool(PoolExit::new(pid(&child))));
-            assert_eq!(child.wait().unwrap().code(), Some(3));
-        });
+impl Child {
+    pub(super) fn use_sigchld_fallback(&mut self) {
+        self.exit = Some(ExitWatch::Sigchld);
     }
 }

@@ -5,23 +5,14 @@
 //!   when the process exits.
 //! - macOS, iOS, FreeBSD, DragonFly: a kqueue of the child's own watching `EVFILT_PROC`
 //!   `NOTE_EXIT`, registered with the hub (a kqueue is readable while it holds an event).
-//! - Android, and Linux kernels without pidfd (or where a sandbox refuses it): a job on a
-//!   [thread pool](crate::threadpool) of this module's own blocks in `waitid(P_PID, pid,
-//!   WEXITED | WNOWAIT)`, which returns once the child has exited and leaves it unreaped.
-//!   That costs a thread per waited child for as long as the child runs (one that is never
-//!   waited again keeps its thread until it exits). The pool is not the default one, whose
-//!   few threads long-running children would take from file and DNS jobs, and allows 4,096
-//!   threads, so that a child's exit is not queued behind others still running.
-//!
-//! No `SIGCHLD` handler is installed: the signal belongs to the application (and to
-//! `gevent::signal` when it handles it).
+//! - Android, and Linux kernels without pidfd (or where a sandbox refuses it): `SIGCHLD`,
+//!   caught through [`gevent::signal`](crate::signal) while a greenlet of this hub waits that
+//!   way (see [`sigchld_exit`]).
 //!
 //! Because nothing here reaps, the pid cannot be reused while a wait is pending: it names our
-//! zombie until `try_wait` collects it.
+//! child (or its zombie) until `try_wait` collects it.
 
 use std::io;
-
-use rustix::process::Pid;
 
 /// How this child's exit is waited for, chosen on the first wait.
 #[derive(Debug)]
@@ -37,24 +28,23 @@ pub(super) enum ExitWatch {
         target_os = "dragonfly"
     ))]
     Kqueue(kqueue_exit::KqueueExit),
-    /// A job on the waiter pool.
+    /// A check of the child after each `SIGCHLD`.
     #[cfg(not(any(
         target_os = "macos",
         target_os = "ios",
         target_os = "freebsd",
         target_os = "dragonfly"
     )))]
-    Pool(pool_exit::PoolExit),
+    Sigchld,
 }
 
 impl ExitWatch {
     pub(super) fn new(pid: u32) -> io::Result<ExitWatch> {
-        let pid = to_pid(pid)?;
         #[cfg(target_os = "linux")]
         {
             use rustix::io::Errno;
             use rustix::process::{PidfdFlags, pidfd_open};
-            match pidfd_open(pid, PidfdFlags::empty()) {
+            match pidfd_open(to_pid(pid)?, PidfdFlags::empty()) {
                 Ok(fd) => {
                     let registration = gevent_core::hub::IoRegistration::new(fd)
                         .map_err(crate::io::registration_error)?;
@@ -71,31 +61,41 @@ impl ExitWatch {
             target_os = "freebsd",
             target_os = "dragonfly"
         ))]
-        return Ok(ExitWatch::Kqueue(kqueue_exit::KqueueExit::new(pid)?));
+        return Ok(ExitWatch::Kqueue(kqueue_exit::KqueueExit::new(to_pid(pid)?)?));
         #[cfg(not(any(
             target_os = "macos",
             target_os = "ios",
             target_os = "freebsd",
             target_os = "dragonfly"
         )))]
-        Ok(ExitWatch::Pool(pool_exit::PoolExit::new(pid)))
-    }
-
-    /// Forgets an exit reported earlier, before the caller looks for the exit itself: one
-    /// reported after that look wakes [`wait`](Self::wait).
-    pub(super) fn forget(&self) {
-        #[cfg(target_os = "linux")]
-        if let ExitWatch::Pidfd(registration) = self {
-            registration.clear_readiness(gevent_core::platform::Interest::READABLE);
+        {
+            // Only a pidfd needs the pid: the fallback asks `exited` about its own child.
+            #[cfg(not(target_os = "linux"))]
+            let _ = pid;
+            Ok(ExitWatch::Sigchld)
         }
     }
 
-    /// Parks until the child has exited (or may have: the caller checks).
-    pub(super) fn wait(&mut self) -> io::Result<()> {
+    /// Parks until `exited`, the caller's non-blocking look at the child (which reaps it),
+    /// returns something. It is asked first, and again after each sign that the child may
+    /// have exited; an exit that comes at any moment after a look wakes the next wait.
+    pub(super) fn wait_until<T>(
+        &mut self,
+        mut exited: impl FnMut() -> io::Result<Option<T>>,
+    ) -> io::Result<T> {
         match self {
             #[cfg(target_os = "linux")]
             ExitWatch::Pidfd(registration) => {
-                Ok(registration.wait(gevent_core::platform::Interest::READABLE)?)
+                use gevent_core::platform::Interest;
+                loop {
+                    // Forgets an exit reported earlier, before the look: one reported after
+                    // it wakes the wait.
+                    registration.clear_readiness(Interest::READABLE);
+                    if let Some(found) = exited()? {
+                        return Ok(found);
+                    }
+                    registration.wait(Interest::READABLE)?;
+                }
             }
             #[cfg(any(
                 target_os = "macos",
@@ -103,79 +103,121 @@ impl ExitWatch {
                 target_os = "freebsd",
                 target_os = "dragonfly"
             ))]
-            ExitWatch::Kqueue(watch) => watch.wait(),
+            ExitWatch::Kqueue(watch) => loop {
+                if let Some(found) = exited()? {
+                    return Ok(found);
+                }
+                watch.wait()?;
+            },
             #[cfg(not(any(
                 target_os = "macos",
                 target_os = "ios",
                 target_os = "freebsd",
                 target_os = "dragonfly"
             )))]
-            ExitWatch::Pool(watch) => watch.wait(),
+            ExitWatch::Sigchld => sigchld_exit::wait_until(exited),
         }
     }
 }
 
-fn to_pid(pid: u32) -> io::Result<Pid> {
+#[cfg(any(
+    target_os = "linux",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "dragonfly"
+))]
+fn to_pid(pid: u32) -> io::Result<rustix::process::Pid> {
     i32::try_from(pid)
         .ok()
-        .and_then(Pid::from_raw)
+        .and_then(rustix::process::Pid::from_raw)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{pid} is not a pid")))
 }
 
+/// Waiting for children with `SIGCHLD`, where there is neither a pidfd nor a kqueue.
+///
+/// While at least one greenlet of this thread's hub waits that way, the hub holds one
+/// [`signal_handler`](crate::signal::signal_handler) for `SIGCHLD`, whose every run wakes all
+/// of them; each then looks at its own child (`try_wait`, a `waitpid(pid, WNOHANG)`), never
+/// at any other (`waitpid(-1)` would reap other code's children too). Deliveries merge, so
+/// one wake-up may stand for several exits: that is why every waiter looks, not only one.
+///
+/// No exit is missed: a waiter subscribes before its first look, so an exit after that look
+/// sends a `SIGCHLD` that this subscription catches; between a look and parking nothing else
+/// runs on the hub, so the handler's wake-up cannot come in that gap. An exit before the
+/// subscription (whose `SIGCHLD` went to the disposition then) is found by the first look.
+///
+/// When the last waiter stops (its child exited, or a `Timeout` or kill interrupted it) the
+/// handler is dropped, and `SIGCHLD` gets back the disposition it had, so a hub with children
+/// that nobody waits for catches nothing and is not kept waiting by the subscription.
 #[cfg(not(any(
     target_os = "macos",
     target_os = "ios",
     target_os = "freebsd",
     target_os = "dragonfly"
 )))]
-pub(super) mod pool_exit {
+pub(super) mod sigchld_exit {
+    use std::cell::RefCell;
     use std::io;
-    use std::sync::OnceLock;
+    use std::rc::{Rc, Weak};
 
-    use rustix::process::{Pid, WaitId, WaitIdOptions};
+    use gevent_core::event::Event;
 
-    use crate::threadpool::{ThreadPool, ThreadResult};
+    use crate::signal::{self, Guard, SIGCHLD};
 
-    /// At most this many children are waited for at once without a pidfd; more wait in line.
-    const WAITER_THREADS: usize = 4096;
-
-    /// The threads that wait for children without a pidfd, started on first use and ending
-    /// when idle.
-    fn waiters() -> &'static ThreadPool {
-        static WAITERS: OnceLock<ThreadPool> = OnceLock::new();
-        WAITERS.get_or_init(|| ThreadPool::new(WAITER_THREADS))
+    thread_local! {
+        /// This hub's subscription, while a greenlet waits with it.
+        static CURRENT: RefCell<Weak<Subscription>> = const { RefCell::new(Weak::new()) };
     }
 
-    /// A pool job blocked until the child exits; kept across interrupted waits so that a
-    /// child waited many times holds one pool thread.
-    #[derive(Debug)]
-    pub(in crate::process) struct PoolExit {
-        pid: Pid,
-        pub(in crate::process) job: Option<ThreadResult<()>>,
+    /// `SIGCHLD` caught for this hub's waiters; each holds it while it waits.
+    struct Subscription {
+        /// Set and at once cleared by each delivery, which wakes every greenlet waiting on it
+        /// then and no later one.
+        delivered: Rc<Event>,
+        _handler: Guard,
     }
 
-    impl PoolExit {
-        pub(in crate::process) fn new(pid: Pid) -> PoolExit {
-            PoolExit { pid, job: None }
-        }
+    fn subscribe() -> io::Result<Rc<Subscription>> {
+        CURRENT.with(|current| {
+            if let Some(subscription) = current.borrow().upgrade() {
+                return Ok(subscription);
+            }
+            let delivered = Rc::new(Event::new());
+            let wake = delivered.clone();
+            let handler = signal::signal_handler(SIGCHLD, move || {
+                wake.set();
+                wake.clear();
+            })
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot wait for a child process (no pidfd, and SIGCHLD: {e})"),
+                )
+            })?;
+            let subscription = Rc::new(Subscription { delivered, _handler: handler });
+            *current.borrow_mut() = Rc::downgrade(&subscription);
+            Ok(subscription)
+        })
+    }
 
-        pub(in crate::process) fn wait(&mut self) -> io::Result<()> {
-            let pid = self.pid;
-            let job = self.job.get_or_insert_with(|| waiters().spawn(move || wait_unreaped(pid)));
-            job.join()?;
-            self.job = None;
-            Ok(())
+    pub(super) fn wait_until<T>(
+        mut exited: impl FnMut() -> io::Result<Option<T>>,
+    ) -> io::Result<T> {
+        let subscription = subscribe()?;
+        loop {
+            if let Some(found) = exited()? {
+                return Ok(found);
+            }
+            subscription.delivered.wait()?;
         }
     }
 
-    /// Blocks until `pid` has exited, leaving it to be reaped. An error (the child was reaped
-    /// by someone else: `ECHILD`) returns too; the caller's `try_wait` then tells what
-    /// happened.
-    fn wait_unreaped(pid: Pid) {
-        let options = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT;
-        while let Err(rustix::io::Errno::INTR) = rustix::process::waitid(WaitId::Pid(pid), options)
-        {
-        }
+    /// How many greenlets of this thread's hub wait for a child with `SIGCHLD` (0 once the
+    /// handler is dropped).
+    #[cfg(test)]
+    pub(in crate::process) fn waiters() -> usize {
+        CURRENT.with(|current| current.borrow().strong_count())
     }
 }
 

@@ -32,14 +32,21 @@
 //! # Waiting without a pidfd or kqueue
 //!
 //! Where Linux has no pidfd (before 5.3, or in a sandbox that refuses `pidfd_open`), and on
-//! Android, a job on a [thread pool](crate::threadpool) of this module's own blocks in
-//! `waitid(WEXITED | WNOWAIT)` for the child, which leaves the reaping to this module: one
-//! thread per child being waited for, for as long as it runs. No `SIGCHLD` handler is
+//! Android, a waiting greenlet looks at its child after each `SIGCHLD`, which the hub catches
+//! through [`gevent::signal`](crate::signal) (one [`signal_handler`](crate::signal::signal_handler)
+//! per hub, and the signal module's one thread per process) while at least one of its
+//! greenlets waits that way. Each look is a `waitpid` of that child alone, so the children of
+//! other code are left to it. While such a wait lasts, a `SIGCHLD` handler the program had
+//! installed itself is replaced by ours, as the [signal module](crate::signal#dispositions)
+//! describes; it is put back when the last wait ends. Otherwise no `SIGCHLD` handler is
 //! installed; the signal is left to the application.
+//!
 
 mod child;
 mod exit;
 mod pipes;
+#[cfg(all(test, target_os = "linux"))]
+mod sigchld_tests;
 
 use std::ffi::OsStr;
 use std::fmt;
