@@ -4,6 +4,8 @@
 //! ```text
 //! gevent-bench switch|spawn|idle|queue     prints `bench=... impl=gevent-rs metric=... value=...`
 //! gevent-bench echo PORT                   serves on 127.0.0.1:PORT until killed
+//! gevent-bench tls_echo PORT               the same over TLS 1.3 (also the tls_handshake server)
+//! gevent-bench dns_qps                     native resolver queries per second against dnsmasq
 //! gevent-bench group_spawn                 ours only: spawning into a Group against plain spawns
 //! gevent-bench idle_conns                  ours only: memory per idle connection (10,000 of them)
 //! ```
@@ -11,7 +13,9 @@
 //! Everything runs on one thread and one hub, inside the main greenlet.
 #![allow(clippy::print_stdout)]
 
+mod dns;
 mod echo;
+mod tls;
 
 use std::cell::Cell;
 use std::process::ExitCode;
@@ -187,14 +191,22 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
+        Some("tls_echo") if args.len() == 3 => match args[2].parse() {
+            Ok(port) => return tls::serve(port),
+            Err(e) => {
+                eprintln!("gevent-bench: tls_echo: bad port '{}': {e}", args[2]);
+                return ExitCode::from(2);
+            }
+        },
+        Some("dns_qps") => return dns::qps(),
         Some("http") => {
             eprintln!("gevent-bench: the http workload is not written yet");
             return ExitCode::from(2);
         }
         _ => {
             eprintln!(
-                "usage: gevent-bench switch|spawn|idle|queue|group_spawn|idle_conns | \
-                 gevent-bench echo PORT"
+                "usage: gevent-bench switch|spawn|idle|queue|group_spawn|idle_conns|dns_qps | \
+                 gevent-bench echo|tls_echo PORT"
             );
             return ExitCode::from(2);
         }

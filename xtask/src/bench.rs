@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use crate::flags::{self, Workload};
 
 mod echo;
+mod tls;
 
 /// The workloads run when none is named.
 pub(crate) const DEFAULT_WORKLOADS: &[Workload] = &[
@@ -27,8 +28,9 @@ pub(crate) const DEFAULT_WORKLOADS: &[Workload] = &[
     Workload::IdleConns,
 ];
 
-/// Workloads that only we run: `run.sh` does not know them.
-const OURS_ONLY: &[Workload] = &[Workload::GroupSpawn, Workload::IdleConns];
+/// Workloads that only we run: `run.sh` does not know them. The TLS workloads are run apart
+/// (see [`tls`]).
+const OURS_ONLY: &[Workload] = &[Workload::GroupSpawn, Workload::IdleConns, Workload::Dns];
 
 /// Our name in result lines.
 const OURS: &str = "gevent-rs";
@@ -37,7 +39,8 @@ const OURS: &str = "gevent-rs";
 const ANCHORS: &[&str] = &["gevent", "tokio", "may"];
 
 /// Metrics where a higher value is better; for every other metric (times, bytes) lower is better.
-const HIGHER_IS_BETTER: &[&str] = &["round_trips_per_s", "requests_per_s"];
+const HIGHER_IS_BETTER: &[&str] =
+    &["round_trips_per_s", "requests_per_s", "handshakes_per_s", "queries_per_s"];
 
 /// How to read the ratios, printed under the table.
 const RATIO_NOTE: &str = "below 1x is ahead where lower is better, above 1x where higher is better";
@@ -64,26 +67,34 @@ impl flags::Bench {
             }
             return Ok(());
         }
-        if self.workloads.iter().any(|workload| workload.parks_many()) {
+        let (tls, workloads): (Vec<Workload>, Vec<Workload>) =
+            self.workloads.iter().partition(|workload| workload.is_tls());
+        let tls_result = if tls.is_empty() {
+            Ok(())
+        } else {
+            tls::run(&root, &bin, &tls, self.runs.unwrap_or(ANCHOR_RUNS), self.secs)
+        };
+        if workloads.is_empty() {
+            return tls_result;
+        }
+        if workloads.iter().any(|workload| workload.parks_many()) {
             ensure_map_count();
         }
-        match run_sh {
+        let result = match run_sh {
             Some(run_sh) if self.anchors => {
                 let (ours, shared): (Vec<Workload>, Vec<Workload>) =
-                    self.workloads.iter().partition(|workload| OURS_ONLY.contains(workload));
+                    workloads.iter().partition(|workload| OURS_ONLY.contains(workload));
                 let runs = self.runs.unwrap_or(ANCHOR_RUNS);
                 run_with_anchors(&run_sh, &bin, &shared, &ours, runs, self.secs)
             }
             _ => {
                 let anchors_dir = run_sh.as_deref().and_then(Path::parent);
-                run_alone(
-                    &bin,
-                    &self.workloads,
-                    self.runs.unwrap_or(SOLO_RUNS),
-                    anchors_dir,
-                    self.secs,
-                )
+                run_alone(&bin, &workloads, self.runs.unwrap_or(SOLO_RUNS), anchors_dir, self.secs)
             }
+        };
+        match (tls_result, result) {
+            (Err(tls), Err(rest)) => Err(format!("{tls}; {rest}")),
+            (tls, rest) => tls.and(rest),
         }
     }
 }
@@ -99,15 +110,18 @@ fn build(root: &Path) -> Result<PathBuf, String> {
     if !status.success() {
         return Err(format!("building gevent-bench failed ({status})"));
     }
-    // Cargo takes a relative CARGO_TARGET_DIR from its working directory, the root here.
-    let target_dir =
-        env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), |dir| root.join(dir));
-    let bin = target_dir.join("release").join(format!("gevent-bench{EXE_SUFFIX}"));
+    let bin = target_dir(root).join("release").join(format!("gevent-bench{EXE_SUFFIX}"));
     if bin.is_file() {
         Ok(bin)
     } else {
         Err(format!("gevent-bench was built, but it is not at {}", bin.display()))
     }
+}
+
+/// The workspace's target directory.
+fn target_dir(root: &Path) -> PathBuf {
+    // Cargo takes a relative CARGO_TARGET_DIR from its working directory, the root here.
+    env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), |dir| root.join(dir))
 }
 
 /// Raises `vm.max_map_count` if it is too low for spawn and idle, or warns that it is.
@@ -198,7 +212,7 @@ fn pinned(bin: &Path, workload: Workload, taskset: Option<&Path>) -> Command {
         }
         None => Command::new(bin),
     };
-    command.arg(workload.name());
+    command.arg(workload.command());
     command
 }
 
@@ -356,6 +370,11 @@ fn ratio(ours: f64, theirs: f64) -> String {
 /// One row per (bench, metric) that we have a result for: ours, then each anchor's result and
 /// the ratio ours / theirs.
 fn comparison_table(samples: &[Sample]) -> String {
+    comparison_table_with(samples, ANCHORS)
+}
+
+/// [`comparison_table`] with the columns of `anchors`.
+fn comparison_table_with(samples: &[Sample], anchors: &[&str]) -> String {
     let find = |bench: &str, imp: &str, metric: &str| {
         samples.iter().rev().find(|s| s.bench == bench && s.imp == imp && s.metric == metric)
     };
@@ -370,14 +389,14 @@ fn comparison_table(samples: &[Sample]) -> String {
     }
 
     let mut header: Vec<String> = ["bench", "metric", "better", OURS].map(String::from).into();
-    header.extend(ANCHORS.iter().map(|anchor| format!("{anchor} (ratio)")));
+    header.extend(anchors.iter().map(|anchor| format!("{anchor} (ratio)")));
     let mut rows = vec![header];
     for (bench, metric) in keys {
         let better = if higher_is_better(metric) { "higher" } else { "lower" };
         let Some(ours) = find(bench, OURS, metric) else { continue };
         let mut row =
             vec![bench.to_owned(), metric.to_owned(), better.to_owned(), ours.text.clone()];
-        for anchor in ANCHORS {
+        for anchor in anchors {
             row.push(match find(bench, anchor, metric) {
                 Some(theirs) => format!("{} ({})", theirs.text, ratio(ours.value, theirs.value)),
                 None => "-".into(),

@@ -28,6 +28,14 @@ Commands:
       --secs N     how long echo and http are loaded (default $SECS, or 10)
       --print-cmd  print the command that starts our server for each server workload
                    (echo), to which a runner appends the port, and run nothing
+      Also ours alone, never by default:
+      tls_echo       the echo workload over TLS 1.3: our server and the same one on tokio +
+                     tokio-rustls (bench/tls-anchor, built into target/tls-anchor), runs
+                     interleaved, each pinned to CPU 0 and loaded by tls_load on CPU 1; the
+                     medians and their ratio
+      tls_handshake  full TLS 1.3 handshakes per second, the same pair and load
+      dns            queries per second of the native resolver, 100 in flight, against a
+                     dnsmasq that it starts (on CPU 1)
 
   help, -h, --help
       Print this help.
@@ -85,11 +93,17 @@ pub(crate) enum Workload {
     GroupSpawn,
     /// Not an anchor workload: memory per idle connection, 10,000 of them on one hub.
     IdleConns,
+    /// The echo workload over TLS 1.3, against the same server on tokio-rustls.
+    TlsEcho,
+    /// TLS handshakes per second, against the same server on tokio-rustls.
+    TlsHandshake,
+    /// Queries per second of the native resolver against a local dnsmasq.
+    Dns,
 }
 
 impl Workload {
     /// Every workload, in the README's order.
-    pub(crate) const ALL: [Self; 8] = [
+    pub(crate) const ALL: [Self; 11] = [
         Self::Switch,
         Self::Spawn,
         Self::Idle,
@@ -98,6 +112,9 @@ impl Workload {
         Self::Http,
         Self::GroupSpawn,
         Self::IdleConns,
+        Self::TlsEcho,
+        Self::TlsHandshake,
+        Self::Dns,
     ];
 
     /// The name used on command lines and in result lines.
@@ -111,7 +128,25 @@ impl Workload {
             Self::Http => "http",
             Self::GroupSpawn => "group_spawn",
             Self::IdleConns => "idle_conns",
+            Self::TlsEcho => "tls_echo",
+            Self::TlsHandshake => "tls_handshake",
+            Self::Dns => "dns",
         }
+    }
+
+    /// The `gevent-bench` command that runs the workload, or its server.
+    pub(crate) fn command(self) -> &'static str {
+        match self {
+            Self::TlsHandshake => "tls_echo",
+            Self::Dns => "dns_qps",
+            other => other.name(),
+        }
+    }
+
+    /// Whether the workload compares our TLS server with tokio-rustls's, both loaded by
+    /// `tls_load`.
+    pub(crate) fn is_tls(self) -> bool {
+        matches!(self, Self::TlsEcho | Self::TlsHandshake)
     }
 
     /// Whether the workload is a server, which needs the anchors' load generators.
@@ -272,11 +307,33 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_dns_workloads() {
+        let Ok(Command::Bench(bench)) = parse_str("bench tls_echo tls_handshake dns --runs 2")
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (bench.runs, bench.workloads),
+            (Some(2), vec![Workload::TlsEcho, Workload::TlsHandshake, Workload::Dns])
+        );
+        assert!(Workload::TlsEcho.is_tls() && Workload::TlsHandshake.is_tls());
+        assert!(!Workload::Echo.is_tls() && !Workload::Dns.is_tls());
+        assert_eq!(Workload::TlsHandshake.command(), "tls_echo");
+        assert_eq!(Workload::Dns.command(), "dns_qps");
+        assert_eq!(Workload::Switch.command(), "switch");
+        assert!(!crate::bench::DEFAULT_WORKLOADS.iter().any(|w| w.is_tls() || *w == Workload::Dns));
+        assert!(parse_str("bench --print-cmd tls_echo").is_err());
+    }
+
+    #[test]
     fn bad_bench_arguments() {
         let unknown = parse_str("bench swtich").unwrap_err();
         assert!(unknown.contains("unknown workload 'swtich'"), "{unknown}");
         assert!(
-            unknown.contains("switch, spawn, idle, queue, echo, http, group_spawn, idle_conns"),
+            unknown.contains(
+                "switch, spawn, idle, queue, echo, http, group_spawn, idle_conns, tls_echo, \
+                 tls_handshake, dns"
+            ),
             "{unknown}"
         );
         assert!(parse_str("bench --runs").is_err());

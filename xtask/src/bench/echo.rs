@@ -26,6 +26,21 @@ pub(super) fn run(
     secs: Option<u32>,
     runs: u32,
 ) -> Result<(), String> {
+    let (secs, port) = secs_and_port(secs)?;
+    let load = build_echo_load(anchors_dir)?;
+    let taskset = crate::find_in_path("taskset");
+    if taskset.is_none() {
+        eprintln!("note: taskset not found; the server and the load run unpinned");
+    }
+    for _ in 0..runs {
+        one_run(bin, &load, taskset.as_deref(), port, secs)?;
+    }
+    Ok(())
+}
+
+/// How long to load a server (`--secs`, else `$SECS`, else run.sh's default) and on which port
+/// (`$PORT`, else run.sh's default).
+pub(super) fn secs_and_port(secs: Option<u32>) -> Result<(u32, u16), String> {
     let secs = match secs {
         Some(secs) => secs,
         None => match env::var("SECS") {
@@ -37,15 +52,7 @@ pub(super) fn run(
         Ok(port) => port.parse().map_err(|_| format!("PORT is not a port number: '{port}'"))?,
         Err(_) => DEFAULT_PORT,
     };
-    let load = build_echo_load(anchors_dir)?;
-    let taskset = crate::find_in_path("taskset");
-    if taskset.is_none() {
-        eprintln!("note: taskset not found; the server and the load run unpinned");
-    }
-    for _ in 0..runs {
-        one_run(bin, &load, taskset.as_deref(), port, secs)?;
-    }
-    Ok(())
+    Ok((secs, port))
 }
 
 /// Builds the anchors' Rust package (as `run.sh` does) and returns the path of `echo_load`.
@@ -74,7 +81,7 @@ fn build_echo_load(anchors_dir: &Path) -> Result<PathBuf, String> {
 }
 
 /// `program args..`, pinned to `cpu` when `taskset` is there.
-fn pinned(taskset: Option<&Path>, cpu: &str, program: &Path) -> Command {
+pub(super) fn pinned(taskset: Option<&Path>, cpu: &str, program: &Path) -> Command {
     match taskset {
         // taskset execs the program, so the child's pid is the program's.
         Some(taskset) => {
@@ -87,7 +94,7 @@ fn pinned(taskset: Option<&Path>, cpu: &str, program: &Path) -> Command {
 }
 
 /// Kills the server when the run ends, however it ends.
-struct Server(Child);
+pub(super) struct Server(pub(super) Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -134,7 +141,7 @@ fn one_run(
 }
 
 /// Waits up to 10 s for the server to accept connections, as `run.sh` does.
-fn wait_for_port(server: &mut Child, port: u16) -> Result<(), String> {
+pub(super) fn wait_for_port(server: &mut Child, port: u16) -> Result<(), String> {
     for _ in 0..100 {
         if let Ok(Some(status)) = server.try_wait() {
             return Err(format!("the echo server exited ({status})"));
@@ -148,7 +155,7 @@ fn wait_for_port(server: &mut Child, port: u16) -> Result<(), String> {
 }
 
 /// User + system CPU time of process `pid`, in clock ticks (fields 14 and 15 of its stat).
-fn cpu_ticks(pid: u32) -> Result<u64, String> {
+pub(super) fn cpu_ticks(pid: u32) -> Result<u64, String> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
         .map_err(|error| format!("reading the server's CPU time: {error}"))?;
     // The command name, in parentheses, may hold spaces: count fields after its end.
@@ -162,7 +169,7 @@ fn cpu_ticks(pid: u32) -> Result<u64, String> {
 }
 
 /// `getconf CLK_TCK`: the unit of `/proc/PID/stat`'s times (100 on Linux, whatever the kernel's HZ).
-fn clock_ticks_per_second() -> u64 {
+pub(super) fn clock_ticks_per_second() -> u64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()
