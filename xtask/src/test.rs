@@ -48,6 +48,15 @@ const STEPS: &[Step] = &[
     // across them (gevent-core's `std`, `sim` and `default-platform`) are what each package's
     // tests enable through their dev-dependencies anyway.
     ("test", Always, CARGO, "test --workspace", &[]),
+    // The optional system root store of `gevent::tls`, in its own test binary (it sets
+    // `SSL_CERT_FILE`).
+    (
+        "test tls native roots",
+        Always,
+        CARGO,
+        "test -p gevent --features tls-native-roots --test tls_native_roots",
+        &[],
+    ),
     // Stack switching in release mode, one test at a time so that a crash names its test.
     (
         "test hosted release",
