@@ -88,6 +88,7 @@ mod mmap_stack;
 pub mod net;
 pub mod os;
 mod overflow;
+mod pipe_end;
 pub mod process;
 pub mod select;
 pub mod server;

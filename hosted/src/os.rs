@@ -49,14 +49,12 @@
 
 mod stdio;
 
-use std::fmt;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::OwnedFd;
 
 use gevent_core::hub::IoRegistration;
-use gevent_core::platform::Interest;
 
-use crate::io::{registration_error, retry};
+use crate::io::registration_error;
 
 pub use stdio::{Stderr, Stdin, Stdout, stderr, stdin, stdout};
 
@@ -107,83 +105,7 @@ pub struct PipeWriter {
     registration: IoRegistration<OwnedFd>,
 }
 
-impl Read for &PipeReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        retry(&self.registration, Interest::READABLE, None, |fd| rustix::io::read(fd, &mut *buf))
-    }
-
-    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
-        retry(&self.registration, Interest::READABLE, None, |fd| rustix::io::readv(fd, &mut *bufs))
-    }
-}
-
-impl Read for PipeReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self).read(buf)
-    }
-
-    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
-        (&*self).read_vectored(bufs)
-    }
-}
-
-impl Write for &PipeWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        retry(&self.registration, Interest::WRITABLE, None, |fd| rustix::io::write(fd, buf))
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        retry(&self.registration, Interest::WRITABLE, None, |fd| rustix::io::writev(fd, bufs))
-    }
-
-    /// A pipe holds no buffer of ours: there is nothing to flush.
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Write for PipeWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        (&*self).write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        (&*self).flush()
-    }
-}
-
-macro_rules! fd_conversions {
-    ($end:ty) => {
-        impl AsFd for $end {
-            fn as_fd(&self) -> BorrowedFd<'_> {
-                self.registration.source().as_fd()
-            }
-        }
-
-        impl AsRawFd for $end {
-            fn as_raw_fd(&self) -> RawFd {
-                self.registration.source().as_raw_fd()
-            }
-        }
-
-        /// Deregisters the end from the hub and gives its descriptor, still non-blocking.
-        impl From<$end> for OwnedFd {
-            fn from(end: $end) -> OwnedFd {
-                end.registration.into_inner()
-            }
-        }
-
-        impl fmt::Debug for $end {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct(stringify!($end)).field("fd", &self.as_raw_fd()).finish()
-            }
-        }
-    };
-}
-
-fd_conversions!(PipeReader);
-fd_conversions!(PipeWriter);
+crate::pipe_end::readable_pipe_end!(PipeReader);
+crate::pipe_end::writable_pipe_end!(PipeWriter);
+crate::pipe_end::pipe_end_fds!(PipeReader);
+crate::pipe_end::pipe_end_fds!(PipeWriter);

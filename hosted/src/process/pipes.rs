@@ -1,14 +1,12 @@
 //! The parent's ends of a child's standard streams, read and written cooperatively.
 
-use std::fmt;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::OwnedFd;
 use std::process::Stdio;
 
 use gevent_core::hub::IoRegistration;
-use gevent_core::platform::Interest;
 
-use crate::io::{registration_error, retry};
+use crate::io::registration_error;
 
 /// Makes our end of a pipe std created non-blocking and registers it with the hub.
 ///
@@ -39,89 +37,17 @@ pub struct ChildStderr {
     pub(super) registration: IoRegistration<OwnedFd>,
 }
 
-impl Write for &ChildStdin {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        retry(&self.registration, Interest::WRITABLE, None, |fd| rustix::io::write(fd, buf))
-    }
+crate::pipe_end::writable_pipe_end!(ChildStdin);
+crate::pipe_end::readable_pipe_end!(ChildStdout);
+crate::pipe_end::readable_pipe_end!(ChildStderr);
+crate::pipe_end::pipe_end_fds!(ChildStdin);
+crate::pipe_end::pipe_end_fds!(ChildStdout);
+crate::pipe_end::pipe_end_fds!(ChildStderr);
 
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        retry(&self.registration, Interest::WRITABLE, None, |fd| rustix::io::writev(fd, bufs))
-    }
-
-    /// A pipe holds no buffer of ours: there is nothing to flush.
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Write for ChildStdin {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        (&*self).write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        (&*self).flush()
-    }
-}
-
-macro_rules! readable_end {
+/// Hands the end to another child as one of its standard streams (a pipeline), made blocking
+/// again, as programs expect of their standard streams.
+macro_rules! into_stdio {
     ($end:ty) => {
-        impl Read for &$end {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                retry(&self.registration, Interest::READABLE, None, |fd| {
-                    rustix::io::read(fd, &mut *buf)
-                })
-            }
-
-            fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
-                retry(&self.registration, Interest::READABLE, None, |fd| {
-                    rustix::io::readv(fd, &mut *bufs)
-                })
-            }
-        }
-
-        impl Read for $end {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                (&*self).read(buf)
-            }
-
-            fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
-                (&*self).read_vectored(bufs)
-            }
-        }
-    };
-}
-
-readable_end!(ChildStdout);
-readable_end!(ChildStderr);
-
-macro_rules! fd_conversions {
-    ($end:ty) => {
-        impl AsFd for $end {
-            fn as_fd(&self) -> BorrowedFd<'_> {
-                self.registration.source().as_fd()
-            }
-        }
-
-        impl AsRawFd for $end {
-            fn as_raw_fd(&self) -> RawFd {
-                self.registration.source().as_raw_fd()
-            }
-        }
-
-        /// Deregisters the end from the hub and gives its descriptor, still non-blocking.
-        impl From<$end> for OwnedFd {
-            fn from(end: $end) -> OwnedFd {
-                end.registration.into_inner()
-            }
-        }
-
-        /// Hands the end to another child as one of its standard streams (a pipeline), made
-        /// blocking again, as programs expect of their standard streams.
         impl TryFrom<$end> for Stdio {
             type Error = io::Error;
 
@@ -131,15 +57,9 @@ macro_rules! fd_conversions {
                 Ok(Stdio::from(fd))
             }
         }
-
-        impl fmt::Debug for $end {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct(stringify!($end)).field("fd", &self.as_raw_fd()).finish()
-            }
-        }
     };
 }
 
-fd_conversions!(ChildStdin);
-fd_conversions!(ChildStdout);
-fd_conversions!(ChildStderr);
+into_stdio!(ChildStdin);
+into_stdio!(ChildStdout);
+into_stdio!(ChildStderr);
