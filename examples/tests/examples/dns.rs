@@ -8,17 +8,7 @@ use std::time::{Duration, Instant};
 
 use gevent::dns::{NativeResolver, Resolver};
 
-/// The built example `name`, beside this test's executable (`target/<profile>/examples/`).
-fn example(name: &str) -> Command {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap().join("examples");
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.exists(), "{} is not built: `cargo test` builds the examples", path.display());
-    Command::new(path)
-}
-
-/// How long dnsmasq may take to start answering, and an example to run, before the test fails.
-const BACKSTOP: Duration = Duration::from_secs(60);
+use super::common::{BACKSTOP, example};
 
 /// A dnsmasq answering `web.test` and every `*.many.test` name, killed on drop.
 struct Dnsmasq {

@@ -1,25 +1,13 @@
 //! The `processes` example runs its children at once and reports each, the killed one too.
-//! `cargo test` builds the examples before it runs this.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-/// How long the example (about 2 s) may run before the test kills it and fails.
-const BACKSTOP: Duration = Duration::from_secs(60);
+use super::common::{backstop, example};
 
 #[test]
 fn processes_reports_every_child_and_kills_the_slow_one() {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap().join("examples");
-    let path = dir.join(format!("processes{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.exists(), "{} is not built: `cargo test` builds the examples", path.display());
-    let child = Command::new(path).stdout(Stdio::piped()).spawn().unwrap();
-    let pid = child.id();
-    std::thread::spawn(move || {
-        std::thread::sleep(BACKSTOP);
-        // The example ends within seconds, and this process with it, unless it hangs.
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-    });
+    let child = example("processes").stdout(Stdio::piped()).spawn().unwrap();
+    backstop(child.id());
     let output = child.wait_with_output().unwrap();
     let said = String::from_utf8(output.stdout).unwrap();
     assert!(output.status.success(), "{}: {said}", output.status);

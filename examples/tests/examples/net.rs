@@ -1,33 +1,17 @@
 //! The client/server examples run against each other as separate processes, the way a reader
-//! of the README runs them. `cargo test` builds the examples before it runs this.
+//! of the README runs them.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 
-/// The built example `name`, beside this test's executable (`target/<profile>/examples/`).
-fn example(name: &str) -> Command {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap().join("examples");
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.exists(), "{} is not built: `cargo test` builds the examples", path.display());
-    Command::new(path)
-}
-
-/// How long an example may run before the test kills it and fails: a hang must fail the test.
-const BACKSTOP: std::time::Duration = std::time::Duration::from_secs(60);
+use super::common::{backstop, example};
 
 /// Starts a server example and returns it with its first line of output, once it printed it.
-/// It is killed if it still runs after [`BACKSTOP`].
+/// It is killed if it still runs after the [`backstop`].
 fn start_server(mut command: Command) -> (Child, BufReader<std::process::ChildStdout>, String) {
     let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
-    let pid = child.id();
-    std::thread::spawn(move || {
-        std::thread::sleep(BACKSTOP);
-        // These tests end within a second or two, and the process with them, long before this
-        // fires, unless an example hangs.
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-    });
+    backstop(child.id());
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     out.read_line(&mut first).unwrap();

@@ -3,32 +3,13 @@
 //! runs this.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Stdio;
 
 use gevent::Timeout;
 use gevent::net::TcpStream;
 use gevent::tls::TlsConnector;
 
-/// The built example `name`, beside this test's executable (`target/<profile>/examples/`).
-fn example(name: &str) -> Command {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap().join("examples");
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.exists(), "{} is not built: `cargo test` builds the examples", path.display());
-    Command::new(path)
-}
-
-/// How long an example may run before the test kills it and fails: a hang must fail the test.
-const BACKSTOP: Duration = Duration::from_secs(60);
-
-/// Kills the process `pid` after [`BACKSTOP`], unless the test (and its process) ended before.
-fn backstop(pid: u32) {
-    std::thread::spawn(move || {
-        std::thread::sleep(BACKSTOP);
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-    });
-}
+use super::common::{BACKSTOP, backstop, example};
 
 #[test]
 fn a_tls_client_talks_to_tls_echoserver() {

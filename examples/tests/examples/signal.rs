@@ -1,20 +1,13 @@
-//! The `signal_handler` example, run as a reader of the README runs it. `cargo test` builds
-//! the examples before it runs this.
+//! The `signal_handler` example, run as a reader of the README runs it.
 
 use std::process::{Command, Output};
 use std::sync::mpsc;
-use std::time::Duration;
 
-/// How long the example may run before the test kills it and fails: a hang must fail the test.
-const BACKSTOP: Duration = Duration::from_secs(60);
+use super::common::{BACKSTOP, example};
 
 #[test]
 fn signal_handler_handles_each_signal_it_sends_itself_and_exits() {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap().join("examples");
-    let path = dir.join(format!("signal_handler{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.exists(), "{} is not built: `cargo test` builds the examples", path.display());
-    let child = Command::new(path).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let child = example("signal_handler").stdout(std::process::Stdio::piped()).spawn().unwrap();
     let pid = child.id();
     let (done, outcome) = mpsc::channel();
     std::thread::spawn(move || done.send(child.wait_with_output()));
