@@ -225,3 +225,76 @@ macro_rules! stream_io {
     };
 }
 use stream_io;
+
+/// What a socket type `$ty` with read and write timeouts (a struct holding a `sock: Socket`,
+/// with a `from_socket` constructor) shares with its std twin `$std`: the four timeout methods,
+/// `take_error`, `into_std` and `From<$std>`.
+macro_rules! timeouts_and_std {
+    ($ty:ident, $std:path) => {
+        impl $ty {
+            /// Bounds how long a read (a receive) waits: after `timeout` it fails with
+            /// [`io::ErrorKind::WouldBlock`](std::io::ErrorKind::WouldBlock), as std's does on
+            /// Unix. `None` waits without bound; a zero duration is an
+            /// [`io::ErrorKind::InvalidInput`](std::io::ErrorKind::InvalidInput) error.
+            pub fn set_read_timeout(
+                &self,
+                timeout: Option<std::time::Duration>,
+            ) -> std::io::Result<()> {
+                self.sock.set_read_timeout(timeout)
+            }
+
+            /// Bounds how long a write (a send) waits for room, like
+            /// [`set_read_timeout`](Self::set_read_timeout).
+            pub fn set_write_timeout(
+                &self,
+                timeout: Option<std::time::Duration>,
+            ) -> std::io::Result<()> {
+                self.sock.set_write_timeout(timeout)
+            }
+
+            /// The read timeout.
+            pub fn read_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+                Ok(self.sock.read_timeout())
+            }
+
+            /// The write timeout.
+            pub fn write_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+                Ok(self.sock.write_timeout())
+            }
+
+            /// Takes the pending `SO_ERROR`, if any.
+            pub fn take_error(&self) -> std::io::Result<Option<std::io::Error>> {
+                self.sock.take_error()
+            }
+
+            /// Gives the socket back as a blocking std socket, leaving the hub; its read and
+            /// write timeouts go with it.
+            pub fn into_std(self) -> std::io::Result<$std> {
+                let (read_timeout, write_timeout) =
+                    (self.sock.read_timeout(), self.sock.write_timeout());
+                let socket = <$std>::from(self.sock.into_blocking_fd()?);
+                socket.set_read_timeout(read_timeout)?;
+                socket.set_write_timeout(write_timeout)?;
+                Ok(socket)
+            }
+        }
+
+        /// Makes a std socket cooperative: it is set non-blocking and registered with the
+        /// current thread's hub, and keeps its read and write timeouts.
+        ///
+        /// # Panics
+        ///
+        /// If the hub cannot register it (the poller is out of memory or descriptors), since
+        /// `From` cannot fail; the descriptor is closed first.
+        impl From<$std> for $ty {
+            fn from(socket: $std) -> Self {
+                $ty::from_socket(super::socket::Socket::adopt_or_panic(
+                    socket.into(),
+                    stringify!($ty),
+                ))
+            }
+        }
+    };
+}
+
+use timeouts_and_std;

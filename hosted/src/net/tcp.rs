@@ -252,59 +252,9 @@ impl TcpStream {
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.sock.recv(buf, RecvFlags::PEEK)
     }
-
-    /// Bounds how long a read waits: after `timeout` it fails with
-    /// [`io::ErrorKind::WouldBlock`], as std's does on Unix. `None` waits without bound; a zero
-    /// duration is an [`io::ErrorKind::InvalidInput`] error.
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.sock.set_read_timeout(timeout)
-    }
-
-    /// Bounds how long a write waits for room, failing with [`io::ErrorKind::WouldBlock`]
-    /// after `timeout`, like [`set_read_timeout`](Self::set_read_timeout).
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.sock.set_write_timeout(timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.sock.read_timeout())
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.sock.write_timeout())
-    }
-
-    /// Takes the pending `SO_ERROR`, if any.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.sock.take_error()
-    }
-
-    /// Gives the socket back as a blocking std stream, leaving the hub; its read and write
-    /// timeouts go with it.
-    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
-        let (read_timeout, write_timeout) = (self.sock.read_timeout(), self.sock.write_timeout());
-        let stream = std::net::TcpStream::from(self.sock.into_blocking_fd()?);
-        stream.set_read_timeout(read_timeout)?;
-        stream.set_write_timeout(write_timeout)?;
-        Ok(stream)
-    }
 }
 
-/// Makes a std stream cooperative: it is set non-blocking and registered with the current
-/// thread's hub, and keeps its read and write timeouts.
-///
-/// # Panics
-///
-/// If the hub cannot register it (the poller is out of memory or descriptors), since `From`
-/// cannot fail; the descriptor is closed first.
-impl From<std::net::TcpStream> for TcpStream {
-    fn from(stream: std::net::TcpStream) -> Self {
-        TcpStream::from_socket(Socket::adopt_or_panic(stream.into(), "TcpStream"))
-    }
-}
-
+super::timeouts_and_std!(TcpStream, std::net::TcpStream);
 super::fd_conversions!(TcpStream, "TcpStream");
 super::stream_io!(TcpStream);
 

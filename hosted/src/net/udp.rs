@@ -4,7 +4,6 @@ use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::time::Duration;
 
 use rustix::net::sockopt;
 use rustix::net::{AddressFamily, RecvFlags, SocketType};
@@ -105,29 +104,6 @@ impl UdpSocket {
         Ok(UdpSocket { sock: self.sock.try_clone()? })
     }
 
-    /// Bounds how long a receive waits: after `timeout` it fails with
-    /// [`io::ErrorKind::WouldBlock`], as std's does on Unix. `None` waits without bound; a zero
-    /// duration is an [`io::ErrorKind::InvalidInput`] error.
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.sock.set_read_timeout(timeout)
-    }
-
-    /// Bounds how long a send waits for room, like
-    /// [`set_read_timeout`](Self::set_read_timeout).
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.sock.set_write_timeout(timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.sock.read_timeout())
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.sock.write_timeout())
-    }
-
     /// Sets `SO_BROADCAST`.
     pub fn set_broadcast(&self, broadcast: bool) -> io::Result<()> {
         Ok(sockopt::set_socket_broadcast(self.sock.fd(), broadcast)?)
@@ -199,36 +175,9 @@ impl UdpSocket {
     pub fn leave_multicast_v6(&self, multiaddr: &Ipv6Addr, interface: u32) -> io::Result<()> {
         Ok(sockopt::set_ipv6_drop_membership(self.sock.fd(), multiaddr, interface)?)
     }
-
-    /// Takes the pending `SO_ERROR`, if any.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.sock.take_error()
-    }
-
-    /// Gives the socket back as a blocking std socket, leaving the hub; its read and write
-    /// timeouts go with it.
-    pub fn into_std(self) -> io::Result<std::net::UdpSocket> {
-        let (read_timeout, write_timeout) = (self.sock.read_timeout(), self.sock.write_timeout());
-        let socket = std::net::UdpSocket::from(self.sock.into_blocking_fd()?);
-        socket.set_read_timeout(read_timeout)?;
-        socket.set_write_timeout(write_timeout)?;
-        Ok(socket)
-    }
 }
 
-/// Makes a std socket cooperative: it is set non-blocking and registered with the current
-/// thread's hub, and keeps its read and write timeouts.
-///
-/// # Panics
-///
-/// If the hub cannot register it (the poller is out of memory or descriptors), since `From`
-/// cannot fail; the descriptor is closed first.
-impl From<std::net::UdpSocket> for UdpSocket {
-    fn from(socket: std::net::UdpSocket) -> Self {
-        UdpSocket { sock: Socket::adopt_or_panic(socket.into(), "UdpSocket") }
-    }
-}
-
+super::timeouts_and_std!(UdpSocket, std::net::UdpSocket);
 super::fd_conversions!(UdpSocket, "UdpSocket");
 
 impl fmt::Debug for UdpSocket {

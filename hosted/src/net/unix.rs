@@ -8,7 +8,6 @@ use std::net::Shutdown;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use gevent_core::platform::Interest;
 use rustix::io::Errno;
@@ -236,59 +235,9 @@ impl UnixStream {
     pub fn try_clone(&self) -> io::Result<UnixStream> {
         Ok(UnixStream { sock: self.sock.try_clone()? })
     }
-
-    /// Bounds how long a read waits: after `timeout` it fails with
-    /// [`io::ErrorKind::WouldBlock`], as std's does. `None` waits without bound; a zero
-    /// duration is an [`io::ErrorKind::InvalidInput`] error.
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.sock.set_read_timeout(timeout)
-    }
-
-    /// Bounds how long a write waits for room, like
-    /// [`set_read_timeout`](Self::set_read_timeout).
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.sock.set_write_timeout(timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.sock.read_timeout())
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.sock.write_timeout())
-    }
-
-    /// Takes the pending `SO_ERROR`, if any.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.sock.take_error()
-    }
-
-    /// Gives the socket back as a blocking std stream, leaving the hub; its read and write
-    /// timeouts go with it.
-    pub fn into_std(self) -> io::Result<std::os::unix::net::UnixStream> {
-        let (read_timeout, write_timeout) = (self.sock.read_timeout(), self.sock.write_timeout());
-        let stream = std::os::unix::net::UnixStream::from(self.sock.into_blocking_fd()?);
-        stream.set_read_timeout(read_timeout)?;
-        stream.set_write_timeout(write_timeout)?;
-        Ok(stream)
-    }
 }
 
-/// Makes a std stream cooperative: it is set non-blocking and registered with the current
-/// thread's hub, and keeps its read and write timeouts.
-///
-/// # Panics
-///
-/// If the hub cannot register it (the poller is out of memory or descriptors), since `From`
-/// cannot fail; the descriptor is closed first.
-impl From<std::os::unix::net::UnixStream> for UnixStream {
-    fn from(stream: std::os::unix::net::UnixStream) -> Self {
-        UnixStream { sock: Socket::adopt_or_panic(stream.into(), "UnixStream") }
-    }
-}
-
+super::timeouts_and_std!(UnixStream, std::os::unix::net::UnixStream);
 super::fd_conversions!(UnixStream, "UnixStream");
 super::stream_io!(UnixStream);
 
@@ -388,59 +337,9 @@ impl UnixDatagram {
     pub fn try_clone(&self) -> io::Result<UnixDatagram> {
         Ok(UnixDatagram { sock: self.sock.try_clone()? })
     }
-
-    /// Bounds how long a receive waits: after `timeout` it fails with
-    /// [`io::ErrorKind::WouldBlock`], as std's does. `None` waits without bound; a zero
-    /// duration is an [`io::ErrorKind::InvalidInput`] error.
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.sock.set_read_timeout(timeout)
-    }
-
-    /// Bounds how long a send waits for room, like
-    /// [`set_read_timeout`](Self::set_read_timeout).
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.sock.set_write_timeout(timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.sock.read_timeout())
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.sock.write_timeout())
-    }
-
-    /// Takes the pending `SO_ERROR`, if any.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.sock.take_error()
-    }
-
-    /// Gives the socket back as a blocking std socket, leaving the hub; its read and write
-    /// timeouts go with it.
-    pub fn into_std(self) -> io::Result<std::os::unix::net::UnixDatagram> {
-        let (read_timeout, write_timeout) = (self.sock.read_timeout(), self.sock.write_timeout());
-        let socket = std::os::unix::net::UnixDatagram::from(self.sock.into_blocking_fd()?);
-        socket.set_read_timeout(read_timeout)?;
-        socket.set_write_timeout(write_timeout)?;
-        Ok(socket)
-    }
 }
 
-/// Makes a std socket cooperative: it is set non-blocking and registered with the current
-/// thread's hub, and keeps its read and write timeouts.
-///
-/// # Panics
-///
-/// If the hub cannot register it (the poller is out of memory or descriptors), since `From`
-/// cannot fail; the descriptor is closed first.
-impl From<std::os::unix::net::UnixDatagram> for UnixDatagram {
-    fn from(socket: std::os::unix::net::UnixDatagram) -> Self {
-        UnixDatagram { sock: Socket::adopt_or_panic(socket.into(), "UnixDatagram") }
-    }
-}
-
+super::timeouts_and_std!(UnixDatagram, std::os::unix::net::UnixDatagram);
 super::fd_conversions!(UnixDatagram, "UnixDatagram");
 
 impl fmt::Debug for UnixDatagram {
