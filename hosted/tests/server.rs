@@ -2,12 +2,13 @@
 //! write reports to stderr or lower the process's descriptor limit run in a child process: this
 //! test binary itself, running the ignored test `child` with `GEVENT_SERVER_CHILD` set.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::rc::Rc;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use gevent::event::Event;
@@ -297,32 +298,10 @@ fn an_accept_error_that_is_not_transient_ends_serve_forever_with_it() {
 
 const CHILD_ENV: &str = "GEVENT_SERVER_CHILD";
 
-/// Runs a scenario in a child process and returns its stdout and stderr; a child that hangs is
-/// killed after a minute and fails the test.
+/// Runs a scenario in a child process (see [`common::run_child`]) and returns its stdout and
+/// stderr, once it ended well.
 fn run_child(scenario: &str) -> (String, String) {
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, scenario)
-        .env_remove("RUST_BACKTRACE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = rustix::process::Pid::from_child(&child);
-    let (done, outcome) = mpsc::channel();
-    std::thread::spawn(move || done.send(child.wait_with_output()));
-    let Output { status, stdout, stderr } = match outcome.recv_timeout(Duration::from_secs(60)) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            let Output { stdout, stderr, .. } = outcome.recv().unwrap().unwrap();
-            panic!(
-                "the child hung and was killed\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&stdout),
-                String::from_utf8_lossy(&stderr)
-            );
-        }
-    };
+    let Output { status, stdout, stderr } = common::run_child(CHILD_ENV, scenario);
     let (stdout, stderr) = (String::from_utf8(stdout).unwrap(), String::from_utf8(stderr).unwrap());
     assert!(status.success(), "child failed: {status}\nstdout:\n{stdout}\nstderr:\n{stderr}");
     (stdout, stderr)

@@ -2,10 +2,12 @@
 //! process's disposition, so every scenario runs in a child process of its own: this test
 //! binary itself, running the ignored test `child` with `GEVENT_SIGNAL_CHILD` set.
 
+mod common;
+
 use std::cell::Cell;
 use std::io::ErrorKind;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output};
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -186,32 +188,10 @@ fn child() {
 
 const CHILD_ENV: &str = "GEVENT_SIGNAL_CHILD";
 
-/// Runs a scenario in a child process and returns how it ended and its stdout; a child that
-/// hangs is killed after a minute and fails the test.
+/// Runs a scenario in a child process (see [`common::run_child`]) and returns how it ended and
+/// its stdout.
 fn run_child(scenario: &str) -> (ExitStatus, String) {
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, scenario)
-        .env_remove("RUST_BACKTRACE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = rustix::process::Pid::from_child(&child);
-    let (done, outcome) = mpsc::channel();
-    std::thread::spawn(move || done.send(child.wait_with_output()));
-    let Output { status, stdout, stderr } = match outcome.recv_timeout(Duration::from_secs(60)) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            let Output { stdout, stderr, .. } = outcome.recv().unwrap().unwrap();
-            panic!(
-                "the child hung and was killed\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&stdout),
-                String::from_utf8_lossy(&stderr)
-            );
-        }
-    };
+    let Output { status, stdout, stderr } = common::run_child(CHILD_ENV, scenario);
     let stdout = String::from_utf8_lossy(&stdout).into_owned();
     let stderr = String::from_utf8_lossy(&stderr);
     println!("child {scenario}: {status}\nstdout:\n{stdout}\nstderr:\n{stderr}");
