@@ -9,27 +9,10 @@ use std::time::Duration;
 use gevent::net::{TcpListener, TcpStream};
 use gevent::{Interrupted, Timeout, joinall, spawn};
 
+mod common;
+use common::{listener, pair, small_buffers};
+
 const MS: Duration = Duration::from_millis(1);
-
-fn listener() -> (TcpListener, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    (listener, addr)
-}
-
-/// A connected pair over loopback.
-fn pair() -> (TcpStream, TcpStream) {
-    let (listener, addr) = listener();
-    let client = spawn(move || TcpStream::connect(addr).unwrap());
-    let (server, _) = listener.accept().unwrap();
-    (client.take().unwrap(), server)
-}
-
-/// Shrinks the kernel's buffers so that a few megabytes cannot be written at once.
-fn small_buffers(writer: &TcpStream, reader: &TcpStream) {
-    rustix::net::sockopt::set_socket_send_buffer_size(writer, 64 << 10).unwrap();
-    rustix::net::sockopt::set_socket_recv_buffer_size(reader, 64 << 10).unwrap();
-}
 
 #[test]
 fn echo_between_greenlets_with_concurrent_clients() {

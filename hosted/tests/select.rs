@@ -14,6 +14,9 @@ use gevent::os::{PipeReader, PipeWriter, pipe};
 use gevent::select::{EVENT_READ, EVENT_WRITE, Events, Selector, select};
 use gevent::{Interrupted, Timeout, spawn, yield_now};
 
+mod common;
+use common::pair as tcp_pair;
+
 const MS: Duration = Duration::from_millis(1);
 const NO_FDS: [BorrowedFd<'static>; 0] = [];
 
@@ -25,15 +28,6 @@ fn bound() -> Timeout {
 /// The `Interrupted` an I/O error carries, if any.
 fn interrupted(e: &std::io::Error) -> Option<Interrupted> {
     Interrupted::try_from(e).ok()
-}
-
-/// A connected pair over loopback.
-fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let client = spawn(move || TcpStream::connect(addr).unwrap());
-    let (server, _) = listener.accept().unwrap();
-    (client.take().unwrap(), server)
 }
 
 /// Reads what `reader` holds without waiting: `None` if it would have to wait.

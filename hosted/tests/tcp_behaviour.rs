@@ -10,32 +10,15 @@ use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::Duration;
 
-use gevent::net::{TcpListener, TcpStream};
+use gevent::net::TcpStream;
 use gevent::{Interrupted, Timeout, spawn, yield_now};
+
+mod common;
+use common::{listener, pair, small_buffers};
 
 const MS: Duration = Duration::from_millis(1);
 /// Bounds every wait that must not hang: a call that never returns fails the test.
 const BOUND: Duration = Duration::from_secs(20);
-
-fn listener() -> (TcpListener, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    (listener, addr)
-}
-
-/// A connected pair over loopback.
-fn pair() -> (TcpStream, TcpStream) {
-    let (listener, addr) = listener();
-    let client = spawn(move || TcpStream::connect(addr).unwrap());
-    let (server, _) = listener.accept().unwrap();
-    (client.take().unwrap(), server)
-}
-
-/// Shrinks the kernel's buffers so that a few megabytes cannot be written at once.
-fn small_buffers(writer: &TcpStream, reader: &TcpStream) {
-    rustix::net::sockopt::set_socket_send_buffer_size(writer, 64 << 10).unwrap();
-    rustix::net::sockopt::set_socket_recv_buffer_size(reader, 64 << 10).unwrap();
-}
 
 /// A listener with a backlog of 0 that never accepts, and the connections that filled its
 /// queue: the kernel drops further SYNs, so the next connect to it waits.
