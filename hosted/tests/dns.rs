@@ -268,6 +268,25 @@ fn two_hundred_greenlets_resolve_at_once() {
 }
 
 #[test]
+fn lookup_host_asks_for_a_and_aaaa_at_once() {
+    let dnsmasq = Dnsmasq::start();
+    // The relay answers nothing until two queries are in: asked one after the other, the A
+    // query would time out.
+    let (relay, relay_addr) = gated_relay(dnsmasq.addr, 2);
+    let resolver = NativeResolver::builder()
+        .nameserver(relay_addr)
+        .timeout(Duration::from_secs(10))
+        .attempts(1)
+        .hosts_file("/dev/null")
+        .build()
+        .unwrap();
+    let v4: IpAddr = "192.0.2.1".parse().unwrap();
+    let v6: IpAddr = "2001:db8::1".parse().unwrap();
+    assert_eq!(resolver.lookup_host("a.test").unwrap(), [v4, v6]);
+    relay.kill().unwrap();
+}
+
+#[test]
 fn the_hosts_file_answers_first() {
     let dir = std::env::temp_dir().join(format!("gevent-dns-hosts-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -245,6 +245,13 @@ impl Resolver for NativeResolver {
         if let Some(ips) = self.hosts.addrs(name) {
             return Ok(ips.to_vec());
         }
+        // The AAAA query goes out beside the A query, in a greenlet of its own (with a copy
+        // of the settings, since it must own them), so a lookup takes one round trip, not two;
+        // it is killed if this greenlet gives up first.
+        let aaaa = {
+            let (this, name) = (self.clone(), name.to_owned());
+            KillOnDrop(gevent_core::spawn(move || this.search(&name, RecordType::AAAA)))
+        };
         let mut ips = Vec::new();
         let ip_of = |record| match record {
             Record::A(v4) => Some(IpAddr::V4(v4)),
@@ -252,7 +259,12 @@ impl Resolver for NativeResolver {
             _ => None,
         };
         push_unique(&mut ips, self.search(name, RecordType::A)?.into_iter().filter_map(ip_of));
-        match self.search(name, RecordType::AAAA) {
+        let aaaa = match aaaa.0.take() {
+            Ok(result) => result,
+            Err(gevent_core::Error::Interrupted(why)) => return Err(why.into()),
+            Err(failed) => Err(io::Error::other(failed)),
+        };
+        match aaaa {
             Ok(records) => push_unique(&mut ips, records.into_iter().filter_map(ip_of)),
             // IPv4 answers stand even if the IPv6 query fails, unless nothing was found.
             Err(e) if ips.is_empty() || e.as_interrupted().is_some() => return Err(e),
@@ -331,4 +343,13 @@ fn random_id() -> u16 {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         (z ^ (z >> 31)) as u16
     })
+}
+
+/// Kills a helper greenlet whose result is no longer wanted (a no-op once it has ended).
+struct KillOnDrop<T: 'static>(gevent_core::Greenlet<T>);
+
+impl<T: 'static> Drop for KillOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.kill_nowait();
+    }
 }
