@@ -66,18 +66,31 @@ fn build_echo_load(anchors_dir: &Path) -> Result<PathBuf, String> {
             .join("anchors-target"),
     };
     let manifest = anchors_dir.join("rust/Cargo.toml");
-    eprintln!("==> cargo build --release --bin echo_load --manifest-path {}", manifest.display());
+    release_build(&manifest, &target_dir, &["--bin", "echo_load"])?;
+    Ok(target_dir.join("release/echo_load"))
+}
+
+/// `cargo build --release` of a package outside the workspace (`manifest`) into `target_dir`.
+pub(super) fn release_build(
+    manifest: &Path,
+    target_dir: &Path,
+    args: &[&str],
+) -> Result<(), String> {
+    let shown = args.iter().map(|a| format!("{a} ")).collect::<String>();
+    eprintln!("==> cargo build --release {shown}--manifest-path {}", manifest.display());
     let status = Command::new(crate::cargo())
-        .args(["build", "--quiet", "--release", "--bin", "echo_load", "--manifest-path"])
-        .arg(&manifest)
+        .args(["build", "--quiet", "--release"])
+        .args(args)
+        .arg("--manifest-path")
+        .arg(manifest)
         .arg("--target-dir")
-        .arg(&target_dir)
+        .arg(target_dir)
         .status()
         .map_err(|error| format!("could not run cargo: {error}"))?;
     if !status.success() {
-        return Err(format!("building echo_load failed ({status})"));
+        return Err(format!("building {} failed ({status})", manifest.display()));
     }
-    Ok(target_dir.join("release/echo_load"))
+    Ok(())
 }
 
 /// `program args..`, pinned to `cpu` when `taskset` is there.

@@ -5,7 +5,7 @@
 //! does; each run's lines go to standard error, the medians to standard output, then the ratios.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use super::echo::{
     Server, clock_ticks_per_second, cpu_ticks, pinned, secs_and_port, wait_for_port,
@@ -64,17 +64,7 @@ pub(super) fn run(
 fn build_anchor(root: &Path) -> Result<PathBuf, String> {
     let manifest = root.join("bench/tls-anchor/Cargo.toml");
     let target_dir = super::target_dir(root).join("tls-anchor");
-    eprintln!("==> cargo build --release --manifest-path {}", manifest.display());
-    let status = Command::new(crate::cargo())
-        .args(["build", "--quiet", "--release", "--manifest-path"])
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .status()
-        .map_err(|error| format!("could not run cargo: {error}"))?;
-    if !status.success() {
-        return Err(format!("building bench/tls-anchor failed ({status})"));
-    }
+    super::echo::release_build(&manifest, &target_dir, &[])?;
     Ok(target_dir.join("release"))
 }
 
