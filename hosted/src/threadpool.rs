@@ -219,14 +219,17 @@ impl Drop for ThreadPool {
 /// Takes jobs until none comes within the idle timeout (or the pool is dropped and the queue
 /// is empty).
 fn worker(shared: Arc<Shared>) {
-    // Counts this thread out however it leaves, even if dropping a job's panic payload panics.
-    struct Exit<'a>(&'a Shared);
-    impl Drop for Exit<'_> {
+    // Counts this thread out if it unwinds (dropping a job's panic payload may panic). A
+    // thread that leaves normally counts itself out under the lock in which it saw the queue
+    // empty: a job queued after that lock was released would otherwise see the thread still
+    // counted, start none when the pool is full, and wait forever.
+    struct Unwinding<'a>(&'a Shared);
+    impl Drop for Unwinding<'_> {
         fn drop(&mut self) {
             self.0.lock().threads -= 1;
         }
     }
-    let _exit = Exit(&shared);
+    let unwinding = Unwinding(&shared);
     loop {
         let job = {
             let mut state = shared.lock();
@@ -237,6 +240,7 @@ fn worker(shared: Arc<Shared>) {
                 }
                 let now = Instant::now();
                 if state.closed || now >= deadline {
+                    state.threads -= 1;
                     break None;
                 }
                 state.idle += 1;
@@ -250,7 +254,10 @@ fn worker(shared: Arc<Shared>) {
         };
         match job {
             Some(job) => job(None),
-            None => return,
+            None => {
+                std::mem::forget(unwinding);
+                return;
+            }
         }
     }
 }

@@ -164,6 +164,54 @@ fn two_hubs() {
     other.join().unwrap().unwrap();
 }
 
+/// Sends `signum` to the calling thread alone, which runs the process's handler before the call
+/// returns (a signal sent to the process may be taken later, by another thread).
+#[allow(unsafe_code)] // pthread_kill
+fn raise_in_this_thread(signum: i32) {
+    // SAFETY: `pthread_kill` takes the calling thread's own id, valid while it runs, and a
+    // plain signal number; it touches no memory of ours.
+    let sent = unsafe { libc::pthread_kill(libc::pthread_self(), signum) };
+    assert_eq!(sent, 0, "pthread_kill({signum}) failed");
+}
+
+/// A delivery counted before a `wait` began, while a guard caught the signal, is the guard's:
+/// the wait gets none of it, whether or not the dispatcher took it before the wait subscribed.
+fn delivery_before_wait_is_not_the_waits() {
+    let handled = Rc::new(Event::new());
+    let h = handled.clone();
+    let _guard = signal::signal_handler(SIGUSR1, move || h.set()).unwrap();
+    raise_in_this_thread(SIGUSR1);
+    let timeout = Timeout::start(Duration::from_millis(50));
+    let err = signal::wait(SIGUSR1).unwrap_err();
+    assert!(timeout.is(&err), "the wait got the earlier delivery or failed: {err}");
+    drop(timeout);
+    handled.wait().unwrap();
+}
+
+/// Hubs on four threads each catch SIGUSR2, raise it, see their handler run and drop the guard,
+/// over and over: installs race restores and deliveries race subscriptions. A delivery under
+/// the default disposition would end the process; one lost would leave a thread waiting.
+fn guards_on_many_threads() {
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(|| {
+                let _backstop = Timeout::start(Duration::from_secs(60));
+                for _ in 0..200 {
+                    let handled = Rc::new(Event::new());
+                    let h = handled.clone();
+                    let guard = signal::signal_handler(SIGUSR2, move || h.set()).unwrap();
+                    raise_in_this_thread(SIGUSR2);
+                    handled.wait().unwrap();
+                    drop(guard);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}
+
 #[test]
 #[ignore = "a child process of the tests that need one"]
 fn child() {
@@ -179,6 +227,8 @@ fn child() {
         "kill-ends-wait" => kill_ends_wait(),
         "sigchld" => sigchld(),
         "two-hubs" => two_hubs(),
+        "delivery-before-wait" => delivery_before_wait_is_not_the_waits(),
+        "guards-on-many-threads" => guards_on_many_threads(),
         other => panic!("unknown scenario {other:?}"),
     }
     println!("scenario done");
@@ -259,4 +309,14 @@ fn sigchld_wakes_wait_and_runs_handlers_when_a_child_exits() {
 #[test]
 fn one_signal_wakes_waiters_on_two_threads_hubs() {
     passes("two-hubs");
+}
+
+#[test]
+fn a_delivery_before_a_wait_goes_to_the_guards_caught_it_not_to_the_wait() {
+    passes("delivery-before-wait");
+}
+
+#[test]
+fn guards_made_and_dropped_on_four_threads_lose_no_delivery() {
+    passes("guards-on-many-threads");
 }

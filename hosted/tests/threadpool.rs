@@ -244,3 +244,28 @@ fn idle_threads_retire_and_new_ones_start_on_demand() {
         assert_eq!(get_within_backstop(&pool.spawn(|| 2)), Ok(2), "a new thread took the job");
     });
 }
+
+/// A thread that gives up waiting for work must count itself out in the same critical section
+/// in which it sees the queue empty: a job queued between the two would otherwise find the
+/// pool full (of a thread that is leaving), start no thread, and wait forever. An idle timeout
+/// of zero retires the only thread whenever the queue empties, while hubs on four threads
+/// queue jobs at any moment.
+#[test]
+fn a_job_queued_while_the_only_thread_retires_still_runs() {
+    let pool = Arc::new(ThreadPool::with_idle_timeout(1, Duration::ZERO));
+    let submitters: Vec<_> = (0..4)
+        .map(|_| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                gevent::run(|| {
+                    for i in 0..5000u32 {
+                        assert_eq!(get_within_backstop(&pool.spawn(move || i)), Ok(i));
+                    }
+                })
+            })
+        })
+        .collect();
+    for submitter in submitters {
+        submitter.join().unwrap();
+    }
+}

@@ -77,8 +77,17 @@ extern "C" fn on_signal(signum: c_int) {
     errno::set(saved);
 }
 
-/// A disposition to put back: what `sigaction` reported before ours was installed.
-pub(super) struct Previous(libc::sigaction);
+/// Signals whose handler may not return: they report a fault of the running code, and a
+/// handler that returns resumes the faulting instruction (POSIX leaves that undefined). This
+/// crate also reports greenlet stack overflows through SIGSEGV and SIGBUS.
+pub(super) const FAULTS: [c_int; 4] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE];
+
+/// A disposition to put back: what `sigaction` reported for `signum` before ours was
+/// installed. Only [`install`] makes one, so it always matches its signal.
+pub(super) struct Previous {
+    signum: c_int,
+    action: libc::sigaction,
+}
 
 // SAFETY: a `sigaction` is plain data (a handler address, flags and a signal set); it points
 // to nothing owned by a thread, and is only handed back to `sigaction`.
@@ -102,37 +111,45 @@ pub(super) fn query(signum: c_int) -> io::Result<()> {
     }
 }
 
-/// Installs [`on_signal`] for `signum` and returns the disposition it replaced.
+/// Installs [`on_signal`] for `signum` and returns the disposition it replaced. Refuses the
+/// [`FAULTS`] with `InvalidInput`.
 ///
 /// `SA_RESTART` keeps the signal from failing other threads' blocking calls with EINTR;
 /// `SA_ONSTACK` runs the handler on the thread's alternate stack when it has one (the stack
 /// overflow reporter installs one), not on a greenlet's small stack.
 pub(super) fn install(signum: c_int) -> io::Result<Previous> {
+    if FAULTS.contains(&signum) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("signal {signum} reports a fault and cannot be handled by a returning handler"),
+        ));
+    }
     let mut action = empty_action();
     action.sa_sigaction = on_signal as extern "C" fn(c_int) as libc::sighandler_t;
     action.sa_flags = libc::SA_RESTART | libc::SA_ONSTACK;
     let mut previous = empty_action();
     // SAFETY: `sigemptyset` initialises the mask it is given. `on_signal` is async-signal-safe
     // (see its docs) and valid for the life of the process, on every thread, at any moment, so
-    // installing it cannot make any code unsound. The caller refused the signals whose handler
-    // may not return (SIGSEGV and the other faults, see `super::check`); `previous` is a valid
-    // place for the old disposition.
+    // installing it cannot make any code unsound. The signals whose handler may not return
+    // were refused above, whoever calls; `previous` is a valid place for the old disposition.
     let result = unsafe {
         libc::sigemptyset(&mut action.sa_mask);
         libc::sigaction(signum, &action, &mut previous)
     };
     match result {
-        0 => Ok(Previous(previous)),
+        0 => Ok(Previous { signum, action: previous }),
         _ => Err(io::Error::last_os_error()),
     }
 }
 
-/// Puts back the disposition [`install`] replaced.
-pub(super) fn restore(signum: c_int, previous: &Previous) {
-    // SAFETY: `previous` is exactly what `sigaction` reported for this signal before `install`:
-    // putting it back leaves the process as it was, handler and flags alike (a handler
-    // someone else installed was valid then and, being code, still is).
-    unsafe { libc::sigaction(signum, &previous.0, ptr::null_mut()) };
+/// Puts back the disposition [`install`] replaced, once.
+pub(super) fn restore(previous: Previous) {
+    // SAFETY: `previous.action` is exactly what `sigaction` reported for `previous.signum`
+    // before `install` (only `install` makes a `Previous`, and it cannot be reused): putting it
+    // back leaves that signal as it was, handler and flags alike (a handler someone else
+    // installed was valid then and, being code, still is). It is never a fault signal, which
+    // `install` refuses.
+    unsafe { libc::sigaction(previous.signum, &previous.action, ptr::null_mut()) };
 }
 
 /// Sends `signum` to this process: `kill(getpid(), signum)`.

@@ -172,11 +172,15 @@ impl Subscription {
         // Made on the hub's thread, before the hub could find nothing to wait for.
         let hub = gevent_core::hub_handle();
         let keeps_hub_waiting = hub.pending_post();
+        // Declared before the lock, so dropped after it: their promises wake their hubs.
+        let removed;
         let mut registry = registry();
         registry.start_dispatcher()?;
+        // Deliveries counted before this subscription go to those made before it (none if the
+        // signal is not caught yet: they came under the disposition we are replacing), so a
+        // subscription never gets a delivery from before it, as the dispatcher then sees it.
+        removed = registry.flush(index);
         if registry.installed[index].is_none() {
-            // Deliveries counted before this install (after a restore) are not for us.
-            handler::take_pending(index);
             let previous = handler::install(signum).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot catch signal {signum}: {e}"))
             })?;
@@ -192,6 +196,8 @@ impl Subscription {
             hub,
             _keeps_hub_waiting: keeps_hub_waiting,
         });
+        drop(registry);
+        drop(removed);
         Ok(Subscription { id, signum, _this_thread: PhantomData })
     }
 }
@@ -213,7 +219,7 @@ fn check(signum: i32) -> io::Result<usize> {
     if signum == libc::SIGKILL || signum == libc::SIGSTOP {
         return refuse("cannot be caught or ignored");
     }
-    if [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE].contains(&signum) {
+    if handler::FAULTS.contains(&signum) {
         return refuse("reports a fault of the running code and cannot be handled in a greenlet");
     }
     let index = usize::try_from(signum).ok().filter(|&i| (1..SIGNAL_LIMIT).contains(&i));
@@ -285,10 +291,33 @@ impl Registry {
         let signum = removed.signum;
         if !self.subscribers.iter().any(|s| s.signum == signum) {
             if let Some(previous) = self.installed[signum].take() {
-                handler::restore(signum as i32, &previous);
+                handler::restore(previous);
             }
         }
         Some(removed)
+    }
+
+    /// Posts the deliveries of `signum` counted so far to the subscribers there are now, and
+    /// returns those whose hub shut down, removed (to be dropped outside the lock). The count
+    /// is only ever taken here, under the lock, so every delivery goes to exactly the
+    /// subscribers registered when it was taken.
+    fn flush(&mut self, signum: usize) -> Vec<Subscriber> {
+        let deliveries = handler::take_pending(signum);
+        if deliveries == 0 {
+            return Vec::new();
+        }
+        let mut gone = Vec::new();
+        for subscriber in self.subscribers.iter().filter(|s| s.signum == signum) {
+            let posts = if subscriber.each_delivery { deliveries } else { 1 };
+            let id = subscriber.id;
+            for _ in 0..posts {
+                if subscriber.hub.post(move || deliver(id)).is_err() {
+                    gone.push(id); // its hub shut down
+                    break;
+                }
+            }
+        }
+        gone.into_iter().filter_map(|id| self.remove(id)).collect()
     }
 }
 
@@ -305,27 +334,8 @@ fn dispatch(reader: OwnedFd) {
                 return;
             }
         }
-        // The counts are taken under the lock, so a subscription made meanwhile (which
-        // resets its signal's count first) never gets a delivery from before it.
         let mut registry = registry();
-        let mut gone = Vec::new();
-        for signum in 1..SIGNAL_LIMIT {
-            let deliveries = handler::take_pending(signum);
-            if deliveries == 0 {
-                continue;
-            }
-            for subscriber in registry.subscribers.iter().filter(|s| s.signum == signum) {
-                let posts = if subscriber.each_delivery { deliveries } else { 1 };
-                let id = subscriber.id;
-                for _ in 0..posts {
-                    if subscriber.hub.post(move || deliver(id)).is_err() {
-                        gone.push(id); // its hub shut down
-                        break;
-                    }
-                }
-            }
-        }
-        let removed: Vec<_> = gone.into_iter().filter_map(|id| registry.remove(id)).collect();
+        let removed: Vec<_> = (1..SIGNAL_LIMIT).flat_map(|signum| registry.flush(signum)).collect();
         drop(registry);
         drop(removed);
     }
