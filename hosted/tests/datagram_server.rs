@@ -3,7 +3,6 @@
 
 use std::cell::Cell;
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -11,30 +10,18 @@ use gevent::event::Event;
 use gevent::net::{UdpSocket, UnixDatagram, UnixListener, UnixStream};
 use gevent::pool::Pool;
 use gevent::server::{DatagramServer, StreamServer};
-use gevent::spawn;
+use gevent::{Timeout, spawn};
+
+mod common;
+use common::TempDir;
 
 const GRACE: Duration = Duration::from_secs(1);
-
-/// A fresh directory for socket files, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("gevent-dgram-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// Far longer than a passing test takes: a lost wake-up fails the test instead of hanging it.
+const BOUND: Duration = Duration::from_secs(20);
 
 #[test]
 fn a_udp_server_answers_many_concurrent_clients_each_in_its_own_handler() {
+    let _bound = Timeout::start(BOUND);
     let server = DatagramServer::new(UdpSocket::bind("127.0.0.1:0").unwrap(), |data, from, s| {
         let mut reply = b"echo:".to_vec();
         reply.extend_from_slice(data);
@@ -71,6 +58,7 @@ fn a_udp_server_answers_many_concurrent_clients_each_in_its_own_handler() {
 
 #[test]
 fn a_pool_of_one_runs_the_datagrams_one_at_a_time_and_stop_kills_a_stuck_handler() {
+    let _bound = Timeout::start(BOUND);
     let release = Rc::new(Event::new());
     let running = Rc::new(Cell::new(0));
     let most = Rc::new(Cell::new(0));
@@ -125,14 +113,15 @@ fn a_pool_of_one_runs_the_datagrams_one_at_a_time_and_stop_kills_a_stuck_handler
 
 #[test]
 fn a_unix_datagram_server_answers_by_path() {
+    let _bound = Timeout::start(BOUND);
     let dir = TempDir::new("unix");
-    let server_path = dir.0.join("server.sock");
+    let server_path = dir.join("server.sock");
     let server = DatagramServer::new(UnixDatagram::bind(&server_path).unwrap(), |data, from, s| {
         let to = from.as_pathname().expect("the client is bound to a path");
         s.send_to(&data.to_ascii_uppercase(), to).map(drop)
     });
     server.start().unwrap();
-    let client = UnixDatagram::bind(dir.0.join("client.sock")).unwrap();
+    let client = UnixDatagram::bind(dir.join("client.sock")).unwrap();
     client.send_to(b"shout", &server_path).unwrap();
     let mut buf = [0; 16];
     let n = client.recv(&mut buf).unwrap();
@@ -142,8 +131,9 @@ fn a_unix_datagram_server_answers_by_path() {
 
 #[test]
 fn a_stream_server_serves_a_unix_listener() {
+    let _bound = Timeout::start(BOUND);
     let dir = TempDir::new("stream");
-    let path = dir.0.join("echo.sock");
+    let path = dir.join("echo.sock");
     let server = StreamServer::new(UnixListener::bind(&path).unwrap(), |mut stream, _peer| {
         let mut buf = [0; 64];
         loop {

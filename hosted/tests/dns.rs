@@ -15,6 +15,15 @@ use gevent::{Timeout, spawn};
 /// How long the tests wait for dnsmasq to start answering before failing.
 const STARTUP_BACKSTOP: Duration = Duration::from_secs(20);
 
+/// A resolver asking `nameserver` once, waiting `timeout` for each answer, with no hosts file.
+fn asking_once(nameserver: SocketAddr, timeout: Duration) -> NativeResolverBuilder {
+    NativeResolver::builder()
+        .nameserver(nameserver)
+        .timeout(timeout)
+        .attempts(1)
+        .hosts_file("/dev/null")
+}
+
 /// The strings of `big.test`'s TXT record: about 1,200 bytes, too many for a 512-byte UDP
 /// reply.
 fn big_txt() -> Vec<String> {
@@ -54,13 +63,7 @@ impl Dnsmasq {
 
     /// Asks until dnsmasq answers, failing if it exits or takes longer than the backstop.
     fn wait_until_answering(&mut self) {
-        let probe = NativeResolver::builder()
-            .nameserver(self.addr)
-            .timeout(Duration::from_millis(50))
-            .attempts(1)
-            .hosts_file("/dev/null")
-            .build()
-            .unwrap();
+        let probe = asking_once(self.addr, Duration::from_millis(50)).build().unwrap();
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -186,12 +189,8 @@ fn a_truncated_udp_reply_is_asked_again_over_tcp() {
 fn a_silent_server_times_out_and_the_next_one_answers() {
     let dnsmasq = Dnsmasq::start();
     let (silent, silent_addr) = silent_server();
-    let resolver = NativeResolver::builder()
-        .nameserver(silent_addr)
+    let resolver = asking_once(silent_addr, Duration::from_millis(200))
         .nameserver(dnsmasq.addr)
-        .timeout(Duration::from_millis(200))
-        .attempts(1)
-        .hosts_file("/dev/null")
         .build()
         .unwrap();
     assert_eq!(
@@ -251,13 +250,7 @@ fn gated_relay(upstream: SocketAddr, gate: usize) -> (gevent::Greenlet<()>, Sock
 fn two_hundred_greenlets_resolve_at_once() {
     let dnsmasq = Dnsmasq::start();
     let (relay, relay_addr) = gated_relay(dnsmasq.addr, 200);
-    let resolver = NativeResolver::builder()
-        .nameserver(relay_addr)
-        .timeout(Duration::from_secs(10))
-        .attempts(1)
-        .hosts_file("/dev/null")
-        .build()
-        .unwrap();
+    let resolver = asking_once(relay_addr, Duration::from_secs(10)).build().unwrap();
     dns::set_resolver(resolver);
     let lookups: Vec<_> =
         (0..200).map(|i| spawn(move || dns::gethostbyname(&format!("n{i}.many.test")))).collect();
@@ -273,13 +266,7 @@ fn lookup_host_asks_for_a_and_aaaa_at_once() {
     // The relay answers nothing until two queries are in: asked one after the other, the A
     // query would time out.
     let (relay, relay_addr) = gated_relay(dnsmasq.addr, 2);
-    let resolver = NativeResolver::builder()
-        .nameserver(relay_addr)
-        .timeout(Duration::from_secs(10))
-        .attempts(1)
-        .hosts_file("/dev/null")
-        .build()
-        .unwrap();
+    let resolver = asking_once(relay_addr, Duration::from_secs(10)).build().unwrap();
     let v4: IpAddr = "192.0.2.1".parse().unwrap();
     let v6: IpAddr = "2001:db8::1".parse().unwrap();
     assert_eq!(resolver.lookup_host("a.test").unwrap(), [v4, v6]);
@@ -294,13 +281,8 @@ fn the_hosts_file_answers_first() {
     let mut file = std::fs::File::create(&path).unwrap();
     writeln!(file, "# test hosts\n192.0.2.9 Pinned.Example pinned\n2001:db8::9 pinned").unwrap();
     let (_silent, silent_addr) = silent_server();
-    let resolver = NativeResolver::builder()
-        .nameserver(silent_addr)
-        .timeout(Duration::from_millis(50))
-        .attempts(1)
-        .hosts_file(&path)
-        .build()
-        .unwrap();
+    let resolver =
+        asking_once(silent_addr, Duration::from_millis(50)).hosts_file(&path).build().unwrap();
     let expected: [IpAddr; 2] = ["192.0.2.9".parse().unwrap(), "2001:db8::9".parse().unwrap()];
     assert_eq!(resolver.lookup_host("pinned").unwrap(), expected);
     assert_eq!(resolver.lookup_host("pinned.example.").unwrap()[..1], expected[..1]);
@@ -310,13 +292,7 @@ fn the_hosts_file_answers_first() {
 
 fn never_answering_resolver() -> (std::net::UdpSocket, NativeResolver) {
     let (silent, silent_addr) = silent_server();
-    let resolver = NativeResolver::builder()
-        .nameserver(silent_addr)
-        .timeout(Duration::from_secs(60))
-        .attempts(1)
-        .hosts_file("/dev/null")
-        .build()
-        .unwrap();
+    let resolver = asking_once(silent_addr, Duration::from_secs(60)).build().unwrap();
     (silent, resolver)
 }
 
@@ -406,13 +382,7 @@ fn replies_from_elsewhere_or_with_another_id_are_ignored() {
         server.send_to(b"garbage", client).unwrap();
         server.send_to(&reply_to(query, 0, Some(Ipv4Addr::new(192, 0, 2, 77))), client).unwrap();
     });
-    let resolver = NativeResolver::builder()
-        .nameserver(server_addr)
-        .timeout(Duration::from_secs(10))
-        .attempts(1)
-        .hosts_file("/dev/null")
-        .build()
-        .unwrap();
+    let resolver = asking_once(server_addr, Duration::from_secs(10)).build().unwrap();
     assert_eq!(
         resolver.lookup("spoof.test", RecordType::A).unwrap(),
         [Record::A(Ipv4Addr::new(192, 0, 2, 77))]
@@ -431,11 +401,7 @@ fn a_server_failure_says_so_and_the_next_server_takes_over() {
             failing.send_to(&reply_to(&buf[..len], 2, None), client).unwrap();
         }
     });
-    let alone = NativeResolver::builder()
-        .nameserver(failing_addr)
-        .timeout(Duration::from_secs(10))
-        .attempts(1)
-        .hosts_file("/dev/null");
+    let alone = asking_once(failing_addr, Duration::from_secs(10));
     let err = alone.clone().build().unwrap().lookup("x.test", RecordType::A).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Other);
     assert!(err.to_string().contains("SERVFAIL"), "{err}");

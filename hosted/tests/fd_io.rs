@@ -206,10 +206,8 @@ fn a_pipe_carries_megabytes_between_two_greenlets_with_partial_writes() {
 fn dropping_the_writer_gives_the_reader_end_of_file() {
     let _bound = bound();
     let (mut reader, writer) = pipe().unwrap();
-    let producer = spawn(move || {
-        sleep(MS).unwrap(); // the reader waits first
-        (&writer).write_all(b"last words").unwrap();
-    });
+    // Runs once the reader waits: the reader never yields before it does.
+    let producer = spawn(move || (&writer).write_all(b"last words").unwrap());
     let mut text = String::new();
     reader.read_to_string(&mut text).unwrap();
     assert_eq!(text, "last words");

@@ -5,38 +5,16 @@
 use std::cell::Cell;
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use gevent::fs::{File, OpenOptions};
 use gevent::{Interrupted, Timeout, spawn, yield_now};
 
-/// A directory of its own under the system's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let unique = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("gevent-fs-{test}-{}-{unique}", std::process::id()));
-        std::fs::create_dir_all(&path).expect("make the temporary directory");
-        TempDir(path)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::TempDir;
 
 fn mkfifo(path: &Path) {
     // `mkfifo(1)` rather than rustix's `mkfifoat`, which Apple's systems lack.

@@ -10,32 +10,14 @@ use gevent::net::{TcpListener, TcpStream};
 use gevent::{Interrupted, Timeout, joinall, spawn};
 
 mod common;
-use common::{listener, pair, small_buffers};
+use common::{echo_each, listener, pair, small_buffers};
 
 const MS: Duration = Duration::from_millis(1);
 
 #[test]
 fn echo_between_greenlets_with_concurrent_clients() {
     let (listener, addr) = listener();
-    let server = spawn(move || {
-        let mut handlers = Vec::new();
-        for stream in listener.incoming().take(8) {
-            let mut stream = stream.unwrap();
-            handlers.push(spawn(move || {
-                let mut buf = [0; 64];
-                loop {
-                    let n = stream.read(&mut buf).unwrap();
-                    if n == 0 {
-                        return;
-                    }
-                    stream.write_all(&buf[..n]).unwrap();
-                }
-            }));
-        }
-        for h in handlers {
-            h.get().unwrap();
-        }
-    });
+    let server = spawn(move || echo_each(listener.incoming().take(8)));
     let clients: Vec<_> = (0..8)
         .map(|i| {
             spawn(move || {

@@ -8,6 +8,9 @@ use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::time::Duration;
 
+mod common;
+use common::wait_or_kill;
+
 const ROLE: &str = "GEVENT_STDIO_CHILD";
 /// Far longer than the child takes; reached only if it hangs.
 const BACKSTOP: Duration = Duration::from_secs(60);
@@ -147,7 +150,8 @@ fn a_greenlet_keeps_ticking_while_stdin_is_empty_and_the_data_arrives_intact() {
 fn dev_null_reads_at_once_and_a_regular_file_is_written_on_the_pool() {
     let path = std::env::temp_dir().join(format!("gevent-stdio-{}", std::process::id()));
     let out = std::fs::File::create(&path).unwrap();
-    let status = run_child("null").stdin(Stdio::null()).stdout(out).status().unwrap();
+    let child = run_child("null").stdin(Stdio::null()).stdout(out).spawn().unwrap();
+    let status = wait_or_kill(child, "null").status;
     let output = std::fs::read(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
     assert!(status.success(), "the child failed: {status}");

@@ -24,6 +24,9 @@ use gevent::tls::{
 };
 use gevent::{Interrupted, Timeout, spawn};
 
+mod common;
+use common::{TempDir, listener, openssl};
+
 /// How long any wait may take before the test fails: a hang must fail, not stall CI.
 const BACKSTOP: Duration = Duration::from_secs(30);
 
@@ -32,15 +35,12 @@ const BACKSTOP: Duration = Duration::from_secs(30);
 /// client authentication), all signed by the CA; and `stranger`, a server certificate for
 /// `localhost` from another CA.
 struct Pki {
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl Pki {
     fn new(test: &str) -> Pki {
-        let dir = std::env::temp_dir().join(format!("gevent-tls-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let pki = Pki { dir };
+        let pki = Pki { dir: TempDir::new(&format!("tls-{test}")) };
         std::fs::write(pki.path("index.txt"), "").unwrap();
         std::fs::write(pki.path("serial"), "01\n").unwrap();
         std::fs::write(pki.path("ca.cnf"), CA_CONFIG).unwrap();
@@ -63,8 +63,7 @@ impl Pki {
     }
 
     fn openssl(&self, args: &[&str]) {
-        let out = Command::new("openssl").args(args).current_dir(&self.dir).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        openssl(self.dir.path(), args);
     }
 
     fn make_ca(&self, name: &str) {
@@ -183,12 +182,6 @@ impl Pki {
     }
 }
 
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 const CA_CONFIG: &str = "\
 [req]
 distinguished_name = dn
@@ -277,7 +270,7 @@ impl OpenSsl {
         let mut all = vec!["s_server", "-4", "-accept", "0", "-naccept", "1", "-rev"];
         all.extend_from_slice(&["-cert", "server.pem", "-key", "server.key"]);
         all.extend_from_slice(args);
-        let server = OpenSsl::start(&pki.dir, &all);
+        let server = OpenSsl::start(pki.dir.path(), &all);
         // "ACCEPT 0.0.0.0:PORT"
         let line = server.wait_for(|line| line.starts_with("ACCEPT"));
         let port: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
@@ -346,7 +339,7 @@ fn s_client_against_our_server(version_flag: &str, version: ProtocolVersion, pri
         (tls.protocol_version(), tls.alpn_protocol().map(<[u8]>::to_vec))
     });
     let mut client = OpenSsl::start(
-        &pki.dir,
+        pki.dir.path(),
         &[
             "s_client",
             "-connect",
@@ -390,8 +383,7 @@ fn handshake(
     server_name: &str,
 ) -> (std::io::Result<TlsStream<TcpStream>>, std::io::Result<TlsStream<TcpStream>>) {
     let _backstop = backstop();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = listener();
     let server = spawn(move || acceptor.accept(listener.accept().unwrap().0));
     let client = connector.connect(server_name, TcpStream::connect(addr).unwrap());
     (server.take().unwrap(), client)
@@ -635,8 +627,7 @@ impl Write for Flaky {
 fn a_write_whose_bytes_were_taken_reports_a_failure_to_send_them_at_the_next_call() {
     let pki = Pki::new("deferred");
     let _backstop = backstop();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = listener();
     let acceptor = pki.acceptor("server");
     let server = spawn(move || acceptor.accept(listener.accept().unwrap().0));
     let failing = std::rc::Rc::new(std::cell::Cell::new(false));

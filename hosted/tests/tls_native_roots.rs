@@ -3,23 +3,19 @@
 #![cfg(feature = "tls-native-roots")]
 
 use std::io::{ErrorKind, Read, Write};
-use std::process::Command;
 
-use gevent::net::{TcpListener, TcpStream};
+use gevent::net::TcpStream;
 use gevent::spawn;
 use gevent::tls::{TlsAcceptor, TlsConnector};
 
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
+mod common;
+use common::{TempDir, listener, openssl};
 
 #[test]
 fn native_roots_come_from_ssl_cert_file() {
-    let dir = std::env::temp_dir().join(format!("gevent-tls-native-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("tls-native");
     openssl(
-        &dir,
+        dir.path(),
         &[
             "req",
             "-x509",
@@ -64,8 +60,7 @@ fn native_roots_come_from_ssl_cert_file() {
     }
     let connector = TlsConnector::with_native_roots().unwrap();
     let acceptor = TlsAcceptor::from_pem_files(dir.join("cert.pem"), dir.join("cert.key")).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = listener();
     let server = spawn(move || {
         let mut tls = acceptor.accept(listener.accept().unwrap().0).unwrap();
         tls.write_all(b"trusted").unwrap();
@@ -76,5 +71,4 @@ fn native_roots_come_from_ssl_cert_file() {
     tls.read_to_string(&mut got).unwrap();
     assert_eq!(got, "trusted");
     server.get().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
 }

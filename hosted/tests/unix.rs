@@ -3,61 +3,24 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use gevent::net::{UnixDatagram, UnixListener, UnixStream};
 use gevent::{Interrupted, Timeout, spawn};
 
+mod common;
+use common::{TempDir, echo_each};
+
 const MS: Duration = Duration::from_millis(1);
-
-/// A fresh directory for one test's socket files, removed with everything in it on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("gevent-unix-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir); // left over from a crashed run with a reused pid
-        std::fs::create_dir(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 #[test]
 fn a_stream_server_echoes_to_concurrent_clients() {
     let dir = TempDir::new("echo");
-    let path = dir.path("echo.sock");
+    let path = dir.join("echo.sock");
     let listener = UnixListener::bind(&path).unwrap();
     assert_eq!(listener.local_addr().unwrap().as_pathname(), Some(path.as_path()));
-    let server = spawn(move || {
-        let mut handlers = Vec::new();
-        for stream in listener.incoming().take(4) {
-            let mut stream = stream.unwrap();
-            handlers.push(spawn(move || {
-                let mut buf = [0; 64];
-                loop {
-                    let n = stream.read(&mut buf).unwrap();
-                    if n == 0 {
-                        return;
-                    }
-                    stream.write_all(&buf[..n]).unwrap();
-                }
-            }));
-        }
-        for h in handlers {
-            h.get().unwrap();
-        }
-    });
+    let server = spawn(move || echo_each(listener.incoming().take(4)));
     let clients: Vec<_> = (0..4)
         .map(|i| {
             let path = path.clone();
@@ -119,7 +82,7 @@ fn a_stream_read_timeout_fails_with_would_block() {
 #[test]
 fn datagrams_make_round_trips_by_path() {
     let dir = TempDir::new("dgram");
-    let (server_path, client_path) = (dir.path("server.sock"), dir.path("client.sock"));
+    let (server_path, client_path) = (dir.join("server.sock"), dir.join("client.sock"));
     let server = UnixDatagram::bind(&server_path).unwrap();
     let echo = spawn(move || {
         let mut buf = [0; 64];
@@ -168,14 +131,14 @@ fn a_datagram_pair_waits_for_each_other_and_times_out() {
 #[test]
 fn a_hub_timeout_interrupts_accept_and_recv_from() {
     let dir = TempDir::new("timeout");
-    let listener = UnixListener::bind(dir.path("quiet.sock")).unwrap();
+    let listener = UnixListener::bind(dir.join("quiet.sock")).unwrap();
     let timeout = Timeout::start(5 * MS);
     let err = listener.accept().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TimedOut);
     assert_eq!(Interrupted::try_from(&err), Ok(Interrupted::TimedOut(timeout.id())));
     drop(timeout);
 
-    let socket = UnixDatagram::bind(dir.path("quiet.dgram")).unwrap();
+    let socket = UnixDatagram::bind(dir.join("quiet.dgram")).unwrap();
     let timeout = Timeout::start(5 * MS);
     let err = socket.recv_from(&mut [0; 8]).unwrap_err();
     assert_eq!(Interrupted::try_from(&err), Ok(Interrupted::TimedOut(timeout.id())));
@@ -184,7 +147,7 @@ fn a_hub_timeout_interrupts_accept_and_recv_from() {
 #[test]
 fn a_kill_ends_a_blocked_accept() {
     let dir = TempDir::new("kill");
-    let listener = UnixListener::bind(dir.path("kill.sock")).unwrap();
+    let listener = UnixListener::bind(dir.join("kill.sock")).unwrap();
     let accepter = spawn(move || {
         let err = listener.accept().unwrap_err();
         Interrupted::try_from(&err)
@@ -215,7 +178,7 @@ fn listener_addr_of(listener: &UnixListener) -> std::net::SocketAddr {
 #[test]
 fn clones_and_conversions_share_the_socket() {
     let dir = TempDir::new("clone");
-    let path = dir.path("clone.sock");
+    let path = dir.join("clone.sock");
     let listener = UnixListener::bind(&path).unwrap().try_clone().unwrap();
     assert!(format!("{listener:?}").starts_with("UnixListener"));
     let std_listener = listener.into_std().unwrap();

@@ -1,7 +1,8 @@
 //! What every example test needs: the built example, and a backstop that makes a hung
 //! example fail its test instead of hanging the run.
 
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 /// How long an example may run before its test kills it and fails.
@@ -16,11 +17,29 @@ pub(crate) fn example(name: &str) -> Command {
     Command::new(path)
 }
 
-/// Kills the process `pid` after [`BACKSTOP`]. The examples end within seconds, and the test
-/// process soon after them, long before this fires, unless an example hangs.
-pub(crate) fn backstop(pid: u32) {
+/// Kills the process `pid` if the returned guard still lives [`BACKSTOP`] after this call: keep
+/// it until the process has been waited for, and drop it then, before the pid can name another
+/// process.
+#[must_use = "the backstop is called off when the guard is dropped"]
+pub(crate) fn backstop(pid: u32) -> Backstop {
+    let (called_off, ended) = mpsc::channel::<()>();
     std::thread::spawn(move || {
-        std::thread::sleep(BACKSTOP);
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        if ended.recv_timeout(BACKSTOP) == Err(mpsc::RecvTimeoutError::Timeout) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
     });
+    Backstop { _called_off: called_off }
+}
+
+/// Calls off a [`backstop`] when dropped.
+pub(crate) struct Backstop {
+    _called_off: mpsc::Sender<()>,
+}
+
+/// Runs `command` to completion with its stdout and stderr captured, killing it after
+/// [`BACKSTOP`].
+pub(crate) fn output(command: &mut Command) -> Output {
+    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let _backstop = backstop(child.id());
+    child.wait_with_output().unwrap()
 }

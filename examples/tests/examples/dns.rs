@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use gevent::dns::{NativeResolver, Resolver};
 
-use super::common::{BACKSTOP, example};
+use super::common::{BACKSTOP, example, output};
 
 /// A dnsmasq answering `web.test` and every `*.many.test` name, killed on drop.
 struct Dnsmasq {
@@ -64,15 +64,7 @@ impl Drop for Dnsmasq {
 
 /// Runs `command` to completion (killed after [`BACKSTOP`]); its stdout, once it succeeded.
 fn run_ok(mut command: Command) -> String {
-    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let pid = child.id();
-    std::thread::spawn(move || {
-        std::thread::sleep(BACKSTOP);
-        // The examples end within a second, and this process with them, long before this
-        // fires, unless one hangs.
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-    });
-    let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
+    let Output { status, stdout, stderr } = output(&mut command);
     let stdout = String::from_utf8(stdout).unwrap();
     assert!(status.success(), "{status}: {stdout}{}", String::from_utf8_lossy(&stderr));
     stdout

@@ -5,23 +5,38 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 
-use super::common::{backstop, example};
+use super::common::{Backstop, backstop, example, output};
+
+/// A server example running, and the rest of its output.
+struct Server {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+    _backstop: Backstop,
+}
 
 /// Starts a server example and returns it with its first line of output, once it printed it.
 /// It is killed if it still runs after the [`backstop`].
-fn start_server(mut command: Command) -> (Child, BufReader<std::process::ChildStdout>, String) {
+fn start_server(mut command: Command) -> (Server, String) {
     let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
-    backstop(child.id());
+    let backstop = backstop(child.id());
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     out.read_line(&mut first).unwrap();
-    (child, out, first)
+    (Server { child, out, _backstop: backstop }, first)
 }
 
-fn finish(mut child: Child, mut out: BufReader<std::process::ChildStdout>) -> String {
-    let status = child.wait().unwrap();
+/// Kills a server that a failed test left running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn finish(mut server: Server) -> String {
+    let status = server.child.wait().unwrap();
     let mut rest = String::new();
-    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    std::io::Read::read_to_string(&mut server.out, &mut rest).unwrap();
     assert!(status.success(), "{status}: {rest}");
     rest
 }
@@ -41,14 +56,14 @@ fn ok(output: Output) -> String {
 fn udp_client_talks_to_udp_server() {
     let mut server = example("udp_server");
     server.args(["127.0.0.1:0", "--count", "2"]);
-    let (child, out, first) = start_server(server);
+    let (server, first) = start_server(server);
     let addr = first.trim().rsplit(' ').next().unwrap().to_owned();
     assert!(first.starts_with("Receiving datagrams on"), "{first}");
     for message in ["hello", "gevent for Rust"] {
-        let said = ok(example("udp_client").args([message, &addr]).output().unwrap());
+        let said = ok(output(example("udp_client").args([message, &addr])));
         assert!(said.contains(&format!("answered: Received {} bytes", message.len())), "{said}");
     }
-    let rest = finish(child, out);
+    let rest = finish(server);
     assert!(rest.contains("served 2 datagrams"), "{rest}");
 }
 
@@ -59,12 +74,12 @@ fn unixsocket_client_talks_to_unixsocket_server() {
     let path = path.to_str().unwrap().to_owned();
     let mut server = example("unixsocket_server");
     server.args([path.as_str(), "--count", "1"]);
-    let (child, out, first) = start_server(server);
+    let (server, first) = start_server(server);
     assert_eq!(first.trim(), format!("Serving on {path}"));
-    let said = ok(example("unixsocket_client").arg(&path).output().unwrap());
+    let said = ok(output(example("unixsocket_client").arg(&path)));
     assert!(said.contains("Welcome to the gevent unix-socket server"), "{said}");
     assert!(said.contains("echo: Hello from a greenlet"), "{said}");
-    let rest = finish(child, out);
+    let rest = finish(server);
     assert!(rest.contains("served 1 connections"), "{rest}");
 }
 
@@ -75,13 +90,13 @@ fn a_client_talks_to_echoserver_through_portforwarder() {
 
     let mut echo = example("echoserver");
     echo.args(["0", "--once"]);
-    let (echo, echo_out, first) = start_server(echo);
+    let (echo, first) = start_server(echo);
     let echo_addr = first.trim().rsplit(' ').next().unwrap().to_owned();
     assert!(first.starts_with("Starting echo server on"), "{first}");
 
     let mut forwarder = example("portforwarder");
     forwarder.args(["127.0.0.1:0", &echo_addr, "--once"]);
-    let (forwarder, forwarder_out, first) = start_server(forwarder);
+    let (forwarder, first) = start_server(forwarder);
     // "Starting port forwarder 127.0.0.1:PORT -> DEST"
     let source = first.split_whitespace().nth(3).unwrap().to_owned();
 
@@ -101,7 +116,7 @@ fn a_client_talks_to_echoserver_through_portforwarder() {
     drop(lines);
     drop(client);
 
-    let said = finish(echo, echo_out);
+    let said = finish(echo);
     assert!(said.contains("quit"), "{said}");
-    finish(forwarder, forwarder_out);
+    finish(forwarder);
 }

@@ -7,7 +7,7 @@ use super::common::{backstop, example};
 #[test]
 fn processes_reports_every_child_and_kills_the_slow_one() {
     let child = example("processes").stdout(Stdio::piped()).spawn().unwrap();
-    backstop(child.id());
+    let _backstop = backstop(child.id());
     let output = child.wait_with_output().unwrap();
     let said = String::from_utf8(output.stdout).unwrap();
     assert!(output.status.success(), "{}: {said}", output.status);

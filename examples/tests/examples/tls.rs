@@ -9,13 +9,13 @@ use gevent::Timeout;
 use gevent::net::TcpStream;
 use gevent::tls::TlsConnector;
 
-use super::common::{BACKSTOP, backstop, example};
+use super::common::{BACKSTOP, backstop, example, output};
 
 #[test]
 fn a_tls_client_talks_to_tls_echoserver() {
     let mut server =
         example("tls_echoserver").args(["0", "--once"]).stdout(Stdio::piped()).spawn().unwrap();
-    backstop(server.id());
+    let _killer = backstop(server.id());
     let mut out = BufReader::new(server.stdout.take().unwrap());
     let mut first = String::new();
     out.read_line(&mut first).unwrap();
@@ -49,10 +49,7 @@ fn a_tls_client_talks_to_tls_echoserver() {
 
 #[test]
 fn https_client_fetches_a_page_from_its_own_server() {
-    let child =
-        example("https_client").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    backstop(child.id());
-    let output = child.wait_with_output().unwrap();
+    let output = output(&mut example("https_client"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
