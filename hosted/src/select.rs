@@ -95,12 +95,8 @@ pub fn select<R: AsFd + Copy, W: AsFd + Copy>(
     let waits: Vec<_> = registrations.iter().map(|(r, interest)| (r, *interest)).collect();
     let deadline = timeout.map(Timeout::start);
     loop {
-        match IoRegistration::wait_any(&waits) {
-            Ok(()) => {}
-            Err(why) if deadline.as_ref().is_some_and(|d| d.is(&why)) => {
-                return Ok((Vec::new(), Vec::new()));
-            }
-            Err(why) => return Err(why.into()),
+        if !wait_any_within(&waits, deadline.as_ref())? {
+            return Ok((Vec::new(), Vec::new()));
         }
         poll_now(&mut look)?;
         if look.iter().any(|fd| !fd.revents().is_empty()) {
@@ -111,6 +107,19 @@ pub fn select<R: AsFd + Copy, W: AsFd + Copy>(
         for (registration, interest) in &waits {
             registration.clear_readiness(*interest);
         }
+    }
+}
+
+/// Parks once until any of `waits` is ready ([`IoRegistration::wait_any`]): `Ok(false)` if
+/// `deadline` ended the wait, the interruption as an `io::Error` if anything else did.
+fn wait_any_within(
+    waits: &[(&IoRegistration<OwnedFd>, Interest)],
+    deadline: Option<&Timeout>,
+) -> io::Result<bool> {
+    match IoRegistration::wait_any(waits) {
+        Ok(()) => Ok(true),
+        Err(why) if deadline.is_some_and(|d| d.is(&why)) => Ok(false),
+        Err(why) => Err(why.into()),
     }
 }
 

@@ -220,8 +220,10 @@ impl Socket {
     pub(super) fn recv(&self, buf: &mut [u8], flags: rustix::net::RecvFlags) -> io::Result<usize> {
         let len = buf.len();
         let op = |fd: &OwnedFd| rustix::net::recv(fd, &mut *buf, flags).map(|(n, _)| n);
-        // A peek leaves the data where it was, so it neither trusts nor sets `drained`.
-        if !self.tcp_stream || flags.contains(rustix::net::RecvFlags::PEEK) {
+        // A flag changes what a short read shows (a peek leaves the data where it was, an
+        // out-of-band read takes one byte), so a read with any neither trusts nor sets
+        // `drained`.
+        if !self.tcp_stream || !flags.is_empty() {
             return retry(&self.reg, Interest::READABLE, self.read_limit(), op);
         }
         let known_unready = self.drained.replace(false);

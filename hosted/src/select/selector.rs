@@ -305,12 +305,8 @@ impl<T> Selector<T> {
             if deadline.is_none() {
                 deadline = timeout.map(Timeout::start);
             }
-            match IoRegistration::wait_any(&waits) {
-                Ok(()) => {}
-                Err(why) if deadline.as_ref().is_some_and(|d| d.is(&why)) => {
-                    return Ok(Vec::new());
-                }
-                Err(why) => return Err(why.into()),
+            if !super::wait_any_within(&waits, deadline.as_ref())? {
+                return Ok(Vec::new());
             }
         }
     }
