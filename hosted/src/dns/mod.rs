@@ -219,11 +219,12 @@ pub fn lookup(name: &str, rtype: RecordType) -> io::Result<Vec<Record>> {
     resolver()?.lookup(name, rtype)
 }
 
-/// Puts `addrs` in `into` once each, keeping the first occurrence's place.
-fn push_unique(into: &mut Vec<IpAddr>, addrs: impl IntoIterator<Item = IpAddr>) {
-    for ip in addrs {
-        if !into.contains(&ip) {
-            into.push(ip);
+/// Puts `addrs` in `into` once each, keeping the first occurrence's place (answers hold a
+/// handful of addresses: a linear search beats hashing).
+fn push_unique<T: PartialEq>(into: &mut Vec<T>, addrs: impl IntoIterator<Item = T>) {
+    for addr in addrs {
+        if !into.contains(&addr) {
+            into.push(addr);
         }
     }
 }

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use rustix::net::SocketAddrAny;
 
 use super::{Record, RecordType, Resolver, push_unique};
+use crate::fs::on_pool;
 
 /// The system's `getaddrinfo` and `getnameinfo`, each call run on the
 /// [thread pool](crate::threadpool::spawn_blocking) while the calling greenlet parks
@@ -27,18 +28,17 @@ impl ThreadResolver {
     }
 }
 
-/// Runs `f` on the default thread pool and waits for its answer cooperatively.
-fn on_pool<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
-    match crate::threadpool::spawn_blocking(f).get() {
-        Ok(answer) => answer,
-        Err(gevent_core::Error::Interrupted(why)) => Err(why.into()),
-        Err(e) => Err(io::Error::other(format!("the name lookup failed: {e}"))),
-    }
+/// The system's `getaddrinfo` answer as std gives it (repeats included), from the pool.
+fn system_addrs(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    let host = host.to_owned();
+    on_pool(move || {
+        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)).map(Vec::from_iter)
+    })
 }
 
 impl Resolver for ThreadResolver {
     fn lookup_host(&self, name: &str) -> io::Result<Vec<IpAddr>> {
-        let addrs = self.getaddrinfo(name, 0)?;
+        let addrs = system_addrs(name, 0)?;
         let mut ips = Vec::with_capacity(addrs.len());
         push_unique(&mut ips, addrs.iter().map(SocketAddr::ip));
         Ok(ips)
@@ -46,16 +46,9 @@ impl Resolver for ThreadResolver {
 
     /// The system's answer as std gives it (IPv6 scope ids kept), once per address.
     fn getaddrinfo(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
-        let host = host.to_owned();
-        let addrs = on_pool(move || {
-            std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)).map(Vec::from_iter)
-        })?;
-        let mut unique: Vec<SocketAddr> = Vec::with_capacity(addrs.len());
-        for addr in addrs {
-            if !unique.contains(&addr) {
-                unique.push(addr);
-            }
-        }
+        let addrs = system_addrs(host, port)?;
+        let mut unique = Vec::with_capacity(addrs.len());
+        push_unique(&mut unique, addrs);
         Ok(unique)
     }
 
@@ -135,7 +128,8 @@ fn name_info(ip: IpAddr) -> io::Result<String> {
 /// An `EAI_*` code from getnameinfo as an io::Error.
 fn gai_error(code: i32, ip: IpAddr) -> io::Error {
     if code == libc::EAI_SYSTEM {
-        return io::Error::last_os_error();
+        let os = io::Error::last_os_error();
+        return io::Error::new(os.kind(), format!("no host name for {ip}: getnameinfo: {os}"));
     }
     let kind = if code == libc::EAI_NONAME {
         io::ErrorKind::NotFound
@@ -145,8 +139,10 @@ fn gai_error(code: i32, ip: IpAddr) -> io::Error {
         io::ErrorKind::Other
     };
     #[allow(unsafe_code)]
-    // SAFETY: gai_strerror returns a pointer to a static, NUL-terminated message for any
-    // code (an "unknown error" text for codes it does not know), never freed or reused.
-    let why = unsafe { CStr::from_ptr(libc::gai_strerror(code)) };
-    io::Error::new(kind, format!("no host name for {ip}: {}", why.to_string_lossy()))
+    // SAFETY: gai_strerror accepts any code (an "unknown error" text for codes it does not
+    // know) and is thread-safe (POSIX does not exempt it), returning a NUL-terminated message
+    // in static storage that is never freed. The borrow is copied into the owned message below
+    // before this function returns, so nothing relies on the storage outliving this call.
+    let why = unsafe { CStr::from_ptr(libc::gai_strerror(code)) }.to_string_lossy().into_owned();
+    io::Error::new(kind, format!("no host name for {ip}: {why}"))
 }

@@ -172,13 +172,17 @@ impl Read for &File {
         })?;
         match String::from_utf8(data) {
             Ok(text) => {
-                buf.push_str(&text);
+                if buf.is_empty() {
+                    *buf = text;
+                } else {
+                    buf.push_str(&text);
+                }
                 result
             }
-            Err(_) => result.and_then(|_| {
+            Err(e) => result.and_then(|_| {
                 Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    "stream did not contain valid UTF-8",
+                    format!("the file is not valid UTF-8: {}", e.utf8_error()),
                 ))
             }),
         }

@@ -1,5 +1,6 @@
 //! [`DatagramServer`]: a greenlet per received datagram.
 
+use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -89,6 +90,10 @@ pub struct DatagramServer<S: DatagramSocket = UdpSocket> {
 /// The socket seen as a listener whose "connections" are datagrams.
 struct Datagrams<S> {
     socket: Rc<S>,
+    /// The receive buffer, kept between datagrams so that each costs one allocation of its
+    /// own length rather than a zeroed [`MAX_DATAGRAM`]. Taken while a receive parks: a second
+    /// receiver at once (none today: one loop per server) would allocate its own.
+    buf: Cell<Option<Box<[u8]>>>,
 }
 
 /// One received datagram and the socket to answer on.
@@ -102,11 +107,12 @@ impl<S: DatagramSocket> Listener for Datagrams<S> {
     type Addr = S::Addr;
 
     fn accept(&self) -> io::Result<(Datagram<S>, S::Addr)> {
-        let mut buf = vec![0; MAX_DATAGRAM];
-        let (len, from) = self.socket.recv_from(&mut buf)?;
-        buf.truncate(len);
-        buf.shrink_to_fit();
-        Ok((Datagram { data: buf, socket: self.socket.clone() }, from))
+        let mut buf = self.buf.take().unwrap_or_else(|| vec![0; MAX_DATAGRAM].into());
+        let received =
+            self.socket.recv_from(&mut buf).map(|(len, from)| (buf[..len].to_vec(), from));
+        self.buf.set(Some(buf));
+        let (data, from) = received?;
+        Ok((Datagram { data, socket: self.socket.clone() }, from))
     }
 
     fn local_addr(&self) -> io::Result<S::Addr> {
@@ -146,7 +152,7 @@ impl<S: DatagramSocket> DatagramServer<S> {
         handler: impl Fn(&[u8], S::Addr, &S) -> io::Result<()> + 'static,
     ) -> Self {
         let made_at = Location::caller();
-        let listener = Datagrams { socket: Rc::new(socket) };
+        let listener = Datagrams { socket: Rc::new(socket), buf: Cell::new(None) };
         let server = StreamServer::with_kind(
             listener,
             move |datagram: Datagram<S>, from| handler(&datagram.data, from, &datagram.socket),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rustls::{ServerConfig, ServerConnection};
 
 use super::error::{config_error, tls_error};
-use super::{TlsStream, load_certificates, load_private_key, provider};
+use super::{TlsStream, alpn_list, load_certificates, load_private_key, provider};
 
 /// Accepts TLS connections (gevent's `ssl.SSLContext.wrap_socket(server_side=True)`).
 ///
@@ -73,8 +73,7 @@ impl TlsAcceptor {
     /// This acceptor agreeing on one of the ALPN `protocols` (ours in order of preference) when
     /// the client offers any; a client offering only others is refused.
     pub fn with_alpn(mut self, protocols: &[&[u8]]) -> TlsAcceptor {
-        Arc::make_mut(&mut self.config).alpn_protocols =
-            protocols.iter().map(|p| p.to_vec()).collect();
+        Arc::make_mut(&mut self.config).alpn_protocols = alpn_list(protocols);
         self
     }
 

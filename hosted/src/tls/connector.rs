@@ -9,7 +9,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
 use super::error::tls_error;
-use super::{TlsStream, load_certificates, provider};
+use super::{TlsStream, alpn_list, load_certificates, provider};
 
 /// Makes client TLS connections (gevent's `ssl.SSLContext.wrap_socket` on a client socket).
 ///
@@ -99,8 +99,7 @@ impl TlsConnector {
 
     /// This connector offering the ALPN `protocols`, most preferred first.
     pub fn with_alpn(mut self, protocols: &[&[u8]]) -> TlsConnector {
-        Arc::make_mut(&mut self.config).alpn_protocols =
-            protocols.iter().map(|p| p.to_vec()).collect();
+        Arc::make_mut(&mut self.config).alpn_protocols = alpn_list(protocols);
         self
     }
 

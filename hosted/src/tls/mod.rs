@@ -66,6 +66,11 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// ALPN protocol names as rustls' configurations hold them.
+fn alpn_list(protocols: &[&[u8]]) -> Vec<Vec<u8>> {
+    protocols.iter().map(|p| p.to_vec()).collect()
+}
+
 /// Every certificate in the PEM file at `path`, in order (blocking file reads).
 ///
 /// # Errors

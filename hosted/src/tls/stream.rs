@@ -73,7 +73,10 @@ impl<S: Read + Write> TlsStream<S> {
         let mut sent = false;
         while self.conn.wants_write() {
             if self.conn.write_tls(&mut self.stream)? == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the underlying stream took no bytes of a TLS record",
+                ));
             }
             sent = true;
         }

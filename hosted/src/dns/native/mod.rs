@@ -8,6 +8,7 @@ use std::cell::Cell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use gevent_core::AsInterrupted;
@@ -31,14 +32,18 @@ const DNS_PORT: u16 = 53;
 /// the server asked, with that id and that question, is accepted.
 ///
 /// Nothing is cached: each call asks again.
+///
+/// Cloning is cheap: clones share the settings and the hosts file read at
+/// [`build`](NativeResolverBuilder::build).
 #[derive(Debug, Clone)]
 pub struct NativeResolver {
-    nameservers: Vec<SocketAddr>,
-    search: Vec<String>,
+    // Shared, not owned: each `lookup_host` hands a clone to its AAAA greenlet.
+    nameservers: Arc<[SocketAddr]>,
+    search: Arc<[String]>,
     ndots: usize,
     timeout: Duration,
     attempts: usize,
-    hosts: Hosts,
+    hosts: Arc<Hosts>,
 }
 
 /// Builds a [`NativeResolver`]; what is not set comes from `/etc/resolv.conf` and
@@ -71,7 +76,7 @@ impl NativeResolver {
         let query = wire::query(id, name, rtype)?;
         let mut last_failure = None;
         for _ in 0..self.attempts {
-            for &server in &self.nameservers {
+            for &server in self.nameservers.iter() {
                 let accept = |bytes: &[u8]| wire::reply(bytes, id, name, rtype);
                 let exchange = match transport::udp(server, &query, self.timeout, accept) {
                     Ok(Exchange::Reply(Reply::Truncated)) => {
@@ -213,12 +218,12 @@ impl NativeResolverBuilder {
             nameservers.push(SocketAddr::from(([127, 0, 0, 1], DNS_PORT)));
         }
         Ok(NativeResolver {
-            nameservers,
-            search: self.search.unwrap_or(conf.search),
+            nameservers: nameservers.into(),
+            search: self.search.unwrap_or(conf.search).into(),
             ndots: self.ndots.unwrap_or(conf.ndots),
             timeout,
             attempts,
-            hosts,
+            hosts: Arc::new(hosts),
         })
     }
 }
@@ -245,8 +250,8 @@ impl Resolver for NativeResolver {
         if let Some(ips) = self.hosts.addrs(name) {
             return Ok(ips.to_vec());
         }
-        // The AAAA query goes out beside the A query, in a greenlet of its own (with a copy
-        // of the settings, since it must own them), so a lookup takes one round trip, not two;
+        // The AAAA query goes out beside the A query, in a greenlet of its own (with a clone
+        // of the resolver, since it must own it), so a lookup takes one round trip, not two;
         // it is killed if this greenlet gives up first.
         let aaaa = {
             let (this, name) = (self.clone(), name.to_owned());
