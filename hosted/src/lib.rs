@@ -83,6 +83,8 @@ mod clock;
 mod default_platform;
 pub mod dns;
 pub mod fs;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod io;
 mod mmap_stack;
 pub mod net;

@@ -1,0 +1,24 @@
+//! The HTTP/1.1 wire format shared by the server and the client: how a message body is framed
+//! (RFC 9112 §6) and the chunked transfer coding (§7.1). Heads are parsed by `httparse` in the
+//! server and client modules; this module only frames bodies.
+
+mod chunked;
+mod framing;
+
+pub(crate) use chunked::{ChunkedDecoder, ChunkedEncoder};
+pub(crate) use framing::BodyReader;
+
+/// Longest chunk-size line (size, extensions and CRLF) a decoder accepts; a longer one is a
+/// malformed or hostile message.
+pub(crate) const MAX_CHUNK_LINE: usize = 4096;
+
+/// Most bytes of trailer fields a decoder reads (and discards) after the last chunk.
+pub(crate) const MAX_TRAILERS: usize = 16 * 1024;
+
+/// An `InvalidData` error about a malformed message body.
+pub(crate) fn invalid(what: &'static str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what)
+}
+
+#[cfg(test)]
+mod tests;
