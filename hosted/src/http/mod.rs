@@ -7,7 +7,7 @@
 
 mod body;
 // The server and the client (landing next) are the users of the codec.
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 pub(crate) mod codec;
 
 pub use ::http::{
