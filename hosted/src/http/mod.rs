@@ -1,7 +1,7 @@
 //! HTTP/1.1 on greenlets: a server whose handlers are plain blocking-style functions run in a
 //! greenlet per connection (gevent's `pywsgi.WSGIServer` role), and a small client.
 //!
-//! Messages use the [`http`](::http) crate's types (`Request`, `Response`, `StatusCode`,
+//! Messages use the `http` crate's types (`Request`, `Response`, `StatusCode`,
 //! `HeaderMap`, ...), re-exported here, so that what users know of them carries over. Request
 //! heads are parsed with `httparse`. Outgoing bodies are a [`Body`].
 
