@@ -19,15 +19,16 @@ Commands:
       Group against plain spawns) and idle_conns (memory per idle connection, 10,000 of
       them). By default: switch spawn idle queue group_spawn idle_conns.
       echo runs our server pinned to CPU 0 and the anchors' echo_load pinned to CPU 1
-      (built into $TARGET_DIR, default ~/.cache/anchors-target; port $PORT, default 9123).
+      (built into $TARGET_DIR, default ~/.cache/anchors-target; port $PORT, default 9123);
+      http runs our HTTP server pinned to CPU 0 and wrk -t1 -c100 pinned to CPU 1.
       --anchors    run them through the anchors' run.sh, next to gevent, tokio and may,
                    and print how we compare (anchors folder: $ANCHORS_DIR, or
-                   ../shared/anchors next to the workspace); http needs it
+                   ../shared/anchors next to the workspace)
       --runs N     runs of each workload (with --anchors the median is kept; default 3,
                    or 1 without --anchors)
       --secs N     how long echo and http are loaded (default $SECS, or 10)
       --print-cmd  print the command that starts our server for each server workload
-                   (echo), to which a runner appends the port, and run nothing
+                   (echo, http), to which a runner appends the port, and run nothing
       Also ours alone, never by default:
       tls_echo       the echo workload over TLS 1.3: our server and the same one on tokio +
                      tokio-rustls (bench/tls-anchor, built into target/tls-anchor), runs
@@ -238,11 +239,13 @@ fn parse_bench(args: &[String]) -> Result<Bench, String> {
         }
     }
     if bench.print_cmd && bench.workloads.iter().any(|workload| !workload.is_server()) {
-        return Err("'--print-cmd' is for server workloads (echo)".into());
+        return Err("'--print-cmd' is for server workloads (echo, http)".into());
     }
     if bench.workloads.is_empty() {
         if bench.print_cmd {
-            return Err("'--print-cmd' needs the server workload to print it for (echo)".into());
+            return Err(
+                "'--print-cmd' needs the server workload to print it for (echo, http)".into()
+            );
         }
         bench.workloads = crate::bench::DEFAULT_WORKLOADS.to_vec();
     }

@@ -157,14 +157,14 @@ fn one_run(
 pub(super) fn wait_for_port(server: &mut Child, port: u16) -> Result<(), String> {
     for _ in 0..100 {
         if let Ok(Some(status)) = server.try_wait() {
-            return Err(format!("the echo server exited ({status})"));
+            return Err(format!("the server exited ({status})"));
         }
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Ok(());
         }
         thread::sleep(Duration::from_millis(100));
     }
-    Err(format!("the echo server did not come up on port {port}"))
+    Err(format!("the server did not come up on port {port}"))
 }
 
 /// User + system CPU time of process `pid`, in clock ticks (fields 14 and 15 of its stat).
