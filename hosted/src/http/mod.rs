@@ -6,7 +6,8 @@
 //! heads are parsed with `httparse`. Outgoing bodies are a [`Body`].
 
 mod body;
-// The server and the client (landing next) are the users of the codec.
+mod client;
+// The server (landing next) is the codec's other user.
 #[allow(dead_code, unused_imports)]
 pub(crate) mod codec;
 
@@ -14,3 +15,4 @@ pub use ::http::{
     HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header,
 };
 pub use body::Body;
+pub use client::{Client, ClientBuilder, ResponseBody};
