@@ -116,7 +116,7 @@ fn hold_idle_conns() -> io::Result<f64> {
 /// A listener on a free loopback port whose accept queue holds `backlog` connections: the
 /// client connects faster than the hub accepts, and with std's 128 each connection past that
 /// waits a second for its SYN to be sent again.
-fn listener_with_backlog(backlog: i32) -> io::Result<TcpListener> {
+pub(crate) fn listener_with_backlog(backlog: i32) -> io::Result<TcpListener> {
     use rustix::net::{AddressFamily, SocketType, bind, ipproto, listen, socket};
     let fd = socket(AddressFamily::INET, SocketType::STREAM, Some(ipproto::TCP))?;
     bind(&fd, &SocketAddr::from(([127, 0, 0, 1], 0)))?;
@@ -149,7 +149,7 @@ pub(crate) fn idle_conns_client(addr: &str, count: &str) -> ExitCode {
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard one; fails if that is below `need`.
-fn raise_fd_limit(need: u64) -> Result<(), String> {
+pub(crate) fn raise_fd_limit(need: u64) -> Result<(), String> {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut limit = getrlimit(Resource::Nofile);
     let hard = limit.maximum.unwrap_or(u64::MAX);

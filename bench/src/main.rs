@@ -5,9 +5,11 @@
 //! gevent-bench switch|spawn|idle|queue     prints `bench=... impl=gevent-rs metric=... value=...`
 //! gevent-bench echo PORT                   serves on 127.0.0.1:PORT until killed
 //! gevent-bench tls_echo PORT               the same over TLS 1.3 (also the tls_handshake server)
+//! gevent-bench http PORT                   serves HTTP/1.1 `Hello, World!` on 127.0.0.1:PORT
 //! gevent-bench dns_qps                     native resolver queries per second against dnsmasq
 //! gevent-bench group_spawn                 ours only: spawning into a Group against plain spawns
 //! gevent-bench idle_conns                  ours only: memory per idle connection (10,000 of them)
+//! gevent-bench http_conns                  ours only: memory per keep-alive HTTP connection (10,000)
 //! ```
 //!
 //! Everything runs on one thread and one hub, inside the main greenlet.
@@ -15,6 +17,7 @@
 
 mod dns;
 mod echo;
+mod http;
 mod tls;
 
 use std::cell::Cell;
@@ -199,14 +202,21 @@ fn main() -> ExitCode {
             }
         },
         Some("dns_qps") => return dns::qps(),
-        Some("http") => {
-            eprintln!("gevent-bench: the http workload is not written yet");
-            return ExitCode::from(2);
+        Some("http") if args.len() == 3 => match args[2].parse() {
+            Ok(port) => return http::serve(port),
+            Err(e) => {
+                eprintln!("gevent-bench: http: bad port '{}': {e}", args[2]);
+                return ExitCode::from(2);
+            }
+        },
+        Some("http_conns") => return http::http_conns(),
+        Some("http_conns_client") if args.len() == 4 => {
+            return http::http_conns_client(&args[2], &args[3]);
         }
         _ => {
             eprintln!(
-                "usage: gevent-bench switch|spawn|idle|queue|group_spawn|idle_conns|dns_qps | \
-                 gevent-bench echo|tls_echo PORT"
+                "usage: gevent-bench switch|spawn|idle|queue|group_spawn|idle_conns|http_conns|\
+                 dns_qps | gevent-bench echo|tls_echo|http PORT"
             );
             return ExitCode::from(2);
         }
