@@ -20,7 +20,6 @@ pub struct Body {
     kind: BodyKind,
 }
 
-#[allow(dead_code)] // read by the server and client, landing next
 pub(crate) enum BodyKind {
     /// Bytes in memory (possibly empty).
     Bytes(Vec<u8>),
@@ -72,7 +71,6 @@ impl Body {
         }
     }
 
-    #[allow(dead_code)] // used by the server and client, landing next
     pub(crate) fn into_kind(self) -> BodyKind {
         self.kind
     }

@@ -6,11 +6,13 @@
 //! heads are parsed with `httparse`. Outgoing bodies are a [`Body`].
 
 mod body;
-// The server and the client (landing next) are the users of the codec.
+// The client (landing next) is the codec's other user.
 #[allow(dead_code, unused_imports)]
 pub(crate) mod codec;
+mod server;
 
 pub use ::http::{
     HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header,
 };
 pub use body::Body;
+pub use server::{RequestBody, Server, ServerBuilder};
