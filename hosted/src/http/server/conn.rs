@@ -477,7 +477,6 @@ pub(super) fn serve<S: Read + Write>(
             Ok(_) => incoming.settle(),
             Err(_) => BodyEnd::Unread,
         };
-        drop(incoming);
         let response = match answered {
             Ok(response) => response,
             Err(payload) => {
