@@ -7,12 +7,12 @@
 
 mod body;
 mod client;
-// The server (landing next) is the codec's other user.
-#[allow(dead_code, unused_imports)]
 pub(crate) mod codec;
+mod server;
 
 pub use ::http::{
     HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header,
 };
 pub use body::Body;
 pub use client::{Client, ClientBuilder, ResponseBody};
+pub use server::{RequestBody, Server, ServerBuilder};

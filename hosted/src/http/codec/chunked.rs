@@ -204,11 +204,6 @@ impl<W: Write> ChunkedEncoder<W> {
         self.inner.write_all(b"0\r\n\r\n")?;
         Ok(self.inner)
     }
-
-    /// The writer under the encoder.
-    pub(crate) fn get_mut(&mut self) -> &mut W {
-        &mut self.inner
-    }
 }
 
 impl<W: Write> Write for ChunkedEncoder<W> {

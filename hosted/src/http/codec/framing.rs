@@ -41,13 +41,6 @@ impl<R: BufRead> BodyReader<R> {
         }
     }
 
-    /// Reads and discards the rest of the body, at most `limit` bytes; returns whether the body
-    /// ended within the limit (if not, the connection cannot carry another message).
-    pub(crate) fn drain(&mut self, limit: u64) -> io::Result<bool> {
-        io::copy(&mut self.by_ref().take(limit), &mut io::sink())?;
-        Ok(self.is_done())
-    }
-
     /// The connection under the body.
     pub(crate) fn get_mut(&mut self) -> &mut R {
         match self {

@@ -97,13 +97,3 @@ fn length_framing_stops_at_the_length_and_reports_an_early_close() {
     let mut body = BodyReader::with_length(Cursor::new(&b"short"[..]), 11);
     assert_eq!(body.read_to_end(&mut Vec::new()).unwrap_err().kind(), ErrorKind::UnexpectedEof);
 }
-
-#[test]
-fn drain_reports_whether_the_body_ended_within_the_limit() {
-    let mut body = BodyReader::chunked(Cursor::new(&b"5\r\nhello\r\n0\r\n\r\nnext"[..]));
-    assert!(body.drain(100).unwrap());
-    let mut body = BodyReader::with_length(Cursor::new(&[0u8; 100][..]), 100);
-    assert!(!body.drain(10).unwrap());
-    let mut body = BodyReader::UntilEof(Cursor::new(&b"abc"[..]));
-    assert!(!body.drain(10).unwrap());
-}
