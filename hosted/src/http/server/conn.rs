@@ -6,10 +6,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use gevent_core::Timeout;
-use gevent_core::pool::Group;
 use gevent_core::time::Instant;
 use http::{Method, Request, Response, StatusCode, Version};
 
+use super::connections::Slot;
 use super::head::{self, Framing, Head, HeadError};
 use super::response::{self, write_error, write_head};
 use super::{Config, Handler, RequestBody};
@@ -71,16 +71,23 @@ struct Conn<S> {
 
 impl<S: Read + Write> Conn<S> {
     /// Reads from the socket into `buf[filled..]`, after writing pending output (whoever
-    /// waits for input must not hold back answers). Bounded by the idle timeout.
+    /// waits for input must not hold back answers). One timeout bounds both: the idle timeout,
+    /// or the head's deadline while a head is arriving.
     fn read_socket(&mut self) -> io::Result<usize> {
-        self.flush_out()?;
         let timeout = match self.head_deadline {
             Some(deadline) => Timeout::start_at(deadline),
             None => Timeout::start(self.idle),
         };
-        let n = self.stream.read(&mut self.buf[self.filled..]).map_err(|e| {
-            if timeout.is(&e) { io::Error::new(io::ErrorKind::TimedOut, IdleTimeout) } else { e }
-        })?;
+        let n = self
+            .write_out()
+            .and_then(|()| self.stream.read(&mut self.buf[self.filled..]))
+            .map_err(|e| {
+                if timeout.is(&e) {
+                    io::Error::new(io::ErrorKind::TimedOut, IdleTimeout)
+                } else {
+                    e
+                }
+            })?;
         self.filled += n;
         Ok(n)
     }
@@ -91,16 +98,24 @@ impl<S: Read + Write> Conn<S> {
             return Ok(());
         }
         let timeout = Timeout::start(self.idle);
-        let written = self.stream.write_all(&self.out).and_then(|()| self.stream.flush());
-        self.out.clear();
-        written.map_err(|e| {
+        self.write_out().map_err(|e| {
             if timeout.is(&e) { io::Error::new(io::ErrorKind::TimedOut, IdleTimeout) } else { e }
         })
     }
 
+    /// Writes pending output under the caller's timeout.
+    fn write_out(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let written = self.stream.write_all(&self.out).and_then(|()| self.stream.flush());
+        self.out.clear();
+        written
+    }
+
     /// Reads the next request head; `Ok(None)` when the client closed or idled between
     /// requests.
-    fn read_head(&mut self, config: &Config, idle: &Group) -> Result<Option<Head>, HeadEnd> {
+    fn read_head(&mut self, config: &Config, slot: &Slot<'_>) -> Result<Option<Head>, HeadEnd> {
         self.head_deadline = None;
         loop {
             if self.pos < self.filled {
@@ -140,10 +155,9 @@ impl<S: Read + Write> Conn<S> {
                 self.read_socket()
             } else {
                 // An idle keep-alive connection is ended at once by a graceful stop.
-                let me = gevent_core::current();
-                idle.add(&me);
+                slot.set_idle(true);
                 let read = self.read_socket();
-                idle.discard(&me);
+                slot.set_idle(false);
                 read
             };
             match read {
@@ -423,7 +437,7 @@ pub(super) fn serve<S: Read + Write>(
     stream: S,
     config: &Config,
     handler: &Handler,
-    idle: &Group,
+    slot: &Slot<'_>,
     stopping: &dyn Fn() -> bool,
     half_close: fn(&mut S),
 ) -> io::Result<End> {
@@ -438,7 +452,7 @@ pub(super) fn serve<S: Read + Write>(
         half_close,
     };
     loop {
-        let head = match conn.read_head(config, idle) {
+        let head = match conn.read_head(config, slot) {
             Ok(Some(head)) => head,
             Ok(None) => return conn.flush_out().map(|()| End::Closed),
             Err(HeadEnd::Refused(e)) => return conn.refuse(e.status(), Version::HTTP_11),

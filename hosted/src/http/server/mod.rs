@@ -1,6 +1,7 @@
 //! [`Server`]: HTTP/1.1 on a [`StreamServer`], a greenlet per connection.
 
 mod conn;
+mod connections;
 mod head;
 mod response;
 
@@ -11,7 +12,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
-use gevent_core::pool::{Group, Pool};
+use gevent_core::pool::Pool;
 use http::{Request, Response};
 
 use super::Body;
@@ -20,6 +21,7 @@ use crate::server::StreamServer;
 #[cfg(feature = "tls")]
 use crate::tls::TlsAcceptor;
 use conn::End;
+use connections::Connections;
 
 /// What a [`Server`] runs for each request.
 type Handler = dyn for<'a> Fn(Request<RequestBody<'a>>) -> Response<Body>;
@@ -48,8 +50,8 @@ impl Default for Config {
 struct Shared {
     config: Config,
     handler: Box<Handler>,
-    /// Connections waiting for their next request, ended at once by `stop`.
-    idle: Group,
+    /// The connections, marked while they wait for their next request: `stop` ends those.
+    connections: Connections,
     stopping: Cell<bool>,
     #[cfg(feature = "tls")]
     tls: Option<TlsAcceptor>,
@@ -152,7 +154,7 @@ impl Server {
     /// `Connection: close`), then kills the rest ([`StreamServer::stop`]).
     pub fn stop(&self, grace: Duration) {
         self.shared.stopping.set(true);
-        let _ = self.shared.idle.kill();
+        self.shared.connections.kill_idle();
         self.stream.stop(grace);
     }
 
@@ -180,7 +182,8 @@ impl Server {
 impl Shared {
     fn serve<S: Read + Write>(&self, stream: S, half_close: fn(&mut S)) -> io::Result<End> {
         let stopping = || self.stopping.get();
-        conn::serve(stream, &self.config, &*self.handler, &self.idle, &stopping, half_close)
+        let slot = self.connections.register();
+        conn::serve(stream, &self.config, &*self.handler, &slot, &stopping, half_close)
     }
 
     /// Serves one accepted connection for the [`StreamServer`]: a panic was reported by the
@@ -312,7 +315,7 @@ impl ServerBuilder {
         let shared = Rc::new(Shared {
             config: self.config,
             handler: Box::new(handler),
-            idle: Group::new(),
+            connections: Connections::default(),
             stopping: Cell::new(false),
             #[cfg(feature = "tls")]
             tls: self.tls,
