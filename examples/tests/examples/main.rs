@@ -8,3 +8,4 @@ mod net;
 mod processes;
 mod signal;
 mod tls;
+mod ureq;
