@@ -27,11 +27,13 @@ pub(crate) const DEFAULT_WORKLOADS: &[Workload] = &[
     Workload::Queue,
     Workload::GroupSpawn,
     Workload::IdleConns,
+    Workload::HttpConns,
 ];
 
 /// Workloads that only we run: `run.sh` does not know them. The TLS workloads are run apart
 /// (see [`tls`]).
-const OURS_ONLY: &[Workload] = &[Workload::GroupSpawn, Workload::IdleConns, Workload::Dns];
+const OURS_ONLY: &[Workload] =
+    &[Workload::GroupSpawn, Workload::IdleConns, Workload::HttpConns, Workload::Dns];
 
 /// Our name in result lines.
 const OURS: &str = "gevent-rs";

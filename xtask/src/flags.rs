@@ -16,8 +16,9 @@ Commands:
   bench [--anchors] [--runs N] [--secs N] [--print-cmd] [WORKLOAD...]
       Build gevent-bench in release mode and run the workloads of shared/anchors/README.md
       (switch spawn idle queue echo http), and ours alone: group_spawn (spawning into a
-      Group against plain spawns) and idle_conns (memory per idle connection, 10,000 of
-      them). By default: switch spawn idle queue group_spawn idle_conns.
+      Group against plain spawns), idle_conns (memory per idle connection, 10,000 of
+      them) and http_conns (memory per keep-alive HTTP connection, 10,000 of them).
+      By default: switch spawn idle queue group_spawn idle_conns http_conns.
       echo runs our server pinned to CPU 0 and the anchors' echo_load pinned to CPU 1
       (built into $TARGET_DIR, default ~/.cache/anchors-target; port $PORT, default 9123);
       http runs our HTTP server pinned to CPU 0 and wrk -t1 -c100 pinned to CPU 1.
@@ -94,6 +95,8 @@ pub(crate) enum Workload {
     GroupSpawn,
     /// Not an anchor workload: memory per idle connection, 10,000 of them on one hub.
     IdleConns,
+    /// Not an anchor workload: memory per keep-alive HTTP connection, 10,000 of them.
+    HttpConns,
     /// The echo workload over TLS 1.3, against the same server on tokio-rustls.
     TlsEcho,
     /// TLS handshakes per second, against the same server on tokio-rustls.
@@ -104,7 +107,7 @@ pub(crate) enum Workload {
 
 impl Workload {
     /// Every workload, in the README's order.
-    pub(crate) const ALL: [Self; 11] = [
+    pub(crate) const ALL: [Self; 12] = [
         Self::Switch,
         Self::Spawn,
         Self::Idle,
@@ -113,6 +116,7 @@ impl Workload {
         Self::Http,
         Self::GroupSpawn,
         Self::IdleConns,
+        Self::HttpConns,
         Self::TlsEcho,
         Self::TlsHandshake,
         Self::Dns,
@@ -129,6 +133,7 @@ impl Workload {
             Self::Http => "http",
             Self::GroupSpawn => "group_spawn",
             Self::IdleConns => "idle_conns",
+            Self::HttpConns => "http_conns",
             Self::TlsEcho => "tls_echo",
             Self::TlsHandshake => "tls_handshake",
             Self::Dns => "dns",
@@ -334,8 +339,8 @@ mod tests {
         assert!(unknown.contains("unknown workload 'swtich'"), "{unknown}");
         assert!(
             unknown.contains(
-                "switch, spawn, idle, queue, echo, http, group_spawn, idle_conns, tls_echo, \
-                 tls_handshake, dns"
+                "switch, spawn, idle, queue, echo, http, group_spawn, idle_conns, http_conns, \
+                 tls_echo, tls_handshake, dns"
             ),
             "{unknown}"
         );
