@@ -1,6 +1,6 @@
 //! gevent for Rust at work: ten thousand greenlets on timers, a `Timeout`, a kill, a
-//! `joinall` with a timeout, an echo server with 300 concurrent clients on loopback, and a
-//! deadlock explained instead of hung.
+//! `joinall` with a timeout, an echo server with 300 concurrent clients on loopback, an HTTP
+//! server and keep-alive client on loopback, and a deadlock explained instead of hung.
 //!
 //! Run with `cargo run --release -p gevent-examples --example demo`.
 #![allow(clippy::print_stdout)]
@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use gevent::http::{Body, Client, Response, Server};
 use gevent::net::{TcpListener, TcpStream};
 use gevent::{Builder, Interrupted, JoinAll, Timeout, current, sleep, spawn, with_timeout};
 
@@ -110,7 +111,20 @@ fn main() -> Result<(), Interrupted> {
         round_trips.count as f64 / round_trips.took.as_secs_f64()
     );
 
-    // 7. A deadlock is explained, not hung: a greenlet waits for main while main waits for it.
+    // 7. HTTP: a server on loopback, a greenlet per connection, and 50 greenlets sharing one
+    //    keep-alive Client, each making 8 requests one after another over its connection.
+    let requests = http_on_loopback(50, 8);
+    println!(
+        "[{:7.1} ms] http: 50 greenlets made {} keep-alive requests ({} answered 200) in {:.0} ms \
+         ({:.0} per second)",
+        t(),
+        requests.count,
+        requests.ok,
+        requests.took.as_secs_f64() * 1000.0,
+        requests.count as f64 / requests.took.as_secs_f64()
+    );
+
+    // 8. A deadlock is explained, not hung: a greenlet waits for main while main waits for it.
     let main = current();
     let stuck = Builder::new().name("waits-for-main").spawn(move || main.join());
     match stuck.join() {
@@ -178,4 +192,45 @@ fn echo_on_loopback(clients: usize, rounds: usize) -> RoundTrips {
     // The server would wait for connections forever; its kill ends the accept.
     server.kill().expect("the main greenlet is not killed");
     RoundTrips { count, took }
+}
+
+/// How many HTTP requests the HTTP scene made, how many were answered 200, and how long they
+/// took.
+struct Requests {
+    count: usize,
+    ok: usize,
+    took: Duration,
+}
+
+/// Runs an HTTP server and `clients` greenlets, each making `each` GET requests through one
+/// shared `Client`, whose pool keeps their connections alive from one request to the next.
+fn http_on_loopback(clients: usize, each: usize) -> Requests {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
+    let server = Server::new(listener, |request| {
+        Response::new(Body::from(format!("Hello, {}!", request.uri().path())))
+    });
+    let base = format!("http://{}", server.local_addr().expect("the listener's address"));
+    server.start().expect("the server starts");
+    let client = Client::builder().max_idle_per_host(clients).build();
+    let start = Instant::now();
+    let greenlets: Vec<_> = (0..clients)
+        .map(|i| {
+            let (client, base) = (client.clone(), base.clone());
+            spawn(move || {
+                let mut ok = 0;
+                for j in 0..each {
+                    let response = client.get(&format!("{base}/{i}/{j}")).expect("an answer");
+                    let status = response.status();
+                    let body = response.into_body().into_string().expect("a body");
+                    assert_eq!(body, format!("Hello, /{i}/{j}!"));
+                    ok += usize::from(status == 200);
+                }
+                ok
+            })
+        })
+        .collect();
+    let ok = greenlets.iter().map(|g| g.get().expect("an HTTP client failed")).sum();
+    let took = start.elapsed();
+    server.stop(Duration::from_secs(1));
+    Requests { count: clients * each, ok, took }
 }

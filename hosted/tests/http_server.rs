@@ -176,6 +176,60 @@ fn no_100_continue_when_the_handler_does_not_read_the_body() {
     });
 }
 
+/// A streamed body that gives "first", then waits for `go` before it gives "second".
+struct Gated {
+    go: Rc<Event>,
+    given: u8,
+}
+
+impl Read for Gated {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let piece: &[u8] = match self.given {
+            0 => b"first",
+            1 => {
+                self.go.wait()?;
+                b"second"
+            }
+            _ => return Ok(0),
+        };
+        self.given += 1;
+        buf[..piece.len()].copy_from_slice(piece);
+        Ok(piece.len())
+    }
+}
+
+#[test]
+fn a_streamed_body_leaves_piece_by_piece() {
+    let go = Rc::new(Event::new());
+    let handler = {
+        let go = go.clone();
+        move |_request: Request<RequestBody<'_>>| {
+            Response::new(Body::from_reader(Gated { go: go.clone(), given: 0 }))
+        }
+    };
+    with_server(Server::builder(), handler, |addr, _| {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        // The first piece must arrive while the reader waits for the second: a server that
+        // held it until the body's end would wait for `go` forever.
+        let mut answer = Vec::new();
+        let mut buf = [0; 1024];
+        let waiting = Timeout::start(Duration::from_secs(10));
+        while !answer.ends_with(b"5\r\nfirst\r\n") {
+            match stream.read(&mut buf) {
+                Ok(n @ 1..) => answer.extend_from_slice(&buf[..n]),
+                other => panic!("{other:?} before the first piece: {answer:?}"),
+            }
+        }
+        drop(waiting);
+        go.set();
+        stream.read_to_end(&mut answer).unwrap();
+        let answer = String::from_utf8(answer).unwrap();
+        assert!(answer.contains("transfer-encoding: chunked\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\n5\r\nfirst\r\n6\r\nsecond\r\n0\r\n\r\n"), "{answer}");
+    });
+}
+
 #[test]
 fn curl_reuses_one_keep_alive_connection() {
     with_server(Server::builder(), route, |addr, _| {

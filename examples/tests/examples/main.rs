@@ -3,7 +3,9 @@
 //! alone does not: build them with `cargo build --examples` first).
 
 mod common;
+mod demo;
 mod dns;
+mod http;
 mod net;
 mod processes;
 mod signal;

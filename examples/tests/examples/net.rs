@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use super::common::{Backstop, backstop, example, output};
 
 /// A server example running, and the rest of its output.
-struct Server {
+pub(super) struct Server {
     child: Child,
     out: BufReader<std::process::ChildStdout>,
     _backstop: Backstop,
@@ -16,7 +16,7 @@ struct Server {
 
 /// Starts a server example and returns it with its first line of output, once it printed it.
 /// It is killed if it still runs after the [`backstop`].
-fn start_server(mut command: Command) -> (Server, String) {
+pub(super) fn start_server(mut command: Command) -> (Server, String) {
     let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
     let backstop = backstop(child.id());
     let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -41,7 +41,7 @@ fn finish(mut server: Server) -> String {
     rest
 }
 
-fn ok(output: Output) -> String {
+pub(super) fn ok(output: Output) -> String {
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(
         output.status.success(),

@@ -35,7 +35,9 @@ impl Body {
         Body { kind: BodyKind::Static(b"") }
     }
 
-    /// A body streamed from `reader` until it returns 0, sent chunked.
+    /// A body streamed from `reader` until it returns 0, sent chunked. A server writes out
+    /// each piece the reader gives as soon as it has it, so a reader may wait between pieces
+    /// (a stream of events, a proxied download) and the client sees each piece when it is made.
     pub fn from_reader(reader: impl Read + 'static) -> Body {
         Body { kind: BodyKind::Reader { reader: Box::new(reader), len: None } }
     }

@@ -216,10 +216,10 @@ impl<S: Read + Write> Conn<S> {
             BodyKind::Reader { mut reader, len: None } => {
                 if framing == response::Framing::Chunked {
                     let mut encoder = ChunkedEncoder::new(Output(self));
-                    io::copy(&mut reader, &mut encoder)?;
+                    copy_streamed(&mut reader, &mut encoder)?;
                     encoder.finish()?;
                 } else {
-                    io::copy(&mut reader, &mut Output(self))?;
+                    copy_streamed(&mut reader, &mut Output(self))?;
                 }
             }
         }
@@ -278,7 +278,24 @@ impl<S: Read + Write> Write for Output<'_, S> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.0.flush_out()
+    }
+}
+
+/// Copies a streamed body to `out`, writing out each piece as the reader gives it: such a
+/// reader may wait between pieces (for an event, a timer, an upstream server), and the client
+/// is meant to see each piece when it is made, not when the body ends.
+fn copy_streamed(reader: &mut dyn Read, out: &mut impl Write) -> io::Result<()> {
+    let mut buf = [0; 8 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        out.write_all(&buf[..n])?;
+        out.flush()?;
     }
 }
 
