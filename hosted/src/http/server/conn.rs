@@ -197,7 +197,8 @@ impl<S: Read + Write> Conn<S> {
             }
         };
         let keep_alive = keep_alive && framing != response::Framing::UntilClose;
-        write_head(&mut self.out, parts.status, &parts.headers, framing, keep_alive, client);
+        let keep_alive =
+            write_head(&mut self.out, parts.status, &parts.headers, framing, keep_alive, client);
         if head_only || framing == response::Framing::None {
             return Ok(keep_alive);
         }
@@ -521,10 +522,7 @@ pub(super) fn serve<S: Read + Write>(
             BodyEnd::Broken => return Ok(End::Closed),
             BodyEnd::Done | BodyEnd::Unread => {}
         }
-        let keep_alive = keep_alive
-            && body_end == BodyEnd::Done
-            && !head::says_close(response.headers())
-            && !stopping();
+        let keep_alive = keep_alive && body_end == BodyEnd::Done && !stopping();
         let keep_alive = conn.write_response(response, head_only, keep_alive, version)?;
         if !keep_alive {
             return if body_end == BodyEnd::Unread {

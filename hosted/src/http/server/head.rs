@@ -3,7 +3,6 @@
 
 use std::mem::MaybeUninit;
 
-use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
 /// Headers parsed into a stack array; a server allowing more parses into the heap.
@@ -90,23 +89,118 @@ fn parse_into<'b>(
     let uri = Uri::try_from(req.path.unwrap_or_default())
         .map_err(|_| HeadError::Malformed("the request target is not a valid URI"))?;
     let version = if req.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    // The headers that decide framing and the connection's fate are read here, as the map
+    // is built, rather than looked up (hashed) in it afterwards.
+    let mut scan = Scan::default();
     let mut map = HeaderMap::with_capacity(req.headers.len());
     for header in req.headers.iter() {
+        scan.header(header.name.as_bytes(), header.value);
         let name = HeaderName::from_bytes(header.name.as_bytes())
             .map_err(|_| HeadError::Malformed("a header name is not a token"))?;
         let value = HeaderValue::from_bytes(header.value)
             .map_err(|_| HeadError::Malformed("a header value holds a control character"))?;
         map.append(name, value);
     }
-    let framing = framing(&map, version)?;
-    let (close, keep_alive) = connection_options(&map);
-    let keep_alive = !close && (version == Version::HTTP_11 || keep_alive);
-    let expect_continue = version == Version::HTTP_11
-        && map.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let framing = scan.framing(version)?;
+    let keep_alive = !scan.close && (version == Version::HTTP_11 || scan.keep_alive);
+    let expect_continue = version == Version::HTTP_11 && scan.expect_continue;
     let head = Head { method, uri, version, headers: map, framing, keep_alive, expect_continue };
     Ok(Some((head, len)))
 }
 
+/// What the headers say about framing (RFC 9112 §6.1, §6.3), the connection and
+/// `Expect`, gathered in one pass over them.
+struct Scan {
+    /// Transfer-Encoding headers seen.
+    transfer_encoding: bool,
+    /// Transfer codings listed so far, over every Transfer-Encoding header.
+    codings: usize,
+    /// Whether the first coding is `chunked`.
+    chunked_first: bool,
+    /// Content-Length headers seen.
+    content_length: bool,
+    /// The length they agree on, or the first thing wrong with them.
+    length: Result<Option<u64>, &'static str>,
+    /// `Connection: close`.
+    close: bool,
+    /// `Connection: keep-alive`.
+    keep_alive: bool,
+    /// The first `Expect` header was `100-continue`.
+    expect_continue: bool,
+    /// An `Expect` header was seen.
+    expect_seen: bool,
+}
+
+impl Default for Scan {
+    fn default() -> Self {
+        Scan {
+            transfer_encoding: false,
+            codings: 0,
+            chunked_first: false,
+            content_length: false,
+            length: Ok(None),
+            close: false,
+            keep_alive: false,
+            expect_continue: false,
+            expect_seen: false,
+        }
+    }
+}
+
+impl Scan {
+    /// Takes in one header field.
+    fn header(&mut self, name: &[u8], value: &[u8]) {
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.transfer_encoding = true;
+            for token in value.split(|&b| b == b',') {
+                if self.codings == 0 {
+                    self.chunked_first = trim(token).eq_ignore_ascii_case(b"chunked");
+                }
+                self.codings += 1;
+            }
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            self.content_length = true;
+            for token in value.split(|&b| b == b',') {
+                self.length = match (self.length, parse_length(trim(token))) {
+                    (Err(e), _) => Err(e),
+                    (Ok(_), None) => Err("Content-Length is not a number"),
+                    (Ok(Some(l)), Some(n)) if l != n => Err("Content-Length values disagree"),
+                    (Ok(_), Some(n)) => Ok(Some(n)),
+                };
+            }
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            let (close, keep_alive) = connection_tokens(value);
+            self.close |= close;
+            self.keep_alive |= keep_alive;
+        } else if name.eq_ignore_ascii_case(b"expect") && !self.expect_seen {
+            self.expect_seen = true;
+            self.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+
+    /// The body's framing. `Transfer-Encoding` with `Content-Length`, a coding other than a
+    /// lone `chunked`, or disagreeing lengths are refused: an intermediary reading the
+    /// framing differently is how requests get smuggled.
+    fn framing(&self, version: Version) -> Result<Framing, HeadError> {
+        if self.transfer_encoding {
+            if self.content_length {
+                return Err(HeadError::Malformed("both Content-Length and Transfer-Encoding"));
+            }
+            if version == Version::HTTP_10 {
+                return Err(HeadError::Malformed("Transfer-Encoding in an HTTP/1.0 request"));
+            }
+            return if self.chunked_first && self.codings == 1 {
+                Ok(Framing::Chunked)
+            } else {
+                Err(HeadError::Malformed("a transfer coding other than chunked"))
+            };
+        }
+        match self.length {
+            Ok(length) => Ok(Framing::Length(length.unwrap_or(0))),
+            Err(e) => Err(HeadError::Malformed(e)),
+        }
+    }
+}
 /// Whether a request line that `httparse` refused for its version names a well-formed
 /// `HTTP/x.y` we do not speak (505) rather than garbage (400).
 fn names_another_version(buf: &[u8]) -> bool {
@@ -128,41 +222,6 @@ fn error_text(e: httparse::Error) -> &'static str {
     }
 }
 
-/// The body's framing (RFC 9112 §6.1, §6.3). `Transfer-Encoding` with `Content-Length`, a
-/// coding other than a lone `chunked`, or disagreeing lengths are refused: an intermediary
-/// reading the framing differently is how requests get smuggled.
-fn framing(headers: &HeaderMap, version: Version) -> Result<Framing, HeadError> {
-    let mut codings = headers.get_all(TRANSFER_ENCODING).iter().peekable();
-    if codings.peek().is_some() {
-        if headers.contains_key(CONTENT_LENGTH) {
-            return Err(HeadError::Malformed("both Content-Length and Transfer-Encoding"));
-        }
-        if version == Version::HTTP_10 {
-            return Err(HeadError::Malformed("Transfer-Encoding in an HTTP/1.0 request"));
-        }
-        let mut tokens = codings.flat_map(|v| v.as_bytes().split(|&b| b == b','));
-        let only_chunked = tokens.next().is_some_and(|t| trim(t).eq_ignore_ascii_case(b"chunked"))
-            && tokens.next().is_none();
-        return if only_chunked {
-            Ok(Framing::Chunked)
-        } else {
-            Err(HeadError::Malformed("a transfer coding other than chunked"))
-        };
-    }
-    let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for token in value.as_bytes().split(|&b| b == b',') {
-            let n = parse_length(trim(token))
-                .ok_or(HeadError::Malformed("Content-Length is not a number"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(HeadError::Malformed("Content-Length values disagree"));
-            }
-            length = Some(n);
-        }
-    }
-    Ok(Framing::Length(length.unwrap_or(0)))
-}
-
 fn parse_length(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() || digits.len() > 19 {
         return None;
@@ -170,22 +229,15 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
     digits.iter().try_fold(0u64, |n, &b| b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0')))
 }
 
-/// Whether `Connection` says `close`, and whether it says `keep-alive`.
-fn connection_options(headers: &HeaderMap) -> (bool, bool) {
+/// Whether a `Connection` header value says `close`, and whether it says `keep-alive`.
+pub(super) fn connection_tokens(value: &[u8]) -> (bool, bool) {
     let (mut close, mut keep_alive) = (false, false);
-    for value in headers.get_all(CONNECTION) {
-        for token in value.as_bytes().split(|&b| b == b',') {
-            let token = trim(token);
-            close |= token.eq_ignore_ascii_case(b"close");
-            keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-        }
+    for token in value.split(|&b| b == b',') {
+        let token = trim(token);
+        close |= token.eq_ignore_ascii_case(b"close");
+        keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
     }
     (close, keep_alive)
-}
-
-/// Whether a response's `Connection` header says `close`.
-pub(super) fn says_close(headers: &HeaderMap) -> bool {
-    connection_options(headers).0
 }
 
 fn trim(mut bytes: &[u8]) -> &[u8] {
@@ -237,6 +289,9 @@ mod tests {
         assert!(!ok("GET / HTTP/1.1\r\nConnection: foo, close\r\n\r\n").0.keep_alive);
         assert!(ok("POST / HTTP/1.1\r\nExpect: 100-Continue\r\n\r\n").0.expect_continue);
         assert!(!ok("POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").0.expect_continue);
+        // Only the first Expect header counts, as `HeaderMap::get` would say.
+        let two = "POST / HTTP/1.1\r\nExpect: foo\r\nExpect: 100-continue\r\n\r\n";
+        assert!(!ok(two).0.expect_continue);
     }
 
     #[test]

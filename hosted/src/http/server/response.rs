@@ -6,6 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{HeaderMap, StatusCode, Version};
 
+use super::head::connection_tokens;
+
 /// How the response body is delimited on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Framing {
@@ -27,7 +29,9 @@ pub(super) fn bodiless(status: StatusCode) -> bool {
 }
 
 /// Appends a response head to `out`. `Content-Length`, `Transfer-Encoding` and `Connection`
-/// come from `framing` and `keep_alive`, not from `headers`; `Date` is added unless set.
+/// come from `framing` and `keep_alive`, not from `headers` (but a `Connection: close` there
+/// closes the connection); `Date` is added unless set. Returns whether the connection stays
+/// open.
 pub(super) fn write_head(
     out: &mut Vec<u8>,
     status: StatusCode,
@@ -35,14 +39,21 @@ pub(super) fn write_head(
     framing: Framing,
     keep_alive: bool,
     client: Version,
-) {
+) -> bool {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
+    let mut keep_alive = keep_alive;
+    let mut has_date = false;
     for (name, value) in headers {
-        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == CONNECTION {
+        has_date |= name == DATE;
+        if name == CONNECTION {
+            keep_alive &= !connection_tokens(value.as_bytes()).0;
+            continue;
+        }
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
             // The user's Content-Length of a 304 describes the resource, not this message.
             if !(name == CONTENT_LENGTH && framing == Framing::None) {
                 continue;
@@ -68,10 +79,11 @@ pub(super) fn write_head(
     } else if client == Version::HTTP_10 {
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
-    if !headers.contains_key(DATE) {
+    if !has_date {
         with_date_line(|line| out.extend_from_slice(line));
     }
     out.extend_from_slice(b"\r\n");
+    keep_alive
 }
 
 /// Appends a short plain-text error response that closes the connection.
@@ -207,6 +219,34 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with(
             "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\ndate: "
+        ));
+    }
+
+    #[test]
+    fn a_users_connection_close_closes_the_connection() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONNECTION, "Keep-Alive, Close".parse().unwrap());
+        let mut out = Vec::new();
+        let open = write_head(
+            &mut out,
+            StatusCode::OK,
+            &headers,
+            Framing::Length(0),
+            true,
+            Version::HTTP_11,
+        );
+        assert!(!open);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("connection: close\r\n"), "{text}");
+        assert_eq!(text.matches("connection").count(), 1, "{text}");
+        let mut out = Vec::new();
+        assert!(write_head(
+            &mut out,
+            StatusCode::OK,
+            &HeaderMap::new(),
+            Framing::Length(0),
+            true,
+            Version::HTTP_11
         ));
     }
 }
