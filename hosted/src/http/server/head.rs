@@ -3,6 +3,7 @@
 
 use std::mem::MaybeUninit;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
 /// Headers parsed into a stack array; a server allowing more parses into the heap.
@@ -86,7 +87,14 @@ fn parse_into<'b>(
     };
     let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
         .map_err(|_| HeadError::Malformed("the method is not a token"))?;
-    let uri = Uri::try_from(req.path.unwrap_or_default())
+    // One copy of the head backs the target and every header value (each a counted slice
+    // of it), instead of an allocation for each.
+    let shared = Bytes::copy_from_slice(&buf[..len]);
+    let slice = |part: &[u8]| {
+        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+        shared.slice(start..start + part.len())
+    };
+    let uri = Uri::from_maybe_shared(slice(req.path.unwrap_or_default().as_bytes()))
         .map_err(|_| HeadError::Malformed("the request target is not a valid URI"))?;
     let version = if req.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     // The headers that decide framing and the connection's fate are read here, as the map
@@ -97,7 +105,7 @@ fn parse_into<'b>(
         scan.header(header.name.as_bytes(), header.value);
         let name = HeaderName::from_bytes(header.name.as_bytes())
             .map_err(|_| HeadError::Malformed("a header name is not a token"))?;
-        let value = HeaderValue::from_bytes(header.value)
+        let value = HeaderValue::from_maybe_shared(slice(header.value))
             .map_err(|_| HeadError::Malformed("a header value holds a control character"))?;
         map.append(name, value);
     }
