@@ -12,6 +12,9 @@ const FIRMWARE: &[(&str, &str)] = &[
     ("firmware mps2-an386 (cortex-m4f) under qemu", "examples/firmware-mps2-an386"),
 ];
 
+/// Where the fuzz step keeps the inputs its run finds (its first corpus argument).
+const FUZZ_SCRATCH: &str = "target/fuzz-corpus/http_request";
+
 /// Whether `--quick` runs a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Runs {
@@ -182,6 +185,17 @@ const STEPS: &[Step] = &[
         "check -p gevent --tests --target x86_64-unknown-freebsd",
         &[],
     ),
+    // The HTTP request parser under libFuzzer for a bounded time (`fuzz/`, its own cargo
+    // project). New inputs go to a scratch corpus under `target/`, seeded with the committed
+    // one, so that the run leaves the tree unchanged; an input running 10 s is a hang.
+    (
+        "fuzz http_request",
+        Full,
+        CARGO,
+        "+nightly fuzz run http_request target/fuzz-corpus/http_request fuzz/corpus/http_request \
+         -- -max_total_time=60 -timeout=10",
+        &[],
+    ),
     ("demo", Always, CARGO, "run --release -p gevent-examples --example demo", &[]),
 ];
 
@@ -190,6 +204,10 @@ impl flags::Test {
     pub(crate) fn run(self) -> Result<(), String> {
         let root = crate::project_root();
         let mut steps = Steps::new();
+        // The "fuzz http_request" step's scratch corpus: cargo-fuzz refuses a missing one.
+        if let Err(e) = std::fs::create_dir_all(root.join(FUZZ_SCRATCH)) {
+            return Err(format!("creating {FUZZ_SCRATCH}: {e}"));
+        }
         for &(name, runs, program, args, env) in STEPS {
             if self.quick && runs == Full {
                 steps.skip(name);
@@ -233,5 +251,11 @@ mod tests {
             assert!(!names.contains(&name), "two steps named {name}");
             names.push(name);
         }
+    }
+
+    #[test]
+    fn the_fuzz_step_writes_to_the_scratch_corpus() {
+        let (.., args, _) = STEPS.iter().find(|step| step.0 == "fuzz http_request").unwrap();
+        assert_eq!(args.split_whitespace().nth(4), Some(FUZZ_SCRATCH));
     }
 }

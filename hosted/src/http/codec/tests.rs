@@ -97,3 +97,45 @@ fn length_framing_stops_at_the_length_and_reports_an_early_close() {
     let mut body = BodyReader::with_length(Cursor::new(&b"short"[..]), 11);
     assert_eq!(body.read_to_end(&mut Vec::new()).unwrap_err().kind(), ErrorKind::UnexpectedEof);
 }
+
+/// Reads through `reader` with reads of the sizes in `reads`, cycled (each at least 1 byte).
+fn read_in_steps(reader: &mut impl Read, reads: &[usize]) -> std::io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 64];
+    for &want in reads.iter().cycle() {
+        match reader.read(&mut buf[..want.clamp(1, 64)])? {
+            0 => return Ok(data),
+            n => data.extend_from_slice(&buf[..n]),
+        }
+    }
+    unreachable!("the sizes to read are cycled forever")
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Whatever the writes, the buffer under the decoder and the reads, the encoder's output
+    /// decodes to what was written and leaves the reader at the next message.
+    #[test]
+    fn chunked_round_trip_through_random_buffers(
+        writes in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..100), 0..8),
+        capacity in 1usize..40,
+        reads in proptest::collection::vec(1usize..64, 1..8),
+    ) {
+        let mut wire = Vec::new();
+        let mut encoder = ChunkedEncoder::new(&mut wire);
+        for write in &writes {
+            encoder.write_all(write).unwrap();
+        }
+        encoder.finish().unwrap();
+        wire.extend_from_slice(b"GET /next HTTP/1.1\r\n");
+
+        let mut decoder = ChunkedDecoder::new(BufReader::with_capacity(capacity, Cursor::new(wire)));
+        let data = read_in_steps(&mut decoder, &reads).unwrap();
+        proptest::prop_assert_eq!(data, writes.concat());
+        proptest::prop_assert!(decoder.is_done());
+        let mut rest = Vec::new();
+        decoder.into_inner().read_to_end(&mut rest).unwrap();
+        proptest::prop_assert_eq!(rest, b"GET /next HTTP/1.1\r\n".to_vec());
+    }
+}
