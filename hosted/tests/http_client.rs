@@ -3,6 +3,8 @@
 //! server), `python3 -m http.server` (a third-party HTTP/1.0 server) and `openssl s_server
 //! -WWW` over TLS with SNI. Every test runs under a backstop `Timeout`, and child processes are
 //! killed on drop.
+// Over plain TCP and TLS: the `http` and `tls` features (both on by default).
+#![cfg(all(feature = "http", feature = "tls"))]
 #![cfg(feature = "http")]
 
 use std::cell::Cell;

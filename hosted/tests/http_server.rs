@@ -1,6 +1,8 @@
 //! `gevent::http::Server` against real clients: `curl` run as a child process (the hub keeps
 //! serving while it runs) and raw TCP for pipelining and malformed requests. Every test runs
 //! under a `Timeout`, so that a hang fails it.
+// Over plain TCP and TLS: the `http` and `tls` features (both on by default).
+#![cfg(all(feature = "http", feature = "tls"))]
 
 mod common;
 
