@@ -16,8 +16,10 @@ use super::{Config, Handler, RequestBody};
 use crate::http::body::{Body, BodyKind};
 use crate::http::codec::{BodyReader, ChunkedEncoder};
 
-/// The read buffer's first size: most heads and small bodies arrive in one read.
-const READ_BUFFER: usize = 8 * 1024;
+/// The read buffer's first size. Most request heads are well under 2 KiB and arrive in one
+/// read (a larger head grows the buffer up to the server's header limit); the buffer lives as
+/// long as its connection, so at 10,000 idle keep-alive connections each KiB here is 10 MB.
+const READ_BUFFER: usize = 4 * 1024;
 /// Output is written once it holds this much, even mid-response.
 const OUT_LIMIT: usize = 64 * 1024;
 /// The most of an unread request body the server reads and discards to keep the connection.
@@ -205,7 +207,23 @@ impl<S: Read + Write> Conn<S> {
         match body {
             BodyKind::Bytes(bytes) => self.write_bytes(&bytes)?,
             BodyKind::Static(bytes) => self.write_bytes(bytes)?,
-            BodyKind::Reader { reader, len: Some(len) } => {
+            BodyKind::Reader { reader, len } => self.write_reader_body(reader, len, framing)?,
+        }
+        Ok(keep_alive)
+    }
+
+    /// Copies a body read from a reader. Out of line (as are the other rare paths that hold
+    /// a copy buffer): a buffer in the connection loop's frame would make every connection's
+    /// stack that much deeper, resident for as long as the connection lives.
+    #[inline(never)]
+    fn write_reader_body(
+        &mut self,
+        mut reader: Box<dyn Read>,
+        len: Option<u64>,
+        framing: response::Framing,
+    ) -> io::Result<()> {
+        match len {
+            Some(len) => {
                 let copied = io::copy(&mut reader.take(len), &mut Output(self))?;
                 if copied < len {
                     return Err(io::Error::new(
@@ -214,17 +232,14 @@ impl<S: Read + Write> Conn<S> {
                     ));
                 }
             }
-            BodyKind::Reader { mut reader, len: None } => {
-                if framing == response::Framing::Chunked {
-                    let mut encoder = ChunkedEncoder::new(Output(self));
-                    copy_streamed(&mut reader, &mut encoder)?;
-                    encoder.finish()?;
-                } else {
-                    copy_streamed(&mut reader, &mut Output(self))?;
-                }
+            None if framing == response::Framing::Chunked => {
+                let mut encoder = ChunkedEncoder::new(Output(self));
+                copy_streamed(&mut reader, &mut encoder)?;
+                encoder.finish()?;
             }
+            None => copy_streamed(&mut reader, &mut Output(self))?,
         }
-        Ok(keep_alive)
+        Ok(())
     }
 
     /// Appends a body held in memory; a large one is written from where it is.
@@ -241,6 +256,8 @@ impl<S: Read + Write> Conn<S> {
     }
 
     /// Answers with an error status, then closes after lingering.
+    #[cold]
+    #[inline(never)]
     fn refuse(&mut self, status: StatusCode, client: Version) -> io::Result<End> {
         write_error(&mut self.out, status, client);
         self.close_lingering()
@@ -249,6 +266,7 @@ impl<S: Read + Write> Conn<S> {
     /// Writes pending output, then reads and discards what the client still sends (bounded
     /// in bytes and time), so that closing with unread input does not reset the connection
     /// before the client has read the answer.
+    #[inline(never)]
     fn close_lingering(&mut self) -> io::Result<End> {
         self.flush_out()?;
         (self.half_close)(&mut self.stream);
@@ -286,6 +304,7 @@ impl<S: Read + Write> Write for Output<'_, S> {
 /// Copies a streamed body to `out`, writing out each piece as the reader gives it: such a
 /// reader may wait between pieces (for an event, a timer, an upstream server), and the client
 /// is meant to see each piece when it is made, not when the body ends.
+#[inline(never)]
 fn copy_streamed(reader: &mut dyn Read, out: &mut impl Write) -> io::Result<()> {
     let mut buf = [0; 8 * 1024];
     loop {
@@ -442,6 +461,13 @@ impl<S: Read + Write> Incoming<'_, S> {
             // The client waits for our word before it sends the body: it will not come.
             return BodyEnd::Unread;
         }
+        self.drain()
+    }
+
+    /// Reads and discards the rest of the body, up to [`DRAIN_LIMIT`]. Out of line: see
+    /// [`Conn::write_reader_body`].
+    #[inline(never)]
+    fn drain(&mut self) -> BodyEnd {
         match io::copy(&mut self.by_ref().take(DRAIN_LIMIT), &mut io::sink()) {
             Ok(_) if self.reader.is_done() => BodyEnd::Done,
             Ok(_) => BodyEnd::Unread,

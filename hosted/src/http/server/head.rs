@@ -60,6 +60,10 @@ impl HeadError {
 
 /// Parses the head at the start of `buf`: `Ok(None)` if it is not complete yet, or the head
 /// and its length in bytes.
+///
+/// Out of line: its array of headers would otherwise sit in the connection loop's frame,
+/// deepening every connection's resident stack while it waits between requests.
+#[inline(never)]
 pub(super) fn parse(buf: &[u8], max_headers: usize) -> Result<Option<(Head, usize)>, HeadError> {
     if max_headers <= STACK_HEADERS {
         let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];

@@ -193,22 +193,30 @@ impl Shared {
         let _ = stream.set_nodelay(true);
         #[cfg(feature = "tls")]
         if let Some(acceptor) = &self.tls {
-            let handshake = {
-                let timeout = gevent_core::Timeout::start(self.config.idle_timeout);
-                acceptor.accept(stream).map_err(|e| (timeout.is(&e), e))
-            };
-            return match handshake {
-                Ok(tls) => quiet(self.serve(tls, |tls| {
-                    let _ = tls.shutdown();
-                    let _ = tls.get_ref().shutdown(Shutdown::Write);
-                })),
-                Err((true, _)) => Ok(()),
-                Err((false, e)) => quiet(Err(e)),
-            };
+            return self.serve_tls(acceptor, stream);
         }
         quiet(self.serve(stream, |tcp| {
             let _ = tcp.shutdown(Shutdown::Write);
         }))
+    }
+
+    /// [`serve_accepted`](Self::serve_accepted) over TLS. Out of line: the TLS connection's
+    /// state in the plain connection's frame would deepen every plain connection's stack.
+    #[cfg(feature = "tls")]
+    #[inline(never)]
+    fn serve_tls(&self, acceptor: &TlsAcceptor, stream: TcpStream) -> io::Result<()> {
+        let handshake = {
+            let timeout = gevent_core::Timeout::start(self.config.idle_timeout);
+            acceptor.accept(stream).map_err(|e| (timeout.is(&e), e))
+        };
+        match handshake {
+            Ok(tls) => quiet(self.serve(tls, |tls| {
+                let _ = tls.shutdown();
+                let _ = tls.get_ref().shutdown(Shutdown::Write);
+            })),
+            Err((true, _)) => Ok(()),
+            Err((false, e)) => quiet(Err(e)),
+        }
     }
 }
 
