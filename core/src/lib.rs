@@ -61,6 +61,17 @@
 //! - `default-platform`: hubs are created on first use with the platform the `gevent` crate
 //!   links in.
 //! - `sim`: the `sim` module, a simulated platform with a virtual clock for deterministic tests.
+//! - `tracing`: a greenlet runs inside the `tracing` span that was current where it was
+//!   spawned (entered whenever it is switched to, exited whenever it is switched from), and
+//!   its spawn and end are `tracing` events (TRACE and DEBUG, target `gevent`). A span
+//!   entered with a guard inside a greenlet stays entered while the greenlet waits (a guard
+//!   cannot know about the switch): use [`Span::in_scope`] around code that does not block, or
+//!   spawn the blocking part in a greenlet of its own.
+//! - `log`: the reports the library cannot return as errors (a greenlet's panic, a greenlet
+//!   abandoned at shutdown, a greenlet without a stack) go through `log::error!` with target
+//!   `gevent` instead of stderr; with no logger installed they are dropped, as every record is.
+//!
+//! [`Span::in_scope`]: https://docs.rs/tracing/0.1/tracing/struct.Span.html#method.in_scope
 //!
 //! MSRV: Rust 1.86.
 
@@ -75,6 +86,7 @@ extern crate std;
 
 mod error;
 pub mod event;
+pub mod events;
 mod greenlet;
 pub mod hub;
 pub mod local;
@@ -84,6 +96,8 @@ pub mod platform;
 pub mod pool;
 pub mod queue;
 mod remote;
+#[cfg(feature = "std")]
+mod report;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod slab;
@@ -119,4 +133,12 @@ pub mod __private {
     //! Hooks for the platform crates; not part of the public API.
 
     pub use crate::hub::fault_context::{FaultingGreenlet, with_faulting_greenlet};
+    #[cfg(feature = "std")]
+    pub use crate::report::error as report_error;
+
+    /// Calls the event subscribers of this thread's hub with `event` (for the blocking detector
+    /// of a platform crate); see [`crate::events`].
+    pub fn emit_event(event: &crate::events::Event) {
+        crate::events::notify(event);
+    }
 }

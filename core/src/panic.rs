@@ -45,11 +45,16 @@ pub(crate) fn install_hook() {
                     Some(l) => std::format!("{l}"),
                     None => String::from("an unknown location"),
                 };
-                std::eprintln!("{who} panicked at {location}:\n{message}");
                 let backtrace = std::backtrace::Backtrace::capture();
-                if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
-                    std::eprintln!("stack backtrace:\n{backtrace}");
-                }
+                let backtrace = match backtrace.status() {
+                    std::backtrace::BacktraceStatus::Captured => {
+                        std::format!("\nstack backtrace:\n{backtrace}")
+                    }
+                    _ => String::new(),
+                };
+                crate::report::error(format_args!(
+                    "{who} panicked at {location}:\n{message}{backtrace}"
+                ));
             }
             None => previous(info),
         }));

@@ -147,11 +147,11 @@ pub(crate) fn report_no_stack(
 ) {
     static REPORTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
     if !REPORTED.swap(true, core::sync::atomic::Ordering::Relaxed) {
-        std::eprintln!(
+        crate::report::error(format_args!(
             "gevent: {} could not start: {error} (only the first greenlet without a stack is \
              reported here; each one fails with FailureKind::NoStack, which its get() returns)",
             greenlet()
-        );
+        ));
     }
 }
 

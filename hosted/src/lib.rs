@@ -41,6 +41,7 @@
 //! | `gevent.resolver` (thread, ares), `gethostbyname`, `getaddrinfo`, `gethostbyaddr` | [`dns`], [`dns::ThreadResolver`], [`dns::NativeResolver`] |
 //! | `gevent.select.select`, `selectors.DefaultSelector` | [`select::select`], [`select::Selector`] |
 //! | `gevent.signal_handler`, waiting for a signal | [`signal::signal_handler`], [`signal::wait`] |
+//! | `Greenlet.add_spawn_callback`/`remove_spawn_callback`, `gevent.events` subscribers | [`events::add_spawn_callback`], [`events::remove_spawn_callback`], [`events::subscribe`] (per thread) |
 //! | `gevent.ssl` (`SSLContext.wrap_socket`, `SSLSocket`) | [`tls::TlsConnector`](tls/struct.TlsConnector.html), [`tls::TlsAcceptor`](tls/struct.TlsAcceptor.html), [`tls::TlsStream`](tls/struct.TlsStream.html) (feature `tls`, on by default) |
 //!
 //! # Ending greenlets

@@ -326,6 +326,7 @@ fn child() {
 }
 
 #[test]
+#[cfg_attr(feature = "log", ignore = "reads the reports on stderr; `log` sends them to the logger")]
 fn a_failing_handler_ends_its_own_connection_only_and_is_reported_once_with_its_spawn_site() {
     let (stdout, stderr) = run_child("failing-handlers");
     let site = format!("server.rs:{}:", printed(&stdout, "made at line"));

@@ -171,6 +171,9 @@ pub(crate) struct Task {
     pub(crate) spawned_at: &'static Location<'static>,
     pub(crate) stack_size: usize,
     extras: RefCell<Option<Box<Extras>>>,
+    /// The span current where it was spawned, entered whenever it runs.
+    #[cfg(feature = "tracing")]
+    pub(crate) span: tracing::Span,
 }
 
 impl Task {
@@ -203,6 +206,8 @@ impl Task {
             spawned_at,
             stack_size,
             extras: RefCell::new(extras),
+            #[cfg(feature = "tracing")]
+            span: if is_main { tracing::Span::none() } else { crate::events::tracing::inherited() },
         }
     }
 

@@ -76,6 +76,11 @@ mod slot {
 
     impl Drop for HubOwner {
         fn drop(&mut self) {
+            // Said while the hub is still in its slot, so that a callback's blocking call is
+            // refused by the hub rather than creating a new one.
+            if let Some(hub) = try_hub() {
+                crate::events::hub_destroyed(hub);
+            }
             // From here on the thread has no hub: later gevent calls find none, and cannot
             // make one since this thread-local is destroyed.
             let ptr = HUB.try_with(|hub| hub.replace(ptr::null_mut())).unwrap_or(ptr::null_mut());
@@ -181,6 +186,7 @@ pub fn install(platform: Platform) -> Result<(), AlreadyInstalled> {
         return Err(AlreadyInstalled(()));
     }
     slot::set(Hub::new(platform));
+    crate::events::hub_created();
     Ok(())
 }
 
@@ -215,7 +221,9 @@ pub(crate) fn try_hub() -> Option<&'static Hub> {
 #[cold]
 #[inline(never)]
 fn create() -> *const Hub {
-    slot::set(Hub::new(default_platform()))
+    let hub = slot::set(Hub::new(default_platform()));
+    crate::events::hub_created();
+    hub
 }
 
 // Not in core's own unit tests: those are built as a second copy of the crate, and the

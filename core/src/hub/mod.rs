@@ -107,6 +107,14 @@ pub(crate) struct Hub {
     unref_timers: Cell<usize>,
     /// Turns of the run queue until [`Hub::prefetch_ahead`] starts its next batch.
     prefetch_turn: Cell<usize>,
+    /// Whether event callbacks are registered ([`crate::events`]): the one test an event point
+    /// costs when nobody listens.
+    observed: Cell<bool>,
+    /// Set while event callbacks run: blocking calls fail instead of switching.
+    in_callback: Cell<bool>,
+    /// The event callbacks of a `no_std` program (with `std` they belong to the thread).
+    #[cfg(not(feature = "std"))]
+    hooks: crate::events::Hooks,
 }
 
 impl Hub {
@@ -139,7 +147,39 @@ impl Hub {
             checked_since_main: Cell::new(false),
             unref_timers: Cell::new(0),
             prefetch_turn: Cell::new(0),
+            observed: Cell::new(crate::events::observed_at_creation()),
+            in_callback: Cell::new(false),
+            #[cfg(not(feature = "std"))]
+            hooks: crate::events::Hooks::new(),
         }
+    }
+
+    // --- event callbacks ------------------------------------------------------------------
+
+    /// Whether event callbacks are registered.
+    pub(crate) fn observed(&self) -> bool {
+        self.observed.get()
+    }
+
+    /// Records whether event callbacks are registered.
+    pub(crate) fn set_observed(&self, observed: bool) {
+        self.observed.set(observed);
+    }
+
+    /// The event callbacks of a `no_std` program.
+    #[cfg(not(feature = "std"))]
+    pub(crate) fn hooks(&self) -> &crate::events::Hooks {
+        &self.hooks
+    }
+
+    /// Makes blocking calls fail until the guard is dropped: event callbacks run inside the
+    /// hub (some inside its loop, on the main greenlet's stack), where a switch would resume
+    /// the loop from within itself. The current greenlet's `attention` sends its next blocking
+    /// call to [`Hub::due_interrupt_slow`], which refuses it; left set afterwards, it costs
+    /// one slow check that clears it.
+    pub(crate) fn refuse_switches(&self) -> RefuseSwitches<'_> {
+        self.current_task().attention.set(true);
+        RefuseSwitches { hub: self, was: self.in_callback.replace(true) }
     }
 
     /// The stack size of greenlets spawned without one.
@@ -189,6 +229,10 @@ impl Hub {
         let key = self.live.borrow_mut().insert(t.clone());
         let task = t.task();
         task.live_key.set(Some(key));
+        #[cfg(feature = "tracing")]
+        crate::events::tracing::spawned(task, self.current_task().id);
+        // Callbacks see it scheduled: one that kills it must find it in the run queue.
+        let observed = self.observed.get().then(|| t.clone());
         match start_at {
             None => {
                 task.state.set(State::Runnable);
@@ -199,6 +243,9 @@ impl Hub {
                 let timer = self.add_timer(at, TimerAction::Start(t.clone()));
                 task.set_start_timer(Some(timer));
             }
+        }
+        if let Some(t) = observed {
+            crate::events::spawned(self, &t);
         }
     }
 
@@ -219,6 +266,12 @@ impl Hub {
     #[cold]
     #[inline(never)]
     fn due_interrupt_slow(&self, task: &Task) -> Result<(), Interrupted> {
+        if self.in_callback.get() {
+            return Err(Interrupted::Deadlock(alloc::string::String::from(
+                "a blocking call from an event callback (gevent::events), which runs inside the \
+                 hub's switch and must not switch greenlets",
+            )));
+        }
         if task.kill_is_deliverable() {
             if task.kill_delivered.get() {
                 task.state.set(State::Runnable);
@@ -456,6 +509,11 @@ impl Hub {
     pub(crate) fn finish(&self, t: &TaskRef, failure: Option<FailureKind>) {
         let task = t.task();
         task.state.set(State::Finished);
+        if self.observed.get() {
+            crate::events::finished(self, task, failure.as_ref());
+        }
+        #[cfg(feature = "tracing")]
+        crate::events::tracing::finished(task, failure.as_ref());
         task.set_outcome(failure);
         let seq = self.next_finish_seq.get();
         self.next_finish_seq.set(seq + 1);
@@ -490,6 +548,9 @@ impl Hub {
     /// Runs greenlets, timers and I/O until the main greenlet is at the front of the run queue.
     #[inline(never)]
     fn run_until_main_runs(&self) {
+        if self.observed.get() {
+            crate::events::switched(self, Some(self.main.task().id), None);
+        }
         loop {
             let next = {
                 let mut queue = self.run_queue.borrow_mut();
@@ -509,6 +570,9 @@ impl Hub {
                 }
                 self.checked_since_main.set(false);
                 t.task().state.set(State::Running);
+                if self.observed.get() {
+                    crate::events::switched(self, None, Some(t.task().id));
+                }
                 return;
             }
             self.resume(t);
@@ -573,7 +637,17 @@ impl Hub {
             }
         }
         task.state.set(State::Running);
+        if self.observed.get() {
+            crate::events::switched(self, None, Some(task.id));
+        }
+        #[cfg(feature = "tracing")]
+        crate::events::tracing::enter(task);
         let returned = task.context.resume_as_current(&self.current, &t);
+        #[cfg(feature = "tracing")]
+        crate::events::tracing::exit(task);
+        if self.observed.get() {
+            crate::events::switched(self, Some(task.id), None);
+        }
         if returned {
             let stack = task.context.take_finished_stack();
             self.stacks.borrow_mut().give_back(stack);
@@ -709,17 +783,20 @@ impl Hub {
         for t in stuck {
             let task = t.task();
             #[cfg(feature = "std")]
-            std::eprintln!(
+            crate::report::error(format_args!(
                 "gevent: at hub shutdown, {} did not return within {:?} of its kill; its stack \
                  and the values on it are leaked",
                 task.describe(),
                 SHUTDOWN_GRACE
-            );
+            ));
             task.context.abandon();
             if let Some(key) = task.live_key.take() {
                 self.live.borrow_mut().remove(key);
             }
             task.state.set(State::Finished);
+            if self.observed.get() {
+                crate::events::finished(self, task, Some(&FailureKind::Killed));
+            }
             task.set_outcome(Some(FailureKind::Killed));
             // Its suspended frames may point into its header and its `Local` values: like its
             // stack, they are never freed.
@@ -737,5 +814,17 @@ impl Hub {
     /// The greenlets alive now (started or not, main excluded).
     pub(crate) fn live_greenlets(&self) -> Vec<TaskRef> {
         self.live.borrow().iter().map(|(_, t)| t.clone()).collect()
+    }
+}
+
+/// Refuses blocking calls while event callbacks run; see [`Hub::refuse_switches`].
+pub(crate) struct RefuseSwitches<'a> {
+    hub: &'a Hub,
+    was: bool,
+}
+
+impl Drop for RefuseSwitches<'_> {
+    fn drop(&mut self) {
+        self.hub.in_callback.set(self.was);
     }
 }

@@ -303,11 +303,11 @@ fn run_body<T>(body: impl FnOnce() -> T, _end: impl FnOnce()) -> T {
 fn abort_stuck(location: &Location<'_>, why: &Interrupted) -> ! {
     #[cfg(feature = "std")]
     {
-        std::eprintln!(
+        crate::report::error(format_args!(
             "gevent: the scope at {location} cannot end: waiting for its killed children failed \
              ({why}), and they may borrow from its stack, so it can neither return nor unwind; \
              aborting"
-        );
+        ));
         std::process::abort()
     }
     #[cfg(not(feature = "std"))]

@@ -364,12 +364,12 @@ impl<L: Listener> Inner<L> {
             Ok(addr) => format!("{addr:?}"),
             Err(_) => String::from("(unknown address)"),
         };
-        eprintln!(
+        gevent_core::__private::report_error(format_args!(
             "gevent: the {} on {addr} (made at {}) cannot accept connections: {e}; \
              retrying with a backoff of up to {MAX_BACKOFF:?} until resources free up",
             self.kind.name(),
             self.made_at
-        );
+        ));
     }
 }
 
@@ -383,12 +383,12 @@ fn serve_one<S, A: fmt::Debug + Clone>(
     if let Err(e) = handler(stream, peer) {
         if !matches!(Interrupted::try_from(&e), Ok(Interrupted::Killed)) {
             let me = gevent_core::current();
-            eprintln!(
+            gevent_core::__private::report_error(format_args!(
                 "greenlet #{} '{}' (spawned at {}) failed serving {report_peer:?}: {e}",
                 me.id(),
                 me.name(),
                 me.spawned_at()
-            );
+            ));
         }
     }
 }
