@@ -41,6 +41,7 @@
 //! | `gevent.resolver` (thread, ares), `gethostbyname`, `getaddrinfo`, `gethostbyaddr` | [`dns`], [`dns::ThreadResolver`], [`dns::NativeResolver`] |
 //! | `gevent.select.select`, `selectors.DefaultSelector` | [`select::select`], [`select::Selector`] |
 //! | `gevent.signal_handler`, waiting for a signal | [`signal::signal_handler`], [`signal::wait`] |
+//! | `gevent.config`, its `GEVENT_*` variables | [`config::Config`], [`config::current`] |
 //! | `gevent.ssl` (`SSLContext.wrap_socket`, `SSLSocket`) | [`tls::TlsConnector`](tls/struct.TlsConnector.html), [`tls::TlsAcceptor`](tls/struct.TlsAcceptor.html), [`tls::TlsStream`](tls/struct.TlsStream.html) (feature `tls`, on by default) |
 //!
 //! # Ending greenlets
@@ -80,6 +81,7 @@
 #![deny(unsafe_code)]
 
 mod clock;
+pub mod config;
 mod default_platform;
 pub mod dns;
 pub mod fs;
