@@ -5,7 +5,7 @@
 //! |---|---|---|---|
 //! | `GEVENT_RESOLVER` | [`resolver`](ConfigBuilder::resolver) | `thread` or `native` | `thread` |
 //! | `GEVENT_RESOLVER_NAMESERVERS` | the servers of [`ResolverKind::Native`] | `ip[:port],...` (port 53 if none); read only with `GEVENT_RESOLVER=native` | `/etc/resolv.conf`'s |
-//! | `GEVENT_STACK_SIZE` | [`stack_size`](ConfigBuilder::stack_size) | bytes, optionally with a `k`, `m` or `g` suffix (KiB, MiB, GiB), from [`MIN_STACK_SIZE`](crate::stack::MIN_STACK_SIZE) to [`MAX_STACK_SIZE`] | [`DEFAULT_STACK_SIZE`](crate::stack::DEFAULT_STACK_SIZE) (256 KiB) |
+//! | `GEVENT_STACK_SIZE` | [`stack_size`](ConfigBuilder::stack_size) | bytes, optionally with a `k`, `m` or `g` suffix (KiB, MiB, GiB), from [`MIN_STACK_SIZE`] to [`MAX_STACK_SIZE`] | [`DEFAULT_STACK_SIZE`] (256 KiB) |
 //! | `GEVENT_MONITOR_THREAD` | [`monitor`](ConfigBuilder::monitor) | `1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off` | on in debug builds, off in release builds |
 //! | `GEVENT_MAX_BLOCKING_TIME` | [`max_blocking_time`](ConfigBuilder::max_blocking_time) | a duration above zero: seconds (`0.1`, as gevent takes it) or with a unit (`100ms`, `2s`, `500us`) | 100 ms |
 //! | `GEVENT_MAX_MEMORY` | [`max_memory`](ConfigBuilder::max_memory) | bytes above zero, with a suffix as above | none: no memory monitor |
@@ -24,8 +24,9 @@
 //! # Fixing the configuration
 //!
 //! The process has one configuration, fixed the first time gevent needs it: by
-//! [`Config::install`], or else from the environment when the first hub starts (or
-//! [`current`] is first called). Install a configuration before the first gevent call:
+//! [`Config::install`], or else from the environment when the first hub starts (or a name is
+//! first resolved, the default thread pool is created, or [`current`] is first called).
+//! Install a configuration before the first gevent call:
 //!
 //! ```
 //! use std::time::Duration;
@@ -48,7 +49,8 @@
 //! [`Config::from_env`] and [`ConfigBuilder::build`] return a [`ConfigError`] naming the
 //! variable, its value and what it accepts. When nothing was installed, the environment is
 //! read when the first hub starts, and an invalid value then **panics** with that error's
-//! message: a typo in a variable must not go unnoticed, and the hub cannot start with a value
+//! message (so do [`current`] and the first use of the default thread pool; resolving a name
+//! fails with it): a typo in a variable must not go unnoticed, and the hub cannot start with a value
 //! nobody chose. To handle the error instead, call `Config::from_env()?.install()?` at start-up.
 
 mod parse;
@@ -308,7 +310,7 @@ impl ConfigBuilder {
     }
 
     /// The stack size, in bytes, of greenlets spawned without one: from
-    /// [`MIN_STACK_SIZE`](crate::stack::MIN_STACK_SIZE) to [`MAX_STACK_SIZE`].
+    /// [`MIN_STACK_SIZE`] to [`MAX_STACK_SIZE`].
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
         self
