@@ -50,8 +50,9 @@
 //! variable, its value and what it accepts. When nothing was installed, the environment is
 //! read when the first hub starts, and an invalid value then **panics** with that error's
 //! message (so do [`current`] and the first use of the default thread pool; resolving a name
-//! fails with it): a typo in a variable must not go unnoticed, and the hub cannot start with a value
-//! nobody chose. To handle the error instead, call `Config::from_env()?.install()?` at start-up.
+//! fails with it): a typo in a variable must not go unnoticed, and the hub cannot start with a
+//! value nobody chose. To handle the error instead, call `Config::from_env()?.install()?` at
+//! start-up.
 
 mod parse;
 

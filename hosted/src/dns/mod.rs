@@ -18,8 +18,9 @@
 //! the one the process's [configuration](crate::config) names, made on first use:
 //! `GEVENT_RESOLVER=native` or `thread` (the default), and for the native one
 //! `GEVENT_RESOLVER_NAMESERVERS=ip[:port],...` in place of resolv.conf's servers, or
-//! [`ConfigBuilder::resolver`](crate::config::ConfigBuilder::resolver) in code. The free functions below, and every host name given to
-//! [`net`](crate::net)'s `connect`, `bind` and `send_to`, go through it.
+//! [`ConfigBuilder::resolver`](crate::config::ConfigBuilder::resolver) in code. The free
+//! functions below, and every host name given to [`net`](crate::net)'s `connect`, `bind` and
+//! `send_to`, go through it.
 //!
 //! ```
 //! gevent::run(|| {
