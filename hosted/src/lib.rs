@@ -42,6 +42,7 @@
 //! | `gevent.select.select`, `selectors.DefaultSelector` | [`select::select`], [`select::Selector`] |
 //! | `gevent.signal_handler`, waiting for a signal | [`signal::signal_handler`], [`signal::wait`] |
 //! | `Greenlet.add_spawn_callback`/`remove_spawn_callback`, `gevent.events` subscribers | [`events::add_spawn_callback`], [`events::remove_spawn_callback`], [`events::subscribe`] (per thread) |
+//! | `gevent.config`, its `GEVENT_*` variables | [`config::Config`], [`config::current`] |
 //! | `gevent.ssl` (`SSLContext.wrap_socket`, `SSLSocket`) | [`tls::TlsConnector`](tls/struct.TlsConnector.html), [`tls::TlsAcceptor`](tls/struct.TlsAcceptor.html), [`tls::TlsStream`](tls/struct.TlsStream.html) (feature `tls`, on by default) |
 //!
 //! # Ending greenlets
@@ -81,6 +82,7 @@
 #![deny(unsafe_code)]
 
 mod clock;
+pub mod config;
 mod default_platform;
 pub mod dns;
 pub mod fs;

@@ -119,7 +119,7 @@ extern "C" fn handler(signal: libc::c_int, info: *mut libc::siginfo_t, context: 
         let _ = writeln!(
             m,
             "' (spawned at {}) overflowed its {}-byte stack (stack overflow); aborting. \
-             Give it a bigger stack with Builder::stack_size.",
+             Give it a bigger stack with Builder::stack_size (every greenlet: GEVENT_STACK_SIZE).",
             g.spawned_at,
             g.stack.usable_size()
         );

@@ -442,8 +442,15 @@ impl<T> Drop for ThreadResult<T> {
 
 /// Runs `f` on the process's default pool: [`ThreadPool::spawn`] in one line.
 ///
-/// The default pool is created on first use with at most four threads per available core
-/// (at least four), and lives as long as the process.
+/// The default pool is created on first use with at most
+/// [`Config::threadpool_size`](crate::config::Config::threadpool_size) threads
+/// (`GEVENT_THREADPOOL_SIZE`; by default four per available core, at least four), and lives as
+/// long as the process.
+///
+/// # Panics
+///
+/// As [`config::current`](crate::config::current) does: if no configuration was installed and
+/// a `GEVENT_*` variable holds an invalid value.
 #[track_caller]
 pub fn spawn_blocking<T, F>(f: F) -> ThreadResult<T>
 where
@@ -453,11 +460,14 @@ where
     default_pool().spawn(f)
 }
 
-/// The pool [`spawn_blocking`] uses, created on first use.
+/// The pool [`spawn_blocking`] uses, created on first use with
+/// [`Config::threadpool_size`](crate::config::Config::threadpool_size) threads at most.
+///
+/// # Panics
+///
+/// As [`config::current`](crate::config::current) does: if no configuration was installed and
+/// a `GEVENT_*` variable holds an invalid value.
 pub fn default_pool() -> &'static ThreadPool {
     static DEFAULT: OnceLock<ThreadPool> = OnceLock::new();
-    DEFAULT.get_or_init(|| {
-        let cores = thread::available_parallelism().map_or(1, usize::from);
-        ThreadPool::new(cores.saturating_mul(4).max(4))
-    })
+    DEFAULT.get_or_init(|| ThreadPool::new(crate::config::current().threadpool_size()))
 }

@@ -15,10 +15,12 @@
 //!   SRV, CNAME and PTR records.
 //!
 //! Each thread's hub has one configured resolver: the one given to [`set_resolver`], else
-//! the one the environment names on first use: `GEVENT_RESOLVER=native` or `thread` (the
-//! default), and for the native one `GEVENT_RESOLVER_NAMESERVERS=ip[:port],...` in place of
-//! resolv.conf's servers. The free functions below, and every host name given to
-//! [`net`](crate::net)'s `connect`, `bind` and `send_to`, go through it.
+//! the one the process's [configuration](crate::config) names, made on first use:
+//! `GEVENT_RESOLVER=native` or `thread` (the default), and for the native one
+//! `GEVENT_RESOLVER_NAMESERVERS=ip[:port],...` in place of resolv.conf's servers, or
+//! [`ConfigBuilder::resolver`](crate::config::ConfigBuilder::resolver) in code. The free
+//! functions below, and every host name given to [`net`](crate::net)'s `connect`, `bind` and
+//! `send_to`, go through it.
 //!
 //! ```
 //! gevent::run(|| {
@@ -41,6 +43,9 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
 
+use crate::config::ResolverKind;
+
+pub(crate) use native::parse_nameserver;
 pub use native::{NativeResolver, NativeResolverBuilder};
 pub use thread::ThreadResolver;
 
@@ -147,32 +152,21 @@ fn resolver() -> io::Result<Rc<dyn Resolver>> {
     if let Some(resolver) = CURRENT.try_with(|current| current.borrow().clone()).map_err(gone)? {
         return Ok(resolver);
     }
-    let resolver = from_env()?;
+    let resolver = from_config()?;
     CURRENT.try_with(|current| current.borrow_mut().get_or_insert(resolver).clone()).map_err(gone)
 }
 
-/// The resolver `GEVENT_RESOLVER` and `GEVENT_RESOLVER_NAMESERVERS` describe.
-fn from_env() -> io::Result<Rc<dyn Resolver>> {
-    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
-    let kind = std::env::var("GEVENT_RESOLVER").unwrap_or_default();
-    match kind.trim() {
-        "" | "thread" => Ok(Rc::new(ThreadResolver::new())),
-        "native" => {
-            let mut builder = NativeResolver::builder();
-            if let Ok(list) = std::env::var("GEVENT_RESOLVER_NAMESERVERS") {
-                for server in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    let addr = native::parse_nameserver(server).ok_or_else(|| {
-                        invalid(format!(
-                            "GEVENT_RESOLVER_NAMESERVERS: {server:?} is not an ip or ip:port"
-                        ))
-                    })?;
-                    builder = builder.nameserver(addr);
-                }
-            }
+/// The resolver the process's [configuration](crate::config) names (`GEVENT_RESOLVER`,
+/// `GEVENT_RESOLVER_NAMESERVERS`).
+fn from_config() -> io::Result<Rc<dyn Resolver>> {
+    let config = crate::config::try_current()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.clone()))?;
+    match config.resolver() {
+        ResolverKind::Thread => Ok(Rc::new(ThreadResolver::new())),
+        ResolverKind::Native { nameservers } => {
+            let builder =
+                nameservers.iter().fold(NativeResolver::builder(), |b, &ns| b.nameserver(ns));
             Ok(Rc::new(builder.build()?))
-        }
-        other => {
-            Err(invalid(format!("GEVENT_RESOLVER={other:?}: expected \"native\" or \"thread\"")))
         }
     }
 }

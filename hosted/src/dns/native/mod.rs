@@ -306,7 +306,7 @@ impl Resolver for NativeResolver {
 }
 
 /// `ip` or `ip:port` (`[v6]:port`), port 53 by default.
-pub(super) fn parse_nameserver(text: &str) -> Option<SocketAddr> {
+pub(crate) fn parse_nameserver(text: &str) -> Option<SocketAddr> {
     text.parse::<SocketAddr>()
         .ok()
         .or_else(|| text.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, DNS_PORT)))
