@@ -251,8 +251,14 @@ impl Socket {
     }
 
     /// A gathering write: `sendmsg` with `MSG_NOSIGNAL` where that flag exists, since
-    /// `writev` would raise `SIGPIPE` on a closed peer.
+    /// `writev` would raise `SIGPIPE` on a closed peer. A single slice (a TLS stream's one
+    /// record, in the steady state) goes through `send` instead, with the same flags: the
+    /// kernel then has no message header and vector to copy in, which made `sendmsg` about a
+    /// tenth of a microsecond dearer per call on loopback.
     pub(super) fn write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        if let [buf] = bufs {
+            return self.send(buf);
+        }
         #[cfg(not(target_vendor = "apple"))]
         return self.write_with(|fd| {
             rustix::net::sendmsg(
