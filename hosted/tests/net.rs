@@ -381,6 +381,29 @@ fn a_shutdown_through_a_clone_wakes_a_reader_of_the_original() {
     assert_eq!(reader.get().unwrap().unwrap(), 0);
 }
 
+/// A write of one slice takes `send` instead of `sendmsg`: the same bytes, and the same
+/// `MSG_NOSIGNAL`, so a reset peer is an error (a `SIGPIPE` would be one too here, as the test
+/// harness ignores it; the flags are shared by construction).
+#[test]
+fn a_vectored_write_of_one_slice_carries_it_and_reports_a_reset_peer() {
+    use std::io::IoSlice;
+    let (mut client, mut server) = pair();
+    assert_eq!(client.write_vectored(&[IoSlice::new(b"single")]).unwrap(), 6);
+    let mut buf = [0; 6];
+    server.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"single");
+    // A zero linger makes the close send a reset at once.
+    rustix::net::sockopt::set_socket_linger(&server, Some(Duration::ZERO)).unwrap();
+    drop(server);
+    let error = (0..100)
+        .find_map(|_| client.write_vectored(&[IoSlice::new(b"x")]).err())
+        .expect("a write to a reset peer fails");
+    assert!(
+        matches!(error.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe),
+        "{error:?}"
+    );
+}
+
 #[test]
 fn vectored_writes_and_reads_carry_every_slice() {
     use std::io::{IoSlice, IoSliceMut};

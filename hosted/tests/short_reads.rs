@@ -110,3 +110,52 @@ fn a_short_peek_leaves_the_data_to_read() {
     assert_eq!((&reader).read(&mut buf).unwrap(), 6);
     assert_eq!(&buf[..6], b"peeked");
 }
+
+/// An accepted stream's first read waits for readiness instead of trying first: the data and
+/// the end of stream a client sent before the accept must still wake it.
+#[test]
+fn an_accepted_stream_reads_what_came_before_the_accept() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    client.write_all(b"early").unwrap();
+    drop(client);
+    let (mut server, _) = listener.accept().unwrap();
+    server.set_read_timeout(Some(HANG)).unwrap();
+    let mut got = Vec::new();
+    server.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"early");
+}
+
+/// The same after a peek, which tries at once and must not leave the read waiting for an edge
+/// that the peek's own wait took.
+#[test]
+fn an_accepted_stream_reads_after_a_peek() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = spawn(move || {
+        let mut client = TcpStream::connect(addr).unwrap();
+        client.write_all(b"peeked").unwrap();
+        client
+    });
+    let (server, _) = listener.accept().unwrap();
+    server.set_read_timeout(Some(HANG)).unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(server.peek(&mut buf).unwrap(), 6);
+    assert_eq!((&server).read(&mut buf).unwrap(), 6);
+    assert_eq!(&buf[..6], b"peeked");
+    drop(client.take().unwrap());
+    assert_eq!((&server).read(&mut buf).unwrap(), 0);
+}
+
+/// An accepted stream whose client has not spoken yet: the first read waits for the data.
+#[test]
+fn an_accepted_stream_waits_for_the_first_data() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = spawn(move || TcpStream::connect(addr).unwrap());
+    let (server, _) = listener.accept().unwrap();
+    let mut client = client.take().unwrap();
+    let read = read_after_a_wait(server, 5);
+    client.write_all(b"later").unwrap();
+    assert_eq!(read.get().unwrap(), b"later");
+}

@@ -66,7 +66,7 @@ impl TcpListener {
     /// Accepts a connection, waiting (cooperatively) for one.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let (fd, peer) = self.sock.retry(Interest::READABLE, None, accept_one)?;
-        let stream = TcpStream { sock: Socket::new(fd)?.tcp_stream() };
+        let stream = TcpStream { sock: Socket::new(fd)?.accepted_tcp_stream() };
         match peer {
             Some(peer) => Ok((stream, socket_addr(peer)?)),
             None => Err(io::Error::new(io::ErrorKind::NotConnected, "accepted an unnamed peer")),
