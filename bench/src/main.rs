@@ -15,6 +15,7 @@
 //! Everything runs on one thread and one hub, inside the main greenlet.
 #![allow(clippy::print_stdout)]
 
+mod conns;
 mod dns;
 mod echo;
 mod http;

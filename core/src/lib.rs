@@ -134,6 +134,8 @@ pub mod __private {
 
     pub use crate::hub::fault_context::{FaultingGreenlet, with_faulting_greenlet};
     #[cfg(feature = "std")]
+    pub use crate::panic::catch as catch_panic;
+    #[cfg(feature = "std")]
     pub use crate::report::error as report_error;
 
     /// Calls the event subscribers of this thread's hub with `event` (for the blocking detector

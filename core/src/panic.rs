@@ -4,9 +4,10 @@
 
 use alloc::string::String;
 
-/// Runs a greenlet's body, turning a panic into its message.
+/// Runs a greenlet's body (or a platform crate's callback, such as an HTTP handler), turning a
+/// panic into its message.
 #[cfg(feature = "std")]
-pub(crate) fn catch<T>(body: impl FnOnce() -> T) -> Result<T, String> {
+pub fn catch<T>(body: impl FnOnce() -> T) -> Result<T, String> {
     std::panic::catch_unwind(core::panic::AssertUnwindSafe(body)).map_err(|payload| {
         if let Some(s) = payload.downcast_ref::<&'static str>() {
             String::from(*s)

@@ -7,7 +7,7 @@ use std::env;
 use std::fs;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::Duration;
 
@@ -123,20 +123,13 @@ fn one_run(
     port: u16,
     secs: u32,
 ) -> Result<(), String> {
-    let child = pinned(taskset, "0", bin)
-        .args(["echo", &port.to_string()])
-        .spawn()
-        .map_err(|error| format!("could not start {}: {error}", bin.display()))?;
-    let mut server = Server(child);
-    wait_for_port(&mut server.0, port)?;
-    let pid = server.0.id();
-    let ticks0 = cpu_ticks(pid)?;
-    let output = pinned(taskset, "1", load)
-        .args([&port.to_string(), OURS, CONNECTIONS, &secs.to_string()])
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|error| format!("could not run {}: {error}", load.display()))?;
-    let ticks = cpu_ticks(pid)? - ticks0;
+    let (output, seconds) = load_server(bin, "echo", taskset, port, || {
+        pinned(taskset, "1", load)
+            .args([&port.to_string(), OURS, CONNECTIONS, &secs.to_string()])
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|error| format!("could not run {}: {error}", load.display()))
+    })?;
     if !output.status.success() {
         return Err(format!("echo_load failed ({})", output.status));
     }
@@ -147,10 +140,32 @@ fn one_run(
         .find(|sample| sample.metric == "round_trips_per_s")
         .ok_or_else(|| format!("echo_load printed no round_trips_per_s line: {stdout:?}"))?;
     println!("{}", stdout.trim_end());
-    let seconds = ticks as f64 / clock_ticks_per_second() as f64;
     let ns_per_op = seconds * 1e9 / (rate.value * f64::from(secs));
     println!("bench=echo impl={OURS} metric=server_cpu_ns_per_op value={ns_per_op:.1}");
     Ok(())
+}
+
+/// Starts `bin <workload> <port>` pinned to CPU 0, waits for it to listen, runs `load`, and
+/// returns the load's output and the CPU time (user + system, seconds) the server spent
+/// meanwhile. The server is killed when this returns.
+pub(super) fn load_server(
+    bin: &Path,
+    workload: &str,
+    taskset: Option<&Path>,
+    port: u16,
+    load: impl FnOnce() -> Result<Output, String>,
+) -> Result<(Output, f64), String> {
+    let child = pinned(taskset, "0", bin)
+        .args([workload, &port.to_string()])
+        .spawn()
+        .map_err(|error| format!("could not start {}: {error}", bin.display()))?;
+    let mut server = Server(child);
+    wait_for_port(&mut server.0, port)?;
+    let pid = server.0.id();
+    let ticks0 = cpu_ticks(pid)?;
+    let output = load()?;
+    let ticks = cpu_ticks(pid)? - ticks0;
+    Ok((output, ticks as f64 / clock_ticks_per_second() as f64))
 }
 
 /// Waits up to 10 s for the server to accept connections, as `run.sh` does.

@@ -6,9 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use super::OURS;
-use super::echo::{
-    Server, clock_ticks_per_second, cpu_ticks, pinned, secs_and_port, wait_for_port,
-};
+use super::echo::{load_server, pinned, secs_and_port};
 
 /// wrk's connections and threads, as `run.sh` asks.
 const CONNECTIONS: &str = "-c100";
@@ -36,20 +34,18 @@ fn one_run(
     port: u16,
     secs: u32,
 ) -> Result<(), String> {
-    let child = pinned(taskset, "0", bin)
-        .args(["http", &port.to_string()])
-        .spawn()
-        .map_err(|error| format!("could not start {}: {error}", bin.display()))?;
-    let mut server = Server(child);
-    wait_for_port(&mut server.0, port)?;
-    let pid = server.0.id();
-    let ticks0 = cpu_ticks(pid)?;
-    let output = pinned(taskset, "1", wrk)
-        .args([THREADS, CONNECTIONS, &format!("-d{secs}s"), &format!("http://127.0.0.1:{port}/")])
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|error| format!("could not run {}: {error}", wrk.display()))?;
-    let ticks = cpu_ticks(pid)? - ticks0;
+    let (output, seconds) = load_server(bin, "http", taskset, port, || {
+        pinned(taskset, "1", wrk)
+            .args([
+                THREADS,
+                CONNECTIONS,
+                &format!("-d{secs}s"),
+                &format!("http://127.0.0.1:{port}/"),
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|error| format!("could not run {}: {error}", wrk.display()))
+    })?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         return Err(format!("wrk failed ({}): {stdout}", output.status));
@@ -59,7 +55,6 @@ fn one_run(
         return Err(format!("wrk saw errors, so the rate does not count: {errors}"));
     }
     println!("bench=http impl={OURS} metric=requests_per_s value={:.2}", wrk.requests_per_s);
-    let seconds = ticks as f64 / clock_ticks_per_second() as f64;
     let ns_per_op = seconds * 1e9 / wrk.requests as f64;
     println!("bench=http impl={OURS} metric=server_cpu_ns_per_op value={ns_per_op:.1}");
     Ok(())

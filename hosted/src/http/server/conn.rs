@@ -2,7 +2,6 @@
 //! buffer and written once per batch of pipelined requests.
 
 use std::io::{self, BufRead, Read, Write};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use gevent_core::Timeout;
@@ -530,16 +529,16 @@ pub(super) fn serve<S: Read + Write>(
         *request.uri_mut() = uri;
         *request.version_mut() = version;
         *request.headers_mut() = headers;
-        let answered = catch_unwind(AssertUnwindSafe(|| handler(request)));
+        let answered = gevent_core::__private::catch_panic(|| handler(request));
         let body_end = match &answered {
             Ok(_) => incoming.settle(),
             Err(_) => BodyEnd::Unread,
         };
         let response = match answered {
             Ok(response) => response,
-            Err(payload) => {
+            Err(message) => {
                 conn.refuse(StatusCode::INTERNAL_SERVER_ERROR, version)?;
-                return Ok(End::Panicked(panic_message(&*payload)));
+                return Ok(End::Panicked(message));
             }
         };
         match body_end {
@@ -557,15 +556,5 @@ pub(super) fn serve<S: Read + Write>(
                 conn.flush_out().map(|()| End::Closed)
             };
         }
-    }
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        String::from(*s)
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        String::from("(a panic payload that is not a string)")
     }
 }
