@@ -3,7 +3,7 @@
 
 use std::io::{self, BufRead, Read, Write};
 
-use super::{MAX_CHUNK_LINE, MAX_TRAILERS, invalid};
+use super::{MAX_CHUNK_LINE, MAX_TRAILERS, invalid, trim};
 
 /// Where a [`ChunkedDecoder`] is in the chunked body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +90,7 @@ impl<R: BufRead> ChunkedDecoder<R> {
         let mut line = Vec::new();
         self.read_line(&mut line, MAX_CHUNK_LINE)?;
         let digits = line.split(|&b| b == b';').next().unwrap_or(&[]);
-        let digits = trim_whitespace(digits);
+        let digits = trim(digits);
         if digits.is_empty() {
             return Err(invalid("a chunk-size line has no size"));
         }
@@ -137,16 +137,6 @@ impl<R: BufRead> ChunkedDecoder<R> {
             }
         }
     }
-}
-
-fn trim_whitespace(mut bytes: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = bytes {
-        bytes = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = bytes {
-        bytes = rest;
-    }
-    bytes
 }
 
 impl<R: BufRead> Read for ChunkedDecoder<R> {

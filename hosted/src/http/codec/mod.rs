@@ -20,5 +20,16 @@ pub(crate) fn invalid(what: &'static str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what)
 }
 
+/// `bytes` without leading and trailing spaces and tabs (HTTP's optional whitespace).
+pub(crate) fn trim(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
+}
+
 #[cfg(test)]
 mod tests;

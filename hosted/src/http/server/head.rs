@@ -6,6 +6,8 @@ use std::mem::MaybeUninit;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
+use crate::http::codec::trim;
+
 /// Headers parsed into a stack array; a server allowing more parses into the heap.
 const STACK_HEADERS: usize = 100;
 
@@ -250,16 +252,6 @@ pub(super) fn connection_tokens(value: &[u8]) -> (bool, bool) {
         keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
     }
     (close, keep_alive)
-}
-
-fn trim(mut bytes: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = bytes {
-        bytes = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = bytes {
-        bytes = rest;
-    }
-    bytes
 }
 
 #[cfg(test)]
