@@ -14,6 +14,7 @@ use crate::error::{FailureKind, GreenletError, Interrupted, TimeoutId};
 use crate::hub::switch::{Context, GreenletCoroutine};
 use crate::slab::Key;
 use crate::stack::PooledStack;
+use crate::time::Instant;
 use crate::timer::TimerKey;
 use crate::wait_list::{WaitList, WaiterKey};
 
@@ -66,7 +67,8 @@ pub(crate) enum State {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WaitKind {
     Nothing,
-    Sleep,
+    /// A sleep until the deadline.
+    Sleep(Instant),
     Idle,
     Join(u64),
     JoinAll,
@@ -169,6 +171,9 @@ pub(crate) struct Task {
     // Cold.
     pub(crate) id: u64,
     pub(crate) spawned_at: &'static Location<'static>,
+    /// The id of the greenlet that spawned it (0, the main greenlet's, for the main greenlet
+    /// itself and for posted jobs), for greenlet trees.
+    pub(crate) parent: Cell<u64>,
     pub(crate) stack_size: usize,
     extras: RefCell<Option<Box<Extras>>>,
     /// The span current where it was spawned, entered whenever it runs.
@@ -204,6 +209,7 @@ impl Task {
             pending_timeout: Cell::new(None),
             id,
             spawned_at,
+            parent: Cell::new(0),
             stack_size,
             extras: RefCell::new(extras),
             #[cfg(feature = "tracing")]

@@ -36,7 +36,7 @@ pub(super) fn loop_exit(hub: &Hub) -> LoopExit {
 fn describe_wait(hub: &Hub, by_id: &[&Task], kind: WaitKind) -> String {
     match kind {
         WaitKind::Nothing => String::from("nothing"),
-        WaitKind::Sleep => String::from("a sleep"),
+        WaitKind::Sleep(_) => String::from("a sleep"),
         WaitKind::Idle => String::from("the hub becoming idle"),
         WaitKind::Join(id) if id == hub.main.task().id => {
             String::from("the end of the main greenlet 'main'")
