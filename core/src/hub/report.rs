@@ -46,7 +46,7 @@ fn describe_wait(hub: &Hub, by_id: &[&Task], kind: WaitKind) -> String {
             Err(_) => format!("the end of greenlet #{id}"),
         },
         WaitKind::Event => String::from("an event to be set"),
-        WaitKind::Other(what) => String::from(what),
+        WaitKind::Other(what) => String::from(*what),
         WaitKind::JoinAll => String::from("the end of several greenlets (joinall)"),
         WaitKind::Everything => String::from("every other greenlet to finish (wait)"),
         WaitKind::Io { source, readable: true } => format!("I/O source {source} to be readable"),
