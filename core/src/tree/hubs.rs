@@ -20,15 +20,18 @@ struct Entry {
     handle: HubHandle,
 }
 
-/// The hubs of the process. Entries of destroyed hubs are pruned by the next [`all_hubs`],
-/// when posting to them fails.
+/// The hubs of the process. Entries of destroyed hubs are pruned when the next hub registers
+/// and by the next [`all_hubs`], so a program that starts and ends many threads keeps about as
+/// many entries as it has hubs.
 static HUBS: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 
 /// Adds the current thread's hub, just created, to the registry.
 pub(crate) fn register(handle: HubHandle) {
     let me = thread::current();
     let entry = Entry { thread: me.id(), thread_name: me.name().map(String::from), handle };
-    HUBS.lock().unwrap_or_else(PoisonError::into_inner).push(entry);
+    let mut hubs = HUBS.lock().unwrap_or_else(PoisonError::into_inner);
+    hubs.retain(|entry| !entry.handle.remote.is_closed());
+    hubs.push(entry);
 }
 
 /// The tree of one hub of the process, as [`all_hubs`] got it.
@@ -125,4 +128,26 @@ pub fn all_hubs(within: Duration) -> Vec<HubReport> {
         reports.push(HubReport { thread, thread_name, tree });
     }
     reports
+}
+
+#[cfg(all(test, feature = "sim"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hubs_of_ended_threads_leave_the_registry() {
+        let ended: Vec<ThreadId> = (0..20)
+            .map(|_| {
+                let thread = thread::spawn(|| {
+                    crate::hub::install(crate::sim::platform().0).unwrap();
+                    thread::current().id()
+                });
+                thread.join().unwrap()
+            })
+            .collect();
+        let hubs = HUBS.lock().unwrap_or_else(PoisonError::into_inner);
+        let left = hubs.iter().filter(|entry| ended.contains(&entry.thread)).count();
+        // The last one's entry stays until the next hub registers or `all_hubs` looks.
+        assert!(left <= 1, "{left} of 20 ended hubs are still registered");
+    }
 }
