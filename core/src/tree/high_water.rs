@@ -47,14 +47,15 @@ pub(crate) unsafe fn of_current(region: &StackRegion, untouched_below: usize) ->
     let here = ptr::addr_of!(marker) as usize;
     // SAFETY: the caller runs on `region`, which stays mapped while it runs, and only this
     // thread writes it, which is busy in this call. Below `here - LIVE_MARGIN` lie only frames
-    // that returned (this frame and its red zone are within the margin; it calls nothing but
-    // the inlined reads), so no reference points there.
+    // that returned (this frame and its red zone are within the margin: what it calls is
+    // inlined into it), so no reference points there.
     unsafe { measure(region, untouched_below, here) }
 }
 
 /// # Safety
 ///
 /// As for [`of_suspended`].
+#[inline(always)] // no frame below `of_current`'s marker
 unsafe fn measure(region: &StackRegion, untouched_below: usize, sp: usize) -> usize {
     let top = region.top.get();
     let floor = untouched_below.max(region.bottom.get() + region.guard);
@@ -77,6 +78,7 @@ unsafe fn measure(region: &StackRegion, untouched_below: usize, sp: usize) -> us
 /// `[from, to)` must be readable memory that no one writes during the call and that no
 /// reference points into (its bytes may be any values, including uninitialized ones of dead
 /// frames, which a volatile read of a `usize` merely observes).
+#[inline(always)] // no frame below `of_current`'s marker
 pub(crate) unsafe fn first_written(from: usize, to: usize) -> usize {
     let mut addr = from.next_multiple_of(WORD);
     while addr.saturating_add(WORD) <= to {
