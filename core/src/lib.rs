@@ -107,6 +107,7 @@ mod sync;
 pub mod time;
 mod timeout;
 mod timer;
+pub mod tree;
 pub mod wait;
 mod wait_list;
 

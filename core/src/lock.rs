@@ -36,7 +36,7 @@ struct Acquirers;
 
 impl Side for Acquirers {
     type State = SemState;
-    const KIND: WaitKind = WaitKind::Other("a semaphore permit");
+    const KIND: WaitKind = WaitKind::Other(&"a semaphore permit");
 
     fn waiters(s: &mut SemState) -> &mut Waiters {
         &mut s.waiters

@@ -244,6 +244,13 @@ impl Remote {
         self.closed.store(true, Ordering::Relaxed);
         self.jobs.take_all()
     }
+
+    /// Whether the hub is gone ([`close`](Self::close) ran), for pruning registries of hubs.
+    /// Relaxed: a stale `false` only keeps an entry until the next look.
+    #[cfg(feature = "std")]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
 }
 
 /// A `Send + Sync` handle to a hub, for other threads: post work to it or wake it.

@@ -5,7 +5,7 @@
 //! the same schedule.
 #![allow(unsafe_code)] // see the SAFETY comments
 
-use alloc::alloc::{alloc, dealloc};
+use alloc::alloc::{alloc_zeroed, dealloc};
 use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::sync::Arc;
@@ -163,7 +163,8 @@ impl Poller for SimPoller {
 /// Stacks from the global allocator.
 ///
 /// They have **no guard page**: a greenlet that overflows one corrupts the heap. For tests on
-/// the simulated platform only, with stacks sized generously.
+/// the simulated platform only, with stacks sized generously. They start zeroed, so greenlet
+/// trees show their high-water marks.
 #[derive(Debug, Default)]
 pub struct HeapStacks(());
 
@@ -177,12 +178,17 @@ unsafe impl StackSource for HeapStacks {
             message: alloc::format!("no greenlet stack of {size} bytes can be allocated").into(),
         })?;
         // SAFETY: `layout` has a non-zero size (`round` gives at least MIN_STACK_SIZE).
-        let bottom = unsafe { alloc(layout) };
+        let bottom = unsafe { alloc_zeroed(layout) };
         let bottom = NonZeroUsize::new(bottom as usize).ok_or(StackError {
             message: alloc::format!("out of memory for a greenlet stack of {size} bytes").into(),
         })?;
         let top = NonZeroUsize::new(bottom.get() + size).expect("no overflow past a live block");
         Ok(StackRegion { top, bottom, guard: 0 })
+    }
+
+    fn untouched_below(&self, region: &StackRegion) -> Option<usize> {
+        // Zeroed when allocated; which words were written since is for the reader to find.
+        Some(region.bottom.get())
     }
 
     unsafe fn release(&mut self, region: StackRegion) {

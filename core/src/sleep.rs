@@ -21,7 +21,7 @@ pub fn sleep(duration: Duration) -> Result<(), Interrupted> {
 
 /// Parks the current greenlet until `deadline` on the hub's clock.
 pub fn sleep_until(deadline: Instant) -> Result<(), Interrupted> {
-    sleep_on(DeadlineTimer::arm(Some(deadline)))
+    sleep_on(deadline, DeadlineTimer::arm(Some(deadline)))
 }
 
 /// [`sleep`] whose timer does not keep the hub alive (gevent's `sleep(seconds, ref=False)`).
@@ -34,13 +34,14 @@ pub fn sleep_unref(duration: Duration) -> Result<(), Interrupted> {
     if duration.is_zero() {
         return yield_now();
     }
-    sleep_on(DeadlineTimer::arm_unref(Some(hub().now() + duration)))
+    let deadline = hub().now() + duration;
+    sleep_on(deadline, DeadlineTimer::arm_unref(Some(deadline)))
 }
 
-fn sleep_on(timer: DeadlineTimer) -> Result<(), Interrupted> {
+fn sleep_on(deadline: Instant, timer: DeadlineTimer) -> Result<(), Interrupted> {
     let hub = hub();
     loop {
-        hub.park(WaitKind::Sleep)?;
+        hub.park(WaitKind::Sleep(deadline))?;
         if timer.expired() {
             return Ok(());
         }

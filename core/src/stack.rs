@@ -124,6 +124,19 @@ pub unsafe trait StackSource {
     /// Gets a region with at least `size` usable bytes.
     fn allocate(&mut self, size: usize) -> Result<StackRegion, StackError>;
 
+    /// An address of `region` (a region this source allocated) below which, down to the guard,
+    /// its memory was never written and reads as zeros, if the source knows one: greenlet trees
+    /// ([`crate::tree`]) find a stack's high-water mark by reading up from there to the first
+    /// non-zero word. The default knows none (stacks of unknown contents), and trees then show
+    /// no high-water mark.
+    ///
+    /// Implementations must not write the region. An answer that is too low only makes the
+    /// reading start lower; one too high hides deeper uses.
+    fn untouched_below(&self, region: &StackRegion) -> Option<usize> {
+        let _ = region;
+        None
+    }
+
     /// Takes back a region from [`StackSource::allocate`].
     ///
     /// # Safety
@@ -236,6 +249,11 @@ impl StackPool {
             Some((_, shelf)) => shelf.push(stack.region),
             None => self.shelves.push((stack.class, alloc::vec![stack.region])),
         }
+    }
+
+    /// See [`StackSource::untouched_below`].
+    pub(crate) fn untouched_below(&self, region: &StackRegion) -> Option<usize> {
+        self.source.untouched_below(region)
     }
 
     /// Returns free stacks beyond a small reserve to the source; the hub calls this when it is

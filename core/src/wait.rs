@@ -257,7 +257,7 @@ impl Iterator for IWait<'_> {
             }
             let parked = if self.subscribe_all() {
                 hub.park(WaitKind::Other(
-                    "any of several greenlets, events, results or semaphores (wait)",
+                    &"any of several greenlets, events, results or semaphores (wait)",
                 ))
             } else {
                 Ok(()) // one became ready while subscribing

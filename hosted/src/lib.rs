@@ -43,6 +43,7 @@
 //! | `gevent.signal_handler`, waiting for a signal | [`signal::signal_handler`], [`signal::wait`] |
 //! | `Greenlet.add_spawn_callback`/`remove_spawn_callback`, `gevent.events` subscribers | [`events::add_spawn_callback`], [`events::remove_spawn_callback`], [`events::subscribe`] (per thread) |
 //! | `gevent.config`, its `GEVENT_*` variables | [`config::Config`], [`config::current`] |
+//! | `gevent.util.GreenletTree`, `format_run_info`, `print_run_info` | [`debug::GreenletTree`], [`debug::all_hubs`], [`debug::print_tree`], [`debug::dump_on_signal`] |
 //! | `gevent.ssl` (`SSLContext.wrap_socket`, `SSLSocket`) | [`tls::TlsConnector`](tls/struct.TlsConnector.html), [`tls::TlsAcceptor`](tls/struct.TlsAcceptor.html), [`tls::TlsStream`](tls/struct.TlsStream.html) (feature `tls`, on by default) |
 //!
 //! # Ending greenlets
@@ -83,6 +84,7 @@
 
 mod clock;
 pub mod config;
+pub mod debug;
 mod default_platform;
 pub mod dns;
 pub mod fs;

@@ -105,6 +105,27 @@ unsafe impl StackSource for MmapStacks {
         Ok(StackRegion { top, bottom, guard: page })
     }
 
+    /// The start of the lowest resident page: an anonymous mapping's pages read as zeros
+    /// until they are first touched, and `mincore` says which were, without touching them
+    /// (reading the untouched part of every stack would map the zero page into all of it). A
+    /// page that was swapped out looks untouched: the mark then misses what lies in it.
+    fn untouched_below(&self, region: &StackRegion) -> Option<usize> {
+        let start = region.bottom.get() + region.guard;
+        let len = region.top.get() - start;
+        let mut resident = vec![0u8; len.div_ceil(self.page_size)];
+        // SAFETY: mincore only writes one byte per page of `[start, start + len)` into
+        // `resident`, which has that many; the range is page-aligned (the mapping and its guard
+        // page are) and, if the caller passed a region this source did not map, the kernel
+        // fails with ENOMEM instead of touching anything.
+        let failed =
+            unsafe { libc::mincore(start as *mut _, len, resident.as_mut_ptr().cast()) } != 0;
+        if failed {
+            return Some(start); // zero-filled all the same: read it all
+        }
+        let first = resident.iter().position(|&page| page & 1 != 0);
+        Some(first.map_or(region.top.get(), |i| start + i * self.page_size))
+    }
+
     unsafe fn release(&mut self, region: StackRegion) {
         let len = region.top.get() - region.bottom.get();
         // SAFETY: the caller guarantees the region came from `allocate` (one whole mapping) and

@@ -186,6 +186,8 @@ pub fn install(platform: Platform) -> Result<(), AlreadyInstalled> {
         return Err(AlreadyInstalled(()));
     }
     slot::set(Hub::new(platform));
+    #[cfg(feature = "std")]
+    crate::tree::register_current_hub();
     crate::events::hub_created();
     Ok(())
 }
@@ -222,6 +224,8 @@ pub(crate) fn try_hub() -> Option<&'static Hub> {
 #[inline(never)]
 fn create() -> *const Hub {
     let hub = slot::set(Hub::new(default_platform()));
+    #[cfg(feature = "std")]
+    crate::tree::register_current_hub();
     crate::events::hub_created();
     hub
 }

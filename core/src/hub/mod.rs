@@ -21,6 +21,7 @@ mod current;
 pub(crate) mod fault_context;
 pub(crate) mod io;
 mod report;
+mod snapshot;
 pub(crate) mod switch;
 
 use alloc::collections::VecDeque;
@@ -229,6 +230,7 @@ impl Hub {
         let key = self.live.borrow_mut().insert(t.clone());
         let task = t.task();
         task.live_key.set(Some(key));
+        task.parent.set(self.current_task().id);
         #[cfg(feature = "tracing")]
         crate::events::tracing::spawned(task, self.current_task().id);
         // Callbacks see it scheduled: one that kills it must find it in the run queue.

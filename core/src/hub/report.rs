@@ -36,7 +36,7 @@ pub(super) fn loop_exit(hub: &Hub) -> LoopExit {
 fn describe_wait(hub: &Hub, by_id: &[&Task], kind: WaitKind) -> String {
     match kind {
         WaitKind::Nothing => String::from("nothing"),
-        WaitKind::Sleep => String::from("a sleep"),
+        WaitKind::Sleep(_) => String::from("a sleep"),
         WaitKind::Idle => String::from("the hub becoming idle"),
         WaitKind::Join(id) if id == hub.main.task().id => {
             String::from("the end of the main greenlet 'main'")
@@ -46,7 +46,7 @@ fn describe_wait(hub: &Hub, by_id: &[&Task], kind: WaitKind) -> String {
             Err(_) => format!("the end of greenlet #{id}"),
         },
         WaitKind::Event => String::from("an event to be set"),
-        WaitKind::Other(what) => String::from(what),
+        WaitKind::Other(what) => String::from(*what),
         WaitKind::JoinAll => String::from("the end of several greenlets (joinall)"),
         WaitKind::Everything => String::from("every other greenlet to finish (wait)"),
         WaitKind::Io { source, readable: true } => format!("I/O source {source} to be readable"),

@@ -90,6 +90,11 @@ impl Context {
         self.region.get()
     }
 
+    /// An address near the stack pointer at its last suspend (0 if it never suspended).
+    pub(crate) fn suspended_sp(&self) -> usize {
+        self.suspended_sp.get()
+    }
+
     /// Gives the greenlet its coroutine, before the first resume.
     pub(crate) fn install(&self, coroutine: GreenletCoroutine, region: StackRegion) {
         // SAFETY: only the hub loop calls this, before the first resume; no reference into the

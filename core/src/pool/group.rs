@@ -208,7 +208,7 @@ impl Shared {
                 return Ok(false);
             }
             let key = self.watchers.borrow_mut().push_back(hub.current());
-            let parked = hub.park(WaitKind::Other("the members of a group to finish"));
+            let parked = hub.park(WaitKind::Other(&"the members of a group to finish"));
             self.watchers.borrow_mut().remove(key);
             if let Err(why) = parked {
                 if matches!(why, Interrupted::LoopExit(_)) && self.forget_abandoned() && done() {

@@ -65,7 +65,7 @@ struct Getters<T>(PhantomData<T>);
 
 impl<T> Side for Getters<T> {
     type State = State<T>;
-    const KIND: WaitKind = WaitKind::Other("a putter to offer an item (a channel get)");
+    const KIND: WaitKind = WaitKind::Other(&"a putter to offer an item (a channel get)");
 
     fn waiters(s: &mut State<T>) -> &mut Waiters {
         &mut s.getters
@@ -233,7 +233,7 @@ impl<T> Channel<T> {
         };
         let timer = DeadlineTimer::arm(deadline);
         loop {
-            let parked = hub.park(WaitKind::Other("a getter to take the item (a channel put)"));
+            let parked = hub.park(WaitKind::Other(&"a getter to take the item (a channel put)"));
             let mut s = self.state.borrow_mut();
             if s.taken_below > ticket {
                 // Taken, even if an interruption came after the getter took it.

@@ -154,7 +154,7 @@ struct Getters<T, O>(PhantomData<(T, O)>);
 
 impl<T, O: QueueOrder<T>> Side for Getters<T, O> {
     type State = State<T, O>;
-    const KIND: WaitKind = WaitKind::Other("an item in an empty queue (a get)");
+    const KIND: WaitKind = WaitKind::Other(&"an item in an empty queue (a get)");
 
     fn waiters(s: &mut State<T, O>) -> &mut Waiters {
         &mut s.getters
@@ -183,7 +183,7 @@ struct Putters<T, O>(PhantomData<(T, O)>);
 
 impl<T, O: QueueOrder<T>> Side for Putters<T, O> {
     type State = State<T, O>;
-    const KIND: WaitKind = WaitKind::Other("room in a full queue (a put)");
+    const KIND: WaitKind = WaitKind::Other(&"room in a full queue (a put)");
 
     fn waiters(s: &mut State<T, O>) -> &mut Waiters {
         &mut s.putters
@@ -374,7 +374,7 @@ impl<T, O: QueueOrder<T>> GenericQueue<T, O> {
                 return Err(GetError::Empty);
             }
             let key = self.state.borrow_mut().peekers.push_back(hub.current());
-            let parked = hub.park(WaitKind::Other("a queue to have an item to peek at"));
+            let parked = hub.park(WaitKind::Other(&"a queue to have an item to peek at"));
             self.state.borrow_mut().peekers.remove(key);
             parked.map_err(GetError::Interrupted)?;
         }
@@ -455,7 +455,7 @@ impl<T, O: QueueOrder<T>> GenericQueue<T, O> {
         let hub = hub();
         while self.state.borrow().unfinished > 0 {
             let key = self.state.borrow_mut().joiners.push_back(hub.current());
-            let parked = hub.park(WaitKind::Other("every item of a JoinableQueue to be done"));
+            let parked = hub.park(WaitKind::Other(&"every item of a JoinableQueue to be done"));
             self.state.borrow_mut().joiners.remove(key);
             parked?;
         }
