@@ -90,6 +90,7 @@ pub mod fs;
 pub mod http;
 pub mod io;
 mod mmap_stack;
+pub mod monitor;
 pub mod net;
 pub mod os;
 mod overflow;

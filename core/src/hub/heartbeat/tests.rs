@@ -1,0 +1,87 @@
+//! The blocking check on the simulated hub: what an embedded tick handler would see.
+
+use super::*;
+use crate::sim;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+const BUDGET: Duration = Duration::from_millis(100);
+
+fn at(ms: u64) -> Instant {
+    Instant::from_nanos(ms * 1_000_000)
+}
+
+#[test]
+fn a_greenlet_that_does_not_switch_is_reported_once_per_episode_by_name_and_spawn_site() {
+    sim::run(|| {
+        let heartbeat = Arc::new(Heartbeat::new());
+        attach(heartbeat.clone()).unwrap();
+        assert_eq!(attach(Arc::new(Heartbeat::new())), Err(AlreadyAttached::new()));
+        let reports = alloc::rc::Rc::new(RefCell::new(Vec::new()));
+        let seen = reports.clone();
+        let beat = heartbeat.clone();
+        let spawned_here = Location::caller().line() + 1;
+        let busy = crate::Builder::new().name("busy").spawn(move || {
+            // The tick handler's view while this greenlet computes without switching.
+            let mut check = BlockingCheck::new(at(0));
+            let mut tick = |ms| seen.borrow_mut().push(check.check(&beat, at(ms), BUDGET));
+            tick(0);
+            tick(50);
+            tick(100);
+            tick(150);
+            crate::yield_now().unwrap();
+            tick(200);
+            tick(300);
+        });
+        busy.join().unwrap();
+        let reports = reports.borrow();
+        assert_eq!(reports[..2], [None, None]);
+        let blocked = reports[2].expect("reported once the budget passed");
+        assert_eq!(blocked.running.id, busy.id());
+        assert_eq!(blocked.running.name, Some("busy"));
+        assert_eq!(blocked.running.spawned_at.file(), file!());
+        assert_eq!(blocked.running.spawned_at.line(), spawned_here);
+        assert_eq!(blocked.blocked_for, BUDGET);
+        assert_eq!(reports[3], None, "one report per episode");
+        // After the yield the hub switched: a new episode, reported again once blocked.
+        assert_eq!(reports[4], None);
+        assert_eq!(reports[5].map(|b| b.running.id), Some(busy.id()));
+    });
+}
+
+#[test]
+fn the_main_greenlet_is_published_when_attached_and_an_idle_hub_is_not_blocked() {
+    sim::run(|| {
+        let heartbeat = Arc::new(Heartbeat::new());
+        attach(heartbeat.clone()).unwrap();
+        let running = heartbeat.sample().running.unwrap();
+        assert_eq!((running.id, running.name), (0, Some("main")));
+        let unnamed = crate::spawn(|| ());
+        unnamed.join().unwrap();
+        heartbeat.set_idle(true);
+        let mut check = BlockingCheck::new(at(0));
+        assert_eq!(check.check(&heartbeat, at(0), BUDGET), None);
+        assert_eq!(check.check(&heartbeat, at(500), BUDGET), None);
+        heartbeat.set_idle(false);
+        // Blocked from the last check that saw it idle.
+        assert_eq!(check.check(&heartbeat, at(550), BUDGET), None);
+        let blocked = check.check(&heartbeat, at(600), BUDGET).unwrap();
+        assert_eq!((blocked.running.id, blocked.running.name), (0, Some("main")));
+    });
+}
+
+#[test]
+fn an_unnamed_greenlet_is_published_without_a_name() {
+    sim::run(|| {
+        let heartbeat = Arc::new(Heartbeat::new());
+        attach(heartbeat.clone()).unwrap();
+        let beat = heartbeat.clone();
+        let g = crate::spawn(move || beat.sample().running.unwrap());
+        let running = g.get().unwrap();
+        assert_eq!((running.id, running.name), (g.id(), None));
+        assert_eq!(
+            alloc::format!("{running}"),
+            alloc::format!("greenlet #{} (spawned at {})", g.id(), running.spawned_at)
+        );
+    });
+}
