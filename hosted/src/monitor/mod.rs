@@ -348,3 +348,22 @@ impl RateLimit {
         Some(std::mem::take(&mut self.suppressed))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_max_reports_a_minute_and_the_next_one_counts_those_suppressed() {
+        let mut limit = RateLimit::default();
+        let start = Instant::now();
+        for i in 0..MAX_REPORTS_PER_MINUTE {
+            assert_eq!(limit.admit(start + Duration::from_secs(i as u64)), Some(0));
+        }
+        assert_eq!(limit.admit(start + Duration::from_secs(30)), None);
+        assert_eq!(limit.admit(start + Duration::from_secs(59)), None);
+        // The first report is a minute old: room for one, which says two were dropped.
+        assert_eq!(limit.admit(start + Duration::from_secs(60)), Some(2));
+        assert_eq!(limit.admit(start + Duration::from_secs(60)), None);
+    }
+}
