@@ -146,9 +146,7 @@ pub mod __private {
     /// (called on the new hub's thread, with a handle to post to the hub); the first call
     /// wins. For the hosted monitor.
     #[cfg(feature = "std")]
-    pub fn set_new_hub_hook(
-        hook: fn(crate::HubHandle) -> Option<alloc::sync::Arc<crate::hub::heartbeat::Heartbeat>>,
-    ) {
+    pub fn set_new_hub_hook(hook: crate::hub::heartbeat::NewHubHook) {
         let _ = crate::hub::heartbeat::NEW_HUB_HOOK.set(hook);
     }
 

@@ -38,10 +38,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // stack takes the monitor a moment in debug builds).
     let (reported, report_arrived) = mpsc::channel();
     let reported = Mutex::new(reported);
-    monitor::set_report_hook(Some(Box::new(move |report| {
+    monitor::set_report_hook(move |report: &monitor::BlockingReport| {
         eprintln!("{report}");
         let _ = reported.lock().unwrap().send(report.greenlet.id);
-    })));
+    });
 
     gevent::run(|| {
         // The report as the hub's own thread gets it, once the hub runs again.

@@ -187,9 +187,9 @@ fn idle() {
     install(Config::builder().monitor(true).max_blocking_time(Duration::from_millis(100)));
     let reports = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = reports.clone();
-    gevent::monitor::set_report_hook(Some(Box::new(move |_| {
+    gevent::monitor::set_report_hook(move |_| {
         counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    })));
+    });
     gevent::run(|| {
         let events = Rc::new(RefCell::new(0));
         let seen = events.clone();

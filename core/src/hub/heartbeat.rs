@@ -7,7 +7,7 @@
 //! made odd, the fields are stored, the counter is made even again. Those are plain relaxed
 //! stores and a release fence, no read-modify-write, so a switch pays a few stores; a hub with
 //! no heartbeat attached pays one test of an empty cell. A reader takes the fields only when it
-//! saw the same even counter before and after reading them ([`Heartbeat::running`]).
+//! saw the same even counter before and after reading them ([`Heartbeat::sample`]).
 //!
 //! Around the poller's blocking wait the hub sets an idle flag: a hub waiting for I/O or a
 //! timer is not blocked, however long it waits.
@@ -285,6 +285,9 @@ pub fn attach(heartbeat: Arc<Heartbeat>) -> Result<(), AlreadyAttached> {
 /// a monitor; called on the new hub's thread before the hub exists, with a handle to post to
 /// it. It must not use gevent.
 #[cfg(feature = "std")]
-pub(crate) static NEW_HUB_HOOK: std::sync::OnceLock<
-    fn(crate::remote::HubHandle) -> Option<Arc<Heartbeat>>,
-> = std::sync::OnceLock::new();
+pub(crate) static NEW_HUB_HOOK: std::sync::OnceLock<NewHubHook> = std::sync::OnceLock::new();
+
+/// What a platform crate that runs a monitor gives each new hub: called on its thread, before
+/// it exists, with a handle to post to it; returns the heartbeat the hub publishes in.
+#[cfg(feature = "std")]
+pub type NewHubHook = fn(crate::remote::HubHandle) -> Option<Arc<Heartbeat>>;

@@ -13,8 +13,8 @@
 //!   been blocked, and the greenlet's stack: on Linux and Android the monitor sends the hub's
 //!   thread a real-time signal ([`BACKTRACE_SIGNAL`]) whose handler records the return
 //!   addresses, and symbolizes them itself; or to the hook set with [`set_report_hook`]
-//!   instead;
-//! - as [`Event::BlockingDetected`](crate::events::Event::BlockingDetected) on the hub's own
+//!   instead (and [`clear_report_hook`]);
+//! - as [`Event::BlockingDetected`] on the hub's own
 //!   thread, when the hub next runs (with the greenlet's name, whatever it is).
 //!
 //! A blocked episode is reported once, and at most [`MAX_REPORTS_PER_MINUTE`] episodes a
@@ -28,9 +28,9 @@
 //! With [`max_memory`](crate::config::Config::max_memory) set, the thread reads the process's
 //! resident set size every [`memory_monitor_period`](crate::config::Config::memory_monitor_period)
 //! and, when it goes above the threshold, reports it and sends
-//! [`Event::MemoryThresholdExceeded`](crate::events::Event::MemoryThresholdExceeded) to every
+//! [`Event::MemoryThresholdExceeded`] to every
 //! hub; when it falls below again,
-//! [`Event::MemoryUsageUnderThreshold`](crate::events::Event::MemoryUsageUnderThreshold). On
+//! [`Event::MemoryUsageUnderThreshold`]. On
 //! Linux and Android the size is the current one (`/proc/self/statm`); elsewhere the peak
 //! (`getrusage`), which never falls.
 //!
@@ -115,15 +115,20 @@ type ReportHook = Arc<dyn Fn(&BlockingReport) + Send + Sync>;
 
 static REPORT_HOOK: RwLock<Option<ReportHook>> = RwLock::new(None);
 
-/// Sends the blocking reports to `hook`, on the monitor thread, instead of stderr; `None`
-/// puts stderr back.
+/// Sends the blocking reports to `hook`, on the monitor thread, instead of stderr (replacing
+/// the hook set before); [`clear_report_hook`] puts stderr back.
 ///
 /// The [`BlockingDetected`](crate::events::Event::BlockingDetected) event comes only when the
 /// blocked hub runs again, which a deadlocked hub never does, and without the stack: the hook
 /// gets the report at once, stack included, on a thread that is not blocked. It must not block
 /// for long: the monitor waits for it.
-pub fn set_report_hook(hook: Option<Box<dyn Fn(&BlockingReport) + Send + Sync>>) {
-    *REPORT_HOOK.write().unwrap_or_else(PoisonError::into_inner) = hook.map(Arc::from);
+pub fn set_report_hook(hook: impl Fn(&BlockingReport) + Send + Sync + 'static) {
+    *REPORT_HOOK.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(hook));
+}
+
+/// Removes the hook of [`set_report_hook`]: reports go to stderr again.
+pub fn clear_report_hook() {
+    *REPORT_HOOK.write().unwrap_or_else(PoisonError::into_inner) = None;
 }
 
 /// Called whenever a hosted platform is built: arms the monitor for the hubs created from now

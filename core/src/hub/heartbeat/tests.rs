@@ -12,6 +12,7 @@ fn at(ms: u64) -> Instant {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "Miri cannot switch stacks")]
 fn a_greenlet_that_does_not_switch_is_reported_once_per_episode_by_name_and_spawn_site() {
     sim::run(|| {
         let heartbeat = Arc::new(Heartbeat::new());
@@ -50,6 +51,7 @@ fn a_greenlet_that_does_not_switch_is_reported_once_per_episode_by_name_and_spaw
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "Miri cannot switch stacks")]
 fn the_main_greenlet_is_published_when_attached_and_an_idle_hub_is_not_blocked() {
     sim::run(|| {
         let heartbeat = Arc::new(Heartbeat::new());
@@ -71,6 +73,7 @@ fn the_main_greenlet_is_published_when_attached_and_an_idle_hub_is_not_blocked()
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "Miri cannot switch stacks")]
 fn an_unnamed_greenlet_is_published_without_a_name() {
     sim::run(|| {
         let heartbeat = Arc::new(Heartbeat::new());
@@ -84,4 +87,46 @@ fn an_unnamed_greenlet_is_published_without_a_name() {
             alloc::format!("greenlet #{} (spawned at {})", g.id(), running.spawned_at)
         );
     });
+}
+
+#[test]
+fn a_published_switch_reads_back_whole_and_the_sequence_counts_switches() {
+    static NAME: &str = "worker";
+    let heartbeat = Heartbeat::new();
+    assert_eq!(heartbeat.sample().running, None, "nothing published yet");
+    let here = Location::caller();
+    heartbeat.publish(u64::MAX - 1, Some(NAME), here);
+    heartbeat.publish(1 << 40 | 7, Some(NAME), here);
+    let sample = heartbeat.sample();
+    assert_eq!(sample.switches, 2);
+    assert_eq!(
+        sample.running,
+        Some(Running { id: 1 << 40 | 7, name: Some(NAME), spawned_at: here })
+    );
+    heartbeat.publish(3, None, here);
+    assert_eq!(heartbeat.sample().running.map(|r| (r.id, r.name)), Some((3, None)));
+}
+
+#[test]
+fn a_frame_slot_hands_its_buffer_over_one_side_at_a_time() {
+    use capture::{FrameSlot, MAX_FRAMES};
+    let slot = FrameSlot::new();
+    let mut out = [0; MAX_FRAMES];
+    let request = slot.arm(1).unwrap();
+    assert!(slot.arm(1).is_none(), "armed already");
+    slot.fill(2, |push| {
+        push(9);
+    });
+    let request =
+        slot.collect(request, &mut out).expect_err("another thread's handler wrote nothing");
+    slot.fill(1, |push| while push(5) {});
+    assert_eq!(slot.collect(request, &mut out).ok(), Some(MAX_FRAMES), "the buffer caps the walk");
+    assert!(out.iter().all(|&ip| ip == 5));
+    let request = slot.arm(1).unwrap();
+    slot.withdraw(request);
+    slot.fill(1, |push| {
+        push(9);
+    });
+    let request = slot.arm(1).expect("a withdrawn request leaves the slot idle");
+    assert!(slot.collect(request, &mut out).is_err());
 }
