@@ -389,15 +389,15 @@ impl Task {
     /// `None` if the extras happen to be borrowed).
     /// The greenlet's name if it is a `&'static str` (`main` for the main greenlet), which
     /// the blocking detector can publish to another thread; `None` for other names.
-    #[inline]
     pub(crate) fn static_name(&self) -> Option<&'static str> {
-        if self.is_main {
-            return Some("main");
-        }
         match self.extras.try_borrow() {
-            Ok(extras) => match extras.as_deref().and_then(|x| x.name.as_ref()) {
-                Some(Cow::Borrowed(name)) => Some(name),
-                _ => None,
+            Ok(extras) => match extras.as_deref() {
+                None if self.is_main => Some("main"),
+                None => None,
+                Some(extras) => match extras.name {
+                    Some(Cow::Borrowed(name)) => Some(name),
+                    _ => None,
+                },
             },
             Err(_) => None,
         }

@@ -2,11 +2,13 @@
 //! that another thread (the hosted monitor) or an interrupt handler (a SysTick on embedded)
 //! reads to notice a hub that has not switched within a budget.
 //!
-//! The hub is the only writer. At each switch-in it publishes the greenlet that now runs (id,
-//! spawn site, and its name when that is a `&'static str`) with a sequence lock: the counter is
-//! made odd, the fields are stored, the counter is made even again. Those are plain relaxed
-//! stores and a release fence, no read-modify-write, so a switch pays a few stores; a hub with
-//! no heartbeat attached pays one test of an empty cell. A reader takes the fields only when it
+//! The hub is the only writer. At each switch-in it publishes the greenlet that now runs (its
+//! id and spawn site) with a sequence lock: the counter is made odd, the fields are stored, the
+//! counter is made even again. Those are four plain relaxed stores and a release fence, no
+//! read-modify-write; a hub with no heartbeat attached pays one test of an empty cell. Names
+//! that are a `&'static str` are recorded when a greenlet is spawned, in a small table by id,
+//! each entry behind a sequence lock of its own (a name read per switch cost as much as the
+//! rest of the publication). A reader takes the fields only when it
 //! saw the same even counter before and after reading them ([`Heartbeat::sample`]).
 //!
 //! Around the poller's blocking wait the hub sets an idle flag: a hub waiting for I/O or a
@@ -26,10 +28,16 @@ use crate::time::Instant;
 
 pub mod capture;
 
+#[cfg(not(target_has_atomic = "64"))]
+use core::sync::atomic::AtomicU32;
+#[cfg(all(target_has_atomic = "64", not(all(test, loom))))]
+use core::sync::atomic::AtomicU64;
 #[cfg(not(all(test, loom)))]
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering, fence};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering, fence};
+#[cfg(all(target_has_atomic = "64", all(test, loom)))]
+use loom::sync::atomic::AtomicU64;
 #[cfg(all(test, loom))]
-use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering, fence};
+use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering, fence};
 
 #[cfg(all(test, loom))]
 mod loom_tests;
@@ -42,13 +50,47 @@ pub struct Heartbeat {
     /// Twice the number of switch-ins, plus one while the fields below are being written.
     seq: AtomicUsize,
     idle: AtomicBool,
-    // The running greenlet. The id is split in halves so that 32-bit targets without 64-bit
-    // atomics can publish it; the sequence lock makes the halves consistent.
-    id_low: AtomicU32,
-    id_high: AtomicU32,
+    // The running greenlet.
+    id: AtomicId,
     spawned_at: AtomicPtr<Location<'static>>,
-    name_ptr: AtomicPtr<u8>,
-    name_len: AtomicUsize,
+    /// The `&'static str` names of greenlets, by id modulo [`NAME_SLOTS`]: written when a
+    /// named greenlet is spawned rather than at each switch, which keeps the switch path to
+    /// four stores.
+    names: [NameSlot; NAME_SLOTS],
+}
+
+/// How many greenlet names a heartbeat remembers: a blocked greenlet's name is known unless
+/// one of the `NAME_SLOTS` greenlets spawned after it with a name took its slot.
+const NAME_SLOTS: usize = 64;
+
+/// One remembered name, behind a sequence lock of its own.
+struct NameSlot {
+    seq: AtomicUsize,
+    id: AtomicId,
+    ptr: AtomicPtr<u8>,
+    len: AtomicUsize,
+}
+
+impl NameSlot {
+    #[cfg(not(all(test, loom)))]
+    const fn new() -> Self {
+        NameSlot {
+            seq: AtomicUsize::new(0),
+            id: AtomicId::new(),
+            ptr: AtomicPtr::new(core::ptr::null_mut()),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    #[cfg(all(test, loom))]
+    fn new() -> Self {
+        NameSlot {
+            seq: AtomicUsize::new(0),
+            id: AtomicId::new(),
+            ptr: AtomicPtr::new(core::ptr::null_mut()),
+            len: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl fmt::Debug for Heartbeat {
@@ -101,11 +143,9 @@ impl Heartbeat {
         Heartbeat {
             seq: AtomicUsize::new(0),
             idle: AtomicBool::new(false),
-            id_low: AtomicU32::new(0),
-            id_high: AtomicU32::new(0),
+            id: AtomicId::new(),
             spawned_at: AtomicPtr::new(core::ptr::null_mut()),
-            name_ptr: AtomicPtr::new(core::ptr::null_mut()),
-            name_len: AtomicUsize::new(0),
+            names: [const { NameSlot::new() }; NAME_SLOTS],
         }
     }
 
@@ -115,36 +155,50 @@ impl Heartbeat {
         Heartbeat {
             seq: AtomicUsize::new(0),
             idle: AtomicBool::new(false),
-            id_low: AtomicU32::new(0),
-            id_high: AtomicU32::new(0),
+            id: AtomicId::new(),
             spawned_at: AtomicPtr::new(core::ptr::null_mut()),
-            name_ptr: AtomicPtr::new(core::ptr::null_mut()),
-            name_len: AtomicUsize::new(0),
+            names: core::array::from_fn(|_| NameSlot::new()),
         }
     }
 
     /// Publishes that `task` runs now (its thread only: a sequence lock has one writer).
     #[inline(always)]
     pub(crate) fn switched_in(&self, task: &Task) {
-        self.publish(task.id, task.static_name(), task.spawned_at);
+        self.publish(task.id, task.spawned_at);
+    }
+
+    /// Remembers `task`'s name if it is a `&'static str`, when it is spawned (or attached).
+    #[inline]
+    pub(crate) fn spawned(&self, task: &Task) {
+        if let Some(name) = task.static_name() {
+            self.name(task.id, name);
+        }
     }
 
     /// The writer's side of the sequence lock. Called only by the hub's thread (the
     /// heartbeat's one writer), so the load and stores of `seq` need no read-modify-write.
     #[inline(always)]
-    fn publish(&self, id: u64, name: Option<&'static str>, spawned_at: &'static Location<'static>) {
+    fn publish(&self, id: u64, spawned_at: &'static Location<'static>) {
         let seq = self.seq.load(Ordering::Relaxed);
         self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
         // Orders the odd counter before the field stores: a reader that sees any of them sees
         // the counter odd or moved on after its fields (its acquire fence pairs with this).
         fence(Ordering::Release);
-        self.id_low.store(id as u32, Ordering::Relaxed);
-        self.id_high.store((id >> 32) as u32, Ordering::Relaxed);
+        self.id.store(id);
         self.spawned_at.store(core::ptr::from_ref(spawned_at).cast_mut(), Ordering::Relaxed);
-        let (ptr, len) = name.map_or((core::ptr::null(), 0), |name| (name.as_ptr(), name.len()));
-        self.name_ptr.store(ptr.cast_mut(), Ordering::Relaxed);
-        self.name_len.store(len, Ordering::Relaxed);
         self.seq.store(seq.wrapping_add(2), Ordering::Release);
+    }
+
+    /// Records greenlet `id`'s name in its slot, with the slot's sequence lock (same writer).
+    fn name(&self, id: u64, name: &'static str) {
+        let slot = &self.names[(id % NAME_SLOTS as u64) as usize];
+        let seq = slot.seq.load(Ordering::Relaxed);
+        slot.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        slot.id.store(id);
+        slot.ptr.store(name.as_ptr().cast_mut(), Ordering::Relaxed);
+        slot.len.store(name.len(), Ordering::Relaxed);
+        slot.seq.store(seq.wrapping_add(2), Ordering::Release);
     }
 
     /// Marks the hub as waiting in its poller (`true`) or not.
@@ -167,30 +221,80 @@ impl Heartbeat {
         if before % 2 == 1 {
             return None;
         }
-        let low = self.id_low.load(Ordering::Relaxed);
-        let high = self.id_high.load(Ordering::Relaxed);
+        let id = self.id.load();
         let spawned_at = self.spawned_at.load(Ordering::Relaxed);
-        let name_ptr = self.name_ptr.load(Ordering::Relaxed);
-        let name_len = self.name_len.load(Ordering::Relaxed);
         // Pairs with the writer's release fence: if a load above saw a later switch-in's
         // store, the counter below is that switch-in's odd value or later.
         fence(Ordering::Acquire);
         if self.seq.load(Ordering::Relaxed) != before || spawned_at.is_null() {
             return None;
         }
-        // SAFETY: the counter was the same even value before and after the loads, so they all
-        // read the stores of one `publish` (the one that made the counter `before`; a later one
-        // would have made it odd first, which the fences make visible): `spawned_at` came from
-        // a `&'static Location` there.
+        // SAFETY: the counter was the same even value before and after the loads, so they
+        // read the stores of one `publish` (a later one would have made it odd first, which the
+        // fences make visible): `spawned_at` came from a `&'static Location` there.
         let spawned_at: &'static Location<'static> = unsafe { &*spawned_at };
-        let name = (!name_ptr.is_null()).then(|| {
-            // SAFETY: as above, the pointer and length are those of one `&'static str` that
-            // `publish` split, so they rebuild that string.
-            unsafe {
-                core::str::from_utf8_unchecked(core::slice::from_raw_parts(name_ptr, name_len))
-            }
-        });
-        Some(Running { id: u64::from(high) << 32 | u64::from(low), name, spawned_at })
+        Some(Running { id, name: self.name_of(id), spawned_at })
+    }
+
+    /// The name recorded for greenlet `id`, if its slot still holds it.
+    fn name_of(&self, id: u64) -> Option<&'static str> {
+        let slot = &self.names[(id % NAME_SLOTS as u64) as usize];
+        let before = slot.seq.load(Ordering::Acquire);
+        if before % 2 == 1 {
+            return None;
+        }
+        let slot_id = slot.id.load();
+        let ptr = slot.ptr.load(Ordering::Relaxed);
+        let len = slot.len.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        if slot.seq.load(Ordering::Relaxed) != before || slot_id != id || ptr.is_null() {
+            return None;
+        }
+        // SAFETY: as in `running`, the three loads read one `name` call's stores, which split
+        // a `&'static str` into this pointer and length.
+        Some(unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(ptr, len)) })
+    }
+}
+
+/// A greenlet id published with relaxed accesses: one 64-bit atomic where the target has them,
+/// else two 32-bit halves, which the sequence lock keeps consistent.
+#[cfg(target_has_atomic = "64")]
+struct AtomicId(AtomicU64);
+
+#[cfg(target_has_atomic = "64")]
+impl AtomicId {
+    #[cfg(not(all(test, loom)))]
+    const fn new() -> Self {
+        AtomicId(AtomicU64::new(0))
+    }
+    #[cfg(all(test, loom))]
+    fn new() -> Self {
+        AtomicId(AtomicU64::new(0))
+    }
+    #[inline(always)]
+    fn store(&self, id: u64) {
+        self.0.store(id, Ordering::Relaxed);
+    }
+    fn load(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(not(target_has_atomic = "64"))]
+struct AtomicId(AtomicU32, AtomicU32);
+
+#[cfg(not(target_has_atomic = "64"))]
+impl AtomicId {
+    const fn new() -> Self {
+        AtomicId(AtomicU32::new(0), AtomicU32::new(0))
+    }
+    #[inline(always)]
+    fn store(&self, id: u64) {
+        self.0.store(id as u32, Ordering::Relaxed);
+        self.1.store((id >> 32) as u32, Ordering::Relaxed);
+    }
+    fn load(&self) -> u64 {
+        u64::from(self.1.load(Ordering::Relaxed)) << 32 | u64::from(self.0.load(Ordering::Relaxed))
     }
 }
 

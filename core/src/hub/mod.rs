@@ -133,6 +133,7 @@ impl Hub {
         #[cfg(feature = "std")]
         if let Some(hook) = heartbeat::NEW_HUB_HOOK.get() {
             if let Some(beat) = hook(HubHandle { remote: remote.clone() }) {
+                beat.spawned(main.task());
                 beat.switched_in(main.task());
                 let _ = heartbeat.set(beat);
             }
@@ -175,6 +176,10 @@ impl Hub {
     ) -> Result<(), heartbeat::AlreadyAttached> {
         if self.heartbeat.get().is_some() {
             return Err(heartbeat::AlreadyAttached::new());
+        }
+        beat.spawned(self.main.task());
+        for t in self.live_greenlets() {
+            beat.spawned(t.task());
         }
         beat.switched_in(self.current_task());
         self.heartbeat.set(beat).map_err(|_| heartbeat::AlreadyAttached::new())
@@ -263,6 +268,9 @@ impl Hub {
         let key = self.live.borrow_mut().insert(t.clone());
         let task = t.task();
         task.live_key.set(Some(key));
+        if let Some(beat) = self.heartbeat.get() {
+            beat.spawned(task);
+        }
         #[cfg(feature = "tracing")]
         crate::events::tracing::spawned(task, self.current_task().id);
         // Callbacks see it scheduled: one that kills it must find it in the run queue.

@@ -95,16 +95,21 @@ fn a_published_switch_reads_back_whole_and_the_sequence_counts_switches() {
     let heartbeat = Heartbeat::new();
     assert_eq!(heartbeat.sample().running, None, "nothing published yet");
     let here = Location::caller();
-    heartbeat.publish(u64::MAX - 1, Some(NAME), here);
-    heartbeat.publish(1 << 40 | 7, Some(NAME), here);
+    heartbeat.publish(u64::MAX - 1, here);
+    heartbeat.name(1 << 40 | 7, NAME);
+    heartbeat.publish(1 << 40 | 7, here);
     let sample = heartbeat.sample();
     assert_eq!(sample.switches, 2);
     assert_eq!(
         sample.running,
         Some(Running { id: 1 << 40 | 7, name: Some(NAME), spawned_at: here })
     );
-    heartbeat.publish(3, None, here);
+    heartbeat.publish(3, here);
     assert_eq!(heartbeat.sample().running.map(|r| (r.id, r.name)), Some((3, None)));
+    // A later greenlet with a name in the same slot: the first one's name is forgotten.
+    heartbeat.name((1 << 40 | 7) + NAME_SLOTS as u64, "other");
+    heartbeat.publish(1 << 40 | 7, here);
+    assert_eq!(heartbeat.sample().running.map(|r| r.name), Some(None));
 }
 
 #[test]
