@@ -43,6 +43,7 @@
 //! | `gevent.signal_handler`, waiting for a signal | [`signal::signal_handler`], [`signal::wait`] |
 //! | `Greenlet.add_spawn_callback`/`remove_spawn_callback`, `gevent.events` subscribers | [`events::add_spawn_callback`], [`events::remove_spawn_callback`], [`events::subscribe`] (per thread) |
 //! | `gevent.config`, its `GEVENT_*` variables | [`config::Config`], [`config::current`] |
+//! | the monitor thread (`monitor_thread`, `max_blocking_time`, `max_memory`), `EventLoopBlocked`, `MemoryUsageThresholdExceeded`/`MemoryUsageUnderThreshold` | [`monitor`], [`events::Event::BlockingDetected`], [`events::Event::MemoryThresholdExceeded`]/[`MemoryUsageUnderThreshold`](events::Event::MemoryUsageUnderThreshold) |
 //! | `gevent.ssl` (`SSLContext.wrap_socket`, `SSLSocket`) | [`tls::TlsConnector`](tls/struct.TlsConnector.html), [`tls::TlsAcceptor`](tls/struct.TlsAcceptor.html), [`tls::TlsStream`](tls/struct.TlsStream.html) (feature `tls`, on by default) |
 //!
 //! # Ending greenlets
