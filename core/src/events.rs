@@ -109,6 +109,22 @@ pub enum Event {
         /// How long it had run without switching when it was noticed.
         blocked_for: Duration,
     },
+    /// The process's resident memory went above the memory monitor's threshold (gevent's
+    /// `MemoryUsageThresholdExceeded`); said once per crossing, to every hub.
+    MemoryThresholdExceeded {
+        /// The resident set size measured, in bytes.
+        rss: u64,
+        /// The threshold, in bytes.
+        max: u64,
+    },
+    /// The process's resident memory fell back below the threshold after exceeding it
+    /// (gevent's `MemoryUsageUnderThreshold`).
+    MemoryUsageUnderThreshold {
+        /// The resident set size measured, in bytes.
+        rss: u64,
+        /// The threshold, in bytes.
+        max: u64,
+    },
 }
 
 /// How a greenlet ended, in [`Event::Finished`].

@@ -144,4 +144,22 @@ pub mod __private {
     pub fn emit_event(event: &crate::events::Event) {
         crate::events::notify(event);
     }
+
+    /// Makes every hub created from now on get its blocking-detector heartbeat from `hook`
+    /// (called on the new hub's thread, with a handle to post to the hub); the first call
+    /// wins. For the hosted monitor.
+    #[cfg(feature = "std")]
+    pub fn set_new_hub_hook(hook: crate::hub::heartbeat::NewHubHook) {
+        let _ = crate::hub::heartbeat::NEW_HUB_HOOK.set(hook);
+    }
+
+    /// The name of the live greenlet `id` of this thread's hub (a scan of the live greenlets:
+    /// for reports, not hot paths).
+    pub fn greenlet_name(id: u64) -> Option<alloc::borrow::Cow<'static, str>> {
+        let hub = crate::hub::try_hub()?;
+        if hub.current_task().id == id {
+            return Some(hub.current_task().name());
+        }
+        hub.live_greenlets().iter().map(|t| t.task()).find(|t| t.id == id).map(|t| t.name())
+    }
 }

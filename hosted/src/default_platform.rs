@@ -23,6 +23,7 @@ pub fn hosted() -> io::Result<Platform> {
     let config = config::try_current()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.clone()))?;
     crate::overflow::install();
+    crate::monitor::enable(config);
     Ok(Platform {
         poller: Box::new(open_poller(config.poller())?),
         clock: Box::new(MonotonicClock),

@@ -44,6 +44,7 @@
 //! | `Greenlet.add_spawn_callback`/`remove_spawn_callback`, `gevent.events` subscribers | [`events::add_spawn_callback`], [`events::remove_spawn_callback`], [`events::subscribe`] (per thread) |
 //! | `gevent.config`, its `GEVENT_*` variables | [`config::Config`], [`config::current`] |
 //! | `gevent.util.GreenletTree`, `format_run_info`, `print_run_info` | [`debug::GreenletTree`], [`debug::all_hubs`], [`debug::print_tree`], [`debug::dump_on_signal`] |
+//! | the monitor thread (`monitor_thread`, `max_blocking_time`, `max_memory`), `EventLoopBlocked`, `MemoryUsageThresholdExceeded`/`MemoryUsageUnderThreshold` | [`monitor`], [`events::Event::BlockingDetected`], [`events::Event::MemoryThresholdExceeded`]/[`MemoryUsageUnderThreshold`](events::Event::MemoryUsageUnderThreshold) |
 //! | `gevent.ssl` (`SSLContext.wrap_socket`, `SSLSocket`) | [`tls::TlsConnector`](tls/struct.TlsConnector.html), [`tls::TlsAcceptor`](tls/struct.TlsAcceptor.html), [`tls::TlsStream`](tls/struct.TlsStream.html) (feature `tls`, on by default) |
 //!
 //! # Ending greenlets
@@ -92,6 +93,7 @@ pub mod fs;
 pub mod http;
 pub mod io;
 mod mmap_stack;
+pub mod monitor;
 pub mod net;
 pub mod os;
 mod overflow;

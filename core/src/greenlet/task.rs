@@ -398,6 +398,22 @@ impl Task {
 
     /// Calls `f` with the name it was given, if any (for fault handlers: no allocation, and
     /// `None` if the extras happen to be borrowed).
+    /// The greenlet's name if it is a `&'static str` (`main` for the main greenlet), which
+    /// the blocking detector can publish to another thread; `None` for other names.
+    pub(crate) fn static_name(&self) -> Option<&'static str> {
+        match self.extras.try_borrow() {
+            Ok(extras) => match extras.as_deref() {
+                None if self.is_main => Some("main"),
+                None => None,
+                Some(extras) => match extras.name {
+                    Some(Cow::Borrowed(name)) => Some(name),
+                    _ => None,
+                },
+            },
+            Err(_) => None,
+        }
+    }
+
     pub(crate) fn with_given_name<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R {
         match self.extras.try_borrow() {
             Ok(extras) => f(extras.as_deref().and_then(|x| x.name.as_deref())),

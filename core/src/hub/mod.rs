@@ -19,6 +19,7 @@
 
 mod current;
 pub(crate) mod fault_context;
+pub mod heartbeat;
 pub(crate) mod io;
 mod report;
 mod snapshot;
@@ -116,6 +117,8 @@ pub(crate) struct Hub {
     /// The event callbacks of a `no_std` program (with `std` they belong to the thread).
     #[cfg(not(feature = "std"))]
     hooks: crate::events::Hooks,
+    /// What the blocking detector reads, once one is attached.
+    heartbeat: core::cell::OnceCell<Arc<heartbeat::Heartbeat>>,
 }
 
 impl Hub {
@@ -127,6 +130,15 @@ impl Hub {
         main.task().state.set(State::Running);
         main.task().ran.set(true);
         let remote = Arc::new(Remote::new(platform.poller.remote_waker()));
+        let heartbeat = core::cell::OnceCell::new();
+        #[cfg(feature = "std")]
+        if let Some(hook) = heartbeat::NEW_HUB_HOOK.get() {
+            if let Some(beat) = hook(HubHandle { remote: remote.clone() }) {
+                beat.spawned(main.task());
+                beat.switched_in(main.task());
+                let _ = heartbeat.set(beat);
+            }
+        }
         Hub {
             poller: RefCell::new(platform.poller),
             clock: platform.clock,
@@ -152,6 +164,33 @@ impl Hub {
             in_callback: Cell::new(false),
             #[cfg(not(feature = "std"))]
             hooks: crate::events::Hooks::new(),
+            heartbeat,
+        }
+    }
+
+    // --- the blocking detector's heartbeat ---------------------------------------------------
+
+    /// Attaches the heartbeat this hub publishes its switches in.
+    pub(crate) fn attach_heartbeat(
+        &self,
+        beat: Arc<heartbeat::Heartbeat>,
+    ) -> Result<(), heartbeat::AlreadyAttached> {
+        if self.heartbeat.get().is_some() {
+            return Err(heartbeat::AlreadyAttached::new());
+        }
+        beat.spawned(self.main.task());
+        for t in self.live_greenlets() {
+            beat.spawned(t.task());
+        }
+        beat.switched_in(self.current_task());
+        self.heartbeat.set(beat).map_err(|_| heartbeat::AlreadyAttached::new())
+    }
+
+    /// Publishes a switch-in to the heartbeat, if one is attached: one test otherwise.
+    #[inline(always)]
+    fn beat(&self, task: &Task) {
+        if let Some(beat) = self.heartbeat.get() {
+            beat.switched_in(task);
         }
     }
 
@@ -231,6 +270,9 @@ impl Hub {
         let task = t.task();
         task.live_key.set(Some(key));
         task.parent.set(self.current_task().id);
+        if let Some(beat) = self.heartbeat.get() {
+            beat.spawned(task);
+        }
         #[cfg(feature = "tracing")]
         crate::events::tracing::spawned(task, self.current_task().id);
         // Callbacks see it scheduled: one that kills it must find it in the run queue.
@@ -572,6 +614,7 @@ impl Hub {
                 }
                 self.checked_since_main.set(false);
                 t.task().state.set(State::Running);
+                self.beat(t.task());
                 if self.observed.get() {
                     crate::events::switched(self, None, Some(t.task().id));
                 }
@@ -639,6 +682,7 @@ impl Hub {
             }
         }
         task.state.set(State::Running);
+        self.beat(task);
         if self.observed.get() {
             crate::events::switched(self, None, Some(task.id));
         }
@@ -702,7 +746,15 @@ impl Hub {
         }
         self.stacks.borrow_mut().trim();
         let timeout = deadline.map(|d| d.saturating_duration_since(self.now()));
+        // A hub waiting for I/O or a timer is not blocked, however long it waits.
+        let beat = self.heartbeat.get();
+        if let Some(beat) = beat {
+            beat.set_idle(true);
+        }
         self.poll(timeout);
+        if let Some(beat) = beat {
+            beat.set_idle(false);
+        }
         self.drain_remote();
         self.fire_timers();
     }

@@ -6,6 +6,7 @@ mod common;
 mod demo;
 mod dns;
 mod http;
+mod monitor;
 mod net;
 mod processes;
 mod signal;

@@ -1,0 +1,204 @@
+//! A preallocated buffer that a signal handler fills with the return addresses of the thread it
+//! interrupted, for a monitor thread to read: the stack of a blocked hub, taken from outside.
+//!
+//! The handler may not allocate or lock, and may be interrupted by nothing that helps it, so
+//! the buffer changes hands through one atomic state word, `generation << 2 | phase`:
+//!
+//! - the monitor *arms* it (`IDLE`/`DONE` → `ARMED`, a new generation) naming the thread it
+//!   is about to signal;
+//! - the handler, on that thread, claims it (`ARMED` → `WRITING`, a compare-exchange, so one
+//!   handler at most), writes, and publishes it (`WRITING` → `DONE`, release);
+//! - the monitor reads it only in `DONE` of its own generation (acquire), then frees it
+//!   (`IDLE`); one that gives up waiting takes the request back (`ARMED` → `IDLE`, a
+//!   compare-exchange that fails if the handler already claimed it, whose writing then goes
+//!   on: the buffer is not armed again until it reaches `DONE`).
+//!
+//! So the buffer is written only in `WRITING`, by the one handler that claimed it, and read
+//! only in `DONE`: never both at once (model-checked with loom, `loom_tests.rs`).
+#![allow(unsafe_code)] // the buffer's cell, handed over by the state word
+
+#[cfg(not(all(test, loom)))]
+use core::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(all(test, loom))]
+use loom::sync::atomic::{AtomicUsize, Ordering};
+
+#[cfg(all(test, loom))]
+mod loom_tests;
+
+const IDLE: usize = 0;
+const ARMED: usize = 1;
+const WRITING: usize = 2;
+const DONE: usize = 3;
+const PHASE: usize = 3;
+
+/// The most return addresses a capture keeps.
+pub const MAX_FRAMES: usize = 64;
+
+/// The frames and how many of them are valid.
+struct Frames {
+    ips: [usize; MAX_FRAMES],
+    len: usize,
+}
+
+/// See the [module docs](self).
+pub struct FrameSlot {
+    state: AtomicUsize,
+    /// The thread the armed request is for (an opaque id, e.g. a `pthread_t`).
+    target: AtomicUsize,
+    frames: Cell<Frames>,
+}
+
+// SAFETY: the frames are written only by the handler that moved the state from `ARMED` to
+// `WRITING` (one compare-exchange succeeds per generation) and read only by the monitor after
+// it saw `DONE` with acquire, which the handler stored with release after its last write; no
+// other access to the cell exists (`arm` refuses while a handler writes). The other fields are
+// atomics.
+unsafe impl Sync for FrameSlot {}
+
+impl core::fmt::Debug for FrameSlot {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FrameSlot").finish_non_exhaustive()
+    }
+}
+
+/// A request made with [`FrameSlot::arm`], to collect or withdraw.
+#[derive(Debug)]
+#[must_use = "a request must be collected or withdrawn"]
+pub struct Request {
+    generation: usize,
+}
+
+impl FrameSlot {
+    /// An idle slot.
+    #[cfg(not(all(test, loom)))]
+    pub const fn new() -> Self {
+        FrameSlot {
+            state: AtomicUsize::new(IDLE),
+            target: AtomicUsize::new(0),
+            frames: Cell::new(Frames { ips: [0; MAX_FRAMES], len: 0 }),
+        }
+    }
+
+    /// An idle slot (loom's atomics have no `const fn new`).
+    #[cfg(all(test, loom))]
+    pub fn new() -> Self {
+        FrameSlot {
+            state: AtomicUsize::new(IDLE),
+            target: AtomicUsize::new(0),
+            frames: Cell::new(Frames { ips: [0; MAX_FRAMES], len: 0 }),
+        }
+    }
+
+    /// Monitor side: asks for the frames of thread `target` (signal it next). `None` while the
+    /// handler of a withdrawn request still writes. Only one thread (the monitor) may arm,
+    /// collect and withdraw.
+    pub fn arm(&self, target: usize) -> Option<Request> {
+        let state = self.state.load(Ordering::Acquire);
+        if state & PHASE == WRITING || state & PHASE == ARMED {
+            return None;
+        }
+        let generation = (state >> 2).wrapping_add(1);
+        self.target.store(target, Ordering::Relaxed);
+        // Release: a handler that sees `ARMED` sees `target` too.
+        self.state.store(generation << 2 | ARMED, Ordering::Release);
+        Some(Request { generation })
+    }
+
+    /// Monitor side: copies the frames into `out` if the handler has published them, freeing
+    /// the slot; gives the request back (`Err`) while it has not.
+    pub fn collect(&self, request: Request, out: &mut [usize]) -> Result<usize, Request> {
+        if self.state.load(Ordering::Acquire) != request.generation << 2 | DONE {
+            return Err(request);
+        }
+        let n = self.frames.with(|frames| {
+            // SAFETY: in `DONE` nobody writes the frames (module docs), and the acquire load
+            // above saw the release store that followed the handler's last write.
+            let frames = unsafe { &*frames };
+            let n = frames.len.min(out.len());
+            out[..n].copy_from_slice(&frames.ips[..n]);
+            n
+        });
+        self.state.store(request.generation << 2 | IDLE, Ordering::Release);
+        Ok(n)
+    }
+
+    /// Monitor side: gives up on a request. A handler that already claimed it finishes
+    /// writing, and the slot can be armed again once it has.
+    pub fn withdraw(&self, request: Request) {
+        let armed = request.generation << 2 | ARMED;
+        let _ = self.state.compare_exchange(
+            armed,
+            request.generation << 2 | IDLE,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Handler side, on thread `me`: if a request for `me` is armed, claims it and fills the
+    /// buffer with the addresses `walk` hands to its callback (which returns false once the
+    /// buffer is full), then publishes them. Allocates nothing, takes no lock: callable from a
+    /// signal handler if `walk` is.
+    pub fn fill(&self, me: usize, walk: impl FnOnce(&mut dyn FnMut(usize) -> bool)) {
+        let state = self.state.load(Ordering::Acquire);
+        if state & PHASE != ARMED || self.target.load(Ordering::Relaxed) != me {
+            return;
+        }
+        let generation = state >> 2;
+        if self
+            .state
+            .compare_exchange(
+                state,
+                generation << 2 | WRITING,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return;
+        }
+        self.frames.with_mut(|frames| {
+            // SAFETY: the compare-exchange above moved this generation to `WRITING`, which only
+            // one caller can do; until the release store below, nobody else reads or writes
+            // the frames (the monitor reads only in `DONE`, and `arm` refuses in `WRITING`).
+            let frames = unsafe { &mut *frames };
+            frames.len = 0;
+            walk(&mut |ip| {
+                if frames.len == MAX_FRAMES {
+                    return false;
+                }
+                frames.ips[frames.len] = ip;
+                frames.len += 1;
+                frames.len < MAX_FRAMES
+            });
+        });
+        self.state.store(generation << 2 | DONE, Ordering::Release);
+    }
+}
+
+#[cfg(not(all(test, loom)))]
+impl Default for FrameSlot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `core`'s `UnsafeCell` with loom's closure API, so the same code runs under loom, whose cell
+/// checks that the accesses the state word hands over never overlap.
+#[cfg(not(all(test, loom)))]
+struct Cell<T>(core::cell::UnsafeCell<T>);
+
+#[cfg(not(all(test, loom)))]
+impl<T> Cell<T> {
+    const fn new(value: T) -> Self {
+        Cell(core::cell::UnsafeCell::new(value))
+    }
+    fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+    fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+#[cfg(all(test, loom))]
+use loom::cell::UnsafeCell as Cell;
