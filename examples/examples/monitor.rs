@@ -3,19 +3,24 @@
 //! while another greenlet tries to tick every 20 ms. The monitor thread notices the hub has not
 //! switched for longer than its budget (100 ms here), and prints, from its own thread, which
 //! greenlet runs, where it was spawned and its stack; once the hub runs again, the same episode
-//! arrives on the hub's thread as `Event::BlockingDetected`.
+//! arrives on the hub's thread as `Event::BlockingDetected`. Then a small server mid-request
+//! and the hub's greenlet tree: who spawned whom, what each waits on, how deep its stack went.
 //!
 //! Run with `cargo run -p gevent-examples --example monitor`. The monitor is on by default in
 //! debug builds (`GEVENT_MONITOR_THREAD`); this example turns it on in code, so that release
 //! builds show it too.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::io::{self, Read, Write};
 use std::rc::Rc;
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use gevent::config::Config;
+use gevent::event::Event as Flag;
 use gevent::events::{self, Event};
+use gevent::net::{TcpListener, TcpStream};
+use gevent::server::StreamServer;
 use gevent::{Builder, monitor, sleep, spawn};
 
 /// Holds the thread without switching, as a `std` socket read or a long computation would.
@@ -94,8 +99,57 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         events::unsubscribe(subscription);
         let _ = ticker.kill();
 
-        // --- greenlet tree dump scene (added by the lead) -------------------------------------
+        // What every greenlet of the hub is doing, parent -> child: a small server under load.
+        if let Err(e) = tree_of_a_server_under_load() {
+            say(&format!("the server scene failed: {e}"));
+        }
     });
     say("done");
+    Ok(())
+}
+
+/// Prints the hub's greenlet tree while a server is mid-request: three handlers have read half
+/// a request each and wait for the rest (parked on their sockets), three clients wait for a
+/// signal to send it.
+fn tree_of_a_server_under_load() -> io::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let mid_request = Rc::new(Cell::new(0));
+    let all_mid_request = Rc::new(Flag::new());
+    let (mid, all_mid) = (mid_request.clone(), all_mid_request.clone());
+    let server = StreamServer::new(listener, move |mut stream: TcpStream, _peer| {
+        let mut request = [0u8; 64];
+        let n = stream.read(&mut request)?; // the first half of the request
+        mid.set(mid.get() + 1);
+        if mid.get() == 3 {
+            all_mid.set();
+        }
+        stream.read_exact(&mut request[n..n + 1])?; // parks here: its socket to be readable
+        stream.write_all(b"done\n")
+    });
+    server.start()?;
+    let all_sent = Rc::new(Flag::new());
+    let clients: Vec<_> = (0..3)
+        .map(|i| {
+            let all_sent = all_sent.clone();
+            Builder::new().name(format!("client {i}")).spawn(move || -> io::Result<String> {
+                let mut stream = TcpStream::connect(addr)?;
+                stream.write_all(b"GET /slow")?; // half a request
+                all_sent.wait()?;
+                stream.write_all(b"\n")?;
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer)?;
+                Ok(answer)
+            })
+        })
+        .collect();
+    all_mid_request.wait()?; // every handler has read its first half
+    println!("--- the hub's greenlets, the server mid-request ---");
+    print!("{}", gevent::debug::GreenletTree::current_hub());
+    all_sent.set();
+    for client in clients {
+        client.take().map_err(io::Error::other)??;
+    }
+    server.stop(Duration::from_secs(1));
     Ok(())
 }

@@ -20,4 +20,14 @@ fn monitor_reports_the_blocker_by_name_and_spawn_site() {
     assert!(stderr.contains("has not switched greenlets for"), "{stderr}");
     assert!(stdout.contains("the monitor reported greenlet #"), "{stdout}");
     assert!(stdout.contains("BlockingDetected on the hub's thread: 'blocker'"), "{stdout}");
+    // The tree dump: three handlers parked on their sockets, under the accept loop.
+    assert!(stdout.contains("'StreamServer accept loop' parked: fd "), "{stdout}");
+    let handlers = stdout
+        .lines()
+        .filter(|l| {
+            l.contains("'StreamServer handler' parked: fd ") && l.contains("to be readable")
+        })
+        .count();
+    assert_eq!(handlers, 3, "{stdout}");
+    assert_eq!(stdout.matches("parked: an event to be set").count(), 3, "{stdout}");
 }
