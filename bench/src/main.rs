@@ -7,6 +7,7 @@
 //! gevent-bench tls_echo PORT               the same over TLS 1.3 (also the tls_handshake server)
 //! gevent-bench http PORT                   serves HTTP/1.1 `Hello, World!` on 127.0.0.1:PORT
 //! gevent-bench dns_qps                     native resolver queries per second against dnsmasq
+//! gevent-bench monitor_overhead            ours only: switch with the blocking monitor off and on
 //! gevent-bench group_spawn                 ours only: spawning into a Group against plain spawns
 //! gevent-bench idle_conns                  ours only: memory per idle connection (10,000 of them)
 //! gevent-bench http_conns                  ours only: memory per keep-alive HTTP connection (10,000)
@@ -19,6 +20,7 @@ mod conns;
 mod dns;
 mod echo;
 mod http;
+mod monitor;
 mod tls;
 
 use std::cell::Cell;
@@ -184,6 +186,7 @@ fn main() -> ExitCode {
         Some("idle") => idle(),
         Some("queue") => queue(),
         Some("group_spawn") => group_spawn(),
+        Some("monitor_overhead") => return monitor::monitor_overhead(),
         Some("idle_conns") => return echo::idle_conns(),
         Some("idle_conns_client") if args.len() == 4 => {
             return echo::idle_conns_client(&args[2], &args[3]);
@@ -216,7 +219,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: gevent-bench switch|spawn|idle|queue|group_spawn|idle_conns|http_conns|\
+                "usage: gevent-bench switch|spawn|idle|queue|group_spawn|monitor_overhead|idle_conns|http_conns|\
                  dns_qps | gevent-bench echo|tls_echo|http PORT"
             );
             return ExitCode::from(2);

@@ -93,8 +93,14 @@ fn a_blocked_hub_is_reported_with_the_greenlet_its_spawn_site_and_its_stack() {
     let site = format!("'blocker' (spawned at {spawned}");
     assert!(report.contains(&site), "{site} not in {report}");
     assert!(report.contains("greenlet #"), "{report}");
-    // Symbolization is reliable in this test binary (debug info, frame not inlined).
-    assert!(lines.iter().any(|l| l.contains("monitor::blocker_function")), "{all}");
+    // Symbolization is reliable in this test binary (debug info, frame not inlined); release
+    // builds name the frame without its module path.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("blocker_function at ") || l.contains("monitor::blocker_function")),
+        "{all}"
+    );
     // The same episode on the hub's thread once it ran again, with the same spawn site.
     let event = lines.iter().find_map(|l| l.strip_prefix("event ")).expect(&all);
     assert!(event.starts_with(&format!("blocker {spawned}")), "{event}");
@@ -109,6 +115,10 @@ fn a_hub_waiting_in_its_poller_is_not_blocked() {
 }
 
 #[test]
+#[cfg_attr(
+    gevent_asan,
+    ignore = "ASan's quarantine keeps freed memory resident: RSS never falls back"
+)]
 fn the_memory_threshold_is_reported_once_per_crossing_as_events() {
     let lines = run_child("memory");
     let all = lines.join("\n");

@@ -28,12 +28,18 @@ pub(crate) const DEFAULT_WORKLOADS: &[Workload] = &[
     Workload::GroupSpawn,
     Workload::IdleConns,
     Workload::HttpConns,
+    Workload::MonitorOverhead,
 ];
 
 /// Workloads that only we run: `run.sh` does not know them. The TLS workloads are run apart
 /// (see [`tls`]).
-const OURS_ONLY: &[Workload] =
-    &[Workload::GroupSpawn, Workload::IdleConns, Workload::HttpConns, Workload::Dns];
+const OURS_ONLY: &[Workload] = &[
+    Workload::GroupSpawn,
+    Workload::IdleConns,
+    Workload::HttpConns,
+    Workload::MonitorOverhead,
+    Workload::Dns,
+];
 
 /// Our name in result lines.
 const OURS: &str = "gevent-rs";

@@ -17,8 +17,9 @@ Commands:
       Build gevent-bench in release mode and run the workloads of shared/anchors/README.md
       (switch spawn idle queue echo http), and ours alone: group_spawn (spawning into a
       Group against plain spawns), idle_conns (memory per idle connection, 10,000 of
-      them) and http_conns (memory per keep-alive HTTP connection, 10,000 of them).
-      By default: switch spawn idle queue group_spawn idle_conns http_conns.
+      them), http_conns (memory per keep-alive HTTP connection, 10,000 of them) and
+      monitor_overhead (the switch workload with the blocking monitor off and on).
+      By default: switch spawn idle queue group_spawn idle_conns http_conns monitor_overhead.
       echo runs our server pinned to CPU 0 and the anchors' echo_load pinned to CPU 1
       (built into $TARGET_DIR, default ~/.cache/anchors-target; port $PORT, default 9123);
       http runs our HTTP server pinned to CPU 0 and wrk -t1 -c100 pinned to CPU 1.
@@ -97,6 +98,8 @@ pub(crate) enum Workload {
     IdleConns,
     /// Not an anchor workload: memory per keep-alive HTTP connection, 10,000 of them.
     HttpConns,
+    /// Not an anchor workload: the switch workload with the blocking monitor off and on.
+    MonitorOverhead,
     /// The echo workload over TLS 1.3, against the same server on tokio-rustls.
     TlsEcho,
     /// TLS handshakes per second, against the same server on tokio-rustls.
@@ -107,7 +110,7 @@ pub(crate) enum Workload {
 
 impl Workload {
     /// Every workload, in the README's order.
-    pub(crate) const ALL: [Self; 12] = [
+    pub(crate) const ALL: [Self; 13] = [
         Self::Switch,
         Self::Spawn,
         Self::Idle,
@@ -117,6 +120,7 @@ impl Workload {
         Self::GroupSpawn,
         Self::IdleConns,
         Self::HttpConns,
+        Self::MonitorOverhead,
         Self::TlsEcho,
         Self::TlsHandshake,
         Self::Dns,
@@ -134,6 +138,7 @@ impl Workload {
             Self::GroupSpawn => "group_spawn",
             Self::IdleConns => "idle_conns",
             Self::HttpConns => "http_conns",
+            Self::MonitorOverhead => "monitor_overhead",
             Self::TlsEcho => "tls_echo",
             Self::TlsHandshake => "tls_handshake",
             Self::Dns => "dns",
@@ -340,7 +345,7 @@ mod tests {
         assert!(
             unknown.contains(
                 "switch, spawn, idle, queue, echo, http, group_spawn, idle_conns, http_conns, \
-                 tls_echo, tls_handshake, dns"
+                 monitor_overhead, tls_echo, tls_handshake, dns"
             ),
             "{unknown}"
         );
