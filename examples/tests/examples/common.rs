@@ -43,3 +43,16 @@ pub(crate) fn output(command: &mut Command) -> Output {
     let _backstop = backstop(child.id());
     child.wait_with_output().unwrap()
 }
+
+/// The stdout of a finished example, once it exited successfully; its stdout and stderr are the
+/// failure message otherwise.
+pub(crate) fn ok(output: Output) -> String {
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "{}: {stdout}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}

@@ -1,7 +1,6 @@
 //! The README demo runs to its end and prints every scene.
 
-use super::common::{example, output};
-use super::net::ok;
+use super::common::{example, ok, output};
 
 #[test]
 fn demo_prints_every_scene() {

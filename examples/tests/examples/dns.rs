@@ -3,12 +3,12 @@
 //! this.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gevent::dns::{NativeResolver, Resolver};
 
-use super::common::{BACKSTOP, example, output};
+use super::common::{BACKSTOP, example, ok, output};
 
 /// A dnsmasq answering `web.test` and every `*.many.test` name, killed on drop.
 struct Dnsmasq {
@@ -62,17 +62,9 @@ impl Drop for Dnsmasq {
     }
 }
 
-/// Runs `command` to completion (killed after [`BACKSTOP`]); its stdout, once it succeeded.
-fn run_ok(mut command: Command) -> String {
-    let Output { status, stdout, stderr } = output(&mut command);
-    let stdout = String::from_utf8(stdout).unwrap();
-    assert!(status.success(), "{status}: {stdout}{}", String::from_utf8_lossy(&stderr));
-    stdout
-}
-
 #[test]
 fn dns_lookup_resolves_offline_names() {
-    let out = run_ok(example("dns_lookup"));
+    let out = ok(output(&mut example("dns_lookup")));
     assert!(out.contains("localhost: 127.0.0.1"), "{out}");
     assert!(out.contains(" lookups in "), "{out}");
 }
@@ -85,7 +77,7 @@ fn dns_lookup_uses_the_native_resolver_the_environment_names() {
         .arg("web.test")
         .env("GEVENT_RESOLVER", "native")
         .env("GEVENT_RESOLVER_NAMESERVERS", dnsmasq.addr.to_string());
-    let out = run_ok(command);
+    let out = ok(output(&mut command));
     assert!(out.contains("web.test: 127.0.0.1"), "{out}");
     assert!(out.contains("localhost: 127.0.0.1"), "{out}");
 }
@@ -96,6 +88,6 @@ fn dns_mass_resolve_against_dnsmasq() {
     let mut command = example("dns_mass_resolve");
     command.args(["--nameserver", &dnsmasq.addr.to_string(), "--domain", "many.test"]);
     command.args(["--count", "300"]);
-    let out = run_ok(command);
+    let out = ok(output(&mut command));
     assert!(out.contains("300 lookups: 300 resolved, 0 failed, 0 unfinished"), "{out}");
 }

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use super::common::{example, output};
-use super::net::{Server, ok, start_server};
+use super::common::{example, ok, output};
+use super::net::{Server, start_server};
 
 /// A directory of its own for a test, removed at the end.
 struct TempDir(PathBuf);

@@ -3,9 +3,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 
-use super::common::{Backstop, backstop, example, output};
+use super::common::{Backstop, backstop, example, ok, output};
 
 /// A server example running, and the rest of its output.
 pub(super) struct Server {
@@ -39,17 +39,6 @@ fn finish(mut server: Server) -> String {
     std::io::Read::read_to_string(&mut server.out, &mut rest).unwrap();
     assert!(status.success(), "{status}: {rest}");
     rest
-}
-
-pub(super) fn ok(output: Output) -> String {
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(
-        output.status.success(),
-        "{}: {stdout}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 #[test]

@@ -1,16 +1,12 @@
 //! The `processes` example runs its children at once and reports each, the killed one too.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use super::common::{backstop, example};
+use super::common::{example, ok, output};
 
 #[test]
 fn processes_reports_every_child_and_kills_the_slow_one() {
-    let child = example("processes").stdout(Stdio::piped()).spawn().unwrap();
-    let _backstop = backstop(child.id());
-    let output = child.wait_with_output().unwrap();
-    let said = String::from_utf8(output.stdout).unwrap();
-    assert!(output.status.success(), "{}: {said}", output.status);
+    let said = ok(output(&mut example("processes")));
     let uname = String::from_utf8(Command::new("uname").output().unwrap().stdout).unwrap();
     for expected in [
         "uname: exited with 0 after".to_owned(),

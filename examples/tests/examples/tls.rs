@@ -9,7 +9,7 @@ use gevent::Timeout;
 use gevent::net::TcpStream;
 use gevent::tls::TlsConnector;
 
-use super::common::{BACKSTOP, backstop, example, output};
+use super::common::{BACKSTOP, backstop, example, ok, output};
 
 #[test]
 fn a_tls_client_talks_to_tls_echoserver() {
@@ -49,14 +49,7 @@ fn a_tls_client_talks_to_tls_echoserver() {
 
 #[test]
 fn https_client_fetches_a_page_from_its_own_server() {
-    let output = output(&mut example("https_client"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}: {stdout}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = ok(output(&mut example("https_client")));
     for want in [
         "server: GET / HTTP/1.1",
         "ALPN Some(\"http/1.1\")",

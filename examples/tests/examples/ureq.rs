@@ -4,18 +4,11 @@
 //! means no client blocked the thread while it waited; with ureq's own std sockets the first
 //! request blocks the hub's thread, the server never reads it, and the example fails.
 
-use super::common::{example, output};
+use super::common::{example, ok, output};
 
 #[test]
 fn ureq_client_overlaps_ten_requests_on_one_thread() {
-    let output = output(&mut example("ureq_client"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}: {stdout}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = ok(output(&mut example("ureq_client")));
     for i in 0..10 {
         let want = format!("client {i}: 200 \"hello from a greenlet\"\n");
         assert!(stdout.contains(&want), "no {want:?} in {stdout}");
