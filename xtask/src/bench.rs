@@ -157,8 +157,8 @@ fn ensure_map_count() {
 }
 
 /// Runs `gevent-bench <workload>` for each in-process workload, pinned to CPU 0 when `taskset`
-/// is there, its result lines going straight to our standard output; and echo against the
-/// anchors' load generator, found in `anchors_dir`.
+/// is there, its result lines going straight to our standard output; echo against the anchors'
+/// load generator, built from `anchors_dir` (skipped without it); and http against `wrk`.
 fn run_alone(
     bin: &Path,
     workloads: &[Workload],
@@ -195,8 +195,8 @@ fn run_alone(
         }
         if workload.is_server() {
             eprintln!(
-                "note: {workload} skipped: it needs --anchors (its load generator is run by the \
-                 anchors' run.sh)"
+                "note: {workload} skipped: it needs --anchors (its load generator, echo_load, is \
+                 built from the anchors' folder)"
             );
             continue;
         }
