@@ -128,7 +128,9 @@ impl<R: BufRead> ChunkedDecoder<R> {
                     self.state = DecodeState::Size;
                 }
                 DecodeState::Trailers(seen) => {
-                    self.read_line(MAX_TRAILERS - seen)?;
+                    // `seen` counts a CRLF for each line, one byte more than a bare LF: it can
+                    // pass the limit by one.
+                    self.read_line(MAX_TRAILERS.saturating_sub(seen))?;
                     self.state = if self.line.is_empty() {
                         DecodeState::Done
                     } else {
