@@ -11,7 +11,7 @@ use super::pool::Transport;
 use super::target::Origin;
 use crate::http::Body;
 use crate::http::body::BodyKind;
-use crate::http::codec::ChunkedEncoder;
+use crate::http::codec::{ChunkedEncoder, connection_tokens};
 
 /// How much of a streamed body is gathered before it is written (as one chunk, if chunked).
 const STREAM_BUFFER: usize = 16 * 1024;
@@ -62,13 +62,8 @@ impl RequestHead {
             None => field(b"Transfer-Encoding", b"chunked"),
         }
         bytes.extend_from_slice(b"\r\n");
-        let closes = parts
-            .headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case("close"));
+        let closes =
+            parts.headers.get_all(CONNECTION).iter().any(|v| connection_tokens(v.as_bytes()).0);
         Ok(RequestHead { bytes, closes })
     }
 

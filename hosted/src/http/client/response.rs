@@ -11,7 +11,7 @@ use ::http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 use super::pool::{Conn, Pool, Transport};
 use super::target::Origin;
 use crate::Timeout;
-use crate::http::codec::BodyReader;
+use crate::http::codec::{BodyReader, connection_tokens};
 use crate::time::Instant;
 
 /// Longest response head (status line and header fields) accepted.
@@ -155,12 +155,13 @@ pub(super) fn framing(method: &Method, head: &Head) -> io::Result<Framing> {
 
 /// Whether the connection may carry another exchange after this response (RFC 9112 §9.3).
 pub(super) fn keeps_alive(head: &Head) -> bool {
-    let has =
-        |token: &str| tokens(&head.headers, &CONNECTION).any(|t| t.eq_ignore_ascii_case(token));
-    match head.version {
-        Version::HTTP_11 => !has("close"),
-        _ => has("keep-alive") && !has("close"),
+    let (mut close, mut keep_alive) = (false, false);
+    for value in head.headers.get_all(CONNECTION) {
+        let (c, k) = connection_tokens(value.as_bytes());
+        close |= c;
+        keep_alive |= k;
     }
+    !close && (head.version == Version::HTTP_11 || keep_alive)
 }
 
 /// The comma-separated tokens of every `name` field.

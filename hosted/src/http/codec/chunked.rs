@@ -31,12 +31,15 @@ pub(crate) struct ChunkedDecoder<R> {
     inner: R,
     state: DecodeState,
     failed: bool,
+    /// The chunk-size or trailer line being read: kept, so that a body's chunks do not
+    /// allocate one each.
+    line: Vec<u8>,
 }
 
 impl<R: BufRead> ChunkedDecoder<R> {
     /// Decodes the chunked body that `inner` is positioned at.
     pub(crate) fn new(inner: R) -> Self {
-        ChunkedDecoder { inner, state: DecodeState::Size, failed: false }
+        ChunkedDecoder { inner, state: DecodeState::Size, failed: false, line: Vec::new() }
     }
 
     /// Whether the whole body, trailers included, has been read.
@@ -54,9 +57,10 @@ impl<R: BufRead> ChunkedDecoder<R> {
         self.inner
     }
 
-    /// Reads one CRLF- (or bare LF-) terminated line into `line`, at most `limit` bytes in all,
-    /// without the terminator. An early end of stream is `UnexpectedEof`.
-    fn read_line(&mut self, line: &mut Vec<u8>, limit: usize) -> io::Result<()> {
+    /// Reads one CRLF- (or bare LF-) terminated line into `self.line`, at most `limit` bytes in
+    /// all, without the terminator. An early end of stream is `UnexpectedEof`.
+    fn read_line(&mut self, limit: usize) -> io::Result<()> {
+        let line = &mut self.line;
         line.clear();
         loop {
             let available = self.inner.fill_buf()?;
@@ -87,9 +91,8 @@ impl<R: BufRead> ChunkedDecoder<R> {
 
     /// Reads a chunk-size line: hex digits, then optional extensions after `;`.
     fn read_size(&mut self) -> io::Result<u64> {
-        let mut line = Vec::new();
-        self.read_line(&mut line, MAX_CHUNK_LINE)?;
-        let digits = line.split(|&b| b == b';').next().unwrap_or(&[]);
+        self.read_line(MAX_CHUNK_LINE)?;
+        let digits = self.line.split(|&b| b == b';').next().unwrap_or(&[]);
         let digits = trim(digits);
         if digits.is_empty() {
             return Err(invalid("a chunk-size line has no size"));
@@ -118,20 +121,20 @@ impl<R: BufRead> ChunkedDecoder<R> {
                 }
                 DecodeState::Data(_) | DecodeState::Done => return Ok(()),
                 DecodeState::DataEnd => {
-                    let mut line = Vec::new();
-                    self.read_line(&mut line, 2)?;
-                    if !line.is_empty() {
+                    self.read_line(2)?;
+                    if !self.line.is_empty() {
                         return Err(invalid("a chunk's data is longer than its size"));
                     }
                     self.state = DecodeState::Size;
                 }
                 DecodeState::Trailers(seen) => {
-                    let mut line = Vec::new();
-                    self.read_line(&mut line, MAX_TRAILERS - seen)?;
-                    self.state = if line.is_empty() {
+                    // `seen` counts a CRLF for each line, one byte more than a bare LF: it can
+                    // pass the limit by one.
+                    self.read_line(MAX_TRAILERS.saturating_sub(seen))?;
+                    self.state = if self.line.is_empty() {
                         DecodeState::Done
                     } else {
-                        DecodeState::Trailers(seen + line.len() + 2)
+                        DecodeState::Trailers(seen + self.line.len() + 2)
                     };
                 }
             }

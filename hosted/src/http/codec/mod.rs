@@ -31,5 +31,16 @@ pub(crate) fn trim(mut bytes: &[u8]) -> &[u8] {
     bytes
 }
 
+/// Whether a `Connection` header value says `close`, and whether it says `keep-alive`.
+pub(crate) fn connection_tokens(value: &[u8]) -> (bool, bool) {
+    let (mut close, mut keep_alive) = (false, false);
+    for token in value.split(|&b| b == b',') {
+        let token = trim(token);
+        close |= token.eq_ignore_ascii_case(b"close");
+        keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+    }
+    (close, keep_alive)
+}
+
 #[cfg(test)]
 mod tests;

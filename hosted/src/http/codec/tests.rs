@@ -139,3 +139,14 @@ proptest::proptest! {
         proptest::prop_assert_eq!(rest, b"GET /next HTTP/1.1\r\n".to_vec());
     }
 }
+
+#[test]
+fn a_trailer_line_ending_in_a_bare_lf_at_the_limit_is_refused_not_a_panic() {
+    // A bare LF counts one byte on the wire, while the decoder counted two for each trailer
+    // line: a line filling the limit left the remaining budget below zero.
+    let mut wire = b"0\r\n".to_vec();
+    wire.extend(std::iter::repeat_n(b'x', super::MAX_TRAILERS - 1));
+    wire.extend_from_slice(b"\nX: 1\r\n\r\n");
+    let err = decode(&wire).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidData, "{err}");
+}

@@ -52,6 +52,11 @@ impl std::fmt::Display for IdleTimeout {
 
 impl std::error::Error for IdleTimeout {}
 
+/// `e`, or an [`IdleTimeout`] error if `timeout` caused it.
+fn idle_error(timeout: &Timeout, e: io::Error) -> io::Error {
+    if timeout.is(&e) { io::Error::new(io::ErrorKind::TimedOut, IdleTimeout) } else { e }
+}
+
 fn is_idle_timeout(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<IdleTimeout>())
 }
@@ -82,13 +87,7 @@ impl<S: Read + Write> Conn<S> {
         let n = self
             .write_out()
             .and_then(|()| self.stream.read(&mut self.buf[self.filled..]))
-            .map_err(|e| {
-                if timeout.is(&e) {
-                    io::Error::new(io::ErrorKind::TimedOut, IdleTimeout)
-                } else {
-                    e
-                }
-            })?;
+            .map_err(|e| idle_error(&timeout, e))?;
         self.filled += n;
         Ok(n)
     }
@@ -99,9 +98,7 @@ impl<S: Read + Write> Conn<S> {
             return Ok(());
         }
         let timeout = Timeout::start(self.idle);
-        self.write_out().map_err(|e| {
-            if timeout.is(&e) { io::Error::new(io::ErrorKind::TimedOut, IdleTimeout) } else { e }
-        })
+        self.write_out().map_err(|e| idle_error(&timeout, e))
     }
 
     /// Writes pending output under the caller's timeout.
@@ -249,9 +246,7 @@ impl<S: Read + Write> Conn<S> {
         }
         self.flush_out()?;
         let timeout = Timeout::start(self.idle);
-        self.stream.write_all(bytes).map_err(|e| {
-            if timeout.is(&e) { io::Error::new(io::ErrorKind::TimedOut, IdleTimeout) } else { e }
-        })
+        self.stream.write_all(bytes).map_err(|e| idle_error(&timeout, e))
     }
 
     /// Answers with an error status, then closes after lingering.
@@ -323,13 +318,7 @@ impl<S: Read + Write> Read for Conn<S> {
         if self.pos == self.filled && dst.len() >= self.buf.len() {
             self.flush_out()?;
             let timeout = Timeout::start(self.idle);
-            return self.stream.read(dst).map_err(|e| {
-                if timeout.is(&e) {
-                    io::Error::new(io::ErrorKind::TimedOut, IdleTimeout)
-                } else {
-                    e
-                }
-            });
+            return self.stream.read(dst).map_err(|e| idle_error(&timeout, e));
         }
         let available = self.fill_buf()?;
         let n = available.len().min(dst.len());

@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
-use crate::http::codec::trim;
+use crate::http::codec::{connection_tokens, trim};
 
 /// Headers parsed into a stack array; a server allowing more parses into the heap.
 const STACK_HEADERS: usize = 100;
@@ -241,17 +241,6 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
         return None;
     }
     digits.iter().try_fold(0u64, |n, &b| b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0')))
-}
-
-/// Whether a `Connection` header value says `close`, and whether it says `keep-alive`.
-pub(super) fn connection_tokens(value: &[u8]) -> (bool, bool) {
-    let (mut close, mut keep_alive) = (false, false);
-    for token in value.split(|&b| b == b',') {
-        let token = trim(token);
-        close |= token.eq_ignore_ascii_case(b"close");
-        keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-    }
-    (close, keep_alive)
 }
 
 #[cfg(test)]
