@@ -11,7 +11,7 @@ use super::pool::Transport;
 use super::target::Origin;
 use crate::http::Body;
 use crate::http::body::BodyKind;
-use crate::http::codec::{ChunkedEncoder, connection_tokens};
+use crate::http::codec::{ChunkedEncoder, connection_tokens, decimal};
 
 /// How much of a streamed body is gathered before it is written (as one chunk, if chunked).
 const STREAM_BUFFER: usize = 16 * 1024;
@@ -58,7 +58,7 @@ impl RequestHead {
         }
         match body_len {
             Some(0) if expects_no_body(&parts.method) => {}
-            Some(len) => field(b"Content-Length", len.to_string().as_bytes()),
+            Some(len) => field(b"Content-Length", decimal(len, &mut [0; 20])),
             None => field(b"Transfer-Encoding", b"chunked"),
         }
         bytes.extend_from_slice(b"\r\n");

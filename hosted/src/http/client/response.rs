@@ -11,7 +11,7 @@ use ::http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 use super::pool::{Conn, Pool, Transport};
 use super::target::Origin;
 use crate::Timeout;
-use crate::http::codec::{BodyReader, connection_tokens};
+use crate::http::codec::{BodyReader, connection_tokens, parse_length};
 use crate::time::Instant;
 
 /// Longest response head (status line and header fields) accepted.
@@ -135,9 +135,7 @@ pub(super) fn framing(method: &Method, head: &Head) -> io::Result<Framing> {
         // Repeated values (in one field or several) must agree.
         for part in value.as_bytes().split(|&b| b == b',') {
             let part = part.trim_ascii();
-            let parsed = (!part.is_empty() && part.iter().all(u8::is_ascii_digit))
-                .then(|| std::str::from_utf8(part).ok()?.parse::<u64>().ok())
-                .flatten();
+            let parsed = parse_length(part);
             match (parsed, length) {
                 (Some(n), None) => length = Some(n),
                 (Some(n), Some(m)) if n == m => {}

@@ -42,5 +42,29 @@ pub(crate) fn connection_tokens(value: &[u8]) -> (bool, bool) {
     (close, keep_alive)
 }
 
+/// A `Content-Length` value: decimal digits only (no sign, no spaces), at most `u64::MAX`.
+pub(crate) fn parse_length(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        let digit = b.is_ascii_digit().then(|| u64::from(b - b'0'))?;
+        n.checked_mul(10)?.checked_add(digit)
+    })
+}
+
+/// `n` in decimal, formatted into `out` without allocating; returns the used part.
+pub(crate) fn decimal(mut n: u64, out: &mut [u8; 20]) -> &[u8] {
+    let mut i = out.len();
+    loop {
+        i -= 1;
+        out[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &out[i..];
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

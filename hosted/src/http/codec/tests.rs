@@ -150,3 +150,16 @@ fn a_trailer_line_ending_in_a_bare_lf_at_the_limit_is_refused_not_a_panic() {
     let err = decode(&wire).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidData, "{err}");
 }
+
+#[test]
+fn lengths_are_plain_decimal_up_to_u64_max() {
+    use super::{decimal, parse_length};
+    assert_eq!(parse_length(b"0"), Some(0));
+    assert_eq!(parse_length(b"18446744073709551615"), Some(u64::MAX));
+    for bad in [&b""[..], b"18446744073709551616", b"+5", b"-1", b"5 ", b"0x10", b"1_0"] {
+        assert_eq!(parse_length(bad), None, "{:?}", String::from_utf8_lossy(bad));
+    }
+    for n in [0, 7, 10, 12_345, u64::MAX] {
+        assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes());
+    }
+}

@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
-use crate::http::codec::{connection_tokens, trim};
+use crate::http::codec::{connection_tokens, parse_length, trim};
 
 /// Headers parsed into a stack array; a server allowing more parses into the heap.
 const STACK_HEADERS: usize = 100;
@@ -234,13 +234,6 @@ fn error_text(e: httparse::Error) -> &'static str {
         httparse::Error::Version => "the HTTP version is malformed",
         _ => "the request line or headers are malformed",
     }
-}
-
-fn parse_length(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, &b| b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0')))
 }
 
 #[cfg(test)]

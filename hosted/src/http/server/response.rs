@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{HeaderMap, StatusCode, Version};
 
-use crate::http::codec::connection_tokens;
+use crate::http::codec::{connection_tokens, decimal};
 
 /// How the response body is delimited on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,18 +94,6 @@ pub(super) fn write_error(out: &mut Vec<u8>, status: StatusCode, client: Version
     write_head(out, status, &headers, Framing::Length(reason.len() as u64 + 1), false, client);
     out.extend_from_slice(reason.as_bytes());
     out.push(b'\n');
-}
-
-fn decimal(mut n: u64, out: &mut [u8; 20]) -> &[u8] {
-    let mut i = out.len();
-    loop {
-        i -= 1;
-        out[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &out[i..];
-        }
-    }
 }
 
 /// `date: Sun, 06 Nov 1994 08:49:37 GMT\r\n`
