@@ -110,13 +110,15 @@ unsafe impl StackSource for MmapStacks {
     /// (reading the untouched part of every stack would map the zero page into all of it). A
     /// page that was swapped out looks untouched: the mark then misses what lies in it.
     fn untouched_below(&self, region: &StackRegion) -> Option<usize> {
-        let start = region.bottom.get() + region.guard;
-        let len = region.top.get() - start;
+        // `StackRegion`'s fields are public: a region whose guard reaches past its top is not
+        // one of ours, and has no pages to ask about.
+        let start = region.bottom.get().checked_add(region.guard)?;
+        let len = region.top.get().checked_sub(start)?;
         let mut resident = vec![0u8; len.div_ceil(self.page_size)];
-        // SAFETY: mincore only writes one byte per page of `[start, start + len)` into
-        // `resident`, which has that many; the range is page-aligned (the mapping and its guard
-        // page are) and, if the caller passed a region this source did not map, the kernel
-        // fails with ENOMEM instead of touching anything.
+        // SAFETY: mincore reads no memory of the range and writes one byte per page of
+        // `[start, start + len)`, rounded up, into `resident`, which has exactly that many,
+        // whatever the range is: whether this source mapped it, another mapping lies there, or
+        // nothing (ENOMEM), or `start` is not page-aligned (EINVAL) only changes the answer.
         let failed =
             unsafe { libc::mincore(start as *mut _, len, resident.as_mut_ptr().cast()) } != 0;
         if failed {
@@ -168,6 +170,20 @@ mod tests {
             let err = stacks.allocate(1 << 62).unwrap_err();
             assert!(err.message.contains(&format!("{}-byte", 1usize << 62)), "{err}");
         }
+    }
+
+    #[test]
+    fn a_region_whose_guard_passes_its_top_has_no_untouched_mark() {
+        let stacks = MmapStacks::default();
+        let page = stacks.page_size;
+        let region = StackRegion {
+            top: NonZeroUsize::new(4 * page).unwrap(),
+            bottom: NonZeroUsize::new(2 * page).unwrap(),
+            guard: 3 * page,
+        };
+        assert_eq!(stacks.untouched_below(&region), None);
+        let region = StackRegion { guard: usize::MAX, ..region };
+        assert_eq!(stacks.untouched_below(&region), None);
     }
 
     #[test]

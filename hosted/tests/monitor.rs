@@ -26,7 +26,8 @@ const BACKSTOP: Duration = Duration::from_secs(60);
 /// Runs `scenario` in a child and collects its output lines (stdout and stderr together,
 /// stdout's marked lines without the mark) until `until` returns true for the lines so far
 /// or the child exits; the child is then killed. A child that neither finishes nor satisfies
-/// `until` within [`BACKSTOP`] fails the test.
+/// `until` within [`BACKSTOP`] fails the test. The child's stdin is closed once a blocking
+/// report was read: that is what a blocked child waits for.
 fn run_child_until(scenario: &str, until: impl Fn(&[String]) -> bool) -> Vec<String> {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child", "--ignored", "--nocapture", "--test-threads=1"])
@@ -36,6 +37,7 @@ fn run_child_until(scenario: &str, until: impl Fn(&[String]) -> bool) -> Vec<Str
         .env_remove("GEVENT_MAX_BLOCKING_TIME")
         .env_remove("GEVENT_MAX_MEMORY")
         .env_remove("GEVENT_MEMORY_MONITOR_PERIOD")
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -63,7 +65,12 @@ fn run_child_until(scenario: &str, until: impl Fn(&[String]) -> bool) -> Vec<Str
     let mut closed = 0;
     while closed < 2 && !until(&seen) {
         match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(Some(line)) => seen.push(line),
+            Ok(Some(line)) => {
+                if line.contains("has not switched greenlets") {
+                    drop(child.stdin.take());
+                }
+                seen.push(line);
+            }
             Ok(None) => closed += 1,
             Err(_) => {
                 let _ = child.kill();
@@ -156,10 +163,12 @@ fn install(config: gevent::config::ConfigBuilder) {
     config.build().unwrap().install().unwrap();
 }
 
-/// Holds the thread without switching.
+/// Holds the thread without switching until the parent has read the monitor's report (it
+/// closes our stdin then): however late the monitor looks, the block is still there. The
+/// read is also a raw system call the capture signal interrupts, which `SA_RESTART` resumes.
 #[inline(never)]
 fn blocker_function() {
-    std::thread::sleep(Duration::from_millis(400));
+    let _ = std::io::stdin().read_line(&mut String::new());
 }
 
 /// Waits cooperatively (each wait lets the hub run) until `done`, for at most the backstop.
@@ -263,7 +272,8 @@ fn memory() {
 fn off() {
     install(Config::builder().monitor(false).max_memory(None));
     gevent::run(|| {
-        let blocker = gevent::spawn(blocker_function);
+        // Blocked well past the default budget: a monitor would report it.
+        let blocker = gevent::spawn(|| std::thread::sleep(Duration::from_millis(400)));
         blocker.join().unwrap();
         sleep(Duration::from_millis(50)).unwrap();
     });

@@ -78,8 +78,9 @@ pub(super) fn install_handler() {
 /// thread's. No allocation, no lock, `errno` preserved.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 extern "C" fn handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // SAFETY: `__errno_location` returns this thread's errno, valid for the thread's life.
-    let errno = unsafe { *libc::__errno_location() };
+    let errno_location = errno_location();
+    // SAFETY: this thread's errno, valid for the thread's life and used only by it.
+    let errno = unsafe { *errno_location };
     SLOT.fill(ThreadId::current().token(), |push| {
         // SAFETY: `trace_unsynchronized` requires that no other thread walks a stack with it
         // at the same time. The callback only stores into the slot, and the slot's state word
@@ -90,7 +91,20 @@ extern "C" fn handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_v
         }
     });
     // SAFETY: as above.
-    unsafe { *libc::__errno_location() = errno };
+    unsafe { *errno_location = errno };
+}
+
+/// The address of the calling thread's `errno` (Bionic names the function differently).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn errno_location() -> *mut libc::c_int {
+    // SAFETY: the function only returns the address of the calling thread's errno, which
+    // lives as long as the thread.
+    #[cfg(target_os = "linux")]
+    let location = unsafe { libc::__errno_location() };
+    // SAFETY: as above.
+    #[cfg(target_os = "android")]
+    let location = unsafe { libc::__errno() };
+    location
 }
 
 /// Asks `thread` for its stack: `None` if no handler is installed, the slot is still busy

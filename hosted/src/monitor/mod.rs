@@ -181,7 +181,14 @@ impl Drop for Registered {
 /// The hook gevent-core calls on a new hub's thread, before the hub exists.
 fn register(handle: HubHandle) -> Option<Arc<Heartbeat>> {
     let config = config::current();
-    let monitor = MONITOR.get_or_init(|| start(config));
+    let mut first = false;
+    let monitor = MONITOR.get_or_init(|| {
+        first = true;
+        Monitor { hubs: Mutex::new(Vec::new()), started: Instant::now(), next_key: Mutex::new(0) }
+    });
+    if first {
+        start(config, monitor);
+    }
     let blocking = config.monitor();
     let heartbeat = blocking.then(|| Arc::new(Heartbeat::new()));
     let key = {
@@ -203,8 +210,8 @@ fn register(handle: HubHandle) -> Option<Arc<Heartbeat>> {
     heartbeat
 }
 
-/// Starts the monitor thread (and the capture signal's handler).
-fn start(config: &Config) -> Monitor {
+/// Starts the monitor thread (and the capture signal's handler), once `monitor` is stored.
+fn start(config: &Config, monitor: &'static Monitor) {
     if config.monitor() {
         capture::install_handler();
     }
@@ -212,14 +219,13 @@ fn start(config: &Config) -> Monitor {
     let memory = config.max_memory().map(|max| (max, config.memory_monitor_period()));
     let spawned = std::thread::Builder::new()
         .name(String::from("gevent-monitor"))
-        .spawn(move || run(budget, memory));
+        .spawn(move || run(monitor, budget, memory));
     if let Err(e) = spawned {
         gevent_core::__private::report_error(format_args!(
             "gevent: could not start the monitor thread, so blocked hubs and memory use go \
              unreported: {e}"
         ));
     }
-    Monitor { hubs: Mutex::new(Vec::new()), started: Instant::now(), next_key: Mutex::new(0) }
 }
 
 impl Monitor {
@@ -230,14 +236,7 @@ impl Monitor {
 }
 
 /// The monitor thread's loop.
-fn run(budget: Option<Duration>, memory: Option<(u64, Duration)>) {
-    let monitor = loop {
-        // `start` runs inside `MONITOR`'s initialization: wait for it to be stored.
-        match MONITOR.get() {
-            Some(monitor) => break monitor,
-            None => std::thread::yield_now(),
-        }
-    };
+fn run(monitor: &'static Monitor, budget: Option<Duration>, memory: Option<(u64, Duration)>) {
     let tick = match (budget, memory) {
         (Some(budget), Some((_, period))) => (budget / 2).min(period),
         (Some(budget), None) => budget / 2,
