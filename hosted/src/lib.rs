@@ -88,6 +88,7 @@ pub mod config;
 pub mod debug;
 mod default_platform;
 pub mod dns;
+mod errno;
 pub mod fs;
 #[cfg(feature = "http")]
 pub mod http;

@@ -78,9 +78,7 @@ pub(super) fn install_handler() {
 /// thread's. No allocation, no lock, `errno` preserved.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 extern "C" fn handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    let errno_location = errno_location();
-    // SAFETY: this thread's errno, valid for the thread's life and used only by it.
-    let errno = unsafe { *errno_location };
+    let errno = crate::errno::get();
     SLOT.fill(ThreadId::current().token(), |push| {
         // SAFETY: `trace_unsynchronized` requires that no other thread walks a stack with it
         // at the same time. The callback only stores into the slot, and the slot's state word
@@ -90,21 +88,7 @@ extern "C" fn handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_v
             backtrace::trace_unsynchronized(|frame| push(frame.ip() as usize));
         }
     });
-    // SAFETY: as above.
-    unsafe { *errno_location = errno };
-}
-
-/// The address of the calling thread's `errno` (Bionic names the function differently).
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn errno_location() -> *mut libc::c_int {
-    // SAFETY: the function only returns the address of the calling thread's errno, which
-    // lives as long as the thread.
-    #[cfg(target_os = "linux")]
-    let location = unsafe { libc::__errno_location() };
-    // SAFETY: as above.
-    #[cfg(target_os = "android")]
-    let location = unsafe { libc::__errno() };
-    location
+    crate::errno::set(errno);
 }
 
 /// Asks `thread` for its stack: `None` if no handler is installed, the slot is still busy

@@ -61,7 +61,7 @@ pub(super) fn take_pending(signum: usize) -> u32 {
 /// touches lock-free atomics and calls `write(2)`, which POSIX lists as async-signal-safe, and
 /// it restores `errno`, which `write` may change under the code it interrupted.
 extern "C" fn on_signal(signum: c_int) {
-    let saved = errno::get();
+    let saved = crate::errno::get();
     if let Some(count) = usize::try_from(signum).ok().and_then(|s| PENDING.get(s)) {
         count.fetch_add(1, Ordering::SeqCst);
     }
@@ -74,7 +74,7 @@ extern "C" fn on_signal(signum: c_int) {
         // and the bytes already in the pipe wake the dispatcher.
         unsafe { libc::write(fd, (&raw const byte).cast(), 1) };
     }
-    errno::set(saved);
+    crate::errno::set(saved);
 }
 
 /// Signals whose handler may not return: they report a fault of the running code, and a
@@ -159,34 +159,5 @@ pub(super) fn kill_self(signum: c_int) -> io::Result<()> {
     match unsafe { libc::kill(libc::getpid(), signum) } {
         0 => Ok(()),
         _ => Err(io::Error::last_os_error()),
-    }
-}
-
-/// Saving and restoring the calling thread's `errno` from inside the handler.
-mod errno {
-    use libc::c_int;
-
-    fn location() -> *mut c_int {
-        // SAFETY: the function only returns the address of the calling thread's errno, which
-        // lives as long as the thread.
-        #[cfg(any(target_os = "linux", target_os = "emscripten", target_os = "hurd"))]
-        let location = unsafe { libc::__errno_location() };
-        // SAFETY: as above.
-        #[cfg(any(target_vendor = "apple", target_os = "freebsd", target_os = "dragonfly"))]
-        let location = unsafe { libc::__error() };
-        // SAFETY: as above.
-        #[cfg(any(target_os = "android", target_os = "netbsd", target_os = "openbsd"))]
-        let location = unsafe { libc::__errno() };
-        location
-    }
-
-    pub(super) fn get() -> c_int {
-        // SAFETY: `location` is the calling thread's errno, valid and only used by this thread.
-        unsafe { *location() }
-    }
-
-    pub(super) fn set(value: c_int) {
-        // SAFETY: as in `get`.
-        unsafe { *location() = value }
     }
 }
