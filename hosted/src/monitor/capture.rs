@@ -48,15 +48,6 @@ pub(super) fn install_handler() {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         let signum = *BACKTRACE_SIGNAL;
-        // SAFETY: `sigaction` with a null new action only reads the current one into `old`,
-        // a zeroed `sigaction` (a valid value of that plain C struct).
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: as above; `old` is valid for writes.
-        if unsafe { libc::sigaction(signum, std::ptr::null(), &mut old) } != 0
-            || old.sa_sigaction != libc::SIG_DFL
-        {
-            return; // someone else's signal: no stacks rather than a stolen signal
-        }
         // SAFETY: a zeroed `sigaction` is valid; the fields set below make it our handler,
         // with an empty mask.
         let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -65,12 +56,25 @@ pub(super) fn install_handler() {
         action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
         // SAFETY: `action.sa_mask` is a valid `sigset_t` to initialize.
         unsafe { libc::sigemptyset(&mut action.sa_mask) };
+        // SAFETY: as above, a zeroed `sigaction` is a valid value for the kernel to overwrite.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // One call swaps the dispositions, so no other thread's handler can be installed
+        // between a check and ours and then be overwritten unseen.
         // SAFETY: `action` is a fully initialized disposition whose handler is an
         // `extern "C" fn(c_int, *mut siginfo_t, *mut c_void)`, as SA_SIGINFO requires, and is
-        // async-signal-safe to the extent the module docs say.
-        if unsafe { libc::sigaction(signum, &action, std::ptr::null_mut()) } == 0 {
-            INSTALLED.store(true, std::sync::atomic::Ordering::Release);
+        // async-signal-safe to the extent the module docs say (a signal it gets that the
+        // monitor did not ask for finds the slot not armed for its thread and does nothing);
+        // `old` is valid for writes.
+        if unsafe { libc::sigaction(signum, &action, &mut old) } != 0 {
+            return;
         }
+        if old.sa_sigaction != libc::SIG_DFL {
+            // Someone else's signal: give it back; no stacks rather than a stolen signal.
+            // SAFETY: `old` is the disposition the kernel just handed back, unchanged.
+            unsafe { libc::sigaction(signum, &old, std::ptr::null_mut()) };
+            return;
+        }
+        INSTALLED.store(true, std::sync::atomic::Ordering::Release);
     }
 }
 
