@@ -4,17 +4,20 @@
 //! The handler may not allocate or lock, and may be interrupted by nothing that helps it, so
 //! the buffer changes hands through one atomic state word, `generation << 2 | phase`:
 //!
-//! - the monitor *arms* it (`IDLE`/`DONE` → `ARMED`, a new generation) naming the thread it
-//!   is about to signal;
-//! - the handler, on that thread, claims it (`ARMED` → `WRITING`, a compare-exchange, so one
-//!   handler at most), writes, and publishes it (`WRITING` → `DONE`, release);
-//! - the monitor reads it only in `DONE` of its own generation (acquire), then frees it
-//!   (`IDLE`); one that gives up waiting takes the request back (`ARMED` → `IDLE`, a
-//!   compare-exchange that fails if the handler already claimed it, whose writing then goes
-//!   on: the buffer is not armed again until it reaches `DONE`).
+//! - the monitor *arms* it (`IDLE`/`DONE` → `BUSY` → `ARMED`, a new generation): it claims the
+//!   slot with a compare-exchange, names the thread it is about to signal, then publishes the
+//!   request (release);
+//! - the handler, on that thread, claims it (`ARMED` → `BUSY`, a compare-exchange, so one
+//!   handler at most), writes, and publishes it (`BUSY` → `DONE`, release);
+//! - the monitor reads it only after claiming `DONE` of its own generation (`DONE` → `BUSY`,
+//!   a compare-exchange, acquire), then frees it (`IDLE`); one that gives up waiting takes the
+//!   request back (`ARMED` → `IDLE`, a compare-exchange that fails if the handler already
+//!   claimed it, whose writing then goes on: the buffer is not armed again until it reaches
+//!   `DONE`).
 //!
-//! So the buffer is written only in `WRITING`, by the one handler that claimed it, and read
-//! only in `DONE`: never both at once (model-checked with loom, `loom_tests.rs`).
+//! So the buffer and the target are touched only in `BUSY`, by the one caller whose
+//! compare-exchange moved the slot there: never by two at once, whichever threads call
+//! (model-checked with loom, `loom_tests.rs`).
 #![allow(unsafe_code)] // the buffer's cell, handed over by the state word
 
 #[cfg(not(all(test, loom)))]
@@ -27,7 +30,8 @@ mod loom_tests;
 
 const IDLE: usize = 0;
 const ARMED: usize = 1;
-const WRITING: usize = 2;
+/// Claimed by one caller: the handler writing, the monitor arming or reading.
+const BUSY: usize = 2;
 const DONE: usize = 3;
 const PHASE: usize = 3;
 
@@ -48,11 +52,11 @@ pub struct FrameSlot {
     frames: Cell<Frames>,
 }
 
-// SAFETY: the frames are written only by the handler that moved the state from `ARMED` to
-// `WRITING` (one compare-exchange succeeds per generation) and read only by the monitor after
-// it saw `DONE` with acquire, which the handler stored with release after its last write; no
-// other access to the cell exists (`arm` refuses while a handler writes). The other fields are
-// atomics.
+// SAFETY: the frames are accessed only by the caller whose compare-exchange moved the state
+// to `BUSY` (the handler from `ARMED`, to write; `collect` from `DONE`, to read), and that
+// caller's release store takes it out of `BUSY`; the compare-exchanges acquire, so each access
+// happens after the previous holder's. Any thread may call any method: none touches the cell
+// without winning the state word. The other fields are atomics.
 unsafe impl Sync for FrameSlot {}
 
 impl core::fmt::Debug for FrameSlot {
@@ -89,15 +93,19 @@ impl FrameSlot {
         }
     }
 
-    /// Monitor side: asks for the frames of thread `target` (signal it next). `None` while the
-    /// handler of a withdrawn request still writes. Only one thread (the monitor) may arm,
-    /// collect and withdraw.
+    /// Monitor side: asks for the frames of thread `target` (signal it next). `None` while a
+    /// request is armed, or a handler (of a withdrawn request) still writes, or another caller
+    /// holds the slot.
     pub fn arm(&self, target: usize) -> Option<Request> {
-        let state = self.state.load(Ordering::Acquire);
-        if state & PHASE == WRITING || state & PHASE == ARMED {
+        let state = self.state.load(Ordering::Relaxed);
+        if state & PHASE == BUSY || state & PHASE == ARMED {
             return None;
         }
         let generation = (state >> 2).wrapping_add(1);
+        // Acquire: the previous holder's accesses to the frames come before the next handler's.
+        self.state
+            .compare_exchange(state, generation << 2 | BUSY, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
         self.target.store(target, Ordering::Relaxed);
         // Release: a handler that sees `ARMED` sees `target` too.
         self.state.store(generation << 2 | ARMED, Ordering::Release);
@@ -107,12 +115,24 @@ impl FrameSlot {
     /// Monitor side: copies the frames into `out` if the handler has published them, freeing
     /// the slot; gives the request back (`Err`) while it has not.
     pub fn collect(&self, request: Request, out: &mut [usize]) -> Result<usize, Request> {
-        if self.state.load(Ordering::Acquire) != request.generation << 2 | DONE {
+        let done = request.generation << 2 | DONE;
+        // Acquire: pairs with the handler's release store of `DONE` after its last write.
+        if self
+            .state
+            .compare_exchange(
+                done,
+                request.generation << 2 | BUSY,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
             return Err(request);
         }
         let n = self.frames.with(|frames| {
-            // SAFETY: in `DONE` nobody writes the frames (module docs), and the acquire load
-            // above saw the release store that followed the handler's last write.
+            // SAFETY: this call moved the state from `DONE` to `BUSY`, which nobody else can
+            // while it stays there (module docs), and its acquire saw the release store that
+            // followed the handler's last write.
             let frames = unsafe { &*frames };
             let n = frames.len.min(out.len());
             out[..n].copy_from_slice(&frames.ips[..n]);
@@ -146,20 +166,15 @@ impl FrameSlot {
         let generation = state >> 2;
         if self
             .state
-            .compare_exchange(
-                state,
-                generation << 2 | WRITING,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            )
+            .compare_exchange(state, generation << 2 | BUSY, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
             return;
         }
         self.frames.with_mut(|frames| {
-            // SAFETY: the compare-exchange above moved this generation to `WRITING`, which only
-            // one caller can do; until the release store below, nobody else reads or writes
-            // the frames (the monitor reads only in `DONE`, and `arm` refuses in `WRITING`).
+            // SAFETY: the compare-exchange above moved this generation from `ARMED` to `BUSY`,
+            // which only one caller can do; until the release store below, nobody else reads or
+            // writes the frames (only a caller that moves the state to `BUSY` does).
             let frames = unsafe { &mut *frames };
             frames.len = 0;
             walk(&mut |ip| {

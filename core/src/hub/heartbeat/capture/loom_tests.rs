@@ -66,3 +66,33 @@ fn loom_a_handler_on_another_thread_or_without_a_request_writes_nothing() {
         );
     });
 }
+
+#[test]
+fn loom_two_monitors_and_a_handler_never_touch_the_buffer_at_once() {
+    // `FrameSlot` is `Sync`: its soundness may not depend on one monitor thread. Two callers
+    // arm and collect at once while the handler fills; loom's cell fails the model on any
+    // overlap of a read and a write.
+    fn monitor(slot: &FrameSlot) {
+        if let Some(request) = slot.arm(TARGET) {
+            let mut out = [0; MAX_FRAMES];
+            match slot.collect(request, &mut out) {
+                Ok(n) => assert_eq!(&out[..n], &[1, 2, 3]),
+                Err(request) => slot.withdraw(request),
+            }
+        }
+    }
+    loom::model(|| {
+        let slot = Arc::new(FrameSlot::new());
+        let other = {
+            let slot = slot.clone();
+            thread::spawn(move || monitor(&slot))
+        };
+        let handler = {
+            let slot = slot.clone();
+            thread::spawn(move || slot.fill(TARGET, walk))
+        };
+        monitor(&slot);
+        other.join().unwrap();
+        handler.join().unwrap();
+    });
+}
