@@ -47,8 +47,9 @@ pub(crate) unsafe fn of_current(region: &StackRegion, untouched_below: usize) ->
     let here = ptr::addr_of!(marker) as usize;
     // SAFETY: the caller runs on `region`, which stays mapped while it runs, and only this
     // thread writes it, which is busy in this call. Below `here - LIVE_MARGIN` lie only frames
-    // that returned (this frame and its red zone are within the margin: what it calls is
-    // inlined into it), so no reference points there.
+    // that returned: this frame's red zone and the frames of what it calls while reading
+    // (`first_written`, and in debug builds small helpers such as `max` and `read_volatile`)
+    // are a few hundred bytes at most, within the margin; so no reference points there.
     unsafe { measure(region, untouched_below, here) }
 }
 
@@ -58,7 +59,8 @@ pub(crate) unsafe fn of_current(region: &StackRegion, untouched_below: usize) ->
 #[inline(always)] // no frame below `of_current`'s marker
 unsafe fn measure(region: &StackRegion, untouched_below: usize, sp: usize) -> usize {
     let top = region.top.get();
-    let floor = untouched_below.max(region.bottom.get() + region.guard);
+    // A stack source's answer above the top (or a guard past it) reads nothing.
+    let floor = untouched_below.max(region.bottom.get().saturating_add(region.guard)).min(top);
     let sp = sp.clamp(floor, top);
     let limit = sp.saturating_sub(LIVE_MARGIN).max(floor);
     // SAFETY: `[floor, limit)` lies inside the usable part of `region` (above its guard, below
@@ -157,5 +159,19 @@ mod tests {
         let (from, end) = (base + 8 * WORD, base + 64 * WORD);
         // SAFETY: as above.
         assert_eq!(unsafe { first_written(from, end) }, from + 12 * WORD);
+    }
+
+    #[test]
+    fn a_source_answer_or_guard_past_the_top_reads_nothing_and_does_not_panic() {
+        let words = vec![0usize; 64];
+        let region = region_of(&words);
+        let sp = region.top.get() - 8 * WORD;
+        // SAFETY: as above; nothing is read.
+        let mark = unsafe { of_suspended(&region, region.top.get() + 64, sp) };
+        assert_eq!(mark, 0);
+        let region = StackRegion { guard: usize::MAX, ..region_of(&words) };
+        // SAFETY: as above.
+        let mark = unsafe { of_suspended(&region, region.bottom.get(), sp) };
+        assert_eq!(mark, 0);
     }
 }
