@@ -53,6 +53,9 @@ pub(super) fn install_handler() {
         let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
         let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = handler;
         action.sa_sigaction = handler as *const () as usize;
+        // Not SA_ONSTACK: std's alternate signal stack (SIGSTKSZ) is too small for the unwinder,
+        // which overflowed it and killed the process when tried. On the interrupted stack, a
+        // greenlet near the end of its stack that overflows in the walk hits its guard page.
         action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
         // SAFETY: `action.sa_mask` is a valid `sigset_t` to initialize.
         unsafe { libc::sigemptyset(&mut action.sa_mask) };
@@ -98,7 +101,7 @@ extern "C" fn handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_v
 /// Asks `thread` for its stack: `None` if no handler is installed, the slot is still busy
 /// with a withdrawn request, or the signal could not be sent. Called with the monitor's lock
 /// held, which keeps `thread` from exiting.
-pub(super) fn request(thread: ThreadId) -> Option<Request> {
+pub(super) fn request(thread: ThreadId) -> Option<Request<'static>> {
     if !INSTALLED.load(std::sync::atomic::Ordering::Acquire) {
         return None;
     }
@@ -114,7 +117,7 @@ pub(super) fn request(thread: ThreadId) -> Option<Request> {
 
 /// Waits up to [`CAPTURE_WAIT`] for the frames, then symbolizes them, skipping the handler's
 /// own frames.
-pub(super) fn collect(mut request: Request) -> Option<Vec<String>> {
+pub(super) fn collect(mut request: Request<'static>) -> Option<Vec<String>> {
     let mut ips = [0usize; MAX_FRAMES];
     let deadline = std::time::Instant::now() + CAPTURE_WAIT;
     let n = loop {

@@ -65,11 +65,27 @@ impl core::fmt::Debug for FrameSlot {
     }
 }
 
-/// A request made with [`FrameSlot::arm`], to collect or withdraw.
+/// A request made with [`FrameSlot::arm`], to collect or withdraw. Dropping it withdraws it,
+/// so a monitor that gives up (or unwinds) never leaves the slot armed for good.
 #[derive(Debug)]
 #[must_use = "a request must be collected or withdrawn"]
-pub struct Request {
+pub struct Request<'a> {
+    slot: &'a FrameSlot,
     generation: usize,
+}
+
+impl Drop for Request<'_> {
+    fn drop(&mut self) {
+        // Fails harmlessly if the handler claimed it (its writing goes on, to `DONE`, which
+        // `arm` accepts) or if it was collected (the slot moved on from `ARMED`).
+        let armed = self.generation << 2 | ARMED;
+        let _ = self.slot.state.compare_exchange(
+            armed,
+            self.generation << 2 | IDLE,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
 }
 
 impl FrameSlot {
@@ -96,7 +112,7 @@ impl FrameSlot {
     /// Monitor side: asks for the frames of thread `target` (signal it next). `None` while a
     /// request is armed, or a handler (of a withdrawn request) still writes, or another caller
     /// holds the slot.
-    pub fn arm(&self, target: usize) -> Option<Request> {
+    pub fn arm(&self, target: usize) -> Option<Request<'_>> {
         let state = self.state.load(Ordering::Relaxed);
         if state & PHASE == BUSY || state & PHASE == ARMED {
             return None;
@@ -109,12 +125,16 @@ impl FrameSlot {
         self.target.store(target, Ordering::Relaxed);
         // Release: a handler that sees `ARMED` sees `target` too.
         self.state.store(generation << 2 | ARMED, Ordering::Release);
-        Some(Request { generation })
+        Some(Request { slot: self, generation })
     }
 
     /// Monitor side: copies the frames into `out` if the handler has published them, freeing
     /// the slot; gives the request back (`Err`) while it has not.
-    pub fn collect(&self, request: Request, out: &mut [usize]) -> Result<usize, Request> {
+    pub fn collect<'a>(
+        &self,
+        request: Request<'a>,
+        out: &mut [usize],
+    ) -> Result<usize, Request<'a>> {
         let done = request.generation << 2 | DONE;
         // Acquire: pairs with the handler's release store of `DONE` after its last write.
         if self
@@ -142,16 +162,10 @@ impl FrameSlot {
         Ok(n)
     }
 
-    /// Monitor side: gives up on a request. A handler that already claimed it finishes
-    /// writing, and the slot can be armed again once it has.
-    pub fn withdraw(&self, request: Request) {
-        let armed = request.generation << 2 | ARMED;
-        let _ = self.state.compare_exchange(
-            armed,
-            request.generation << 2 | IDLE,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+    /// Monitor side: gives up on a request (as dropping it does). A handler that already
+    /// claimed it finishes writing, and the slot can be armed again once it has.
+    pub fn withdraw(&self, request: Request<'_>) {
+        drop(request);
     }
 
     /// Handler side, on thread `me`: if a request for `me` is armed, claims it and fills the
@@ -217,3 +231,34 @@ impl<T> Cell<T> {
 
 #[cfg(all(test, loom))]
 use loom::cell::UnsafeCell as Cell;
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_dropped_unresolved_frees_the_slot() {
+        let slot = FrameSlot::new();
+        drop(slot.arm(7).expect("a new slot is idle"));
+        let again = slot.arm(7).expect("the dropped request no longer holds the slot");
+        slot.fill(7, |push| {
+            push(42);
+        });
+        let mut out = [0; 4];
+        assert_eq!(slot.collect(again, &mut out).ok(), Some(1));
+        assert_eq!(out[0], 42);
+    }
+
+    #[test]
+    fn a_request_dropped_after_the_handler_claimed_it_waits_for_done() {
+        let slot = FrameSlot::new();
+        let request = slot.arm(7).expect("a new slot is idle");
+        slot.fill(7, |push| {
+            // The handler is writing (the slot is `BUSY`) when the monitor gives up.
+            push(1);
+        });
+        drop(request);
+        // The handler finished (`DONE`): a new request may take the slot.
+        assert!(slot.arm(7).is_some());
+    }
+}
