@@ -29,6 +29,24 @@ pub use udp::UdpSocket;
 
 use crate::WaitHook;
 
+/// How long a dropped TCP stream may take to finish closing before it is aborted (RST) and
+/// its buffers freed, unless [`set_orphan_linger`] says otherwise: a peer that vanished, or
+/// that never closes its side (leaving this one in FIN-WAIT-2), would otherwise hold the
+/// socket forever.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(10);
+
+/// Sets how long a dropped TCP stream may take to finish closing (see [`DEFAULT_LINGER`]);
+/// applies to streams dropped from now on.
+pub fn set_orphan_linger(linger: Duration) -> Result<(), NetError> {
+    NetPoller::with(|p| p.linger = linger)
+}
+
+/// How many sockets the stack holds (each listener counts once): streams and UDP sockets in
+/// use, and dropped ones still closing.
+pub fn open_sockets() -> Result<usize, NetError> {
+    NetPoller::with(|p| p.entries.iter().flatten().count())
+}
+
 /// Drives smoltcp for the interface: `iface.poll(now, device, sockets)`. The device lives in
 /// the closure, which keeps [`NetPoller`] free of the device's type.
 pub type Drive = Box<dyn FnMut(&mut Interface, &mut SocketSet<'static>, smoltcp::time::Instant)>;
@@ -52,6 +70,18 @@ struct Entry {
     reported: Readiness,
     /// Dropped by its owner: removed once TCP has finished closing it.
     orphan: bool,
+    /// TCP: the peer's FIN arrived (the socket went through a state after it), so a socket
+    /// that ends up closed ended gracefully; closed without it, the connection was reset.
+    fin_received: bool,
+    /// TCP: this side aborted the connection.
+    aborted: bool,
+    /// TCP: this side closed its half (sent FIN).
+    closed: bool,
+    /// TCP, while a greenlet flushes: report writable only once the peer acknowledged all.
+    flushing: bool,
+    /// An orphaned TCP socket still closing at this time is aborted (see
+    /// [`set_orphan_linger`]).
+    linger_until: Option<Instant>,
 }
 
 /// An entry of the hub's [`NetPoller`], owned by the socket type that made it: the source its
@@ -82,6 +112,7 @@ enum Kind {
 /// The hub's poller on a smoltcp interface.
 pub struct NetPoller {
     iface: Interface,
+    linger: Duration,
     sockets: SocketSet<'static>,
     drive: Drive,
     clock: Box<dyn Clock>,
@@ -110,6 +141,7 @@ impl NetPoller {
     ) -> Self {
         NetPoller {
             iface,
+            linger: DEFAULT_LINGER,
             sockets: SocketSet::new(Vec::new()),
             drive,
             clock: Box::new(clock),
@@ -126,6 +158,11 @@ impl NetPoller {
             token: None,
             reported: Readiness::default(),
             orphan: false,
+            fin_received: false,
+            aborted: false,
+            closed: false,
+            flushing: false,
+            linger_until: None,
         });
         let index = match self.entries.iter().position(Option::is_none) {
             Some(i) => {
@@ -149,9 +186,10 @@ impl NetPoller {
         self.entries.get(index)?.as_ref().map(|e| e.handles[0])
     }
 
-    fn tcp(&mut self, index: usize) -> Option<&mut smol_tcp::Socket<'static>> {
-        let handle = self.handle(index)?;
-        Some(self.sockets.get_mut::<smol_tcp::Socket<'static>>(handle))
+    /// A TCP stream's socket and what the poller knows of it.
+    fn tcp(&mut self, index: usize) -> Option<(&mut smol_tcp::Socket<'static>, &mut Entry)> {
+        let entry = self.entries.get_mut(index)?.as_mut()?;
+        Some((self.sockets.get_mut::<smol_tcp::Socket<'static>>(entry.handles[0]), entry))
     }
 
     fn udp(&mut self, index: usize) -> Option<&mut smol_udp::Socket<'static>> {
@@ -176,25 +214,42 @@ impl NetPoller {
         match entry.kind {
             Kind::Listener => return self.remove(index),
             Kind::Tcp => {
-                self.sockets.get_mut::<smol_tcp::Socket<'static>>(entry.handles[0]).close()
+                self.sockets.get_mut::<smol_tcp::Socket<'static>>(entry.handles[0]).close();
+                entry.linger_until = Some(self.clock.now() + self.linger);
             }
             Kind::Udp => {}
         }
         entry.orphan = true;
         entry.token = None;
-        self.reap();
+        self.settle(self.clock.now());
     }
 
-    /// Removes orphaned sockets that have nothing left to do.
-    fn reap(&mut self) {
+    /// Book-keeping after the interface ran: notes the FINs that arrived, aborts orphans that
+    /// lingered too long, and removes orphaned sockets that have nothing left to do.
+    fn settle(&mut self, now: Instant) {
         for i in 0..self.entries.len() {
+            let Some(e) = &mut self.entries[i] else { continue };
+            if e.kind == Kind::Tcp {
+                let s = self.sockets.get_mut::<smol_tcp::Socket<'static>>(e.handles[0]);
+                e.fin_received |= fin_received(s.state());
+                if e.linger_until.is_some_and(|t| now >= t) && s.is_open() {
+                    debug!("gevent: socket {} lingered too long: aborted", i);
+                    s.abort();
+                    e.linger_until = None;
+                }
+            }
             let done = match &self.entries[i] {
                 Some(e) if e.orphan && e.kind == Kind::Udp => {
                     self.sockets.get::<smol_udp::Socket<'static>>(e.handles[0]).send_queue() == 0
                 }
                 Some(e) if e.orphan => e.handles.iter().all(|&h| {
                     let s = self.sockets.get::<smol_tcp::Socket<'static>>(h);
-                    matches!(s.state(), smol_tcp::State::Closed | smol_tcp::State::TimeWait)
+                    match s.state() {
+                        // Closed with an endpoint still set: its RST is yet to go out.
+                        smol_tcp::State::Closed => s.remote_endpoint().is_none(),
+                        smol_tcp::State::TimeWait => true,
+                        _ => false,
+                    }
                 }),
                 _ => false,
             };
@@ -210,10 +265,12 @@ impl NetPoller {
             Kind::Tcp => {
                 let s = self.sockets.get::<smol_tcp::Socket<'static>>(entry.handles[0]);
                 let settled = !connecting(s);
-                Readiness {
-                    readable: s.can_recv() || (!s.may_recv() && settled),
-                    writable: s.can_send() || (!s.may_send() && settled),
-                }
+                let writable = if entry.flushing {
+                    s.send_queue() == 0 || s.state() == smol_tcp::State::Closed
+                } else {
+                    s.can_send() || (!s.may_send() && settled)
+                };
+                Readiness { readable: s.can_recv() || (!s.may_recv() && settled), writable }
             }
             Kind::Udp => {
                 let s = self.sockets.get::<smol_udp::Socket<'static>>(entry.handles[0]);
@@ -229,11 +286,25 @@ impl NetPoller {
         }
     }
 
+    /// How long until the first orphan's linger ends.
+    fn next_linger(&self, now: Instant) -> Option<smoltcp::time::Duration> {
+        let until = self.entries.iter().flatten().filter_map(|e| e.linger_until).min()?;
+        let left = until.saturating_duration_since(now);
+        Some(smoltcp::time::Duration::from_micros(left.as_micros() as u64))
+    }
+
     /// Runs `f` on this hub's network stack.
     fn with<R>(f: impl FnOnce(&mut NetPoller) -> R) -> Result<R, NetError> {
         gevent_core::hub::with_poller(|p| p.as_any_mut().downcast_mut::<NetPoller>().map(f))
             .ok_or(NetError::NoNetwork)
     }
+}
+
+/// Whether a socket in `state` has received its peer's FIN (every state reached only through
+/// one; `Closed` is not, as a reset leads there too).
+fn fin_received(state: smol_tcp::State) -> bool {
+    use smol_tcp::State::*;
+    matches!(state, CloseWait | LastAck | Closing | TimeWait)
 }
 
 /// Whether a TCP socket is still opening (no readiness to report yet).
@@ -283,7 +354,7 @@ impl Poller for NetPoller {
         loop {
             let now = self.clock.now();
             (self.drive)(&mut self.iface, &mut self.sockets, smol_now(now));
-            self.reap();
+            self.settle(now);
             let mut reported = false;
             for i in 0..self.entries.len() {
                 let Some(entry) = &self.entries[i] else { continue };
@@ -308,6 +379,10 @@ impl Poller for NetPoller {
                 return Ok(());
             }
             let stack_delay = self.iface.poll_delay(smol_now(now), &self.sockets);
+            let stack_delay = match (stack_delay, self.next_linger(now)) {
+                (Some(s), Some(l)) => Some(s.min(l)),
+                (s, l) => s.or(l),
+            };
             let wake_at = match (deadline, stack_delay) {
                 (Some(d), Some(s)) => Some(d.min(now + Duration::from_micros(s.total_micros()))),
                 (Some(d), None) => Some(d),
@@ -375,7 +450,8 @@ impl embedded_io::Error for NetError {
     fn kind(&self) -> embedded_io::ErrorKind {
         match self {
             NetError::Interrupted(Interrupted::TimedOut(_)) => embedded_io::ErrorKind::TimedOut,
-            NetError::Interrupted(_) => embedded_io::ErrorKind::Interrupted,
+            // Not `Interrupted`, which std-style callers retry: a kill must end the caller.
+            NetError::Interrupted(_) => embedded_io::ErrorKind::Other,
             NetError::NoNetwork => embedded_io::ErrorKind::Unsupported,
             NetError::ConnectionReset => embedded_io::ErrorKind::ConnectionReset,
             NetError::ConnectionRefused => embedded_io::ErrorKind::ConnectionRefused,

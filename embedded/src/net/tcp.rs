@@ -9,7 +9,7 @@ use gevent_core::platform::Interest;
 use smoltcp::socket::tcp as smol_tcp;
 use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
 
-use super::{Kind, NetError, NetPoller, NetSource};
+use super::{Entry, Kind, NetError, NetPoller, NetSource};
 
 /// Receive and send buffer size of the sockets `bind` and `connect` create.
 pub const DEFAULT_BUFFER: usize = 1024;
@@ -25,7 +25,9 @@ fn new_socket(rx: usize, tx: usize) -> smol_tcp::Socket<'static> {
 /// is there; it implements `embedded_io::{Read, Write}`.
 ///
 /// Dropping it closes the connection gracefully: TCP finishes closing it, then the poller frees
-/// the socket.
+/// the socket; one that takes longer than the linger ([`DEFAULT_LINGER`](super::DEFAULT_LINGER))
+/// is aborted and freed. After [`abort`](Self::abort), dropping it frees the socket once the
+/// RST went out.
 pub struct TcpStream {
     registration: IoRegistration<NetSource>,
 }
@@ -71,7 +73,7 @@ impl TcpStream {
         })??;
         let stream = TcpStream::from_source(source)?;
         loop {
-            let state = stream.with(|s| s.state())?;
+            let state = stream.with(|s, _| s.state())?;
             match state {
                 smol_tcp::State::Established => return Ok(stream),
                 smol_tcp::State::SynSent | smol_tcp::State::SynReceived => {
@@ -83,23 +85,28 @@ impl TcpStream {
         }
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut smol_tcp::Socket<'static>) -> R) -> Result<R, NetError> {
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut smol_tcp::Socket<'static>, &mut Entry) -> R,
+    ) -> Result<R, NetError> {
         let index = self.registration.source().index;
-        NetPoller::with(|p| p.tcp(index).map(f))?.ok_or(NetError::NotConnected)
+        NetPoller::with(|p| p.tcp(index).map(|(s, e)| f(s, e)))?.ok_or(NetError::NotConnected)
     }
 
-    /// Reads what is there (at least one byte), waiting for data; 0 at the end of the stream.
+    /// Reads what is there (at least one byte), waiting for data; 0 at the end of the stream
+    /// (the peer's FIN). Fails with [`NetError::ConnectionReset`] once the connection was reset
+    /// by the peer or timed out by TCP, and with [`NetError::NotConnected`] after
+    /// [`abort`](Self::abort).
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
         if buf.is_empty() {
             return Ok(0);
         }
         loop {
-            let got = self.with(|s| {
+            let got = self.with(|s, e| {
                 if s.can_recv() {
                     s.recv_slice(buf).map(Some).map_err(|_| NetError::ConnectionReset)
                 } else if !s.may_recv() {
-                    // The peer's FIN (or a reset: smoltcp does not tell them apart here).
-                    Ok(Some(0))
+                    read_ended(s, e).map(|()| Some(0))
                 } else {
                     Ok(None)
                 }
@@ -114,15 +121,17 @@ impl TcpStream {
         }
     }
 
-    /// Queues what fits (at least one byte), waiting for buffer space.
+    /// Queues what fits (at least one byte), waiting for buffer space. Fails with
+    /// [`NetError::ConnectionReset`] once the connection was reset, and with
+    /// [`NetError::NotConnected`] after this side closed or aborted it.
     pub fn write(&mut self, buf: &[u8]) -> Result<usize, NetError> {
         if buf.is_empty() {
             return Ok(0);
         }
         loop {
-            let sent = self.with(|s| {
+            let sent = self.with(|s, e| {
                 if !s.may_send() {
-                    Err(NetError::NotConnected)
+                    Err(write_ended(s, e))
                 } else if s.can_send() {
                     s.send_slice(buf).map(Some).map_err(|_| NetError::NotConnected)
                 } else {
@@ -148,19 +157,73 @@ impl TcpStream {
         Ok(())
     }
 
-    /// Sends FIN: the peer reads the end of the stream; this side can still read.
-    pub fn close(&mut self) -> Result<(), NetError> {
-        self.with(|s| s.close())
+    /// Waits until the peer has acknowledged everything written (the send buffer is empty),
+    /// as embassy-net's `flush` does. Fails as [`write`](Self::write) does if the connection
+    /// ends first; a `Timeout` or a kill interrupts it.
+    pub fn flush(&mut self) -> Result<(), NetError> {
+        loop {
+            let done = self.with(|s, e| {
+                if s.send_queue() == 0 {
+                    Ok(true)
+                } else if s.state() == smol_tcp::State::Closed {
+                    Err(write_ended(s, e))
+                } else {
+                    e.flushing = true;
+                    Ok(false)
+                }
+            })??;
+            if done {
+                return Ok(());
+            }
+            self.registration.clear_readiness(Interest::WRITABLE);
+            let waited = self.registration.wait(Interest::WRITABLE);
+            self.with(|_, e| e.flushing = false)?;
+            waited?;
+        }
     }
 
-    /// Resets the connection at once (RST).
+    /// Sends FIN: the peer reads the end of the stream; this side can still read.
+    pub fn close(&mut self) -> Result<(), NetError> {
+        self.with(|s, e| {
+            e.closed = true;
+            s.close()
+        })
+    }
+
+    /// Resets the connection at once: the RST goes out on the next hub turn, also if the
+    /// stream is dropped right away.
     pub fn abort(&mut self) -> Result<(), NetError> {
-        self.with(|s| s.abort())
+        self.with(|s, e| {
+            e.aborted = true;
+            s.abort()
+        })
     }
 
     /// The peer's address, while connected.
     pub fn remote_endpoint(&self) -> Option<IpEndpoint> {
-        self.with(|s| s.remote_endpoint()).ok().flatten()
+        self.with(|s, _| s.remote_endpoint()).ok().flatten()
+    }
+}
+
+/// Why a socket stopped receiving: `Ok` for the peer's FIN. Closed without one, the
+/// connection was reset by the peer or timed out by TCP.
+fn read_ended(s: &smol_tcp::Socket<'_>, e: &Entry) -> Result<(), NetError> {
+    if e.aborted {
+        Err(NetError::NotConnected)
+    } else if s.state() == smol_tcp::State::Closed && !e.fin_received {
+        Err(NetError::ConnectionReset)
+    } else {
+        Ok(())
+    }
+}
+
+/// Why a socket can no longer send: this side closed or aborted it, or else (closed without
+/// that) the connection was reset by the peer or timed out by TCP.
+fn write_ended(s: &smol_tcp::Socket<'_>, e: &Entry) -> NetError {
+    if !e.aborted && !e.closed && s.state() == smol_tcp::State::Closed {
+        NetError::ConnectionReset
+    } else {
+        NetError::NotConnected
     }
 }
 
@@ -180,9 +243,7 @@ impl embedded_io::Write for TcpStream {
     }
 
     fn flush(&mut self) -> Result<(), NetError> {
-        // Written data is in smoltcp's buffer and goes out on the next hub turns, as a write
-        // to a kernel socket does.
-        Ok(())
+        TcpStream::flush(self)
     }
 }
 
@@ -246,7 +307,8 @@ impl TcpListener {
                 let handles = entry.handles.clone();
                 for (i, handle) in handles.into_iter().enumerate() {
                     let socket = p.sockets.get_mut::<smol_tcp::Socket<'static>>(handle);
-                    match socket.state() {
+                    let state = socket.state();
+                    match state {
                         smol_tcp::State::Listen
                         | smol_tcp::State::SynReceived
                         | smol_tcp::State::SynSent => continue,
@@ -266,7 +328,10 @@ impl TcpListener {
                             let fresh = p.sockets.add(fresh);
                             let entry = p.entry_mut(index).expect("still there");
                             entry.handles[i] = fresh;
-                            return Ok(Some(p.add(vec![handle], Kind::Tcp)));
+                            let source = p.add(vec![handle], Kind::Tcp);
+                            let accepted = p.entry_mut(source.index).expect("just added");
+                            accepted.fin_received = super::fin_received(state);
+                            return Ok(Some(source));
                         }
                     }
                 }
