@@ -135,3 +135,23 @@ fn udp_datagrams_between_greenlets() {
     }
     echo.join().unwrap();
 }
+
+#[test]
+fn a_datagram_longer_than_the_buffer_is_truncated_not_dropped() {
+    loopback_hub();
+    let server = UdpSocket::bind(10, 4, 1024).unwrap();
+    let client = UdpSocket::bind(40001, 4, 1024).unwrap();
+    for message in [&b"a datagram of 29 bytes in all"[..], b"another one, 20 long", b"next"] {
+        client.send_to(message, (LOCALHOST, 10)).unwrap();
+    }
+    let mut buf = [0u8; 12];
+    let t = Timeout::start(Duration::from_secs(10));
+    let (n, from) = server.recv_from(&mut buf).unwrap();
+    assert_eq!((&buf[..n], from.port), (&b"a datagram o"[..], 40001), "std-like: what fits");
+    let second = server.recv_datagram(&mut buf).unwrap();
+    assert_eq!((&buf[..second.copied], second.len), (&b"another one,"[..], 20));
+    assert!(second.truncated());
+    let third = server.recv_datagram(&mut buf).unwrap();
+    assert_eq!((&buf[..third.copied], third.truncated()), (&b"next"[..], false));
+    drop(t);
+}

@@ -25,7 +25,7 @@ use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp as smol_tcp, udp as smol_udp};
 
 pub use tcp::{DEFAULT_BUFFER, TcpListener, TcpStream};
-pub use udp::UdpSocket;
+pub use udp::{Datagram, UdpSocket};
 
 use crate::WaitHook;
 

@@ -68,12 +68,24 @@ impl UdpSocket {
         }
     }
 
-    /// Receives one datagram into `buf` (truncated if longer), waiting for one; returns its
-    /// length and sender.
+    /// Receives one datagram into `buf`, waiting for one; returns how many bytes it copied and
+    /// the sender. A datagram longer than `buf` is truncated to fit, the rest of it discarded,
+    /// as std's `UdpSocket::recv_from` does; [`recv_datagram`](Self::recv_datagram) says
+    /// when that happened.
     pub fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, IpEndpoint), NetError> {
+        self.recv_datagram(buf).map(|d| (d.copied, d.from))
+    }
+
+    /// Receives one datagram into `buf`, waiting for one, truncating it if it is longer than
+    /// `buf`; the answer says how long it was.
+    pub fn recv_datagram(&self, buf: &mut [u8]) -> Result<Datagram, NetError> {
         loop {
-            let got = self.with(|s| match s.recv_slice(buf) {
-                Ok((n, meta)) => Some((n, meta.endpoint)),
+            let got = self.with(|s| match s.recv() {
+                Ok((payload, meta)) => {
+                    let copied = payload.len().min(buf.len());
+                    buf[..copied].copy_from_slice(&payload[..copied]);
+                    Some(Datagram { copied, len: payload.len(), from: meta.endpoint })
+                }
                 Err(_) => None,
             })?;
             if let Some(got) = got {
@@ -82,5 +94,23 @@ impl UdpSocket {
             self.registration.clear_readiness(Interest::READABLE);
             self.registration.wait(Interest::READABLE)?;
         }
+    }
+}
+
+/// A datagram [`UdpSocket::recv_datagram`] received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Datagram {
+    /// The bytes copied into the caller's buffer.
+    pub copied: usize,
+    /// The datagram's length: more than `copied` if it was truncated.
+    pub len: usize,
+    /// The sender.
+    pub from: IpEndpoint,
+}
+
+impl Datagram {
+    /// Whether the datagram was longer than the buffer, its end discarded.
+    pub fn truncated(&self) -> bool {
+        self.len > self.copied
     }
 }
