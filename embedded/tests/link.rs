@@ -136,7 +136,7 @@ fn tcp_and_udp_across_two_interfaces_joined_in_memory() {
     let clients: Vec<_> = (0..3u16)
         .map(|i| {
             spawn(move || {
-                let mut stream = TcpStream::connect((SERVER, 80), 40000 + i).unwrap();
+                let mut stream = TcpStream::connect((SERVER, 80)).unwrap();
                 let message = format!("message {i} ").repeat(50 + 10 * i as usize).into_bytes();
                 stream.write_all(&message).unwrap();
                 let mut echoed = vec![0u8; message.len()];

@@ -100,7 +100,7 @@ fn hub() -> Rc<Cell<bool>> {
 /// A connected pair: (the accepted end, the connecting end), the only sockets of the stack.
 fn pair(port: u16) -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind(port, 1).unwrap();
-    let client = gevent_embedded::spawn(move || TcpStream::connect((LOCALHOST, port), 49999));
+    let client = gevent_embedded::spawn(move || TcpStream::connect((LOCALHOST, port)));
     let server = listener.accept().unwrap();
     (server, client.take().unwrap().unwrap())
 }
@@ -199,4 +199,16 @@ fn a_killed_operation_is_not_an_error_kind_that_callers_retry() {
     let timed_out = Timeout::start(Duration::from_secs(1));
     let e = NetError::Interrupted(Interrupted::TimedOut(timed_out.id()));
     assert_eq!(e.kind(), embedded_io::ErrorKind::TimedOut);
+}
+
+#[test]
+fn keep_alive_and_a_socket_timeout_end_an_idle_connection_whose_peer_vanished() {
+    let cut = hub();
+    let (_server, mut client) = pair(86);
+    client.set_keep_alive(Some(Duration::from_millis(10))).unwrap();
+    client.set_timeout(Some(Duration::from_millis(100))).unwrap();
+    cut.set(true);
+    let t = Timeout::start(Duration::from_secs(10));
+    assert_eq!(client.read(&mut [0u8; 8]), Err(NetError::ConnectionReset));
+    drop(t);
 }

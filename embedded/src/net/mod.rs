@@ -24,7 +24,7 @@ use gevent_core::time::Instant;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp as smol_tcp, udp as smol_udp};
 
-pub use tcp::{DEFAULT_BUFFER, TcpListener, TcpStream};
+pub use tcp::{DEFAULT_BUFFER, TcpListener, TcpReader, TcpStream, TcpWriter};
 pub use udp::{Datagram, UdpSocket};
 
 use crate::WaitHook;
@@ -113,6 +113,8 @@ enum Kind {
 pub struct NetPoller {
     iface: Interface,
     linger: Duration,
+    /// Where the search for a free ephemeral port starts; 0 until the first connect.
+    next_port: u16,
     sockets: SocketSet<'static>,
     drive: Drive,
     clock: Box<dyn Clock>,
@@ -142,6 +144,7 @@ impl NetPoller {
         NetPoller {
             iface,
             linger: DEFAULT_LINGER,
+            next_port: 0,
             sockets: SocketSet::new(Vec::new()),
             drive,
             clock: Box::new(clock),
@@ -284,6 +287,34 @@ impl NetPoller {
                 Readiness { readable: incoming, writable: false }
             }
         }
+    }
+
+    /// A local port for an outgoing TCP connection: the next one of the ephemeral range
+    /// (RFC 6335: 49152–65535) that no TCP socket uses, starting from a point taken from the
+    /// clock, so that a rebooted board does not reuse the ports of its last run in order.
+    /// `None` if every one is in use.
+    fn ephemeral_port(&mut self) -> Option<u16> {
+        const FIRST: u16 = 49152;
+        const COUNT: u16 = u16::MAX - FIRST + 1;
+        if self.next_port == 0 {
+            self.next_port = FIRST + (self.clock.now().as_nanos() / 1000 % u64::from(COUNT)) as u16;
+        }
+        for _ in 0..COUNT {
+            let port = self.next_port;
+            self.next_port = if port == u16::MAX { FIRST } else { port + 1 };
+            let in_use = self.sockets.iter().any(|(_, socket)| match socket {
+                smoltcp::socket::Socket::Tcp(s) => {
+                    s.listen_endpoint().port == port
+                        || s.local_endpoint().is_some_and(|e| e.port == port)
+                }
+                #[allow(unreachable_patterns)]
+                _ => false,
+            });
+            if !in_use {
+                return Some(port);
+            }
+        }
+        None
     }
 
     /// How long until the first orphan's linger ends.
