@@ -6,11 +6,22 @@
 //! a socket that became readable (data, or the peer closed) or writable (buffer space) wakes
 //! the greenlets waiting on it. When nothing is runnable, the poller sleeps with the firmware's
 //! [`WaitHook`] until the earlier of the next timer and smoltcp's own `poll_delay`.
+//!
+//! Optional protocols are cargo features, each adding its smoltcp code to the firmware only
+//! when chosen: `ipv6` (TCP, UDP and ping over IPv6), `icmp` (`IcmpSocket`, `ping`), `raw`
+//! (`RawSocket`) and `multicast` (`join_multicast_group`, `UdpSocket::join_multicast_v4`).
+//! The link's state, as the driver reports it, is [`link_is_up`] and [`wait_link_up`].
 
+#[cfg(feature = "icmp")]
+mod icmp;
+mod link;
+#[cfg(feature = "raw")]
+mod raw;
 mod tcp;
 mod udp;
 
 use alloc::boxed::Box;
+use alloc::rc::Rc;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::any::Any;
@@ -19,13 +30,21 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 
 use gevent_core::Interrupted;
+use gevent_core::event::Event;
 use gevent_core::platform::{Clock, Interest, PollError, Poller, Readiness, RemoteWaker, Token};
 use gevent_core::time::Instant;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp as smol_tcp, udp as smol_udp};
 
+#[cfg(feature = "icmp")]
+pub use icmp::{IcmpSocket, ping};
+pub use link::{link_is_up, set_link_up, wait_link_up};
+#[cfg(feature = "raw")]
+pub use raw::RawSocket;
 pub use tcp::{DEFAULT_BUFFER, TcpListener, TcpReader, TcpStream, TcpWriter};
 pub use udp::{Datagram, UdpSocket};
+#[cfg(feature = "multicast")]
+pub use udp::{join_multicast_group, leave_multicast_group};
 
 use crate::WaitHook;
 
@@ -107,6 +126,17 @@ enum Kind {
     Tcp,
     Udp,
     Listener,
+    #[cfg(feature = "icmp")]
+    Icmp,
+    #[cfg(feature = "raw")]
+    Raw,
+}
+
+impl Kind {
+    /// A socket of datagrams: freed once it has sent what it queued.
+    fn is_datagram(self) -> bool {
+        !matches!(self, Kind::Tcp | Kind::Listener)
+    }
 }
 
 /// The hub's poller on a smoltcp interface.
@@ -115,6 +145,10 @@ pub struct NetPoller {
     linger: Duration,
     /// Where the search for a free ephemeral port starts; 0 until the first connect.
     next_port: u16,
+    /// Whether the link is up, as the driver last reported (up until it says otherwise).
+    link_up: bool,
+    /// Set while `link_up` (once the poller has seen it): what `wait_link_up` waits on.
+    link_event: Rc<Event>,
     sockets: SocketSet<'static>,
     drive: Drive,
     clock: Box<dyn Clock>,
@@ -145,6 +179,8 @@ impl NetPoller {
             iface,
             linger: DEFAULT_LINGER,
             next_port: 0,
+            link_up: true,
+            link_event: Rc::new(Event::new()),
             sockets: SocketSet::new(Vec::new()),
             drive,
             clock: Box::new(clock),
@@ -195,9 +231,10 @@ impl NetPoller {
         Some((self.sockets.get_mut::<smol_tcp::Socket<'static>>(entry.handles[0]), entry))
     }
 
-    fn udp(&mut self, index: usize) -> Option<&mut smol_udp::Socket<'static>> {
+    /// The socket of a single-socket entry, of type `T`.
+    fn socket<T: smoltcp::socket::AnySocket<'static>>(&mut self, index: usize) -> Option<&mut T> {
         let handle = self.handle(index)?;
-        Some(self.sockets.get_mut::<smol_udp::Socket<'static>>(handle))
+        Some(self.sockets.get_mut::<T>(handle))
     }
 
     /// Removes an entry and its sockets now.
@@ -220,7 +257,7 @@ impl NetPoller {
                 self.sockets.get_mut::<smol_tcp::Socket<'static>>(entry.handles[0]).close();
                 entry.linger_until = Some(self.clock.now() + self.linger);
             }
-            Kind::Udp => {}
+            _ => {}
         }
         entry.orphan = true;
         entry.token = None;
@@ -230,6 +267,7 @@ impl NetPoller {
     /// Book-keeping after the interface ran: notes the FINs that arrived, aborts orphans that
     /// lingered too long, and removes orphaned sockets that have nothing left to do.
     fn settle(&mut self, now: Instant) {
+        self.report_link();
         for i in 0..self.entries.len() {
             let Some(e) = &mut self.entries[i] else { continue };
             if e.kind == Kind::Tcp {
@@ -242,8 +280,8 @@ impl NetPoller {
                 }
             }
             let done = match &self.entries[i] {
-                Some(e) if e.orphan && e.kind == Kind::Udp => {
-                    self.sockets.get::<smol_udp::Socket<'static>>(e.handles[0]).send_queue() == 0
+                Some(e) if e.orphan && e.kind.is_datagram() => {
+                    self.datagram(e.kind, e.handles[0]).1 == 0
                 }
                 Some(e) if e.orphan => e.handles.iter().all(|&h| {
                     let s = self.sockets.get::<smol_tcp::Socket<'static>>(h);
@@ -275,10 +313,6 @@ impl NetPoller {
                 };
                 Readiness { readable: s.can_recv() || (!s.may_recv() && settled), writable }
             }
-            Kind::Udp => {
-                let s = self.sockets.get::<smol_udp::Socket<'static>>(entry.handles[0]);
-                Readiness { readable: s.can_recv(), writable: s.can_send() }
-            }
             Kind::Listener => {
                 let incoming = entry.handles.iter().any(|&h| {
                     let s = self.sockets.get::<smol_tcp::Socket<'static>>(h);
@@ -286,6 +320,28 @@ impl NetPoller {
                 });
                 Readiness { readable: incoming, writable: false }
             }
+            datagram => self.datagram(datagram, entry.handles[0]).0,
+        }
+    }
+
+    /// A datagram socket's readiness and the bytes it has yet to send.
+    fn datagram(&self, kind: Kind, handle: SocketHandle) -> (Readiness, usize) {
+        match kind {
+            Kind::Udp => {
+                let s = self.sockets.get::<smol_udp::Socket<'static>>(handle);
+                (Readiness { readable: s.can_recv(), writable: s.can_send() }, s.send_queue())
+            }
+            #[cfg(feature = "icmp")]
+            Kind::Icmp => {
+                let s = self.sockets.get::<smoltcp::socket::icmp::Socket<'static>>(handle);
+                (Readiness { readable: s.can_recv(), writable: s.can_send() }, s.send_queue())
+            }
+            #[cfg(feature = "raw")]
+            Kind::Raw => {
+                let s = self.sockets.get::<smoltcp::socket::raw::Socket<'static>>(handle);
+                (Readiness { readable: s.can_recv(), writable: s.can_send() }, s.send_queue())
+            }
+            Kind::Tcp | Kind::Listener => (Readiness::default(), 0),
         }
     }
 
@@ -453,6 +509,8 @@ pub enum NetError {
     InvalidAddress,
     /// The datagram did not fit the socket's buffer.
     TooLarge,
+    /// No answer came within the time given (a `ping`).
+    TimedOut,
 }
 
 impl From<Interrupted> for NetError {
@@ -471,6 +529,7 @@ impl fmt::Display for NetError {
             NetError::NotConnected => f.write_str("the socket is not connected"),
             NetError::InvalidAddress => f.write_str("the address or port is invalid or in use"),
             NetError::TooLarge => f.write_str("the datagram does not fit the socket buffer"),
+            NetError::TimedOut => f.write_str("no answer came in time"),
         }
     }
 }
@@ -489,6 +548,7 @@ impl embedded_io::Error for NetError {
             NetError::NotConnected => embedded_io::ErrorKind::NotConnected,
             NetError::InvalidAddress => embedded_io::ErrorKind::InvalidInput,
             NetError::TooLarge => embedded_io::ErrorKind::InvalidInput,
+            NetError::TimedOut => embedded_io::ErrorKind::TimedOut,
         }
     }
 }

@@ -7,6 +7,8 @@ use gevent_core::hub::IoRegistration;
 use gevent_core::platform::Interest;
 use smoltcp::socket::udp as smol_udp;
 use smoltcp::wire::IpEndpoint;
+#[cfg(feature = "multicast")]
+use smoltcp::wire::{IpAddress, Ipv4Address};
 
 use super::{Kind, NetError, NetPoller, NetSource};
 
@@ -45,7 +47,7 @@ impl UdpSocket {
 
     fn with<R>(&self, f: impl FnOnce(&mut smol_udp::Socket<'static>) -> R) -> Result<R, NetError> {
         let index = self.registration.source().index;
-        NetPoller::with(|p| p.udp(index).map(f))?.ok_or(NetError::NotConnected)
+        NetPoller::with(|p| p.socket(index).map(f))?.ok_or(NetError::NotConnected)
     }
 
     /// Sends one datagram to `remote`, waiting for buffer room.
@@ -66,6 +68,19 @@ impl UdpSocket {
             self.registration.clear_readiness(Interest::WRITABLE);
             self.registration.wait(Interest::WRITABLE)?;
         }
+    }
+
+    /// Joins the IPv4 multicast group `group` (see [`join_multicast_group`]; the membership
+    /// is the interface's, as smoltcp keeps it, not this socket's).
+    #[cfg(feature = "multicast")]
+    pub fn join_multicast_v4(&self, group: Ipv4Address) -> Result<(), NetError> {
+        join_multicast_group(group)
+    }
+
+    /// Leaves the IPv4 multicast group `group` (see [`leave_multicast_group`]).
+    #[cfg(feature = "multicast")]
+    pub fn leave_multicast_v4(&self, group: Ipv4Address) -> Result<(), NetError> {
+        leave_multicast_group(group)
     }
 
     /// Receives one datagram into `buf`, waiting for one; returns how many bytes it copied and
@@ -113,4 +128,20 @@ impl Datagram {
     pub fn truncated(&self) -> bool {
         self.len > self.copied
     }
+}
+
+/// Joins the multicast group `group` on the interface: datagrams sent to it reach the UDP
+/// sockets bound to their port (and, on Ethernet, the interface announces the membership
+/// with IGMP or MLD).
+#[cfg(feature = "multicast")]
+pub fn join_multicast_group(group: impl Into<IpAddress>) -> Result<(), NetError> {
+    let group = group.into();
+    NetPoller::with(|p| p.iface.join_multicast_group(group))?.map_err(|_| NetError::InvalidAddress)
+}
+
+/// Leaves the multicast group `group` on the interface.
+#[cfg(feature = "multicast")]
+pub fn leave_multicast_group(group: impl Into<IpAddress>) -> Result<(), NetError> {
+    let group = group.into();
+    NetPoller::with(|p| p.iface.leave_multicast_group(group))?.map_err(|_| NetError::InvalidAddress)
 }
