@@ -18,10 +18,12 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 
 const LOCALHOST: Ipv4Address = Ipv4Address::new(127, 0, 0, 1);
 
-/// A loopback IP device whose link can be cut.
+/// A loopback IP device whose link can be cut (frames sent are lost) or jammed (nothing can
+/// be sent).
 struct CuttableLoopback {
     queue: Rc<RefCell<VecDeque<Vec<u8>>>>,
     cut: Rc<Cell<bool>>,
+    jammed: Rc<Cell<bool>>,
 }
 
 struct RxToken(Vec<u8>);
@@ -70,14 +72,20 @@ impl Device for CuttableLoopback {
     }
 
     fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<TxToken> {
-        Some(self.tx())
+        (!self.jammed.get()).then(|| self.tx())
     }
 }
 
 /// Installs a hub on this thread over a cuttable loopback link; returns the link's switch.
 fn hub() -> Rc<Cell<bool>> {
-    let cut = Rc::new(Cell::new(false));
-    let mut device = CuttableLoopback { queue: Default::default(), cut: cut.clone() };
+    hub_with_jam().0
+}
+
+/// [`hub`], also returning the switch that jams the link.
+fn hub_with_jam() -> (Rc<Cell<bool>>, Rc<Cell<bool>>) {
+    let (cut, jammed) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(false)));
+    let mut device =
+        CuttableLoopback { queue: Default::default(), cut: cut.clone(), jammed: jammed.clone() };
     let mut iface = Interface::new(
         Config::new(HardwareAddress::Ip),
         &mut device,
@@ -94,7 +102,7 @@ fn hub() -> Rc<Cell<bool>> {
     let clock = TickClock::new(HostTicks::start());
     gevent_embedded::init_net(iface, drive, clock, stacks, |_| std::thread::yield_now())
         .expect("one hub per test thread");
-    cut
+    (cut, jammed)
 }
 
 /// A connected pair: (the accepted end, the connecting end), the only sockets of the stack.
@@ -170,6 +178,16 @@ fn an_orphan_whose_peer_vanished_is_freed_after_the_linger() {
     let (_server, mut client) = pair(84);
     cut.set(true);
     client.write_all(b"never acknowledged").unwrap();
+    drop(client);
+    wait_until_open_sockets(1).unwrap();
+}
+
+#[test]
+fn an_orphan_that_cannot_even_send_its_reset_is_freed_after_a_second_linger() {
+    let (_, jammed) = hub_with_jam();
+    net::set_orphan_linger(Duration::from_millis(20)).unwrap();
+    let (_server, client) = pair(87);
+    jammed.set(true);
     drop(client);
     wait_until_open_sockets(1).unwrap();
 }

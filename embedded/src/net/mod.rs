@@ -270,30 +270,38 @@ impl NetPoller {
         self.report_link();
         for i in 0..self.entries.len() {
             let Some(e) = &mut self.entries[i] else { continue };
+            // A linger that ran out with the RST still unsent (no route to the peer): free it.
+            let mut given_up = false;
             if e.kind == Kind::Tcp {
                 let s = self.sockets.get_mut::<smol_tcp::Socket<'static>>(e.handles[0]);
                 e.fin_received |= fin_received(s.state());
-                if e.linger_until.is_some_and(|t| now >= t) && s.is_open() {
-                    debug!("gevent: socket {} lingered too long: aborted", i);
-                    s.abort();
-                    e.linger_until = None;
+                if e.linger_until.is_some_and(|t| now >= t) {
+                    if s.is_open() {
+                        debug!("gevent: socket {} lingered too long: aborted", i);
+                        s.abort();
+                        // One more linger for the RST to go out.
+                        e.linger_until = Some(now + self.linger);
+                    } else {
+                        given_up = true;
+                    }
                 }
             }
-            let done = match &self.entries[i] {
-                Some(e) if e.orphan && e.kind.is_datagram() => {
-                    self.datagram(e.kind, e.handles[0]).1 == 0
-                }
-                Some(e) if e.orphan => e.handles.iter().all(|&h| {
-                    let s = self.sockets.get::<smol_tcp::Socket<'static>>(h);
-                    match s.state() {
-                        // Closed with an endpoint still set: its RST is yet to go out.
-                        smol_tcp::State::Closed => s.remote_endpoint().is_none(),
-                        smol_tcp::State::TimeWait => true,
-                        _ => false,
+            let done = given_up
+                || match &self.entries[i] {
+                    Some(e) if e.orphan && e.kind.is_datagram() => {
+                        self.datagram(e.kind, e.handles[0]).1 == 0
                     }
-                }),
-                _ => false,
-            };
+                    Some(e) if e.orphan => e.handles.iter().all(|&h| {
+                        let s = self.sockets.get::<smol_tcp::Socket<'static>>(h);
+                        match s.state() {
+                            // Closed with an endpoint still set: its RST is yet to go out.
+                            smol_tcp::State::Closed => s.remote_endpoint().is_none(),
+                            smol_tcp::State::TimeWait => true,
+                            _ => false,
+                        }
+                    }),
+                    _ => false,
+                };
             if done {
                 debug!("gevent: socket {} closed and freed", i);
                 self.remove(i);
