@@ -1,5 +1,6 @@
 //! Two smoltcp interfaces joined by an in-memory link, each run by its own hub on its own
-//! thread (two "boards"): a greenlet TCP echo server on one, clients on the other, and UDP.
+//! thread (two "boards"): a greenlet TCP echo server on one, clients on the other (over IPv4
+//! and over IPv6 link-local addresses), and UDP.
 
 mod common;
 use common::HostTicks;
@@ -13,7 +14,7 @@ use gevent_embedded::net::{TcpListener, TcpStream, UdpSocket};
 use gevent_embedded::{StaticStacks, TickClock, joinall, spawn};
 use smoltcp::iface::{Config, Interface};
 use smoltcp::phy::{self, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address};
 
 type Wire = Arc<Mutex<VecDeque<Vec<u8>>>>;
 
@@ -76,6 +77,8 @@ thread_local! {
 
 const SERVER: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
 const CLIENT: Ipv4Address = Ipv4Address::new(10, 0, 0, 2);
+/// The server's IPv6 link-local address; the client's ends in 2.
+const SERVER6: Ipv6Address = Ipv6Address::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 
 /// Installs this thread's hub on `end` with the address `ip`.
 fn board(mut end: LinkEnd, ip: Ipv4Address) {
@@ -84,7 +87,12 @@ fn board(mut end: LinkEnd, ip: Ipv4Address) {
         &mut end,
         smoltcp::time::Instant::from_micros(0),
     );
-    iface.update_ip_addrs(|addrs| addrs.push(IpCidr::new(IpAddress::Ipv4(ip), 24)).unwrap());
+    let host = ip.octets()[3].into();
+    let link_local = Ipv6Address::new(0xfe80, 0, 0, 0, 0, 0, 0, host);
+    iface.update_ip_addrs(|addrs| {
+        addrs.push(IpCidr::new(IpAddress::Ipv4(ip), 24)).unwrap();
+        addrs.push(IpCidr::new(IpAddress::Ipv6(link_local), 64)).unwrap();
+    });
     let drive = Box::new(move |iface: &mut Interface, sockets: &mut _, now| {
         iface.poll(now, &mut end, sockets);
     });
@@ -136,7 +144,9 @@ fn tcp_and_udp_across_two_interfaces_joined_in_memory() {
     let clients: Vec<_> = (0..3u16)
         .map(|i| {
             spawn(move || {
-                let mut stream = TcpStream::connect((SERVER, 80), 40000 + i).unwrap();
+                // The last one over IPv6, between link-local addresses.
+                let server = if i == 2 { IpAddress::Ipv6(SERVER6) } else { SERVER.into() };
+                let mut stream = TcpStream::connect((server, 80)).unwrap();
                 let message = format!("message {i} ").repeat(50 + 10 * i as usize).into_bytes();
                 stream.write_all(&message).unwrap();
                 let mut echoed = vec![0u8; message.len()];

@@ -79,7 +79,7 @@ fn tcp_echo_between_greenlets_over_smoltcp() {
     let clients: Vec<_> = (0..3u16)
         .map(|i| {
             spawn(move || {
-                let mut stream = TcpStream::connect((LOCALHOST, 7), 49152 + i).unwrap();
+                let mut stream = TcpStream::connect((LOCALHOST, 7)).unwrap();
                 let message = format!("hello from client {i}, ").repeat(20 + i as usize);
                 let reply = round_trip(&mut stream, message.as_bytes());
                 stream.close().unwrap();
@@ -102,7 +102,7 @@ fn a_timeout_bounds_a_read_with_no_data() {
         gevent_embedded::sleep(Duration::from_millis(200)).unwrap();
         drop(stream);
     });
-    let mut client = TcpStream::connect((LOCALHOST, 8), 50000).unwrap();
+    let mut client = TcpStream::connect((LOCALHOST, 8)).unwrap();
     let t = Timeout::start(Duration::from_millis(20));
     let mut buf = [0u8; 8];
     assert_eq!(
@@ -134,4 +134,75 @@ fn udp_datagrams_between_greenlets() {
         assert_eq!(from.port, 9);
     }
     echo.join().unwrap();
+}
+
+#[test]
+fn a_datagram_longer_than_the_buffer_is_truncated_not_dropped() {
+    loopback_hub();
+    let server = UdpSocket::bind(10, 4, 1024).unwrap();
+    let client = UdpSocket::bind(40001, 4, 1024).unwrap();
+    for message in [&b"a datagram of 29 bytes in all"[..], b"another one, 20 long", b"next"] {
+        client.send_to(message, (LOCALHOST, 10)).unwrap();
+    }
+    let mut buf = [0u8; 12];
+    let t = Timeout::start(Duration::from_secs(10));
+    let (n, from) = server.recv_from(&mut buf).unwrap();
+    assert_eq!((&buf[..n], from.port), (&b"a datagram o"[..], 40001), "std-like: what fits");
+    let second = server.recv_datagram(&mut buf).unwrap();
+    assert_eq!((&buf[..second.copied], second.len), (&b"another one,"[..], 20));
+    assert!(second.truncated());
+    let third = server.recv_datagram(&mut buf).unwrap();
+    assert_eq!((&buf[..third.copied], third.truncated()), (&b"next"[..], false));
+    drop(t);
+}
+
+#[test]
+fn connect_picks_a_free_ephemeral_port() {
+    loopback_hub();
+    let listener = TcpListener::bind(11, 2).unwrap();
+    let first = TcpStream::connect((LOCALHOST, 11)).unwrap();
+    let port = first.local_endpoint().unwrap().port;
+    assert!(port >= 49152, "{port} is not in the ephemeral range");
+    // The port the search would try next is taken: connect skips it.
+    let next = if port == u16::MAX { 49152 } else { port + 1 };
+    let _taken = TcpListener::bind(next, 1).unwrap();
+    let second = TcpStream::connect((LOCALHOST, 11)).unwrap();
+    let second_port = second.local_endpoint().unwrap().port;
+    assert!(second_port >= 49152 && second_port != port && second_port != next);
+    drop(listener);
+}
+
+#[test]
+fn a_split_stream_reads_and_writes_from_two_greenlets_at_once() {
+    loopback_hub();
+    let listener = TcpListener::bind(12, 1).unwrap();
+    let server = spawn(move || echo(&mut listener.accept().unwrap()));
+    let stream = TcpStream::connect((LOCALHOST, 12)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream.set_hop_limit(std::num::NonZeroU8::new(16)).unwrap();
+    let (mut reader, mut writer) = stream.split();
+    // Far more than the buffers on both sides hold: written by one greenlet only, it would
+    // fill them and wait for room that only reading the echo makes.
+    let message: Vec<u8> = (0..16 * 1024).map(|i| (i % 251) as u8).collect();
+    let expected = message.clone();
+    let t = Timeout::start(Duration::from_secs(30));
+    let writing = spawn(move || {
+        writer.write_all(&message).unwrap();
+        writer.flush().unwrap();
+        // Dropping the writer sends FIN: the server's echo ends.
+    });
+    let reading = spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 300];
+        loop {
+            match reader.read(&mut buf).unwrap() {
+                0 => return got,
+                n => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    writing.join().unwrap();
+    assert!(reading.take().unwrap() == expected, "the echo came back whole");
+    assert_eq!(server.get().unwrap(), Ok(expected.len()));
+    drop(t);
 }

@@ -6,11 +6,22 @@
 //! a socket that became readable (data, or the peer closed) or writable (buffer space) wakes
 //! the greenlets waiting on it. When nothing is runnable, the poller sleeps with the firmware's
 //! [`WaitHook`] until the earlier of the next timer and smoltcp's own `poll_delay`.
+//!
+//! Optional protocols are cargo features, each adding its smoltcp code to the firmware only
+//! when chosen: `ipv6` (TCP, UDP and ping over IPv6), `icmp` (`IcmpSocket`, `ping`), `raw`
+//! (`RawSocket`) and `multicast` (`join_multicast_group`, `UdpSocket::join_multicast_v4`).
+//! The link's state, as the driver reports it, is [`link_is_up`] and [`wait_link_up`].
 
+#[cfg(feature = "icmp")]
+mod icmp;
+mod link;
+#[cfg(feature = "raw")]
+mod raw;
 mod tcp;
 mod udp;
 
 use alloc::boxed::Box;
+use alloc::rc::Rc;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::any::Any;
@@ -19,15 +30,41 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 
 use gevent_core::Interrupted;
+use gevent_core::event::Event;
 use gevent_core::platform::{Clock, Interest, PollError, Poller, Readiness, RemoteWaker, Token};
 use gevent_core::time::Instant;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp as smol_tcp, udp as smol_udp};
 
-pub use tcp::{DEFAULT_BUFFER, TcpListener, TcpStream};
-pub use udp::UdpSocket;
+#[cfg(feature = "icmp")]
+pub use icmp::{IcmpSocket, ping};
+pub use link::{link_is_up, set_link_up, wait_link_up};
+#[cfg(feature = "raw")]
+pub use raw::RawSocket;
+pub use tcp::{DEFAULT_BUFFER, TcpListener, TcpReader, TcpStream, TcpWriter};
+pub use udp::{Datagram, UdpSocket};
+#[cfg(feature = "multicast")]
+pub use udp::{join_multicast_group, leave_multicast_group};
 
 use crate::WaitHook;
+
+/// How long a dropped TCP stream may take to finish closing before it is aborted (RST) and
+/// its buffers freed, unless [`set_orphan_linger`] says otherwise: a peer that vanished, or
+/// that never closes its side (leaving this one in FIN-WAIT-2), would otherwise hold the
+/// socket forever.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(10);
+
+/// Sets how long a dropped TCP stream may take to finish closing (see [`DEFAULT_LINGER`]);
+/// applies to streams dropped from now on.
+pub fn set_orphan_linger(linger: Duration) -> Result<(), NetError> {
+    NetPoller::with(|p| p.linger = linger)
+}
+
+/// How many sockets the stack holds (each listener counts once): streams and UDP sockets in
+/// use, and dropped ones still closing.
+pub fn open_sockets() -> Result<usize, NetError> {
+    NetPoller::with(|p| p.entries.iter().flatten().count())
+}
 
 /// Drives smoltcp for the interface: `iface.poll(now, device, sockets)`. The device lives in
 /// the closure, which keeps [`NetPoller`] free of the device's type.
@@ -52,6 +89,18 @@ struct Entry {
     reported: Readiness,
     /// Dropped by its owner: removed once TCP has finished closing it.
     orphan: bool,
+    /// TCP: the peer's FIN arrived (the socket went through a state after it), so a socket
+    /// that ends up closed ended gracefully; closed without it, the connection was reset.
+    fin_received: bool,
+    /// TCP: this side aborted the connection.
+    aborted: bool,
+    /// TCP: this side closed its half (sent FIN).
+    closed: bool,
+    /// TCP, while a greenlet flushes: report writable only once the peer acknowledged all.
+    flushing: bool,
+    /// An orphaned TCP socket still closing at this time is aborted (see
+    /// [`set_orphan_linger`]).
+    linger_until: Option<Instant>,
 }
 
 /// An entry of the hub's [`NetPoller`], owned by the socket type that made it: the source its
@@ -77,11 +126,29 @@ enum Kind {
     Tcp,
     Udp,
     Listener,
+    #[cfg(feature = "icmp")]
+    Icmp,
+    #[cfg(feature = "raw")]
+    Raw,
+}
+
+impl Kind {
+    /// A socket of datagrams: freed once it has sent what it queued.
+    fn is_datagram(self) -> bool {
+        !matches!(self, Kind::Tcp | Kind::Listener)
+    }
 }
 
 /// The hub's poller on a smoltcp interface.
 pub struct NetPoller {
     iface: Interface,
+    linger: Duration,
+    /// Where the search for a free ephemeral port starts; 0 until the first connect.
+    next_port: u16,
+    /// Whether the link is up, as the driver last reported (up until it says otherwise).
+    link_up: bool,
+    /// Set while `link_up` (once the poller has seen it): what `wait_link_up` waits on.
+    link_event: Rc<Event>,
     sockets: SocketSet<'static>,
     drive: Drive,
     clock: Box<dyn Clock>,
@@ -110,6 +177,10 @@ impl NetPoller {
     ) -> Self {
         NetPoller {
             iface,
+            linger: DEFAULT_LINGER,
+            next_port: 0,
+            link_up: true,
+            link_event: Rc::new(Event::new()),
             sockets: SocketSet::new(Vec::new()),
             drive,
             clock: Box::new(clock),
@@ -126,6 +197,11 @@ impl NetPoller {
             token: None,
             reported: Readiness::default(),
             orphan: false,
+            fin_received: false,
+            aborted: false,
+            closed: false,
+            flushing: false,
+            linger_until: None,
         });
         let index = match self.entries.iter().position(Option::is_none) {
             Some(i) => {
@@ -149,14 +225,16 @@ impl NetPoller {
         self.entries.get(index)?.as_ref().map(|e| e.handles[0])
     }
 
-    fn tcp(&mut self, index: usize) -> Option<&mut smol_tcp::Socket<'static>> {
-        let handle = self.handle(index)?;
-        Some(self.sockets.get_mut::<smol_tcp::Socket<'static>>(handle))
+    /// A TCP stream's socket and what the poller knows of it.
+    fn tcp(&mut self, index: usize) -> Option<(&mut smol_tcp::Socket<'static>, &mut Entry)> {
+        let entry = self.entries.get_mut(index)?.as_mut()?;
+        Some((self.sockets.get_mut::<smol_tcp::Socket<'static>>(entry.handles[0]), entry))
     }
 
-    fn udp(&mut self, index: usize) -> Option<&mut smol_udp::Socket<'static>> {
+    /// The socket of a single-socket entry, of type `T`.
+    fn socket<T: smoltcp::socket::AnySocket<'static>>(&mut self, index: usize) -> Option<&mut T> {
         let handle = self.handle(index)?;
-        Some(self.sockets.get_mut::<smol_udp::Socket<'static>>(handle))
+        Some(self.sockets.get_mut::<T>(handle))
     }
 
     /// Removes an entry and its sockets now.
@@ -176,28 +254,54 @@ impl NetPoller {
         match entry.kind {
             Kind::Listener => return self.remove(index),
             Kind::Tcp => {
-                self.sockets.get_mut::<smol_tcp::Socket<'static>>(entry.handles[0]).close()
+                self.sockets.get_mut::<smol_tcp::Socket<'static>>(entry.handles[0]).close();
+                entry.linger_until = Some(self.clock.now() + self.linger);
             }
-            Kind::Udp => {}
+            _ => {}
         }
         entry.orphan = true;
         entry.token = None;
-        self.reap();
+        self.settle(self.clock.now());
     }
 
-    /// Removes orphaned sockets that have nothing left to do.
-    fn reap(&mut self) {
+    /// Book-keeping after the interface ran: notes the FINs that arrived, aborts orphans that
+    /// lingered too long, and removes orphaned sockets that have nothing left to do.
+    fn settle(&mut self, now: Instant) {
+        self.report_link();
         for i in 0..self.entries.len() {
-            let done = match &self.entries[i] {
-                Some(e) if e.orphan && e.kind == Kind::Udp => {
-                    self.sockets.get::<smol_udp::Socket<'static>>(e.handles[0]).send_queue() == 0
+            let Some(e) = &mut self.entries[i] else { continue };
+            // A linger that ran out with the RST still unsent (no route to the peer): free it.
+            let mut given_up = false;
+            if e.kind == Kind::Tcp {
+                let s = self.sockets.get_mut::<smol_tcp::Socket<'static>>(e.handles[0]);
+                e.fin_received |= fin_received(s.state());
+                if e.linger_until.is_some_and(|t| now >= t) {
+                    if s.is_open() {
+                        debug!("gevent: socket {} lingered too long: aborted", i);
+                        s.abort();
+                        // One more linger for the RST to go out.
+                        e.linger_until = Some(now + self.linger);
+                    } else {
+                        given_up = true;
+                    }
                 }
-                Some(e) if e.orphan => e.handles.iter().all(|&h| {
-                    let s = self.sockets.get::<smol_tcp::Socket<'static>>(h);
-                    matches!(s.state(), smol_tcp::State::Closed | smol_tcp::State::TimeWait)
-                }),
-                _ => false,
-            };
+            }
+            let done = given_up
+                || match &self.entries[i] {
+                    Some(e) if e.orphan && e.kind.is_datagram() => {
+                        self.datagram(e.kind, e.handles[0]).1 == 0
+                    }
+                    Some(e) if e.orphan => e.handles.iter().all(|&h| {
+                        let s = self.sockets.get::<smol_tcp::Socket<'static>>(h);
+                        match s.state() {
+                            // Closed with an endpoint still set: its RST is yet to go out.
+                            smol_tcp::State::Closed => s.remote_endpoint().is_none(),
+                            smol_tcp::State::TimeWait => true,
+                            _ => false,
+                        }
+                    }),
+                    _ => false,
+                };
             if done {
                 debug!("gevent: socket {} closed and freed", i);
                 self.remove(i);
@@ -210,14 +314,12 @@ impl NetPoller {
             Kind::Tcp => {
                 let s = self.sockets.get::<smol_tcp::Socket<'static>>(entry.handles[0]);
                 let settled = !connecting(s);
-                Readiness {
-                    readable: s.can_recv() || (!s.may_recv() && settled),
-                    writable: s.can_send() || (!s.may_send() && settled),
-                }
-            }
-            Kind::Udp => {
-                let s = self.sockets.get::<smol_udp::Socket<'static>>(entry.handles[0]);
-                Readiness { readable: s.can_recv(), writable: s.can_send() }
+                let writable = if entry.flushing {
+                    s.send_queue() == 0 || s.state() == smol_tcp::State::Closed
+                } else {
+                    s.can_send() || (!s.may_send() && settled)
+                };
+                Readiness { readable: s.can_recv() || (!s.may_recv() && settled), writable }
             }
             Kind::Listener => {
                 let incoming = entry.handles.iter().any(|&h| {
@@ -226,7 +328,64 @@ impl NetPoller {
                 });
                 Readiness { readable: incoming, writable: false }
             }
+            datagram => self.datagram(datagram, entry.handles[0]).0,
         }
+    }
+
+    /// A datagram socket's readiness and the bytes it has yet to send.
+    fn datagram(&self, kind: Kind, handle: SocketHandle) -> (Readiness, usize) {
+        match kind {
+            Kind::Udp => {
+                let s = self.sockets.get::<smol_udp::Socket<'static>>(handle);
+                (Readiness { readable: s.can_recv(), writable: s.can_send() }, s.send_queue())
+            }
+            #[cfg(feature = "icmp")]
+            Kind::Icmp => {
+                let s = self.sockets.get::<smoltcp::socket::icmp::Socket<'static>>(handle);
+                (Readiness { readable: s.can_recv(), writable: s.can_send() }, s.send_queue())
+            }
+            #[cfg(feature = "raw")]
+            Kind::Raw => {
+                let s = self.sockets.get::<smoltcp::socket::raw::Socket<'static>>(handle);
+                (Readiness { readable: s.can_recv(), writable: s.can_send() }, s.send_queue())
+            }
+            Kind::Tcp | Kind::Listener => (Readiness::default(), 0),
+        }
+    }
+
+    /// A local port for an outgoing TCP connection: the next one of the ephemeral range
+    /// (RFC 6335: 49152–65535) that no TCP socket uses, starting from a point taken from the
+    /// clock, so that a rebooted board does not reuse the ports of its last run in order.
+    /// `None` if every one is in use.
+    fn ephemeral_port(&mut self) -> Option<u16> {
+        const FIRST: u16 = 49152;
+        const COUNT: u16 = u16::MAX - FIRST + 1;
+        if self.next_port == 0 {
+            self.next_port = FIRST + (self.clock.now().as_nanos() / 1000 % u64::from(COUNT)) as u16;
+        }
+        for _ in 0..COUNT {
+            let port = self.next_port;
+            self.next_port = if port == u16::MAX { FIRST } else { port + 1 };
+            let in_use = self.sockets.iter().any(|(_, socket)| match socket {
+                smoltcp::socket::Socket::Tcp(s) => {
+                    s.listen_endpoint().port == port
+                        || s.local_endpoint().is_some_and(|e| e.port == port)
+                }
+                #[allow(unreachable_patterns)]
+                _ => false,
+            });
+            if !in_use {
+                return Some(port);
+            }
+        }
+        None
+    }
+
+    /// How long until the first orphan's linger ends.
+    fn next_linger(&self, now: Instant) -> Option<smoltcp::time::Duration> {
+        let until = self.entries.iter().flatten().filter_map(|e| e.linger_until).min()?;
+        let left = until.saturating_duration_since(now);
+        Some(smoltcp::time::Duration::from_micros(left.as_micros() as u64))
     }
 
     /// Runs `f` on this hub's network stack.
@@ -234,6 +393,13 @@ impl NetPoller {
         gevent_core::hub::with_poller(|p| p.as_any_mut().downcast_mut::<NetPoller>().map(f))
             .ok_or(NetError::NoNetwork)
     }
+}
+
+/// Whether a socket in `state` has received its peer's FIN (every state reached only through
+/// one; `Closed` is not, as a reset leads there too).
+fn fin_received(state: smol_tcp::State) -> bool {
+    use smol_tcp::State::*;
+    matches!(state, CloseWait | LastAck | Closing | TimeWait)
 }
 
 /// Whether a TCP socket is still opening (no readiness to report yet).
@@ -283,7 +449,7 @@ impl Poller for NetPoller {
         loop {
             let now = self.clock.now();
             (self.drive)(&mut self.iface, &mut self.sockets, smol_now(now));
-            self.reap();
+            self.settle(now);
             let mut reported = false;
             for i in 0..self.entries.len() {
                 let Some(entry) = &self.entries[i] else { continue };
@@ -308,6 +474,10 @@ impl Poller for NetPoller {
                 return Ok(());
             }
             let stack_delay = self.iface.poll_delay(smol_now(now), &self.sockets);
+            let stack_delay = match (stack_delay, self.next_linger(now)) {
+                (Some(s), Some(l)) => Some(s.min(l)),
+                (s, l) => s.or(l),
+            };
             let wake_at = match (deadline, stack_delay) {
                 (Some(d), Some(s)) => Some(d.min(now + Duration::from_micros(s.total_micros()))),
                 (Some(d), None) => Some(d),
@@ -347,6 +517,8 @@ pub enum NetError {
     InvalidAddress,
     /// The datagram did not fit the socket's buffer.
     TooLarge,
+    /// No answer came within the time given (a `ping`).
+    TimedOut,
 }
 
 impl From<Interrupted> for NetError {
@@ -365,6 +537,7 @@ impl fmt::Display for NetError {
             NetError::NotConnected => f.write_str("the socket is not connected"),
             NetError::InvalidAddress => f.write_str("the address or port is invalid or in use"),
             NetError::TooLarge => f.write_str("the datagram does not fit the socket buffer"),
+            NetError::TimedOut => f.write_str("no answer came in time"),
         }
     }
 }
@@ -375,13 +548,15 @@ impl embedded_io::Error for NetError {
     fn kind(&self) -> embedded_io::ErrorKind {
         match self {
             NetError::Interrupted(Interrupted::TimedOut(_)) => embedded_io::ErrorKind::TimedOut,
-            NetError::Interrupted(_) => embedded_io::ErrorKind::Interrupted,
+            // Not `Interrupted`, which std-style callers retry: a kill must end the caller.
+            NetError::Interrupted(_) => embedded_io::ErrorKind::Other,
             NetError::NoNetwork => embedded_io::ErrorKind::Unsupported,
             NetError::ConnectionReset => embedded_io::ErrorKind::ConnectionReset,
             NetError::ConnectionRefused => embedded_io::ErrorKind::ConnectionRefused,
             NetError::NotConnected => embedded_io::ErrorKind::NotConnected,
             NetError::InvalidAddress => embedded_io::ErrorKind::InvalidInput,
             NetError::TooLarge => embedded_io::ErrorKind::InvalidInput,
+            NetError::TimedOut => embedded_io::ErrorKind::TimedOut,
         }
     }
 }

@@ -182,7 +182,7 @@ fn main() -> ! {
         }
     });
     let client = spawn(|| -> Result<bool, NetError> {
-        let mut stream = TcpStream::connect((LOCALHOST, 7), 49152)?;
+        let mut stream = TcpStream::connect((LOCALHOST, 7))?;
         let message = b"hello, greenlets on a Cortex-M3";
         stream.write_all(message)?;
         let mut reply = [0u8; 31];
