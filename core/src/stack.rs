@@ -125,16 +125,26 @@ pub unsafe trait StackSource {
     fn allocate(&mut self, size: usize) -> Result<StackRegion, StackError>;
 
     /// An address of `region` (a region this source allocated) below which, down to the guard,
-    /// its memory was never written and reads as zeros, if the source knows one: greenlet trees
-    /// ([`crate::tree`]) find a stack's high-water mark by reading up from there to the first
-    /// non-zero word. The default knows none (stacks of unknown contents), and trees then show
-    /// no high-water mark.
+    /// its memory was never written and reads as [`paint`](StackSource::paint) words, if the
+    /// source knows one: greenlet trees ([`crate::tree`]) and
+    /// [`Greenlet::stack_high_water`](crate::Greenlet::stack_high_water) find a stack's
+    /// high-water mark by reading up from there to the first word that differs. The default
+    /// knows none (stacks of unknown contents), and there is then no high-water mark.
     ///
     /// Implementations must not write the region. An answer that is too low only makes the
     /// reading start lower; one too high hides deeper uses.
     fn untouched_below(&self, region: &StackRegion) -> Option<usize> {
         let _ = region;
         None
+    }
+
+    /// The word that unwritten stack memory reads as (see
+    /// [`untouched_below`](StackSource::untouched_below)): zero, the default, for fresh
+    /// anonymous pages; the pattern a source painted its stacks with otherwise. A pattern that
+    /// code rarely stores (unlike zero, which a spilled register or a cleared local often is)
+    /// makes a write at the deepest point less likely to go unseen.
+    fn paint(&self) -> usize {
+        0
     }
 
     /// Takes back a region from [`StackSource::allocate`].
@@ -251,9 +261,10 @@ impl StackPool {
         }
     }
 
-    /// See [`StackSource::untouched_below`].
-    pub(crate) fn untouched_below(&self, region: &StackRegion) -> Option<usize> {
-        self.source.untouched_below(region)
+    /// Where reading `region` for its high-water mark starts, and the word its unwritten memory
+    /// holds: see [`StackSource::untouched_below`] and [`StackSource::paint`].
+    pub(crate) fn untouched_below(&self, region: &StackRegion) -> Option<(usize, usize)> {
+        Some((self.source.untouched_below(region)?, self.source.paint()))
     }
 
     /// Returns free stacks beyond a small reserve to the source; the hub calls this when it is

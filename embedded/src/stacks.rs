@@ -14,6 +14,12 @@ use gevent_core::stack::{StackError, StackRegion, StackSource, round_stack_size}
 /// These stacks have **no guard page**: a greenlet that overflows its stack writes into the
 /// stack below it. Size them with room to spare (and use the MPU to guard them where the chip
 /// has one).
+///
+/// Every stack is painted with [`PAINT`](Self::PAINT) when the buffer is split and when a stack comes back
+/// to it, so [`Greenlet::stack_high_water`](gevent_core::Greenlet::stack_high_water) can tell
+/// how deep a greenlet's stack has been used: the deepest word that no longer holds the paint.
+/// The hub keeps freed stacks for reuse without giving them back, so a stack's mark covers
+/// every greenlet that ran on it since it was painted.
 pub struct StaticStacks {
     free: Vec<StackRegion>,
     size: usize,
@@ -36,6 +42,9 @@ impl StaticStacks {
     /// a whole stack.
     pub fn new(memory: &'static mut [u8], size: usize) -> Self {
         let size = size & !15;
+        // Painted through the slice, which this value owns from now on: what each stack's
+        // high-water mark is read against.
+        memory.fill(PAINT_BYTE);
         let start = memory.as_mut_ptr() as usize;
         let end = start + memory.len();
         let mut free = Vec::new();
@@ -54,6 +63,9 @@ impl StaticStacks {
         free.reverse(); // hand out the lowest first
         StaticStacks { free, size }
     }
+
+    /// The word that stack memory no greenlet has written holds: `0xa5` in every byte.
+    pub const PAINT: usize = usize::from_ne_bytes([PAINT_BYTE; size_of::<usize>()]);
 
     /// The size of each stack.
     pub fn stack_size(&self) -> usize {
@@ -89,10 +101,31 @@ unsafe impl StackSource for StaticStacks {
         })
     }
 
+    /// The whole usable part: the stack was painted when it was split off or given back.
+    fn untouched_below(&self, region: &StackRegion) -> Option<usize> {
+        region.bottom.get().checked_add(region.guard)
+    }
+
+    fn paint(&self) -> usize {
+        Self::PAINT
+    }
+
     unsafe fn release(&mut self, region: StackRegion) {
+        let usable = region.bottom.get() + region.guard;
+        let words = (region.top.get() - usable) / size_of::<usize>();
+        let paint = core::ptr::with_exposed_provenance_mut::<usize>(usable);
+        // SAFETY: `region` came from this source's `allocate` (the caller's promise), so it is
+        // a piece of the `'static` buffer this value owns, 16-byte aligned, and no longer in
+        // use: no greenlet runs on it and no reference points into it. The buffer's provenance
+        // was exposed by `new` (`as_mut_ptr() as usize`).
+        unsafe { core::ptr::write_bytes(paint, PAINT_BYTE, words) };
         self.free.push(region);
     }
 }
+
+/// The byte every stack word is painted with: a value code rarely stores (zeros and small
+/// integers are common, addresses in RAM start with `0x2000_0000` on Cortex-M).
+const PAINT_BYTE: u8 = 0xa5;
 
 #[cfg(test)]
 mod tests {
@@ -133,5 +166,28 @@ mod tests {
         }
         let stacks = StaticStacks::new(memory(4 * 8192), MIN_STACK_SIZE - 16);
         assert_eq!(stacks.available(), 0, "smaller than a stack can be");
+    }
+
+    #[test]
+    #[allow(unsafe_code)] // reads and writes the stack memory to check the paint
+    fn stacks_are_painted_when_split_and_when_given_back() {
+        let memory = memory(2 * 8192);
+        let base = memory.as_ptr() as usize;
+        let mut stacks = StaticStacks::new(memory, 8192);
+        let region = stacks.allocate(8192).unwrap();
+        assert_eq!(stacks.untouched_below(&region), Some(region.bottom.get()));
+        assert_eq!(stacks.paint(), StaticStacks::PAINT);
+        let word = |addr: usize| {
+            // SAFETY: `addr` is a word of the leaked buffer, which nothing else uses.
+            unsafe { core::ptr::with_exposed_provenance::<usize>(addr).read() }
+        };
+        assert!((0..2 * 8192).step_by(8).all(|at| word(base + at) == StaticStacks::PAINT));
+        let used = region.top.get() - 64;
+        // SAFETY: as above; the stack is lent to this test.
+        unsafe { core::ptr::with_exposed_provenance_mut::<usize>(used).write(7) };
+        assert_eq!(word(used), 7);
+        // SAFETY: `region` came from `allocate` and is no longer used.
+        unsafe { stacks.release(region) };
+        assert_eq!(word(used), StaticStacks::PAINT, "a stack given back is painted again");
     }
 }
