@@ -19,7 +19,7 @@ const WORD: usize = size_of::<usize>();
 ///
 /// 32-bit ARM (AAPCS) has no red zone and small frames: the switch's saved registers and the
 /// frames between `Context::suspend`'s marker and corosensei's `switch_yield` take well under
-/// 256 bytes (see the measurement in `gevent_embedded`'s `stacks` docs), and a greenlet stack
+/// 256 bytes (measured: see `gevent_embedded::StaticStacks`), and a greenlet stack
 /// there may be 1 KiB, which a 1 KiB margin would leave unread.
 #[cfg(target_arch = "arm")]
 pub(crate) const LIVE_MARGIN: usize = 256;
