@@ -265,7 +265,8 @@ fn stack_report() -> bool {
     gate.set();
     parked.join().expect("nothing interrupts main");
     let size = 5 * 1024;
-    let marks = [("parked", parked_mark), ("echo server", server_mark), ("echo client", client_mark)];
+    let marks =
+        [("parked", parked_mark), ("echo server", server_mark), ("echo client", client_mark)];
     hprintln!("stack high-water marks (bytes of {} per stack):", size);
     for (name, mark) in marks {
         hprintln!("    greenlet {}: {:?}", name, mark);
@@ -275,4 +276,3 @@ fn stack_report() -> bool {
         "every greenlet's stack high-water mark is known and within its stack",
     )
 }
-
