@@ -25,6 +25,25 @@ pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 /// The smallest usable stack a source must provide.
 pub const MIN_STACK_SIZE: usize = corosensei::stack::MIN_STACK_SIZE;
 
+/// The smallest usable stack a source may provide when hardware makes each stack's guard
+/// inaccessible while its greenlet runs (an MPU region on Cortex-M; see `gevent_embedded`'s
+/// `StaticStacks::guarded`).
+///
+/// corosensei's 4 KiB [`MIN_STACK_SIZE`] is a page: its own `DefaultStack` rounds to it and
+/// Windows commits it, but nothing in its coroutine code depends on it (corosensei 0.3.4:
+/// `stack/mod.rs` defines it, only `stack/unix.rs` and `stack/windows.rs` use it). What the
+/// coroutine itself puts on a stack is small and fixed: `arch::arm::init_stack` writes, below
+/// the base, the initial function and the parent link (8 bytes), the initial object rounded to
+/// 8 (here the greenlet's entry closure, which holds one `Rc`: 8 bytes on 32-bit ARM; corosensei
+/// refuses objects above 1 KiB), the trampoline's address and 8 bytes of padding: 32 bytes; and
+/// each suspend pushes 12 bytes (`switch_yield`: r6, the frame pointer, the return address).
+/// That part is written by the hub, not by the greenlet, so no guard catches it: the stack must
+/// hold it, which any stack of this size does. Everything deeper is the greenlet's own code,
+/// whose overflow the guard catches. 256 bytes is also the high-water reading's live margin on
+/// ARM; a greenlet that parks at once needs about 340 (measured on Cortex-M3), so smaller
+/// stacks would be sound but useless.
+pub const MIN_GUARDED_STACK_SIZE: usize = 256;
+
 /// A block of memory for a stack: usable from `bottom + guard` up to `top`.
 ///
 /// Stacks grow down: `top` is the highest address. The `guard` bytes above `bottom` are
@@ -68,12 +87,25 @@ impl core::error::Error for StackError {}
 
 /// Rounds a requested stack size up to one a source can hand out, or says why none can be had.
 ///
-/// The result is at least [`MIN_STACK_SIZE`], a whole number of `unit`s (raised to 16, the
+/// [`round_stack_size_with_min`] with [`MIN_STACK_SIZE`].
+pub fn round_stack_size(size: usize, unit: usize, max: usize) -> Result<usize, StackError> {
+    round_stack_size_with_min(size, MIN_STACK_SIZE, unit, max)
+}
+
+/// Rounds a requested stack size up to one a source can hand out, or says why none can be had.
+///
+/// The result is at least `min` ([`MIN_STACK_SIZE`], or [`MIN_GUARDED_STACK_SIZE`] for a
+/// source whose guards hardware enforces), a whole number of `unit`s (raised to 16, the
 /// alignment every stack needs; the page size where stacks are mapped) and at most `max`
 /// rounded down to `unit`. A request above that fails with an error naming it, so no caller
 /// has to fear an overflow in the rounding or in adding a guard to a size it checked against
 /// `max`. `unit` must be a power of two.
-pub fn round_stack_size(size: usize, unit: usize, max: usize) -> Result<usize, StackError> {
+pub fn round_stack_size_with_min(
+    size: usize,
+    min: usize,
+    unit: usize,
+    max: usize,
+) -> Result<usize, StackError> {
     let unit = unit.max(16);
     if !unit.is_power_of_two() {
         return Err(StackError {
@@ -85,7 +117,7 @@ pub fn round_stack_size(size: usize, unit: usize, max: usize) -> Result<usize, S
         });
     }
     let max = max & !(unit - 1);
-    if size.max(MIN_STACK_SIZE) > max {
+    if size.max(min) > max {
         return Err(StackError {
             message: format!(
                 "no greenlet stack of {size} bytes can be had: this platform's stacks hold at \
@@ -95,7 +127,7 @@ pub fn round_stack_size(size: usize, unit: usize, max: usize) -> Result<usize, S
         });
     }
     // No overflow: the size is at most `max`, a multiple of `unit`, so rounding up stays there.
-    Ok((size.max(MIN_STACK_SIZE) + (unit - 1)) & !(unit - 1))
+    Ok((size.max(min) + (unit - 1)) & !(unit - 1))
 }
 
 /// Provides and takes back stack memory.
@@ -103,7 +135,8 @@ pub fn round_stack_size(size: usize, unit: usize, max: usize) -> Result<usize, S
 /// # Safety
 ///
 /// `allocate` must return regions of readable and writable memory of at least the requested
-/// usable size (and at least [`MIN_STACK_SIZE`]), exclusively owned by the caller until passed
+/// usable size (and at least [`MIN_STACK_SIZE`], or [`MIN_GUARDED_STACK_SIZE`] for regions
+/// whose `guard` hardware makes inaccessible whenever their greenlet runs), exclusively owned by the caller until passed
 /// back to `release`, with `top` and `bottom` aligned to 16 bytes, whatever size it is asked
 /// for (or fail). A region with `guard == 0` has no overflow protection: a greenlet that
 /// overflows it corrupts memory, so such sources are for platforms without memory protection
@@ -125,16 +158,26 @@ pub unsafe trait StackSource {
     fn allocate(&mut self, size: usize) -> Result<StackRegion, StackError>;
 
     /// An address of `region` (a region this source allocated) below which, down to the guard,
-    /// its memory was never written and reads as zeros, if the source knows one: greenlet trees
-    /// ([`crate::tree`]) find a stack's high-water mark by reading up from there to the first
-    /// non-zero word. The default knows none (stacks of unknown contents), and trees then show
-    /// no high-water mark.
+    /// its memory was never written and reads as [`paint`](StackSource::paint) words, if the
+    /// source knows one: greenlet trees ([`crate::tree`]) and
+    /// [`Greenlet::stack_high_water`](crate::Greenlet::stack_high_water) find a stack's
+    /// high-water mark by reading up from there to the first word that differs. The default
+    /// knows none (stacks of unknown contents), and there is then no high-water mark.
     ///
     /// Implementations must not write the region. An answer that is too low only makes the
     /// reading start lower; one too high hides deeper uses.
     fn untouched_below(&self, region: &StackRegion) -> Option<usize> {
         let _ = region;
         None
+    }
+
+    /// The word that unwritten stack memory reads as (see
+    /// [`untouched_below`](StackSource::untouched_below)): zero, the default, for fresh
+    /// anonymous pages; the pattern a source painted its stacks with otherwise. A pattern that
+    /// code rarely stores (unlike zero, which a spilled register or a cleared local often is)
+    /// makes a write at the deepest point less likely to go unseen.
+    fn paint(&self) -> usize {
+        0
     }
 
     /// Takes back a region from [`StackSource::allocate`].
@@ -144,6 +187,51 @@ pub unsafe trait StackSource {
     /// `region` must have come from this source's `allocate` and no longer be in use.
     unsafe fn release(&mut self, region: StackRegion);
 }
+
+/// The function [`set_resume_hook`] installed, as a pointer (null: none), read by the switch.
+#[cfg(feature = "resume-hook")]
+static RESUME_HOOK: core::sync::atomic::AtomicPtr<()> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// Makes every hub call `hook` with a greenlet's stack right before each switch to that
+/// greenlet (`None`: stop): for a firmware's MPU stack guard, which must follow the running
+/// greenlet (`gevent_embedded::mpu`). Process-wide, for every thread's hub.
+///
+/// Only with the `resume-hook` feature, without which the switch does not look for a hook.
+///
+/// # Safety
+///
+/// `hook` runs inside the switch, on the hub's stack, after the hub has made the greenlet about
+/// to run its current one: it must not call into gevent (no blocking call, no spawn, nothing
+/// that reads or changes the hub), must not panic, and must leave the running code's memory
+/// accessible (it may make the region's `guard` bytes inaccessible, which nothing but an
+/// overflow touches).
+#[cfg(feature = "resume-hook")]
+pub unsafe fn set_resume_hook(hook: Option<fn(&StackRegion)>) {
+    let hook = hook.map_or(core::ptr::null_mut(), |hook| hook as *mut ());
+    RESUME_HOOK.store(hook, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Calls the hook [`set_resume_hook`] installed, if any, with `region`'s stack.
+#[cfg(feature = "resume-hook")]
+#[inline(always)]
+pub(crate) fn before_resume(region: &core::cell::Cell<Option<StackRegion>>) {
+    let hook = RESUME_HOOK.load(core::sync::atomic::Ordering::Relaxed);
+    if !hook.is_null() {
+        // SAFETY: only `set_resume_hook` stores a non-null pointer, made from a
+        // `fn(&StackRegion)`; a function pointer and a data pointer have the same size here.
+        // Relaxed suffices: the pointer names code, which needs no synchronization to be read.
+        let hook = unsafe { core::mem::transmute::<*mut (), fn(&StackRegion)>(hook) };
+        if let Some(region) = region.get() {
+            hook(&region);
+        }
+    }
+}
+
+/// Without the `resume-hook` feature there is no hook to call.
+#[cfg(not(feature = "resume-hook"))]
+#[inline(always)]
+pub(crate) fn before_resume(_: &core::cell::Cell<Option<StackRegion>>) {}
 
 /// Tells stderr that a greenlet could not start for want of a stack: for the first such
 /// greenlet of the process only.
@@ -183,9 +271,10 @@ impl PooledStack {
 }
 
 // SAFETY: a `StackSource` guarantees exclusively owned, 16-byte-aligned memory of at least
-// `MIN_STACK_SIZE` usable bytes, and the pool hands each region to one coroutine at a time. Guard
-// pages are provided wherever the platform can protect memory; see `StackSource`'s contract for
-// sources without one.
+// `MIN_STACK_SIZE` usable bytes (or `MIN_GUARDED_STACK_SIZE` behind a hardware guard: what
+// corosensei writes itself fits in it, see that constant), and the pool hands each region to one
+// coroutine at a time. Guards are provided wherever the platform can protect memory; see
+// `StackSource`'s contract for sources without one.
 unsafe impl corosensei::stack::Stack for PooledStack {
     fn base(&self) -> corosensei::stack::StackPointer {
         self.region.top
@@ -251,9 +340,10 @@ impl StackPool {
         }
     }
 
-    /// See [`StackSource::untouched_below`].
-    pub(crate) fn untouched_below(&self, region: &StackRegion) -> Option<usize> {
-        self.source.untouched_below(region)
+    /// Where reading `region` for its high-water mark starts, and the word its unwritten memory
+    /// holds: see [`StackSource::untouched_below`] and [`StackSource::paint`].
+    pub(crate) fn untouched_below(&self, region: &StackRegion) -> Option<(usize, usize)> {
+        Some((self.source.untouched_below(region)?, self.source.paint()))
     }
 
     /// Returns free stacks beyond a small reserve to the source; the hub calls this when it is
@@ -387,6 +477,9 @@ mod tests {
         assert_eq!(round_stack_size(8192, 16, 8200), Ok(8192));
         assert!(round_stack_size(8193, 16, 8200).is_err(), "the maximum rounds down to the unit");
         assert!(round_stack_size(1, 16, MIN_STACK_SIZE - 16).is_err());
+        assert_eq!(round_stack_size_with_min(1, MIN_GUARDED_STACK_SIZE, 16, 1024), Ok(256));
+        assert_eq!(round_stack_size_with_min(1000, MIN_GUARDED_STACK_SIZE, 16, 1024), Ok(1008));
+        assert!(round_stack_size_with_min(1, MIN_GUARDED_STACK_SIZE, 16, 240).is_err());
         let odd = round_stack_size(4096, 24, usize::MAX).unwrap_err();
         assert!(odd.message.contains("not a power of two"), "{odd}");
     }

@@ -55,6 +55,8 @@ mod fmt;
 
 mod clock;
 mod idle;
+#[cfg(all(feature = "stack-guard", target_arch = "arm", target_os = "none"))]
+pub mod mpu;
 pub mod net;
 mod stacks;
 

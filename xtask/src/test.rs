@@ -10,7 +10,16 @@ use crate::step::Steps;
 const FIRMWARE: &[(&str, &str)] = &[
     ("firmware lm3s6965 (cortex-m3) under qemu", "examples/firmware-lm3s6965"),
     ("firmware mps2-an386 (cortex-m4f) under qemu", "examples/firmware-mps2-an386"),
+    ("firmware stack-guard (cortex-m3, mpu) under qemu", "examples/firmware-stack-guard"),
 ];
+
+/// Firmware runs that must fail, printing a message: `(step, folder, cargo features, message)`.
+const FIRMWARE_FAULTS: &[(&str, &str, &str, &str)] = &[(
+    "firmware stack-guard catches an overflow under qemu",
+    "examples/firmware-stack-guard",
+    "overflow-test",
+    "greenlet deep overflowed its stack",
+)];
 
 /// Where the fuzz step keeps the inputs its run finds (its first corpus argument).
 const FUZZ_SCRATCH: &str = "target/fuzz-corpus/http_request";
@@ -234,6 +243,20 @@ impl flags::Test {
             }
             let mut command = Command::new("timeout");
             command.args(["300", "cargo", "run", "--release"]).current_dir(root.join(folder));
+            steps.run(name, &mut command);
+        }
+        for &(name, folder, features, message) in FIRMWARE_FAULTS {
+            if self.quick {
+                steps.skip(name);
+                continue;
+            }
+            // Passes when the run fails (a fault ends it with a failure status) and said why.
+            let script = format!(
+                "out=$(timeout 300 cargo run --release --features {features} 2>&1); status=$?; \
+                 printf '%s\\n' \"$out\"; [ $status -ne 0 ] && printf '%s' \"$out\" | grep -qF '{message}'"
+            );
+            let mut command = Command::new("sh");
+            command.args(["-c", &script]).current_dir(root.join(folder));
             steps.run(name, &mut command);
         }
         steps.finish()

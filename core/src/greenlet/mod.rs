@@ -391,6 +391,20 @@ macro_rules! greenlet_methods {
         pub fn has_links(&self) -> bool {
             self.task().has_links()
         }
+
+        /// How deep its stack has been used: bytes from the stack's top down to the deepest
+        /// write its stack source can see, or `None` when the source cannot tell (its
+        /// [`StackSource::untouched_below`](crate::stack::StackSource::untouched_below)), or
+        /// while it holds no stack (before it starts, after it ends, and for the main
+        /// greenlet, on the thread's own stack).
+        ///
+        /// The mark is the stack's since its source last painted or zeroed it: a stack that the
+        /// hub kept for reuse shows the depth of the greenlets that ran on it before, if they
+        /// went deeper. Stacks are measured by reading their dead part, a loop over words: a
+        /// diagnostic, not for hot paths.
+        pub fn stack_high_water(&self) -> Option<usize> {
+            hub().stack_high_water(self.task())
+        }
     };
 }
 

@@ -19,6 +19,28 @@ impl Hub {
         GreenletTree { now: self.now(), greenlets }
     }
 
+    /// How deep `task`'s stack has been used, in bytes from its top, if its stack source can
+    /// tell; see [`Greenlet::stack_high_water`](crate::Greenlet::stack_high_water).
+    pub(crate) fn stack_high_water(&self, task: &Task) -> Option<usize> {
+        let region = task.context.stack_region()?;
+        let (untouched_below, paint) = self.stacks.borrow().untouched_below(&region)?;
+        if core::ptr::eq(task, self.current_task()) {
+            // SAFETY: the running greenlet has a stack region only when it runs on it (the
+            // main greenlet, on the thread's stack, has none).
+            return Some(unsafe { high_water::of_current(&region, untouched_below, paint) });
+        }
+        let sp = task.context.suspended_sp();
+        if sp == 0 || task.state.get() == State::Running {
+            return None; // it never suspended: it has not run
+        }
+        // SAFETY: it is suspended on this thread (it is not the current greenlet, and greenlets
+        // never leave their hub's thread), so nothing writes its stack while this runs, and
+        // nothing here switches to it or ends it (which would give its stack back). Below
+        // `sp - LIVE_MARGIN` are only its dead frames: the lowest live thing, the registers its
+        // switch saved, is within the margin of `sp`.
+        Some(unsafe { high_water::of_suspended(&region, untouched_below, paint, sp) })
+    }
+
     fn describe_greenlet(&self, task: &Task) -> GreenletInfo {
         let state = task.state.get();
         let region = task.context.stack_region();
@@ -30,24 +52,7 @@ impl Hub {
             waits_on: WaitReason::of(state, task.waits_on.get()),
             spawned_at: (!task.is_main).then_some(task.spawned_at),
             stack_size: region.map(|r| r.usable_size()),
-            stack_high_water: region.and_then(|region| {
-                let untouched_below = self.stacks.borrow().untouched_below(&region)?;
-                if core::ptr::eq(task, self.current_task()) {
-                    // SAFETY: the running greenlet has a stack region only when it runs on it
-                    // (the main greenlet, on the thread's stack, has none).
-                    return Some(unsafe { high_water::of_current(&region, untouched_below) });
-                }
-                let sp = task.context.suspended_sp();
-                if sp == 0 || state == State::Running {
-                    return None; // it never suspended: it has not run
-                }
-                // SAFETY: it is suspended on this thread (it is not the current greenlet, and
-                // greenlets never leave their hub's thread), so nothing writes its stack while
-                // this runs, and nothing here switches to it or ends it (which would give its
-                // stack back). Below `sp - LIVE_MARGIN` are only its dead frames: the lowest
-                // live thing, the registers its switch saved, is within the margin of `sp`.
-                Some(unsafe { high_water::of_suspended(&region, untouched_below, sp) })
-            }),
+            stack_high_water: self.stack_high_water(task),
         }
     }
 }

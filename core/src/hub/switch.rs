@@ -115,6 +115,7 @@ impl Context {
         // the only reference into the cell while it lives (module invariants).
         let coroutine = unsafe { &mut *self.coroutine.get() };
         let coroutine = coroutine.as_mut().expect("resume of a greenlet without a coroutine");
+        crate::stack::before_resume(&self.region);
         preserving_fp_registers(|| matches!(coroutine.resume(()), CoroutineResult::Return(())))
     }
 

@@ -1,8 +1,8 @@
 //! A stack's high-water mark: how deep it has ever been used, read from memory that starts
-//! zeroed.
+//! zeroed (fresh pages) or painted with a pattern (static stacks).
 //!
 //! Stacks grow down. From an address below which the stack source knows the memory was never
-//! written, the first non-zero word going up is the deepest write. The reading stops
+//! written, the first word going up that is not the source's paint is the deepest write. The reading stops
 //! [`LIVE_MARGIN`] bytes below the greenlet's stack pointer, so it never reads the frames it
 //! runs (or will resume) in: only dead memory, which no Rust reference points into.
 #![allow(unsafe_code)] // reads of raw stack memory; see the SAFETY comments
@@ -16,11 +16,20 @@ const WORD: usize = size_of::<usize>();
 /// Bytes below a stack pointer that the reading leaves alone: the registers a suspended
 /// greenlet's switch saved below its last known stack pointer, or the reading function's own
 /// frame (and the red zone below it) for the running greenlet.
+///
+/// 32-bit ARM (AAPCS) has no red zone and small frames: the switch's saved registers and the
+/// frames between `Context::suspend`'s marker and corosensei's `switch_yield` take well under
+/// 256 bytes (measured: see `gevent_embedded::StaticStacks`), and a greenlet stack
+/// there may be 1 KiB, which a 1 KiB margin would leave unread.
+#[cfg(target_arch = "arm")]
+pub(crate) const LIVE_MARGIN: usize = 256;
+/// Elsewhere (x86-64's 128-byte red zone, larger frames) a generous margin.
+#[cfg(not(target_arch = "arm"))]
 pub(crate) const LIVE_MARGIN: usize = 1024;
 
 /// The high-water mark of a suspended greenlet's stack `region`: bytes from its top down to
 /// its deepest write, or to `sp` (its stack pointer at the suspend) if nothing below was
-/// written. `untouched_below` is the stack source's answer for the region.
+/// written. `untouched_below` and `paint` are the stack source's answers for the region.
 ///
 /// # Safety
 ///
@@ -30,10 +39,11 @@ pub(crate) const LIVE_MARGIN: usize = 1024;
 pub(crate) unsafe fn of_suspended(
     region: &StackRegion,
     untouched_below: usize,
+    paint: usize,
     sp: usize,
 ) -> usize {
     // SAFETY: forwarded from the caller.
-    unsafe { measure(region, untouched_below, sp) }
+    unsafe { measure(region, untouched_below, paint, sp) }
 }
 
 /// The high-water mark of the stack `region` that the caller runs on; see [`of_suspended`].
@@ -42,7 +52,11 @@ pub(crate) unsafe fn of_suspended(
 ///
 /// `region` must be the stack the calling greenlet runs on.
 #[inline(never)] // its frame is the lowest live one: `here` marks it
-pub(crate) unsafe fn of_current(region: &StackRegion, untouched_below: usize) -> usize {
+pub(crate) unsafe fn of_current(
+    region: &StackRegion,
+    untouched_below: usize,
+    paint: usize,
+) -> usize {
     let marker = 0u8;
     let here = ptr::addr_of!(marker) as usize;
     // SAFETY: the caller runs on `region`, which stays mapped while it runs, and only this
@@ -50,14 +64,14 @@ pub(crate) unsafe fn of_current(region: &StackRegion, untouched_below: usize) ->
     // that returned: this frame's red zone and the frames of what it calls while reading
     // (`first_written`, and in debug builds small helpers such as `max` and `read_volatile`)
     // are a few hundred bytes at most, within the margin; so no reference points there.
-    unsafe { measure(region, untouched_below, here) }
+    unsafe { measure(region, untouched_below, paint, here) }
 }
 
 /// # Safety
 ///
 /// As for [`of_suspended`].
 #[inline(always)] // no frame below `of_current`'s marker
-unsafe fn measure(region: &StackRegion, untouched_below: usize, sp: usize) -> usize {
+unsafe fn measure(region: &StackRegion, untouched_below: usize, paint: usize, sp: usize) -> usize {
     let top = region.top.get();
     // A stack source's answer above the top (or a guard past it) reads nothing.
     let floor = untouched_below.max(region.bottom.get().saturating_add(region.guard)).min(top);
@@ -66,14 +80,14 @@ unsafe fn measure(region: &StackRegion, untouched_below: usize, sp: usize) -> us
     // SAFETY: `[floor, limit)` lies inside the usable part of `region` (above its guard, below
     // the stack pointer), which the caller guarantees readable, written by nobody meanwhile,
     // and pointed into by no reference.
-    let written = unsafe { first_written(floor, limit) };
+    let written = unsafe { first_written(floor, limit, paint) };
     // Nothing written below the margin: the deepest use known is where it stands.
     let deepest = if written < limit { written } else { sp };
     top - deepest
 }
 
-/// The address of the first non-zero word of `[from, to)` (from rounded up to a word), or `to`
-/// if every word is zero.
+/// The address of the first word of `[from, to)` (from rounded up to a word) that is not
+/// `paint`, or `to` if every word is.
 ///
 /// # Safety
 ///
@@ -81,14 +95,14 @@ unsafe fn measure(region: &StackRegion, untouched_below: usize, sp: usize) -> us
 /// reference points into (its bytes may be any values, including uninitialized ones of dead
 /// frames, which a volatile read of a `usize` merely observes).
 #[inline(always)] // no frame below `of_current`'s marker
-pub(crate) unsafe fn first_written(from: usize, to: usize) -> usize {
+pub(crate) unsafe fn first_written(from: usize, to: usize, paint: usize) -> usize {
     let mut addr = from.next_multiple_of(WORD);
     while addr.saturating_add(WORD) <= to {
         // SAFETY: the word lies in `[from, to)`, readable and unaliased by the caller's
         // promise, and aligned. Volatile: the compiler may not assume the memory is unused
         // (it belongs to no Rust object it knows of) and elide or merge the reads.
         let word = unsafe { ptr::read_volatile(ptr::with_exposed_provenance::<usize>(addr)) };
-        if word != 0 {
+        if word != paint {
             return addr;
         }
         addr += WORD;
@@ -119,7 +133,7 @@ mod tests {
         let region = region_of(&words);
         let sp = region.top.get() - 16 * WORD;
         // SAFETY: `words` is a live allocation the region covers, not written while it is read.
-        let mark = unsafe { of_suspended(&region, region.bottom.get(), sp) };
+        let mark = unsafe { of_suspended(&region, region.bottom.get(), 0, sp) };
         assert_eq!(mark, (1024 - 700) * WORD);
     }
 
@@ -129,7 +143,7 @@ mod tests {
         let region = region_of(&words);
         let sp = region.top.get() - 200 * WORD;
         // SAFETY: as above.
-        let mark = unsafe { of_suspended(&region, region.bottom.get(), sp) };
+        let mark = unsafe { of_suspended(&region, region.bottom.get(), 0, sp) };
         assert_eq!(mark, 200 * WORD);
     }
 
@@ -142,7 +156,7 @@ mod tests {
         let region = StackRegion { guard: 64 * WORD, ..region_of(&words) };
         let sp = region.top.get() - 100 * WORD;
         // SAFETY: as above.
-        let mark = unsafe { of_suspended(&region, region.bottom.get(), sp) };
+        let mark = unsafe { of_suspended(&region, region.bottom.get(), 0, sp) };
         assert_eq!(mark, 100 * WORD);
     }
 
@@ -153,12 +167,25 @@ mod tests {
         let base = words.as_ptr().expose_provenance();
         let (from, end) = (base + 8 * WORD, base + 64 * WORD);
         // SAFETY: as above.
-        assert_eq!(unsafe { first_written(from, end) }, end);
+        assert_eq!(unsafe { first_written(from, end, 0) }, end);
         words[20] = 1;
         let base = words.as_ptr().expose_provenance();
         let (from, end) = (base + 8 * WORD, base + 64 * WORD);
         // SAFETY: as above.
-        assert_eq!(unsafe { first_written(from, end) }, from + 12 * WORD);
+        assert_eq!(unsafe { first_written(from, end, 0) }, from + 12 * WORD);
+    }
+
+    #[test]
+    fn a_painted_stack_is_read_up_to_the_first_word_that_is_not_the_paint() {
+        const PAINT: usize = usize::from_ne_bytes([0xa5; WORD]);
+        let mut words = vec![PAINT; 1024];
+        words[600] = 0; // a zero is a write too
+        words[800] = 3;
+        let region = region_of(&words);
+        let sp = region.top.get() - 100 * WORD;
+        // SAFETY: as above.
+        let mark = unsafe { of_suspended(&region, region.bottom.get(), PAINT, sp) };
+        assert_eq!(mark, (1024 - 600) * WORD);
     }
 
     #[test]
@@ -167,11 +194,11 @@ mod tests {
         let region = region_of(&words);
         let sp = region.top.get() - 8 * WORD;
         // SAFETY: as above; nothing is read.
-        let mark = unsafe { of_suspended(&region, region.top.get() + 64, sp) };
+        let mark = unsafe { of_suspended(&region, region.top.get() + 64, 0, sp) };
         assert_eq!(mark, 0);
         let region = StackRegion { guard: usize::MAX, ..region_of(&words) };
         // SAFETY: as above.
-        let mark = unsafe { of_suspended(&region, region.bottom.get(), sp) };
+        let mark = unsafe { of_suspended(&region, region.bottom.get(), 0, sp) };
         assert_eq!(mark, 0);
     }
 }
