@@ -35,6 +35,7 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 #[path = "../../firmware-common/board.rs"]
 #[macro_use]
 mod board;
+mod isr_checks;
 
 use board::{HEAP, SysTickSource};
 
@@ -78,7 +79,7 @@ fn main() -> ! {
         iface.poll(now, &mut device, sockets);
     });
     gevent_embedded::init_net(iface, drive, TickClock::new(SysTickSource), stacks, |_| {
-        cortex_m::asm::wfi()
+        isr_checks::idle_hook()
     })
     .expect("the hub is installed once");
 
@@ -221,9 +222,14 @@ fn main() -> ! {
     }
     all_ok &= check(no_stack.len() == 1, "a fifth live greenlet finds no stack");
 
+    all_ok &= isr_checks::run();
     clock_figures();
 
     hprintln!("{} after {} ms", if all_ok { "ALL OK" } else { "SOME CHECKS FAILED" }, millis());
+    if all_ok {
+        // Last, since it ends the run: through the panic handler when it holds.
+        isr_checks::blocking_call_from_a_handler();
+    }
     board::exit(all_ok)
 }
 
