@@ -61,6 +61,7 @@ mod fmt;
 mod clock;
 mod idle;
 pub mod isr;
+pub mod monitor;
 pub mod net;
 mod stacks;
 

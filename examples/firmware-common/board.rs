@@ -43,12 +43,25 @@ pub(crate) fn start_systick(syst: &mut cortex_m::peripheral::SYST) {
     syst.enable_counter();
 }
 
+/// What the firmware also runs at each SysTick (a blocking check, say).
+static ON_TICK: Mutex<Cell<Option<fn()>>> = Mutex::new(Cell::new(None));
+
+/// Runs `hook` in the SysTick handler from now on, after the tick is counted.
+#[allow(dead_code)] // not every firmware has one
+pub(crate) fn on_tick(hook: fn()) {
+    cortex_m::interrupt::free(|cs| ON_TICK.borrow(cs).set(Some(hook)));
+}
+
 #[exception]
 fn SysTick() {
-    cortex_m::interrupt::free(|cs| {
+    let hook = cortex_m::interrupt::free(|cs| {
         let millis = MILLIS.borrow(cs);
         millis.set(millis.get() + 1);
+        ON_TICK.borrow(cs).get()
     });
+    if let Some(hook) = hook {
+        hook();
+    }
 }
 
 /// SysTick as a 64-bit tick counter at the core clock.

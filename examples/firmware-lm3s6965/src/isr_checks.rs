@@ -1,19 +1,25 @@
 //! Checks of what interrupt handlers do with the hub: the idle path's wake-up from an
 //! interrupt that lands between the hub's last look and its `wfi`, allocation-free signals and
-//! a fixed-capacity channel from a handler, and a blocking call from a handler refused.
+//! a fixed-capacity channel from a handler, the blocking detector run by SysTick, and a
+//! blocking call from a handler refused.
 //!
 //! The interrupt is a spare NVIC line that no emulated peripheral drives, pended by software:
 //! by the idle hook itself when a check arms it, which puts it exactly in the window between
 //! the hub's look at its wake flag and `wfi`.
 
+use core::cell::Cell;
 use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use core::time::Duration;
+
+use cortex_m::interrupt::Mutex;
 
 use cortex_m::interrupt::InterruptNumber;
 use cortex_m::peripheral::NVIC;
 use cortex_m_rt::exception;
 use cortex_m_semihosting::hprintln;
 use gevent_embedded::isr::{Channel, Full, Signal};
-use gevent_embedded::{TickSource, spawn};
+use gevent_embedded::monitor::TickMonitor;
+use gevent_embedded::{Builder, TickSource, spawn};
 
 use crate::board::{HEAP, SysTickSource};
 use crate::{CORE_HZ, check};
@@ -151,10 +157,50 @@ pub(crate) fn run() -> bool {
             && SEEN_FULL.load(Ordering::Relaxed) == 1,
         "a channel fed by an interrupt wakes its receiver and reports full",
     );
+    all_ok &= blocking_greenlet_reported();
     all_ok
 }
 
-/// 10. A blocking hub function called from an interrupt handler panics with a clear message
+static MONITOR: TickMonitor = TickMonitor::new(Duration::from_millis(20));
+static REPORTS: AtomicU32 = AtomicU32::new(0);
+/// SysTicks after the first report, during which the spinner goes on.
+static TICKS_AFTER: AtomicU32 = AtomicU32::new(0);
+static REPORTED_NAME: Mutex<Cell<Option<&'static str>>> = Mutex::new(Cell::new(None));
+
+/// The SysTick hook: the blocking check, reporting by semihosting.
+fn blocking_check() {
+    if let Some(report) = MONITOR.check(gevent_embedded::now()) {
+        hprintln!("    {}", report);
+        cortex_m::interrupt::free(|cs| REPORTED_NAME.borrow(cs).set(report.greenlet.name));
+        REPORTS.fetch_add(1, Ordering::Relaxed);
+    } else if REPORTS.load(Ordering::Relaxed) > 0 {
+        TICKS_AFTER.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// 10. A greenlet that keeps the hub busy past the budget is reported once, by name, by the
+///     check that SysTick runs.
+fn blocking_greenlet_reported() -> bool {
+    MONITOR.attach().expect("the hub has no heartbeat yet");
+    crate::board::on_tick(blocking_check);
+    let spinner = Builder::new().name("spinner").spawn(|| {
+        // Busy, never switching, until the check has reported it and gone on for 3 budgets.
+        let give_up = systicks() + 5_000;
+        while TICKS_AFTER.load(Ordering::Relaxed) < 60 && systicks() < give_up {
+            core::hint::spin_loop();
+        }
+    });
+    let ended = spinner.get().is_ok();
+    let name = cortex_m::interrupt::free(|cs| REPORTED_NAME.borrow(cs).get());
+    let reports = REPORTS.load(Ordering::Relaxed);
+    hprintln!("    blocking reports: {} (greenlet {:?})", reports, name);
+    check(
+        ended && reports == 1 && name == Some("spinner"),
+        "a busy greenlet is reported once, by name",
+    )
+}
+
+/// 11. A blocking hub function called from an interrupt handler panics with a clear message
 ///     instead of switching stacks inside the exception. Ends the run: the panic handler exits
 ///     with success when the panic is this one.
 pub(crate) fn blocking_call_from_a_handler() {

@@ -62,9 +62,13 @@ fn main() -> ! {
     board::start_systick(&mut core.SYST);
 
     // Four greenlet stacks of 5 KiB.
-    static mut STACK_MEM: [u8; 4 * 5 * 1024] = [0; 4 * 5 * 1024];
+    // Aligned as stacks are (16 bytes): otherwise the pool loses the last stack to the
+    // rounding, depending on where the linker happens to place the buffer.
+    #[repr(C, align(16))]
+    struct StackMemory([u8; 4 * 5 * 1024]);
+    static mut STACK_MEM: StackMemory = StackMemory([0; 4 * 5 * 1024]);
     // SAFETY: the only reference ever made to this buffer, handed to the stack pool for good.
-    let stack_mem = unsafe { &mut *core::ptr::addr_of_mut!(STACK_MEM) };
+    let stack_mem = unsafe { &mut (*core::ptr::addr_of_mut!(STACK_MEM)).0 };
     let stacks = StaticStacks::new(stack_mem, 5 * 1024);
 
     // A smoltcp interface on a loopback device (this board's Ethernet is not emulated by the
