@@ -1,5 +1,15 @@
 //! `IdlePoller`: the hub's way to wait on a board without sockets: until the next timer, or
-//! until an interrupt wakes it through a `HubHandle`.
+//! until an interrupt wakes it (through an [`isr`](crate::isr) signal or a `HubHandle`).
+//!
+//! # No lost wake-ups
+//!
+//! The poller looks at its wake flag and at the signals greenlets wait for, and decides to
+//! sleep, inside one critical section, in which it also calls the [`WaitHook`]. An interrupt
+//! that comes after the look therefore stays pending instead of being handled before the
+//! hook's `wfi`, and `wfi` returns at once for a pending interrupt even while interrupts are
+//! masked; the critical section ends, the handler runs, and the next look sees what it did.
+//! With the look outside, a handler landing between the look and `wfi` ran first and `wfi`
+//! then slept until the next interrupt (a SysTick later, or forever with a tickless wait).
 
 use alloc::sync::Arc;
 use core::any::Any;
@@ -9,10 +19,22 @@ use core::time::Duration;
 use gevent_core::platform::{Clock, Interest, PollError, Poller, Readiness, RemoteWaker, Token};
 use gevent_core::time::Instant;
 
+use crate::isr::Signals;
+
 /// How the firmware waits: typically `wfi` until the tick interrupt (or any other) fires.
+///
+/// # Contract
+///
+/// The hub calls the hook inside a critical section (`critical_section::with`: interrupts
+/// masked on a single-core chip), right after finding nothing to do. The hook must return when
+/// an interrupt becomes pending, without unmasking interrupts or waiting for a handler to
+/// have run: a handler cannot run before the hook returns. `wfi` (Arm and RISC-V) does just
+/// that; so does `wfe` after `sev`-ing handlers. A hook that polls a flag set by a handler, or
+/// sleeps without waking on interrupts, would never return.
 pub trait WaitHook {
-    /// Waits a little: until the next interrupt, or at most until `deadline` if the firmware
-    /// can arm a timer for it. Returning early is fine: the hub calls again while time remains.
+    /// Waits a little: until an interrupt is pending, or at most until `deadline` if the
+    /// firmware can arm a timer for it (whose interrupt then wakes `wfi`). Returning early is
+    /// fine: the hub calls again while time remains.
     fn wait(&mut self, deadline: Option<Instant>);
 }
 
@@ -31,12 +53,14 @@ impl RemoteWaker for Flag {
     }
 }
 
-/// A [`Poller`] with no I/O sources: it waits with the firmware's [`WaitHook`] until the
-/// deadline passes or a [`HubHandle`](gevent_core::HubHandle) wakes it.
+/// A [`Poller`] whose only sources are [`isr`](crate::isr) signals: it waits with the
+/// firmware's [`WaitHook`] until the deadline passes, a signal a greenlet waits for is raised,
+/// or a [`HubHandle`](gevent_core::HubHandle) wakes it.
 pub struct IdlePoller<C, W> {
     clock: C,
     wait: W,
     woken: Arc<Flag>,
+    signals: Signals,
 }
 
 impl<C, W> core::fmt::Debug for IdlePoller<C, W> {
@@ -48,35 +72,64 @@ impl<C, W> core::fmt::Debug for IdlePoller<C, W> {
 impl<C: Clock, W: WaitHook> IdlePoller<C, W> {
     /// A poller that reads `clock` and waits with `wait`.
     pub fn new(clock: C, wait: W) -> Self {
-        IdlePoller { clock, wait, woken: Arc::new(Flag::default()) }
+        IdlePoller { clock, wait, woken: Arc::new(Flag::default()), signals: Signals::default() }
     }
 }
 
-const NO_SOURCES: PollError =
-    PollError { operation: "register (this board has no I/O poller)", code: None };
+const NO_SOURCES: PollError = PollError {
+    operation: "register (this board's poller watches interrupt signals only)",
+    code: None,
+};
+
+/// One look before sleeping, in a critical section with the sleep itself (see the module
+/// docs): true if `woken` was set or `expired` says the deadline passed; otherwise calls
+/// `sleep`, whose `wfi` returns for an interrupt that came after the look.
+pub(crate) fn sleep_unless_woken(
+    woken: &AtomicBool,
+    signals: &mut Signals,
+    ready: &mut dyn FnMut(Token, Readiness),
+    expired: impl FnOnce() -> bool,
+    sleep: impl FnOnce(),
+) -> bool {
+    critical_section::with(|_| {
+        // Both looks, not `||`: a wake consumed while a signal is reported is not lost, since
+        // the hub looks at everything after this poll.
+        let raised = signals.report_raised(ready);
+        if woken.swap(false, Ordering::AcqRel) || raised || expired() {
+            return true;
+        }
+        sleep();
+        false
+    })
+}
 
 impl<C: Clock + 'static, W: WaitHook + 'static> Poller for IdlePoller<C, W> {
-    fn register(&mut self, _: &dyn Any, _: Token, _: Interest) -> Result<u64, PollError> {
-        Err(NO_SOURCES)
+    fn register(&mut self, source: &dyn Any, token: Token, _: Interest) -> Result<u64, PollError> {
+        let waker: Arc<dyn RemoteWaker> = self.woken.clone();
+        self.signals.register(source, token, &waker).ok_or(NO_SOURCES)
     }
 
-    fn deregister(&mut self, _: &dyn Any) -> Result<(), PollError> {
-        Err(NO_SOURCES)
+    fn deregister(&mut self, source: &dyn Any) -> Result<(), PollError> {
+        if self.signals.deregister(source) { Ok(()) } else { Err(NO_SOURCES) }
+    }
+
+    fn readiness_cleared(&mut self, source: &dyn Any, _: Interest) {
+        self.signals.readiness_cleared(source);
     }
 
     fn poll(
         &mut self,
         timeout: Option<Duration>,
-        _: &mut dyn FnMut(Token, Readiness),
+        ready: &mut dyn FnMut(Token, Readiness),
     ) -> Result<(), PollError> {
         let deadline = timeout.map(|t| self.clock.now() + t);
+        let (clock, wait) = (&self.clock, &mut self.wait);
         loop {
-            if self.woken.0.swap(false, Ordering::AcqRel) {
+            let expired = || deadline.is_some_and(|d| clock.now() >= d);
+            if sleep_unless_woken(&self.woken.0, &mut self.signals, ready, expired, || {
+                wait.wait(deadline)
+            }) {
                 return Ok(());
-            }
-            match deadline {
-                Some(d) if self.clock.now() >= d => return Ok(()),
-                _ => self.wait.wait(deadline),
             }
         }
     }

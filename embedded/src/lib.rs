@@ -3,11 +3,13 @@
 //! memory.
 //!
 //! This crate is `#![no_std]`; the core needs an allocator (`alloc`) for greenlet headers and
-//! its collections. Bring a board up in three steps:
+//! its collections, and the firmware links a `critical-section` implementation (cortex-m's
+//! `critical-section-single-core` feature, say). Bring a board up in three steps:
 //!
 //! 1. give the hub a clock ([`TickClock`] over your tick counter),
 //! 2. give it stacks ([`StaticStacks`] over a `static` buffer),
-//! 3. give it a way to wait ([`IdlePoller`] with your "sleep until" hook, `wfi` say),
+//! 3. give it a way to wait ([`IdlePoller`] with your "sleep until" hook, `wfi` say, which
+//!    the hub calls with interrupts masked: see [`WaitHook`]),
 //!
 //! and call [`init`] once from thread mode; or, with a smoltcp interface, [`init_net`], which
 //! makes the hub's poller drive the interface so that [`net`]'s `TcpListener`, `TcpStream`
@@ -42,8 +44,11 @@
 //!
 //! - `defmt`: logs stack exhaustion, refused connects and freed sockets through `defmt`.
 //!
-//! Hub functions must be called from thread mode only, never from interrupt handlers: an
-//! interrupt hands work to the hub through a [`HubHandle`].
+//! Hub functions must be called from thread mode only, never from interrupt handlers (on
+//! Cortex-M a blocking one called from a handler panics, saying so, instead of switching
+//! stacks inside the exception). An interrupt hands events to greenlets without allocating
+//! through [`isr::Signal`] and [`isr::Channel`], or work needing a greenlet of its own through
+//! a [`HubHandle`].
 
 #![no_std]
 #![deny(unsafe_code)]
@@ -55,6 +60,8 @@ mod fmt;
 
 mod clock;
 mod idle;
+pub mod isr;
+pub mod monitor;
 #[cfg(all(feature = "stack-guard", target_arch = "arm", target_os = "none"))]
 pub mod mpu;
 pub mod net;

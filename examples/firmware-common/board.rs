@@ -43,12 +43,25 @@ pub(crate) fn start_systick(syst: &mut cortex_m::peripheral::SYST) {
     syst.enable_counter();
 }
 
+/// What the firmware also runs at each SysTick (a blocking check, say).
+static ON_TICK: Mutex<Cell<Option<fn()>>> = Mutex::new(Cell::new(None));
+
+/// Runs `hook` in the SysTick handler from now on, after the tick is counted.
+#[allow(dead_code)] // not every firmware has one
+pub(crate) fn on_tick(hook: fn()) {
+    cortex_m::interrupt::free(|cs| ON_TICK.borrow(cs).set(Some(hook)));
+}
+
 #[exception]
 fn SysTick() {
-    cortex_m::interrupt::free(|cs| {
+    let hook = cortex_m::interrupt::free(|cs| {
         let millis = MILLIS.borrow(cs);
         millis.set(millis.get() + 1);
+        ON_TICK.borrow(cs).get()
     });
+    if let Some(hook) = hook {
+        hook();
+    }
 }
 
 /// SysTick as a 64-bit tick counter at the core clock.
@@ -83,8 +96,49 @@ pub(crate) fn exit(all_ok: bool) -> ! {
     }
 }
 
+/// A panic whose message contains this ends the run as a success: a check that must panic.
+static EXPECTED_PANIC: Mutex<Cell<Option<&'static str>>> = Mutex::new(Cell::new(None));
+
+/// From now on, a panic saying `what` is the expected end of the run (exit status 0).
+#[allow(dead_code)] // not every firmware has a check that must panic
+pub(crate) fn expect_panic(what: &'static str) {
+    cortex_m::interrupt::free(|cs| EXPECTED_PANIC.borrow(cs).set(Some(what)));
+}
+
+/// Whether a formatted message contains a string, found while it is written (no buffer).
+struct Contains {
+    needle: &'static [u8],
+    /// How much of `needle` the text written so far ends with, or `needle.len()` once found.
+    matched: usize,
+}
+
+impl core::fmt::Write for Contains {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for &b in s.as_bytes() {
+            if self.matched == self.needle.len() {
+                break;
+            }
+            // Naive restart is enough for the needles used here (no repeated prefix).
+            self.matched = if self.needle[self.matched] == b {
+                self.matched + 1
+            } else {
+                usize::from(self.needle[0] == b)
+            };
+        }
+        Ok(())
+    }
+}
+
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     hprintln!("panic: {}", info);
+    let expected = cortex_m::interrupt::free(|cs| EXPECTED_PANIC.borrow(cs).get());
+    if let Some(what) = expected {
+        let mut found = Contains { needle: what.as_bytes(), matched: 0 };
+        let _ = core::fmt::write(&mut found, format_args!("{}", info.message()));
+        let ok = found.matched == what.len();
+        hprintln!("[{}] the expected panic ('{}')", if ok { "ok" } else { "FAILED" }, what);
+        exit(ok)
+    }
     exit(false)
 }

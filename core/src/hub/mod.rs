@@ -17,6 +17,7 @@
 //! - The hub loop runs on the main greenlet's stack while the main greenlet waits; the main
 //!   greenlet continues when its turn in the run queue comes.
 
+mod context;
 mod current;
 pub(crate) mod fault_context;
 pub mod heartbeat;
@@ -401,6 +402,7 @@ impl Hub {
 
     #[inline(always)]
     fn switch_out(&self, task: &Task) {
+        context::refuse_handler_mode();
         if task.is_main {
             self.run_until_main_runs();
         } else {

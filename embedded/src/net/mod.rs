@@ -47,6 +47,7 @@ pub use udp::{Datagram, UdpSocket};
 pub use udp::{join_multicast_group, leave_multicast_group};
 
 use crate::WaitHook;
+use crate::isr::Signals;
 
 /// How long a dropped TCP stream may take to finish closing before it is aborted (RST) and
 /// its buffers freed, unless [`set_orphan_linger`] says otherwise: a peer that vanished, or
@@ -155,6 +156,8 @@ pub struct NetPoller {
     wait: Box<dyn WaitHook>,
     entries: Vec<Option<Entry>>,
     woken: Arc<Flag>,
+    /// The [`isr`](crate::isr) signals greenlets wait for.
+    signals: Signals,
 }
 
 impl fmt::Debug for NetPoller {
@@ -187,6 +190,7 @@ impl NetPoller {
             wait: Box::new(wait),
             entries: Vec::new(),
             woken: Arc::new(Flag::default()),
+            signals: Signals::default(),
         }
     }
 
@@ -417,6 +421,10 @@ fn index_of(source: &dyn Any) -> Result<usize, PollError> {
 
 impl Poller for NetPoller {
     fn register(&mut self, source: &dyn Any, token: Token, _: Interest) -> Result<u64, PollError> {
+        let waker: Arc<dyn RemoteWaker> = self.woken.clone();
+        if let Some(label) = self.signals.register(source, token, &waker) {
+            return Ok(label);
+        }
         let index = index_of(source)?;
         let entry = self.entry_mut(index).ok_or(UNKNOWN)?;
         entry.token = Some(token);
@@ -425,12 +433,18 @@ impl Poller for NetPoller {
     }
 
     fn deregister(&mut self, source: &dyn Any) -> Result<(), PollError> {
+        if self.signals.deregister(source) {
+            return Ok(());
+        }
         let entry = self.entry_mut(index_of(source)?).ok_or(UNKNOWN)?;
         entry.token = None;
         Ok(())
     }
 
     fn readiness_cleared(&mut self, source: &dyn Any, interest: Interest) {
+        if self.signals.readiness_cleared(source) {
+            return;
+        }
         let Some(entry) = index_of(source).ok().and_then(|i| self.entry_mut(i)) else { return };
         if interest.is_readable() {
             entry.reported.readable = false;
@@ -467,10 +481,7 @@ impl Poller for NetPoller {
                     reported = true;
                 }
             }
-            if reported || self.woken.0.swap(false, Ordering::AcqRel) {
-                return Ok(());
-            }
-            if deadline.is_some_and(|d| now >= d) {
+            if reported {
                 return Ok(());
             }
             let stack_delay = self.iface.poll_delay(smol_now(now), &self.sockets);
@@ -484,8 +495,23 @@ impl Poller for NetPoller {
                 (None, Some(s)) => Some(now + Duration::from_micros(s.total_micros())),
                 (None, None) => None,
             };
-            if wake_at.is_none_or(|w| w > now) {
-                self.wait.wait(wake_at);
+            // The look at the wake flag and signals, and the sleep, in one critical section:
+            // see `idle`'s module docs.
+            let wait = &mut self.wait;
+            let expired = || deadline.is_some_and(|d| now >= d);
+            let sleep = || {
+                if wake_at.is_none_or(|w| w > now) {
+                    wait.wait(wake_at);
+                }
+            };
+            if crate::idle::sleep_unless_woken(
+                &self.woken.0,
+                &mut self.signals,
+                ready,
+                expired,
+                sleep,
+            ) {
+                return Ok(());
             }
         }
     }
