@@ -77,6 +77,14 @@ const STEPS: &[Step] = &[
         "test --release -p gevent -p gevent-tests",
         &[("RUST_TEST_THREADS", "1")],
     ),
+    // The resume hook the MPU stack guard uses, a feature no other package turns on.
+    (
+        "test core resume hook",
+        Always,
+        CARGO,
+        "test -p gevent-core --features std,sim,resume-hook --test resume_hook",
+        &[],
+    ),
     ("doc", Always, CARGO, "doc --workspace --no-deps", &[("RUSTDOCFLAGS", "-D warnings")]),
     // Everything in gevent-core that runs without a context switch (corosensei's inline
     // assembly is beyond Miri): the data structures' unit tests and `hub_without_switching`;
@@ -155,11 +163,13 @@ const STEPS: &[Step] = &[
         "build -p gevent-embedded --target thumbv7em-none-eabi",
         &[],
     ),
+    // Every optional part (defmt, the protocols, drivers, the MPU guard) on the chip it is
+    // for: what the host tests cannot build (the MPU guard is ARM-only).
     (
-        "build embedded thumbv7m defmt",
+        "clippy embedded thumbv7m all features",
         Full,
         CARGO,
-        "build -p gevent-embedded --features defmt --target thumbv7m-none-eabi",
+        "clippy -p gevent-embedded --all-features --target thumbv7m-none-eabi -- -D warnings",
         &[],
     ),
     (
