@@ -70,7 +70,7 @@ mod stacks;
 pub use clock::{TickClock, TickSource};
 pub use gevent_core::*;
 pub use idle::{IdlePoller, WaitHook};
-pub use stacks::StaticStacks;
+pub use stacks::{StackMemory, StaticStacks};
 
 use alloc::boxed::Box;
 

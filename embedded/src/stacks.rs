@@ -7,6 +7,45 @@ use gevent_core::stack::{
     MIN_STACK_SIZE, StackError, StackRegion, StackSource, round_stack_size_with_min,
 };
 
+/// A buffer for [`StaticStacks`], aligned as stacks and their guards need (32 bytes), so that
+/// no stack is lost to rounding wherever the linker places it:
+///
+/// ```no_run
+/// use gevent_embedded::{StackMemory, StaticStacks};
+///
+/// static mut STACKS: StackMemory<{ 4 * 4096 }> = StackMemory::new();
+/// // SAFETY: the only reference ever made to the buffer, given to the pool for good.
+/// let memory = unsafe { &mut *core::ptr::addr_of_mut!(STACKS) };
+/// let stacks = StaticStacks::new(memory.as_mut_slice(), 4096);
+/// assert_eq!(stacks.available(), 4);
+/// ```
+#[repr(C, align(32))]
+pub struct StackMemory<const N: usize>([u8; N]);
+
+impl<const N: usize> StackMemory<N> {
+    /// `N` zeroed bytes (in `.bss`: they cost no flash).
+    pub const fn new() -> Self {
+        StackMemory([0; N])
+    }
+
+    /// The bytes, to hand to [`StaticStacks::new`] (or `guarded`).
+    pub fn as_mut_slice(&'static mut self) -> &'static mut [u8] {
+        &mut self.0
+    }
+}
+
+impl<const N: usize> Default for StackMemory<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> core::fmt::Debug for StackMemory<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "StackMemory<{N}>")
+    }
+}
+
 /// `count` stacks of `size` bytes each, taken from a `'static` buffer.
 ///
 /// When every stack is in use, a greenlet that tries to start fails with a [`StackError`]
@@ -77,7 +116,9 @@ impl core::fmt::Debug for StaticStacks {
 
 impl StaticStacks {
     /// Splits `memory` into as many stacks of `size` bytes (rounded down to 16) as fit, with no
-    /// guard; `size` must be at least [`MIN_STACK_SIZE`] (4 KiB), or there are no stacks.
+    /// guard; `size` must be at least [`MIN_STACK_SIZE`] (4 KiB), or there are no stacks. The
+    /// first stack starts at the first 16-byte boundary of `memory`: give a [`StackMemory`]
+    /// to lose nothing to that.
     ///
     /// A greenlet that asks for more than `size` bytes of stack fails to start with
     /// [`FailureKind::NoStack`](gevent_core::FailureKind::NoStack); one that asks for less gets

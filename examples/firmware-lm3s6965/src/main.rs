@@ -25,8 +25,8 @@ use cortex_m_semihosting::hprintln;
 use gevent_embedded::net::{NetError, TcpListener, TcpStream};
 use gevent_embedded::queue::Queue;
 use gevent_embedded::{
-    Builder, FailureKind, GetError, Interrupted, StaticStacks, TickClock, Timeout, joinall, now,
-    sleep, spawn,
+    Builder, FailureKind, GetError, Interrupted, StackMemory, StaticStacks, TickClock, Timeout,
+    joinall, now, sleep, spawn,
 };
 use smoltcp::iface::{Config, Interface};
 use smoltcp::phy::{Loopback, Medium};
@@ -62,13 +62,9 @@ fn main() -> ! {
     board::start_systick(&mut core.SYST);
 
     // Four greenlet stacks of 5 KiB.
-    // Aligned as stacks are (16 bytes): otherwise the pool loses the last stack to the
-    // rounding, depending on where the linker happens to place the buffer.
-    #[repr(C, align(16))]
-    struct StackMemory([u8; 4 * 5 * 1024]);
-    static mut STACK_MEM: StackMemory = StackMemory([0; 4 * 5 * 1024]);
+    static mut STACK_MEM: StackMemory<{ 4 * 5 * 1024 }> = StackMemory::new();
     // SAFETY: the only reference ever made to this buffer, handed to the stack pool for good.
-    let stack_mem = unsafe { &mut (*core::ptr::addr_of_mut!(STACK_MEM)).0 };
+    let stack_mem = unsafe { &mut *core::ptr::addr_of_mut!(STACK_MEM) }.as_mut_slice();
     let stacks = StaticStacks::new(stack_mem, 5 * 1024);
 
     // A smoltcp interface on a loopback device (this board's Ethernet is not emulated by the

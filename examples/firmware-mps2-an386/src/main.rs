@@ -13,7 +13,7 @@ extern crate alloc;
 use alloc::vec::Vec;
 use cortex_m_rt::entry;
 use cortex_m_semihosting::hprintln;
-use gevent_embedded::{StaticStacks, TickClock, spawn, yield_now};
+use gevent_embedded::{StackMemory, StaticStacks, TickClock, spawn, yield_now};
 
 #[path = "../../firmware-common/board.rs"]
 #[macro_use]
@@ -52,9 +52,12 @@ fn main() -> ! {
     let mut core = cortex_m::Peripherals::take().expect("taken once");
     board::start_systick(&mut core.SYST);
 
-    static mut STACK_MEM: [u8; 8 * 8 * 1024] = [0; 8 * 8 * 1024];
+    static mut STACK_MEM: StackMemory<{ 8 * 8 * 1024 }> = StackMemory::new();
     // SAFETY: the only reference ever made to this buffer, handed to the stack pool for good.
-    let stacks = StaticStacks::new(unsafe { &mut *core::ptr::addr_of_mut!(STACK_MEM) }, 8 * 1024);
+    let stacks = StaticStacks::new(
+        unsafe { &mut *core::ptr::addr_of_mut!(STACK_MEM) }.as_mut_slice(),
+        8 * 1024,
+    );
     gevent_embedded::init(TickClock::new(SysTickSource), stacks, |_| cortex_m::asm::wfi())
         .expect("the hub is installed once");
 
