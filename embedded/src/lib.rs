@@ -41,6 +41,8 @@
 //! # Features
 //!
 //! - `defmt`: logs stack exhaustion, refused connects and freed sockets through `defmt`.
+//! - `lan9118`: [`drivers::lan9118`], a driver for the LAN9118 Ethernet controller that QEMU
+//!   emulates on `mps2-an386`.
 //!
 //! Hub functions must be called from thread mode only, never from interrupt handlers: an
 //! interrupt hands work to the hub through a [`HubHandle`].
@@ -54,6 +56,7 @@ extern crate alloc;
 mod fmt;
 
 mod clock;
+pub mod drivers;
 mod idle;
 pub mod net;
 mod stacks;

@@ -3,6 +3,8 @@
 use std::process::Command;
 
 use crate::flags;
+
+mod net_firmware;
 use crate::step::Steps;
 
 /// The firmware examples, each its own cargo project run under `qemu-system-arm` (not with
@@ -235,6 +237,11 @@ impl flags::Test {
             let mut command = Command::new("timeout");
             command.args(["300", "cargo", "run", "--release"]).current_dir(root.join(folder));
             steps.run(name, &mut command);
+        }
+        if self.quick {
+            steps.skip(net_firmware::NAME);
+        } else {
+            steps.run_check(net_firmware::NAME, || net_firmware::run(&root));
         }
         steps.finish()
     }
