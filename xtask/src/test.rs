@@ -71,6 +71,28 @@ const STEPS: &[Step] = &[
         &[("RUST_TEST_THREADS", "1")],
     ),
     ("doc", Always, CARGO, "doc --workspace --no-deps", &[("RUSTDOCFLAGS", "-D warnings")]),
+    // gevent-embedded's optional networking (drivers, DHCP, DNS), off in the workspace build.
+    (
+        "clippy embedded network features",
+        Always,
+        CARGO,
+        "clippy -p gevent-embedded --features lan9118,dhcpv4,dns --all-targets -- -D warnings",
+        &[],
+    ),
+    (
+        "test embedded network features",
+        Always,
+        CARGO,
+        "test -p gevent-embedded --features lan9118,dhcpv4,dns",
+        &[],
+    ),
+    (
+        "doc embedded network features",
+        Always,
+        CARGO,
+        "doc -p gevent-embedded --features lan9118,dhcpv4,dns --no-deps",
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    ),
     // Everything in gevent-core that runs without a context switch (corosensei's inline
     // assembly is beyond Miri): the data structures' unit tests and `hub_without_switching`;
     // the other tests and the doctests are `cfg(not(miri))`.
@@ -153,6 +175,13 @@ const STEPS: &[Step] = &[
         Full,
         CARGO,
         "build -p gevent-embedded --features defmt --target thumbv7m-none-eabi",
+        &[],
+    ),
+    (
+        "build embedded thumbv7m network features defmt",
+        Full,
+        CARGO,
+        "build -p gevent-embedded --features defmt,lan9118,dhcpv4,dns --target thumbv7m-none-eabi",
         &[],
     ),
     (

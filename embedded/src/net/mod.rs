@@ -7,6 +7,10 @@
 //! the greenlets waiting on it. When nothing is runnable, the poller sleeps with the firmware's
 //! [`WaitHook`] until the earlier of the next timer and smoltcp's own `poll_delay`.
 
+#[cfg(feature = "dhcpv4")]
+pub mod dhcp;
+#[cfg(feature = "dns")]
+pub mod dns;
 mod tcp;
 mod udp;
 
@@ -77,6 +81,12 @@ enum Kind {
     Tcp,
     Udp,
     Listener,
+    /// A greenlet waiting for a DHCP lease (no socket).
+    #[cfg(feature = "dhcpv4")]
+    ConfigUp,
+    /// A DNS query's socket.
+    #[cfg(feature = "dns")]
+    Dns,
 }
 
 /// The hub's poller on a smoltcp interface.
@@ -88,6 +98,10 @@ pub struct NetPoller {
     wait: Box<dyn WaitHook>,
     entries: Vec<Option<Entry>>,
     woken: Arc<Flag>,
+    #[cfg(feature = "dhcpv4")]
+    dhcp: dhcp::Client,
+    #[cfg(feature = "dns")]
+    dns: dns::Resolver,
 }
 
 impl fmt::Debug for NetPoller {
@@ -116,6 +130,10 @@ impl NetPoller {
             wait: Box::new(wait),
             entries: Vec::new(),
             woken: Arc::new(Flag::default()),
+            #[cfg(feature = "dhcpv4")]
+            dhcp: dhcp::Client::default(),
+            #[cfg(feature = "dns")]
+            dns: dns::Resolver::default(),
         }
     }
 
@@ -175,6 +193,13 @@ impl NetPoller {
         let Some(entry) = self.entries.get_mut(index).and_then(Option::as_mut) else { return };
         match entry.kind {
             Kind::Listener => return self.remove(index),
+            #[cfg(feature = "dhcpv4")]
+            Kind::ConfigUp => return self.remove(index),
+            #[cfg(feature = "dns")]
+            Kind::Dns => {
+                self.dns.forget(entry.handles[0]);
+                return self.remove(index);
+            }
             Kind::Tcp => {
                 self.sockets.get_mut::<smol_tcp::Socket<'static>>(entry.handles[0]).close()
             }
@@ -225,6 +250,12 @@ impl NetPoller {
                     !s.is_listening() && !connecting(s)
                 });
                 Readiness { readable: incoming, writable: false }
+            }
+            #[cfg(feature = "dhcpv4")]
+            Kind::ConfigUp => Readiness { readable: self.dhcp.is_up(), writable: false },
+            #[cfg(feature = "dns")]
+            Kind::Dns => {
+                Readiness { readable: self.dns.settled(entry.handles[0]), writable: false }
             }
         }
     }
@@ -283,6 +314,10 @@ impl Poller for NetPoller {
         loop {
             let now = self.clock.now();
             (self.drive)(&mut self.iface, &mut self.sockets, smol_now(now));
+            #[cfg(feature = "dhcpv4")]
+            self.apply_dhcp();
+            #[cfg(feature = "dns")]
+            self.collect_dns();
             self.reap();
             let mut reported = false;
             for i in 0..self.entries.len() {
@@ -347,6 +382,9 @@ pub enum NetError {
     InvalidAddress,
     /// The datagram did not fit the socket's buffer.
     TooLarge,
+    /// A name has no address: no DNS server is known, the servers said so, or they did not
+    /// answer.
+    NameNotResolved,
 }
 
 impl From<Interrupted> for NetError {
@@ -365,6 +403,7 @@ impl fmt::Display for NetError {
             NetError::NotConnected => f.write_str("the socket is not connected"),
             NetError::InvalidAddress => f.write_str("the address or port is invalid or in use"),
             NetError::TooLarge => f.write_str("the datagram does not fit the socket buffer"),
+            NetError::NameNotResolved => f.write_str("the name could not be resolved"),
         }
     }
 }
@@ -382,6 +421,7 @@ impl embedded_io::Error for NetError {
             NetError::NotConnected => embedded_io::ErrorKind::NotConnected,
             NetError::InvalidAddress => embedded_io::ErrorKind::InvalidInput,
             NetError::TooLarge => embedded_io::ErrorKind::InvalidInput,
+            NetError::NameNotResolved => embedded_io::ErrorKind::AddrNotAvailable,
         }
     }
 }
