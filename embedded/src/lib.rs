@@ -43,6 +43,9 @@
 //! - `defmt`: logs stack exhaustion, refused connects and freed sockets through `defmt`.
 //! - `lan9118`: [`drivers::lan9118`], a driver for the LAN9118 Ethernet controller that QEMU
 //!   emulates on `mps2-an386`.
+//! - `embassy-net-driver`: [`drivers::embassy`], NIC drivers written for embassy-net as smoltcp
+//!   devices.
+//! - `dhcpv4`, `dns`: [`net::dhcp`](crate::net) and [`net::dns`](crate::net).
 //!
 //! Hub functions must be called from thread mode only, never from interrupt handlers: an
 //! interrupt hands work to the hub through a [`HubHandle`].

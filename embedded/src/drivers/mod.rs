@@ -3,3 +3,6 @@
 
 #[cfg(feature = "lan9118")]
 pub mod lan9118;
+
+#[cfg(feature = "embassy-net-driver")]
+pub mod embassy;
