@@ -43,6 +43,11 @@
 //! # Features
 //!
 //! - `defmt`: logs stack exhaustion, refused connects and freed sockets through `defmt`.
+//! - `lan9118`: [`drivers::lan9118`], a driver for the LAN9118 Ethernet controller that QEMU
+//!   emulates on `mps2-an386`.
+//! - `embassy-net-driver`: [`drivers::embassy`], NIC drivers written for embassy-net as smoltcp
+//!   devices.
+//! - `dhcpv4`, `dns`: [`net::dhcp`](crate::net) and [`net::dns`](crate::net).
 //!
 //! Hub functions must be called from thread mode only, never from interrupt handlers (on
 //! Cortex-M a blocking one called from a handler panics, saying so, instead of switching
@@ -59,6 +64,7 @@ extern crate alloc;
 mod fmt;
 
 mod clock;
+pub mod drivers;
 mod idle;
 pub mod isr;
 pub mod monitor;

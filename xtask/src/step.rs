@@ -67,6 +67,26 @@ impl Steps {
         ok
     }
 
+    /// Runs `check` as the step `name`, reporting as [`run`](Self::run) does, with the error
+    /// `check` returns as the reason it failed. Returns whether it succeeded.
+    pub(crate) fn run_check(
+        &mut self,
+        name: &str,
+        check: impl FnOnce() -> Result<(), String>,
+    ) -> bool {
+        println!("\n==> {name}");
+        let start = Instant::now();
+        let result = check();
+        if let Err(error) = &result {
+            println!("{name}: {error}");
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let status = if result.is_ok() { Status::Ok } else { Status::Failed };
+        println!("{} {name} ({secs:.1}s)", status.as_str());
+        self.done.push(Done { name: name.to_owned(), status, secs });
+        result.is_ok()
+    }
+
     /// Records that the step `name` was left out on purpose.
     pub(crate) fn skip(&mut self, name: &str) {
         self.done.push(Done { name: name.to_owned(), status: Status::Skipped, secs: 0.0 });

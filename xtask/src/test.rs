@@ -3,6 +3,8 @@
 use std::process::Command;
 
 use crate::flags;
+
+mod net_firmware;
 use crate::step::Steps;
 
 /// The firmware examples, each its own cargo project run under `qemu-system-arm` (not with
@@ -86,6 +88,15 @@ const STEPS: &[Step] = &[
         &[],
     ),
     ("doc", Always, CARGO, "doc --workspace --no-deps", &[("RUSTDOCFLAGS", "-D warnings")]),
+    // gevent-embedded's optional parts (protocols, drivers, the MPU guard) are off in the
+    // workspace's build of the docs (its tests turn them on through a dev-dependency).
+    (
+        "doc embedded all features",
+        Always,
+        CARGO,
+        "doc -p gevent-embedded --all-features --no-deps",
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    ),
     // Everything in gevent-core that runs without a context switch (corosensei's inline
     // assembly is beyond Miri): the data structures' unit tests and `hub_without_switching`;
     // the other tests and the doctests are `cfg(not(miri))`.
@@ -268,6 +279,11 @@ impl flags::Test {
             let mut command = Command::new("sh");
             command.args(["-c", &script]).current_dir(root.join(folder));
             steps.run(name, &mut command);
+        }
+        if self.quick {
+            steps.skip(net_firmware::NAME);
+        } else {
+            steps.run_check(net_firmware::NAME, || net_firmware::run(&root));
         }
         steps.finish()
     }

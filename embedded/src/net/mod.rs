@@ -12,6 +12,10 @@
 //! (`RawSocket`) and `multicast` (`join_multicast_group`, `UdpSocket::join_multicast_v4`).
 //! The link's state, as the driver reports it, is [`link_is_up`] and [`wait_link_up`].
 
+#[cfg(feature = "dhcpv4")]
+pub mod dhcp;
+#[cfg(feature = "dns")]
+pub mod dns;
 #[cfg(feature = "icmp")]
 mod icmp;
 mod link;
@@ -131,12 +135,25 @@ enum Kind {
     Icmp,
     #[cfg(feature = "raw")]
     Raw,
+    /// A greenlet waiting for a DHCP lease (no socket).
+    #[cfg(feature = "dhcpv4")]
+    ConfigUp,
+    /// A DNS query's socket.
+    #[cfg(feature = "dns")]
+    Dns,
 }
 
 impl Kind {
     /// A socket of datagrams: freed once it has sent what it queued.
     fn is_datagram(self) -> bool {
-        !matches!(self, Kind::Tcp | Kind::Listener)
+        match self {
+            Kind::Udp => true,
+            #[cfg(feature = "icmp")]
+            Kind::Icmp => true,
+            #[cfg(feature = "raw")]
+            Kind::Raw => true,
+            _ => false,
+        }
     }
 }
 
@@ -158,6 +175,10 @@ pub struct NetPoller {
     woken: Arc<Flag>,
     /// The [`isr`](crate::isr) signals greenlets wait for.
     signals: Signals,
+    #[cfg(feature = "dhcpv4")]
+    dhcp: dhcp::Client,
+    #[cfg(feature = "dns")]
+    dns: dns::Resolver,
 }
 
 impl fmt::Debug for NetPoller {
@@ -191,6 +212,10 @@ impl NetPoller {
             entries: Vec::new(),
             woken: Arc::new(Flag::default()),
             signals: Signals::default(),
+            #[cfg(feature = "dhcpv4")]
+            dhcp: dhcp::Client::default(),
+            #[cfg(feature = "dns")]
+            dns: dns::Resolver::default(),
         }
     }
 
@@ -257,6 +282,13 @@ impl NetPoller {
         let Some(entry) = self.entries.get_mut(index).and_then(Option::as_mut) else { return };
         match entry.kind {
             Kind::Listener => return self.remove(index),
+            #[cfg(feature = "dhcpv4")]
+            Kind::ConfigUp => return self.remove(index),
+            #[cfg(feature = "dns")]
+            Kind::Dns => {
+                self.dns.forget(entry.handles[0]);
+                return self.remove(index);
+            }
             Kind::Tcp => {
                 self.sockets.get_mut::<smol_tcp::Socket<'static>>(entry.handles[0]).close();
                 entry.linger_until = Some(self.clock.now() + self.linger);
@@ -332,6 +364,12 @@ impl NetPoller {
                 });
                 Readiness { readable: incoming, writable: false }
             }
+            #[cfg(feature = "dhcpv4")]
+            Kind::ConfigUp => Readiness { readable: self.dhcp.is_up(), writable: false },
+            #[cfg(feature = "dns")]
+            Kind::Dns => {
+                Readiness { readable: self.dns.settled(entry.handles[0]), writable: false }
+            }
             datagram => self.datagram(datagram, entry.handles[0]).0,
         }
     }
@@ -353,7 +391,8 @@ impl NetPoller {
                 let s = self.sockets.get::<smoltcp::socket::raw::Socket<'static>>(handle);
                 (Readiness { readable: s.can_recv(), writable: s.can_send() }, s.send_queue())
             }
-            Kind::Tcp | Kind::Listener => (Readiness::default(), 0),
+            // Not datagram sockets (`is_datagram` is false for them).
+            _ => (Readiness::default(), 0),
         }
     }
 
@@ -463,6 +502,10 @@ impl Poller for NetPoller {
         loop {
             let now = self.clock.now();
             (self.drive)(&mut self.iface, &mut self.sockets, smol_now(now));
+            #[cfg(feature = "dhcpv4")]
+            self.apply_dhcp();
+            #[cfg(feature = "dns")]
+            self.collect_dns();
             self.settle(now);
             let mut reported = false;
             for i in 0..self.entries.len() {
@@ -545,6 +588,9 @@ pub enum NetError {
     TooLarge,
     /// No answer came within the time given (a `ping`).
     TimedOut,
+    /// A name has no address: no DNS server is known, the servers said so, or they did not
+    /// answer.
+    NameNotResolved,
 }
 
 impl From<Interrupted> for NetError {
@@ -564,6 +610,7 @@ impl fmt::Display for NetError {
             NetError::InvalidAddress => f.write_str("the address or port is invalid or in use"),
             NetError::TooLarge => f.write_str("the datagram does not fit the socket buffer"),
             NetError::TimedOut => f.write_str("no answer came in time"),
+            NetError::NameNotResolved => f.write_str("the name could not be resolved"),
         }
     }
 }
@@ -583,6 +630,7 @@ impl embedded_io::Error for NetError {
             NetError::InvalidAddress => embedded_io::ErrorKind::InvalidInput,
             NetError::TooLarge => embedded_io::ErrorKind::InvalidInput,
             NetError::TimedOut => embedded_io::ErrorKind::TimedOut,
+            NetError::NameNotResolved => embedded_io::ErrorKind::AddrNotAvailable,
         }
     }
 }

@@ -1,0 +1,182 @@
+//! gevent for Rust on a Cortex-M4F (QEMU `mps2-an386`) with a real (emulated) NIC: the board's
+//! LAN9118 driven by `gevent_embedded::drivers::lan9118`, on QEMU's user-mode network.
+//!
+//! Brings the NIC up, gets its address by DHCP from QEMU's user-mode network (and checks the
+//! lease: QEMU's defaults), then serves a line echo on TCP port 7, one greenlet per
+//! connection. A client (the host, through QEMU's `hostfwd`) sends lines and reads them back;
+//! `resolve NAME [SERVER]` answers with NAME's address, asked through DNS of SERVER or, without
+//! one, of the servers the DHCP lease named; `quit` ends the run with status 0.
+//!
+//! It prints `READY` by semihosting once it listens: the test in `xtask/src/test/net_firmware.rs`
+//! connects only then.
+
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use cortex_m_rt::entry;
+use cortex_m_semihosting::hprintln;
+use gevent_embedded::drivers::lan9118::{Lan9118, MPS2_BASE};
+use gevent_embedded::net::{NetError, TcpListener, TcpStream, dhcp, dns};
+use gevent_embedded::{StaticStacks, TickClock, spawn};
+use smoltcp::iface::{Config, Interface};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, Ipv4Address, Ipv4Cidr};
+
+#[path = "../../firmware-common/board.rs"]
+#[macro_use]
+mod board;
+
+use board::SysTickSource;
+
+/// QEMU's mps2 boards run the core at 25 MHz.
+const CORE_HZ: u32 = 25_000_000;
+
+/// The echo's port in the guest.
+const ECHO_PORT: u16 = 7;
+
+/// What QEMU's user-mode network leases by default: the first guest address, its gateway and
+/// its DNS relay.
+const GUEST: Ipv4Cidr = Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 15), 24);
+const GATEWAY: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
+const DNS_RELAY: Ipv4Address = Ipv4Address::new(10, 0, 2, 3);
+
+/// How long DHCP may take.
+const DHCP_LIMIT: Duration = Duration::from_secs(30);
+
+/// The longest line the echo takes.
+const LINE: usize = 256;
+
+/// Serves one connection: each line comes back; `quit` ends the run.
+fn serve(mut stream: TcpStream) -> Result<(), NetError> {
+    let mut line: Vec<u8> = Vec::with_capacity(LINE);
+    let mut buf = [0u8; 128];
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        for &byte in &buf[..n] {
+            if byte != b'\n' {
+                if line.len() < LINE {
+                    line.push(byte);
+                }
+                continue;
+            }
+            if line == b"quit" {
+                hprintln!("quit: all checks held");
+                board::exit(true);
+            }
+            let reply = match line.strip_prefix(b"resolve ") {
+                Some(request) => resolve(request),
+                None => String::from_utf8_lossy(&line).into_owned(),
+            };
+            stream.write_all(reply.as_bytes())?;
+            stream.write_all(b"\n")?;
+            line.clear();
+        }
+    }
+}
+
+/// Answers `NAME [SERVER]`: NAME's first address, or what went wrong.
+fn resolve(request: &[u8]) -> String {
+    let request = String::from_utf8_lossy(request);
+    let mut words = request.split_whitespace();
+    let name = words.next().unwrap_or("");
+    let resolved = match words.next().map(str::parse::<Ipv4Address>) {
+        Some(Ok(server)) => dns::resolve_with(name, &[IpAddress::Ipv4(server)]),
+        Some(Err(_)) => return format!("error: bad server address in {request}"),
+        None => dns::resolve(name),
+    };
+    let reply = match &resolved {
+        Ok(addresses) => match addresses.first() {
+            Some(address) => format!("{address}"),
+            None => String::from("error: no address"),
+        },
+        Err(e) => format!("error: {e}"),
+    };
+    hprintln!("resolve {}: {}", request, reply);
+    reply
+}
+
+#[entry]
+fn main() -> ! {
+    init_heap!(64 * 1024);
+    let mut core = cortex_m::Peripherals::take().expect("taken once");
+    board::start_systick(&mut core.SYST);
+
+    static mut STACK_MEM: [u8; 4 * 8 * 1024] = [0; 4 * 8 * 1024];
+    // SAFETY: the only reference ever made to this buffer, handed to the stack pool for good.
+    let stacks = StaticStacks::new(unsafe { &mut *core::ptr::addr_of_mut!(STACK_MEM) }, 8 * 1024);
+
+    // SAFETY: the mps2-an386 image has its LAN9118 at MPS2_BASE, and this is the only driver
+    // made for it; no interrupt handler touches it.
+    let mut nic = match unsafe { Lan9118::new(MPS2_BASE) } {
+        Ok(nic) => nic,
+        Err(e) => {
+            hprintln!("FAILED: {}", e);
+            board::exit(false)
+        }
+    };
+    let mac = nic.mac_address();
+    hprintln!(
+        "lan9118 id {:#010x}, mac {}, link {}",
+        nic.id_rev(),
+        EthernetAddress(mac),
+        if nic.link_up() == Ok(true) { "up" } else { "down" }
+    );
+
+    let config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+    let iface = Interface::new(config, &mut nic, smoltcp::time::Instant::ZERO);
+    let drive: gevent_embedded::net::Drive = Box::new(move |iface, sockets, now| {
+        iface.poll(now, &mut nic, sockets);
+    });
+    gevent_embedded::init_net(iface, drive, TickClock::new(SysTickSource), stacks, |_| {
+        cortex_m::asm::wfi()
+    })
+    .expect("the hub is installed once");
+
+    dhcp::start().expect("the hub has a network stack");
+    let lease = match dhcp::wait_config_up(Some(DHCP_LIMIT)) {
+        Ok(lease) => lease,
+        Err(e) => {
+            hprintln!("FAILED: no DHCP lease: {}", e);
+            board::exit(false)
+        }
+    };
+    hprintln!(
+        "dhcp: address {}, gateway {:?}, dns {:?}",
+        lease.address,
+        lease.gateway,
+        lease.dns_servers
+    );
+    if lease.address != GUEST || lease.gateway != Some(GATEWAY) || lease.dns_servers != [DNS_RELAY] {
+        hprintln!("FAILED: the lease is not QEMU's default");
+        board::exit(false)
+    }
+
+    let listener = TcpListener::bind(ECHO_PORT, 2).expect("port 7 is free");
+    hprintln!("echo on port {}", ECHO_PORT);
+    hprintln!("READY");
+    loop {
+        match listener.accept() {
+            Ok(stream) => {
+                spawn(move || {
+                    if let Err(e) = serve(stream) {
+                        hprintln!("connection ended: {}", e);
+                    }
+                });
+            }
+            Err(e) => {
+                hprintln!("FAILED: accept: {}", e);
+                board::exit(false)
+            }
+        }
+    }
+}
