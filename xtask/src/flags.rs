@@ -7,11 +7,12 @@ pub(crate) const HELP: &str = "\
 Usage: cargo xtask <COMMAND>
 
 Commands:
-  test [--quick]
+  test [--quick] [--only TEXT]
       Run the whole test matrix: fmt, clippy, the tests of each package, docs, miri,
       no_std and cross-target builds, the demo. Every step runs even after a failure;
       a summary follows, and the exit status is non-zero if any step failed.
-      --quick    skip miri, the release-mode tests and the cross-target steps
+      --quick      skip miri, the release-mode tests and the cross-target steps
+      --only TEXT  run only the steps whose names contain TEXT (say 'firmware')
 
   bench [--anchors] [--runs N] [--secs N] [--print-cmd] [WORKLOAD...]
       Build gevent-bench in release mode and run the workloads of shared/anchors/README.md
@@ -60,6 +61,8 @@ pub(crate) enum Command {
 pub(crate) struct Test {
     /// Skip the slow steps: miri, the release-mode tests, the cross-target steps.
     pub(crate) quick: bool,
+    /// `--only TEXT`: run only the steps whose names contain it.
+    pub(crate) only: Option<String>,
 }
 
 /// `cargo xtask bench`.
@@ -198,10 +201,15 @@ pub(crate) fn parse(args: &[String]) -> Result<Command, String> {
 }
 
 fn parse_test(args: &[String]) -> Result<Test, String> {
-    let mut test = Test { quick: false };
-    for arg in args {
+    let mut test = Test { quick: false, only: None };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => test.quick = true,
+            "--only" => match args.next() {
+                Some(text) => test.only = Some(text.clone()),
+                None => return Err(String::from("--only needs the text of a step's name")),
+            },
             other => return Err(format!("unexpected argument '{other}' for 'test'")),
         }
     }
@@ -279,8 +287,13 @@ mod tests {
 
     #[test]
     fn test_command() {
-        assert_eq!(parse_str("test"), Ok(Command::Test(Test { quick: false })));
-        assert_eq!(parse_str("test --quick"), Ok(Command::Test(Test { quick: true })));
+        assert_eq!(parse_str("test"), Ok(Command::Test(Test { quick: false, only: None })));
+        assert_eq!(parse_str("test --quick"), Ok(Command::Test(Test { quick: true, only: None })));
+        assert_eq!(
+            parse_str("test --only firmware"),
+            Ok(Command::Test(Test { quick: false, only: Some("firmware".into()) }))
+        );
+        assert!(parse_str("test --only").is_err());
         assert!(parse_str("test --slow").is_err());
     }
 

@@ -238,8 +238,16 @@ impl flags::Test {
         if let Err(e) = std::fs::create_dir_all(root.join(FUZZ_SCRATCH)) {
             return Err(format!("creating {FUZZ_SCRATCH}: {e}"));
         }
+        // Steps other than `--only`'s are not run (nor listed); slow ones are skipped with
+        // `--quick`.
+        let chosen =
+            |name: &str| self.only.as_ref().is_none_or(|only| name.contains(only.as_str()));
+        let left_out = |runs: Runs| self.quick && runs == Full;
         for &(name, runs, program, args, env) in STEPS {
-            if self.quick && runs == Full {
+            if !chosen(name) {
+                continue;
+            }
+            if left_out(runs) {
                 steps.skip(name);
                 continue;
             }
@@ -258,7 +266,10 @@ impl flags::Test {
         // `.cargo/config.toml`, which cargo reads from the working directory); `timeout` stops
         // a firmware that hangs instead of ending with a semihosting exit.
         for &(name, folder) in FIRMWARE {
-            if self.quick {
+            if !chosen(name) {
+                continue;
+            }
+            if left_out(Full) {
                 steps.skip(name);
                 continue;
             }
@@ -267,7 +278,10 @@ impl flags::Test {
             steps.run(name, &mut command);
         }
         for &(name, folder, features, message) in FIRMWARE_FAULTS {
-            if self.quick {
+            if !chosen(name) {
+                continue;
+            }
+            if left_out(Full) {
                 steps.skip(name);
                 continue;
             }
@@ -280,7 +294,8 @@ impl flags::Test {
             command.args(["-c", &script]).current_dir(root.join(folder));
             steps.run(name, &mut command);
         }
-        if self.quick {
+        if !chosen(net_firmware::NAME) {
+        } else if left_out(Full) {
             steps.skip(net_firmware::NAME);
         } else {
             steps.run_check(net_firmware::NAME, || net_firmware::run(&root));
