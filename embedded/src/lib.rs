@@ -55,9 +55,9 @@
 //!   guards; adds a hook to every switch, about 28 instructions with the guard on).
 //! - `ipv6`, `icmp`, `raw`, `multicast`: the optional protocols of [`net`] (each adds its
 //!   smoltcp code only when chosen).
-//! - `lan9118`: [`drivers::lan9118`], a driver for the LAN9118 Ethernet controller that QEMU
+//! - `lan9118`: `drivers::lan9118`, a driver for the LAN9118 Ethernet controller that QEMU
 //!   emulates on `mps2-an386`.
-//! - `embassy-net-driver`: [`drivers::embassy`], NIC drivers written for embassy-net as smoltcp
+//! - `embassy-net-driver`: `drivers::embassy`, NIC drivers written for embassy-net as smoltcp
 //!   devices.
 //! - `dhcpv4`, `dns`: [`net::dhcp`](crate::net) and [`net::dns`](crate::net).
 //!
