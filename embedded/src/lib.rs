@@ -43,9 +43,9 @@
 //! # Features
 //!
 //! - `defmt`: logs stack exhaustion, refused connects and freed sockets through `defmt`.
-//! - `lan9118`: [`drivers::lan9118`], a driver for the LAN9118 Ethernet controller that QEMU
+//! - `lan9118`: [`drivers::lan9118`](crate::drivers), a driver for the LAN9118 Ethernet controller that QEMU
 //!   emulates on `mps2-an386`.
-//! - `embassy-net-driver`: [`drivers::embassy`], NIC drivers written for embassy-net as smoltcp
+//! - `embassy-net-driver`: [`drivers::embassy`](crate::drivers), NIC drivers written for embassy-net as smoltcp
 //!   devices.
 //! - `dhcpv4`, `dns`: [`net::dhcp`](crate::net) and [`net::dns`](crate::net).
 //!
