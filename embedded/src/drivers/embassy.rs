@@ -5,7 +5,11 @@
 //! An embassy driver is polled with a task [`Context`]: when it has no frame to give or no
 //! room to send, it keeps the context's waker and wakes it when that changes (from its
 //! interrupt handler, typically). The adapter hands it a waker that wakes the hub
-//! ([`HubHandle::wake`]), so the hub, maybe asleep in its idle hook, polls the interface again.
+//! ([`HubHandle::wake`], callable from any thread or handler): that sets the wake flag the
+//! [`NetPoller`](crate::net::NetPoller) looks at, in the critical section in which it decides
+//! to sleep, so a frame whose interrupt was handled after the driver last said it had none,
+//! but before the hub went to sleep, is polled for at once instead of waiting for the next
+//! interrupt (forever, on a hub with no timer armed).
 
 use alloc::sync::Arc;
 use alloc::task::Wake;
@@ -166,6 +170,10 @@ impl<D: Driver> Device for EmbassyDevice<D> {
         caps.checksum.udp = checksum(theirs.checksum.udp);
         caps.checksum.tcp = checksum(theirs.checksum.tcp);
         caps.checksum.icmpv4 = checksum(theirs.checksum.icmpv4);
+        #[cfg(feature = "ipv6")]
+        {
+            caps.checksum.icmpv6 = checksum(theirs.checksum.icmpv6);
+        }
         caps
     }
 }
