@@ -98,6 +98,7 @@ pub mod queue;
 mod remote;
 #[cfg(feature = "std")]
 mod report;
+pub mod shared;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod slab;

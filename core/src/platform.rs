@@ -5,11 +5,11 @@
 //! tick counter, and the `sim` feature with a virtual clock for deterministic tests.
 
 use alloc::boxed::Box;
-use alloc::sync::Arc;
 use core::any::Any;
 use core::fmt;
 use core::time::Duration;
 
+use crate::shared::Shared;
 use crate::stack::StackSource;
 use crate::time::Instant;
 
@@ -144,8 +144,10 @@ pub trait Poller {
         let _ = (source, interest);
     }
 
-    /// A waker that other threads can use to interrupt [`Poller::poll`].
-    fn remote_waker(&self) -> Arc<dyn RemoteWaker>;
+    /// A waker that other threads can use to interrupt [`Poller::poll`] (an `Arc` on targets
+    /// with compare-and-swap, a `&'static` reference on others: see [`Shared`]). The hub asks
+    /// once, when it is created.
+    fn remote_waker(&self) -> Shared<dyn RemoteWaker>;
 
     /// Gives access to the concrete poller, for adapters that need backend-specific calls.
     fn as_any_mut(&mut self) -> &mut dyn Any;

@@ -29,7 +29,6 @@
 #![allow(unsafe_code)] // see the SAFETY comments
 
 use alloc::boxed::Box;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 use core::ptr;
@@ -37,11 +36,12 @@ use core::ptr;
 // The protocol's atomics are loom's when it model-checks them, so that it sees and permutes
 // every access.
 #[cfg(not(all(test, loom)))]
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use crate::shared::rmw::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 #[cfg(all(test, loom))]
 use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 use crate::platform::RemoteWaker;
+use crate::shared::Shared;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
@@ -159,11 +159,11 @@ pub(crate) struct Remote {
     pending: AtomicUsize,
     /// Set when the hub is gone; later posts fail.
     closed: AtomicBool,
-    waker: Arc<dyn RemoteWaker>,
+    waker: Shared<dyn RemoteWaker>,
 }
 
 impl Remote {
-    pub(crate) fn new(waker: Arc<dyn RemoteWaker>) -> Self {
+    pub(crate) fn new(waker: Shared<dyn RemoteWaker>) -> Self {
         Remote {
             jobs: JobStack::new(),
             notified: AtomicBool::new(false),
@@ -259,7 +259,7 @@ impl Remote {
 /// its own greenlet, in the order they were posted.
 #[derive(Clone)]
 pub struct HubHandle {
-    pub(crate) remote: Arc<Remote>,
+    pub(crate) remote: Shared<Remote>,
 }
 
 impl fmt::Debug for HubHandle {
@@ -290,13 +290,13 @@ impl HubHandle {
     /// hub's own thread, before handing the promise to the thread that keeps it).
     pub fn pending_post(&self) -> PendingPost {
         self.remote.promise();
-        PendingPost { remote: Some(self.remote.clone()) }
+        PendingPost { remote: Some(Shared::clone(&self.remote)) }
     }
 }
 
 /// A promise of one post to a hub; see [`HubHandle::pending_post`].
 pub struct PendingPost {
-    remote: Option<Arc<Remote>>,
+    remote: Option<Shared<Remote>>,
 }
 
 impl fmt::Debug for PendingPost {
@@ -345,6 +345,7 @@ impl core::error::Error for PostError {}
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use alloc::sync::Arc;
     use alloc::vec;
     use core::sync::atomic::AtomicUsize;
 

@@ -18,12 +18,12 @@
 //! time and the budget, which a monitor calls periodically.
 #![allow(unsafe_code)] // rebuilding the published `&'static` references; see the SAFETY comments
 
-use alloc::sync::Arc;
 use core::fmt;
 use core::panic::Location;
 use core::time::Duration;
 
 use crate::greenlet::task::Task;
+use crate::shared::Shared;
 use crate::time::Instant;
 
 pub mod capture;
@@ -44,7 +44,7 @@ mod loom_tests;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
-/// What a hub publishes for its blocking detector; shared (in an `Arc`) between the hub's
+/// What a hub publishes for its blocking detector; shared (a [`Shared`]) between the hub's
 /// thread and the monitor. See the [module docs](self).
 pub struct Heartbeat {
     /// Twice the number of switch-ins, plus one while the fields below are being written.
@@ -381,7 +381,7 @@ impl AlreadyAttached {
 /// Attaches `heartbeat` to the current hub (created with the default platform if there is
 /// none), which from now on publishes its switches in it. For a monitor of one's own: a
 /// SysTick handler on embedded, or tests; the hosted monitor attaches its own to every hub.
-pub fn attach(heartbeat: Arc<Heartbeat>) -> Result<(), AlreadyAttached> {
+pub fn attach(heartbeat: Shared<Heartbeat>) -> Result<(), AlreadyAttached> {
     super::hub().attach_heartbeat(heartbeat)
 }
 
@@ -394,4 +394,4 @@ pub(crate) static NEW_HUB_HOOK: std::sync::OnceLock<NewHubHook> = std::sync::Onc
 /// What a platform crate that runs a monitor gives each new hub: called on its thread, before
 /// it exists, with a handle to post to it; returns the heartbeat the hub publishes in.
 #[cfg(feature = "std")]
-pub type NewHubHook = fn(crate::remote::HubHandle) -> Option<Arc<Heartbeat>>;
+pub type NewHubHook = fn(crate::remote::HubHandle) -> Option<Shared<Heartbeat>>;

@@ -9,7 +9,6 @@
 //! Why a registration owns its source and stays on its thread is argued on [`IoRegistration`].
 
 use alloc::format;
-use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::any::Any;
 use core::fmt;
@@ -22,6 +21,7 @@ use crate::error::Interrupted;
 use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::platform::{Interest, PollError, Readiness, Token};
 use crate::remote::Remote;
+use crate::shared::Shared;
 use crate::slab::{Key, Slab};
 use crate::wait_list::{WaitList, WaiterKey};
 
@@ -102,10 +102,37 @@ pub struct IoRegistration<S: Any> {
     key: Key,
     /// The poller's name for the source, for reports of what a greenlet waits on.
     label: u64,
-    /// Identifies the hub: while this `Weak` lives, the allocation of that hub's `Remote` stays
-    /// and no other hub's can have its address. (A hub pointer could be reused by a later hub.)
-    hub: Weak<Remote>,
+    /// Identifies the hub by its `Remote`, whose address no later hub can reuse while this
+    /// lives (a hub pointer could be reused by a later hub).
+    hub: HubId,
     _one_thread: PhantomData<*const ()>,
+}
+
+/// A `Weak` keeps the allocation of the hub's `Remote`, and so its address, from being reused.
+#[cfg(target_has_atomic = "ptr")]
+type HubId = alloc::sync::Weak<Remote>;
+/// Without compare-and-swap a hub's `Remote` is leaked (see [`crate::shared`]): never reused.
+#[cfg(not(target_has_atomic = "ptr"))]
+type HubId = Shared<Remote>;
+
+#[cfg(target_has_atomic = "ptr")]
+fn hub_id(remote: &Shared<Remote>) -> HubId {
+    Shared::downgrade(remote)
+}
+
+#[cfg(not(target_has_atomic = "ptr"))]
+fn hub_id(remote: &Shared<Remote>) -> HubId {
+    remote
+}
+
+#[cfg(target_has_atomic = "ptr")]
+fn is_hub(id: &HubId, remote: &Shared<Remote>) -> bool {
+    ptr::eq(Shared::as_ptr(remote), id.as_ptr())
+}
+
+#[cfg(not(target_has_atomic = "ptr"))]
+fn is_hub(id: &HubId, remote: &Shared<Remote>) -> bool {
+    ptr::eq(*remote, *id)
 }
 
 // Fails to compile if `IoRegistration` is `Send` or `Sync` (two candidate impls make the path
@@ -146,7 +173,7 @@ impl<S: Any> IoRegistration<S> {
                 source,
                 key,
                 label,
-                hub: Arc::downgrade(&hub.remote),
+                hub: hub_id(&hub.remote),
                 _one_thread: PhantomData,
             }),
             Err(e) => {
@@ -169,8 +196,7 @@ impl<S: Any> IoRegistration<S> {
         // SAFETY: `this` is never dropped or used again, so each owned field is moved out
         // exactly once; the others (`key`, `label`, the marker) own nothing.
         #[allow(unsafe_code)]
-        let (source, hub) = unsafe { (ptr::read(&this.source), ptr::read(&this.hub)) };
-        drop(hub);
+        let (source, _hub) = unsafe { (ptr::read(&this.source), ptr::read(&this.hub)) };
         source
     }
 
@@ -287,7 +313,7 @@ impl<S: Any> IoRegistration<S> {
             return None;
         }
         let hub = hub();
-        ptr::eq(Arc::as_ptr(&hub.remote), self.hub.as_ptr()).then_some(hub)
+        is_hub(&self.hub, &hub.remote).then_some(hub)
     }
 
     fn gone(&self, readable: bool) -> Interrupted {

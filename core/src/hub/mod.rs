@@ -28,7 +28,6 @@ pub(crate) mod switch;
 
 use alloc::collections::VecDeque;
 use alloc::rc::Rc;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::time::Duration;
@@ -47,6 +46,7 @@ use crate::error::{FailureKind, Interrupted, TimeoutId};
 use crate::greenlet::task::{MainBody, Node, State, Task, TaskRef, WaitKind};
 use crate::platform::{Clock, Platform, Poller, Readiness, Token};
 use crate::remote::{HubHandle, Remote, SleepCheck};
+use crate::shared::Shared;
 use crate::slab::{Key, Slab};
 use crate::stack::StackPool;
 use crate::time::Instant;
@@ -98,7 +98,7 @@ pub(crate) struct Hub {
     idle_waiters: RefCell<WaitList<TaskRef>>,
     main: TaskRef,
     current: switch::CurrentSlot,
-    remote: Arc<Remote>,
+    remote: Shared<Remote>,
     default_stack_size: usize,
     next_id: Cell<u64>,
     next_timeout_id: Cell<u64>,
@@ -119,7 +119,7 @@ pub(crate) struct Hub {
     #[cfg(not(feature = "std"))]
     hooks: crate::events::Hooks,
     /// What the blocking detector reads, once one is attached.
-    heartbeat: core::cell::OnceCell<Arc<heartbeat::Heartbeat>>,
+    heartbeat: core::cell::OnceCell<Shared<heartbeat::Heartbeat>>,
 }
 
 impl Hub {
@@ -130,7 +130,7 @@ impl Hub {
         });
         main.task().state.set(State::Running);
         main.task().ran.set(true);
-        let remote = Arc::new(Remote::new(platform.poller.remote_waker()));
+        let remote = crate::shared::share(Remote::new(platform.poller.remote_waker()));
         let heartbeat = core::cell::OnceCell::new();
         #[cfg(feature = "std")]
         if let Some(hook) = heartbeat::NEW_HUB_HOOK.get() {
@@ -174,7 +174,7 @@ impl Hub {
     /// Attaches the heartbeat this hub publishes its switches in.
     pub(crate) fn attach_heartbeat(
         &self,
-        beat: Arc<heartbeat::Heartbeat>,
+        beat: Shared<heartbeat::Heartbeat>,
     ) -> Result<(), heartbeat::AlreadyAttached> {
         if self.heartbeat.get().is_some() {
             return Err(heartbeat::AlreadyAttached::new());
@@ -256,7 +256,7 @@ impl Hub {
     }
 
     pub(crate) fn handle(&self) -> HubHandle {
-        HubHandle { remote: self.remote.clone() }
+        HubHandle { remote: Shared::clone(&self.remote) }
     }
 
     pub(crate) fn poller(&self) -> &RefCell<alloc::boxed::Box<dyn Poller>> {

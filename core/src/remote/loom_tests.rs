@@ -11,6 +11,7 @@
 //! --features std --lib loom` (the "loom" step of `cargo xtask test`).
 
 use super::*;
+use alloc::sync::Arc;
 use loom::thread;
 
 /// The poller's wake-up source.

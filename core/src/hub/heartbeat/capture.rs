@@ -21,7 +21,7 @@
 #![allow(unsafe_code)] // the buffer's cell, handed over by the state word
 
 #[cfg(not(all(test, loom)))]
-use core::sync::atomic::{AtomicUsize, Ordering};
+use crate::shared::rmw::{AtomicUsize, Ordering};
 #[cfg(all(test, loom))]
 use loom::sync::atomic::{AtomicUsize, Ordering};
 

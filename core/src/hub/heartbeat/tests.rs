@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::sim;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
