@@ -11,12 +11,18 @@
 //! With the look outside, a handler landing between the look and `wfi` ran first and `wfi`
 //! then slept until the next interrupt (a SysTick later, or forever with a tickless wait).
 
-use alloc::sync::Arc;
 use core::any::Any;
-use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 
+// Where the chip has no compare-and-swap (Cortex-M0/M0+), the wake flag's swap comes from
+// portable-atomic, built from critical sections.
+#[cfg(target_has_atomic = "ptr")]
+use core::sync::atomic::{AtomicBool, Ordering};
+#[cfg(not(target_has_atomic = "ptr"))]
+use portable_atomic::{AtomicBool, Ordering};
+
 use gevent_core::platform::{Clock, Interest, PollError, Poller, Readiness, RemoteWaker, Token};
+use gevent_core::shared::{self, Shared};
 use gevent_core::time::Instant;
 
 use crate::isr::Signals;
@@ -59,7 +65,7 @@ impl RemoteWaker for Flag {
 pub struct IdlePoller<C, W> {
     clock: C,
     wait: W,
-    woken: Arc<Flag>,
+    woken: Shared<Flag>,
     signals: Signals,
 }
 
@@ -70,9 +76,15 @@ impl<C, W> core::fmt::Debug for IdlePoller<C, W> {
 }
 
 impl<C: Clock, W: WaitHook> IdlePoller<C, W> {
-    /// A poller that reads `clock` and waits with `wait`.
+    /// A poller that reads `clock` and waits with `wait`. On chips without compare-and-swap
+    /// its wake flag (one byte) is never freed: see [`gevent_core::shared`].
     pub fn new(clock: C, wait: W) -> Self {
-        IdlePoller { clock, wait, woken: Arc::new(Flag::default()), signals: Signals::default() }
+        IdlePoller {
+            clock,
+            wait,
+            woken: shared::share(Flag::default()),
+            signals: Signals::default(),
+        }
     }
 }
 
@@ -105,7 +117,7 @@ pub(crate) fn sleep_unless_woken(
 
 impl<C: Clock + 'static, W: WaitHook + 'static> Poller for IdlePoller<C, W> {
     fn register(&mut self, source: &dyn Any, token: Token, _: Interest) -> Result<u64, PollError> {
-        let waker: Arc<dyn RemoteWaker> = self.woken.clone();
+        let waker: Shared<dyn RemoteWaker> = <Shared<Flag>>::clone(&self.woken);
         self.signals.register(source, token, &waker).ok_or(NO_SOURCES)
     }
 
@@ -134,8 +146,8 @@ impl<C: Clock + 'static, W: WaitHook + 'static> Poller for IdlePoller<C, W> {
         }
     }
 
-    fn remote_waker(&self) -> Arc<dyn RemoteWaker> {
-        self.woken.clone()
+    fn remote_waker(&self) -> Shared<dyn RemoteWaker> {
+        <Shared<Flag>>::clone(&self.woken)
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {

@@ -27,7 +27,6 @@
 //! [`IdlePoller`]: crate::IdlePoller
 //! [`NetPoller`]: crate::net::NetPoller
 
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::any::Any;
 use core::cell::{Cell, RefCell};
@@ -37,6 +36,7 @@ use critical_section::Mutex;
 use gevent_core::Interrupted;
 use gevent_core::hub::IoRegistration;
 use gevent_core::platform::{Interest, PollError, Readiness, RemoteWaker, Token};
+use gevent_core::shared::Shared;
 
 /// A flag an interrupt handler raises and a greenlet waits for: the allocation-free way for
 /// an interrupt to wake a greenlet.
@@ -61,7 +61,7 @@ use gevent_core::platform::{Interest, PollError, Readiness, RemoteWaker, Token};
 pub struct Signal {
     raised: Mutex<Cell<bool>>,
     /// The waker of the poller the signal was last registered with.
-    waker: Mutex<RefCell<Option<Arc<dyn RemoteWaker>>>>,
+    waker: Mutex<RefCell<Option<Shared<dyn RemoteWaker>>>>,
 }
 
 impl fmt::Debug for Signal {
@@ -124,11 +124,10 @@ impl Signal {
         }
     }
 
-    fn attach(&self, waker: Arc<dyn RemoteWaker>) {
-        let previous = critical_section::with(|cs| self.waker.borrow_ref_mut(cs).replace(waker));
-        // Dropped outside the critical section: the last reference to a gone poller's waker
-        // would run its destructor with interrupts masked.
-        drop(previous);
+    fn attach(&self, waker: Shared<dyn RemoteWaker>) {
+        // Dropped on return, outside the critical section: the last reference to a gone
+        // poller's waker would run its destructor with interrupts masked.
+        let _previous = critical_section::with(|cs| self.waker.borrow_ref_mut(cs).replace(waker));
     }
 }
 
@@ -347,10 +346,10 @@ impl Signals {
         &mut self,
         source: &dyn Any,
         token: Token,
-        waker: &Arc<dyn RemoteWaker>,
+        waker: &Shared<dyn RemoteWaker>,
     ) -> Option<u64> {
         let s = as_signal(source)?;
-        s.0.attach(waker.clone());
+        s.0.attach(Shared::clone(waker));
         let source = core::ptr::from_ref(s);
         self.entries.retain(|e| e.source != source);
         self.entries.push(Waiting { source, signal: s.0, token, reported: false });

@@ -24,13 +24,13 @@
 //! episode is reported once, and at most [`MAX_REPORTS_PER_MINUTE`] a minute: the episodes
 //! past the limit are counted and the next report says how many.
 
-use alloc::sync::Arc;
 use core::cell::RefCell;
 use core::fmt;
 use core::time::Duration;
 
 use critical_section::Mutex;
 use gevent_core::hub::heartbeat::{self, AlreadyAttached, BlockingCheck, Heartbeat, Running};
+use gevent_core::shared::{self, Shared};
 use gevent_core::time::Instant;
 
 /// At most this many blocked episodes are reported in any minute (as on servers).
@@ -42,7 +42,7 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// `static`.
 pub struct TickMonitor {
     budget: Duration,
-    heartbeat: Mutex<RefCell<Option<Arc<Heartbeat>>>>,
+    heartbeat: Mutex<RefCell<Option<Shared<Heartbeat>>>>,
     state: Mutex<RefCell<State>>,
 }
 
@@ -109,10 +109,11 @@ impl TickMonitor {
     ///
     /// Fails if the hub already has a heartbeat.
     pub fn attach(&self) -> Result<(), AlreadyAttached> {
-        let beat = Arc::new(Heartbeat::new());
-        heartbeat::attach(beat.clone())?;
-        let previous = critical_section::with(|cs| self.heartbeat.borrow_ref_mut(cs).replace(beat));
-        drop(previous);
+        let beat = shared::share(Heartbeat::new());
+        heartbeat::attach(Shared::clone(&beat))?;
+        // Dropped on return, outside the critical section.
+        let _previous =
+            critical_section::with(|cs| self.heartbeat.borrow_ref_mut(cs).replace(beat));
         Ok(())
     }
 

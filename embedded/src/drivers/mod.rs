@@ -6,3 +6,9 @@ pub mod lan9118;
 
 #[cfg(feature = "embassy-net-driver")]
 pub mod embassy;
+// Its drivers take a `core::task::Waker`, which safe code makes only from an `Arc`.
+#[cfg(all(feature = "embassy-net-driver", not(target_has_atomic = "ptr")))]
+compile_error!(
+    "drivers::embassy needs atomic compare-and-swap, which this target lacks (a `Waker` is made \
+     from an `Arc`)"
+);

@@ -1,7 +1,10 @@
 //! The link's state (cable, carrier, association), as the driver reports it.
 
 use alloc::rc::Rc;
+#[cfg(target_has_atomic = "ptr")]
 use core::sync::atomic::Ordering;
+#[cfg(not(target_has_atomic = "ptr"))]
+use portable_atomic::Ordering;
 
 use gevent_core::event::Event;
 

@@ -26,16 +26,22 @@ mod udp;
 
 use alloc::boxed::Box;
 use alloc::rc::Rc;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::any::Any;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
+
+// Where the chip has no compare-and-swap (Cortex-M0/M0+), the wake flag's swap comes from
+// portable-atomic, built from critical sections.
+#[cfg(target_has_atomic = "ptr")]
+use core::sync::atomic::{AtomicBool, Ordering};
+#[cfg(not(target_has_atomic = "ptr"))]
+use portable_atomic::{AtomicBool, Ordering};
 
 use gevent_core::Interrupted;
 use gevent_core::event::Event;
 use gevent_core::platform::{Clock, Interest, PollError, Poller, Readiness, RemoteWaker, Token};
+use gevent_core::shared::{self, Shared};
 use gevent_core::time::Instant;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp as smol_tcp, udp as smol_udp};
@@ -172,7 +178,7 @@ pub struct NetPoller {
     clock: Box<dyn Clock>,
     wait: Box<dyn WaitHook>,
     entries: Vec<Option<Entry>>,
-    woken: Arc<Flag>,
+    woken: Shared<Flag>,
     /// The [`isr`](crate::isr) signals greenlets wait for.
     signals: Signals,
     #[cfg(feature = "dhcpv4")]
@@ -210,7 +216,7 @@ impl NetPoller {
             clock: Box::new(clock),
             wait: Box::new(wait),
             entries: Vec::new(),
-            woken: Arc::new(Flag::default()),
+            woken: shared::share(Flag::default()),
             signals: Signals::default(),
             #[cfg(feature = "dhcpv4")]
             dhcp: dhcp::Client::default(),
@@ -460,7 +466,7 @@ fn index_of(source: &dyn Any) -> Result<usize, PollError> {
 
 impl Poller for NetPoller {
     fn register(&mut self, source: &dyn Any, token: Token, _: Interest) -> Result<u64, PollError> {
-        let waker: Arc<dyn RemoteWaker> = self.woken.clone();
+        let waker: Shared<dyn RemoteWaker> = <Shared<Flag>>::clone(&self.woken);
         if let Some(label) = self.signals.register(source, token, &waker) {
             return Ok(label);
         }
@@ -559,8 +565,8 @@ impl Poller for NetPoller {
         }
     }
 
-    fn remote_waker(&self) -> Arc<dyn RemoteWaker> {
-        self.woken.clone()
+    fn remote_waker(&self) -> Shared<dyn RemoteWaker> {
+        <Shared<Flag>>::clone(&self.woken)
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
