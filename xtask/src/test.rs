@@ -13,6 +13,7 @@ const FIRMWARE: &[(&str, &str)] = &[
     ("firmware lm3s6965 (cortex-m3) under qemu", "examples/firmware-lm3s6965"),
     ("firmware mps2-an386 (cortex-m4f) under qemu", "examples/firmware-mps2-an386"),
     ("firmware stack-guard (cortex-m3, mpu) under qemu", "examples/firmware-stack-guard"),
+    ("firmware microbit (cortex-m0, no compare-and-swap) under qemu", "examples/firmware-microbit"),
 ];
 
 /// Firmware runs that must fail, printing a message: `(step, folder, cargo features, message)`.
@@ -151,6 +152,22 @@ const STEPS: &[Step] = &[
         Full,
         CARGO,
         "build -p gevent-core --no-default-features --target thumbv7m-none-eabi",
+        &[],
+    ),
+    // Cortex-M0/M0+: atomic loads and stores but no compare-and-swap (`gevent_core::shared`).
+    (
+        "clippy core thumbv6m",
+        Full,
+        CARGO,
+        "clippy -p gevent-core --no-default-features --target thumbv6m-none-eabi -- -D warnings",
+        &[],
+    ),
+    (
+        "clippy embedded thumbv6m",
+        Full,
+        CARGO,
+        "clippy -p gevent-embedded --features defmt,ipv6,icmp,raw,multicast,dhcpv4,dns,lan9118 \
+         --target thumbv6m-none-eabi -- -D warnings",
         &[],
     ),
     (

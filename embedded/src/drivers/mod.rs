@@ -4,7 +4,7 @@
 #[cfg(feature = "lan9118")]
 pub mod lan9118;
 
-#[cfg(feature = "embassy-net-driver")]
+#[cfg(all(feature = "embassy-net-driver", target_has_atomic = "ptr"))]
 pub mod embassy;
 // Its drivers take a `core::task::Waker`, which safe code makes only from an `Arc`.
 #[cfg(all(feature = "embassy-net-driver", not(target_has_atomic = "ptr")))]
