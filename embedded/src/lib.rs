@@ -35,9 +35,18 @@
 //!
 //! # Targets
 //!
-//! Run by the test matrix under QEMU on `thumbv7m-none-eabi` (Cortex-M3, `lm3s6965evb`) and
-//! `thumbv7em-none-eabihf` (Cortex-M4F, `mps2-an386`); built for `thumbv7em-none-eabi` and
+//! Run by the test matrix under QEMU on `thumbv7m-none-eabi` (Cortex-M3, `lm3s6965evb`),
+//! `thumbv7em-none-eabihf` (Cortex-M4F, `mps2-an386`) and `thumbv6m-none-eabi` (Cortex-M0,
+//! `microbit`: an nRF51822 with 16 KiB of RAM); built for `thumbv7em-none-eabi` and
 //! `riscv32imac-unknown-none-elf`.
+//!
+//! Cortex-M0/M0+ have atomic loads and stores but no compare-and-swap. There the values a hub
+//! shares with interrupt handlers are `&'static` references instead of `Arc`s
+//! ([`gevent_core::shared`]: the poller's wake flag and the monitor's heartbeat are allocated
+//! once and never freed), and the read-modify-writes of the wake flag and of
+//! [`HubHandle`]'s post protocol come from `portable-atomic`, built from the critical section
+//! the firmware provides. `drivers::embassy` is not available there (a `Waker` is made from
+//! an `Arc`).
 //!
 //! `thumbv7em-none-eabihf` needed a fix. corosensei's ARM switch marks the callee-saved FPU
 //! registers clobbered by naming the NEON registers q4–q7, which a Cortex-M4F/M7F FPU (16
