@@ -42,8 +42,8 @@ pub fn share<T: Send + Sync + 'static>(value: T) -> Shared<T> {
 }
 
 /// Read-modify-write atomics: the processor's, or `portable-atomic`'s critical sections where
-/// it has no compare-and-swap (see the [module docs](self)).
-#[cfg(target_has_atomic = "ptr")]
+/// it has no compare-and-swap (see the [module docs](self)). With loom, its users take loom's.
+#[cfg(all(target_has_atomic = "ptr", not(all(test, loom))))]
 pub(crate) use core::sync::atomic as rmw;
 #[cfg(not(target_has_atomic = "ptr"))]
 pub(crate) use portable_atomic as rmw;
