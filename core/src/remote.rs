@@ -26,6 +26,10 @@
 //! No `SeqCst` is needed, which also lets loom check the protocol (`remote/loom_tests.rs`, run
 //! with `--cfg loom`): loom models acquire/release and RMWs exactly but treats `SeqCst` accesses
 //! as `AcqRel`.
+//!
+//! On targets without compare-and-swap (Cortex-M0/M0+) the atomics are `portable-atomic`'s
+//! ([`crate::shared`]), whose every access, loads and stores included, is a critical section:
+//! all accesses are then totally ordered, which is more than the argument above asks for.
 #![allow(unsafe_code)] // see the SAFETY comments
 
 use alloc::boxed::Box;
