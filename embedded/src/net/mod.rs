@@ -198,7 +198,9 @@ fn smol_now(now: Instant) -> smoltcp::time::Instant {
 }
 
 impl NetPoller {
-    /// A poller for `iface`, polled by `drive`, reading `clock` and waiting with `wait`.
+    /// A poller for `iface`, polled by `drive`, reading `clock` and waiting with `wait`. On
+    /// chips without compare-and-swap its wake flag (one byte) is never freed: see
+    /// [`gevent_core::shared`].
     pub fn new(
         iface: Interface,
         drive: Drive,
