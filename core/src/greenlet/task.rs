@@ -31,6 +31,33 @@ pub(crate) struct Node<B: ?Sized> {
     pub(crate) body: B,
 }
 
+impl<B: Body> Node<B> {
+    /// A new greenlet's node, built in its allocation: made on the stack and moved in, the
+    /// ~200-byte header was a `memcpy` that was a tenth of a spawn on a Cortex-M3.
+    #[inline(always)]
+    #[allow(unsafe_code)] // see the SAFETY comment
+    pub(crate) fn new_rc(
+        id: u64,
+        name: Option<Cow<'static, str>>,
+        spawned_at: &'static Location<'static>,
+        stack_size: usize,
+        body: B,
+    ) -> Rc<Self> {
+        let mut node = Rc::<Self>::new_uninit();
+        let p = Rc::get_mut(&mut node).expect("a new Rc is unique").as_mut_ptr();
+        // SAFETY: `p` points to the uninitialized node of a unique `Rc`, valid for writes;
+        // both fields are written (in place, not through a `Node` value on the stack), so the
+        // node is initialized when `assume_init` says it is. A panic in between (`Task::new`
+        // allocating) drops the `Rc` as uninitialized, which frees it without dropping fields.
+        unsafe {
+            core::ptr::addr_of_mut!((*p).task)
+                .write(Task::new(id, name, spawned_at, stack_size, false));
+            core::ptr::addr_of_mut!((*p).body).write(body);
+            node.assume_init()
+        }
+    }
+}
+
 impl<B: ?Sized> Node<B> {
     /// The header.
     #[inline]
@@ -200,6 +227,7 @@ pub(crate) struct Task {
 }
 
 impl Task {
+    #[inline(always)]
     pub(crate) fn new(
         id: u64,
         name: Option<Cow<'static, str>>,
@@ -511,4 +539,43 @@ impl Body for MainBody {
     }
 
     fn discard(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body that records its drop, to check that the node built in place owns it.
+    struct Probe(Rc<Cell<bool>>);
+
+    impl Body for Probe {
+        fn start(&self, _: TaskRef, _: PooledStack) -> GreenletCoroutine {
+            unreachable!("never started")
+        }
+        fn discard(&self) {}
+    }
+
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+
+    #[test]
+    fn a_node_built_in_place_holds_its_header_and_body() {
+        let dropped = Rc::new(Cell::new(false));
+        let node = Node::new_rc(
+            7,
+            Some(Cow::Borrowed("probe")),
+            Location::caller(),
+            4096,
+            Probe(dropped.clone()),
+        );
+        let t: TaskRef = node;
+        assert_eq!((t.task().id, t.task().stack_size, t.task().is_main), (7, 4096, false));
+        assert_eq!(t.task().name(), "probe");
+        assert_eq!(t.task().state.get(), State::Created);
+        drop(t);
+        assert!(dropped.get());
+    }
 }
