@@ -89,7 +89,9 @@ impl<T: 'static, F: FnOnce() -> T + 'static> Body for Typed<T, F> {
                 drop_owned(typed.take_value());
                 failure = Some(FailureKind::Panicked(message));
             }
-            hub().finish(&me, failure);
+            let hub = hub();
+            hub.finish(&me, failure);
+            hub.returning(me);
         })
     }
 

@@ -284,8 +284,15 @@ impl Hub {
     }
 
     /// The greenlet running now.
+    #[inline]
     pub(crate) fn current(&self) -> TaskRef {
         self.current.get()
+    }
+
+    /// Called by a greenlet about to return: see [`switch::CurrentSlot::lend_back`].
+    #[inline]
+    pub(crate) fn returning(&self, me: TaskRef) {
+        self.current.lend_back(me);
     }
 
     /// The header of the greenlet running now; see [`switch::CurrentSlot::task`].
@@ -706,7 +713,7 @@ impl Hub {
         let (returned, back) =
             if self.slow.get() == 0 { self.current.resume(t) } else { self.resume_slow(t) };
         if returned {
-            let t = back.expect("a greenlet that returned did not yield its count away");
+            let t = back.expect("a greenlet that returns lends its count back");
             let stack = t.task().context.take_finished_stack();
             self.stacks.borrow_mut().give_back(stack);
         }

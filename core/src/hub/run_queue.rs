@@ -41,6 +41,16 @@ impl QueuedTask {
         unsafe { &self.0.as_ref().task }
     }
 
+    /// The entry's count as a `TaskRef`.
+    #[inline(always)]
+    pub(crate) fn into_task_ref(self) -> TaskRef {
+        let node = self.0.as_ptr();
+        core::mem::forget(self);
+        // SAFETY: the pointer came from `Rc::into_raw`, and the entry's count, which it owned
+        // and does not give back (forgotten above), moves into the `Rc`.
+        unsafe { Rc::from_raw(node) }
+    }
+
     /// One more counted reference to the greenlet (its count goes up by one).
     pub(crate) fn to_task_ref(&self) -> TaskRef {
         // SAFETY: the pointer came from `Rc::into_raw` and the entry's count keeps it alive.

@@ -29,13 +29,20 @@ use alloc::rc::Rc;
 ///
 /// Invariant: the pointer always names a live greenlet. It names the main greenlet (owned by
 /// the hub for its whole life) except inside [`CurrentSlot::resume`], which points it at a
-/// greenlet whose count the hub loop lends it in `lent` (the greenlet's own coroutine holds
-/// another, so it stays alive if the count leaves for the run queue).
+/// greenlet whose count the hub loop lends it in `lent`. The greenlet's own coroutine holds
+/// another count while it runs, so it stays alive when the lent one is taken (by [`get`] or
+/// [`queued`]); a greenlet that returns lends that one back ([`lend_back`]), so the loop
+/// always gets a count back from a greenlet that returned.
+///
+/// [`get`]: CurrentSlot::get
+/// [`queued`]: CurrentSlot::queued
+/// [`lend_back`]: CurrentSlot::lend_back
 pub(crate) struct CurrentSlot {
     ptr: Cell<NonNull<Node<dyn Body>>>,
     /// The run queue's count of the running greenlet, which the hub loop popped and lends to
-    /// it: a greenlet that yields moves it back into the run queue instead of making a new
-    /// count and the loop dropping the old one. Empty while the main greenlet runs.
+    /// it: the greenlet's first [`get`](CurrentSlot::get) or yield moves it where it goes (a
+    /// waiter list, the run queue) instead of making a new count while the loop drops the old
+    /// one. Empty while the main greenlet runs.
     lent: Cell<Option<QueuedTask>>,
 }
 
@@ -55,8 +62,12 @@ impl CurrentSlot {
         unsafe { &self.ptr.get().as_ref().task }
     }
 
-    /// A counted reference to the running greenlet.
+    /// A counted reference to the running greenlet: the lent count if it is still there.
+    #[inline]
     pub(crate) fn get(&self) -> TaskRef {
+        if let Some(t) = self.lent.take() {
+            return t.into_task_ref();
+        }
         let ptr = self.ptr.get().as_ptr();
         // SAFETY: the pointee is alive and owned by an `Rc` (the slot's invariant), so adding a
         // strong count and wrapping the pointer makes one more owner of that `Rc`.
@@ -81,6 +92,26 @@ impl CurrentSlot {
         let empty = lent.is_none();
         self.lent.set(lent);
         empty
+    }
+
+    /// Called by a greenlet about to return, with the count its coroutine held: lends it to
+    /// the loop (unless the loop's own count is still lent), which keeps the greenlet alive
+    /// until the loop has taken back its stack. Without it, the last count could be the
+    /// coroutine's, dropped on the coroutine's own stack as it returns.
+    #[inline]
+    pub(crate) fn lend_back(&self, me: TaskRef) {
+        match self.lent.take() {
+            Some(lent) => {
+                self.lent.set(Some(lent));
+                drop(me);
+            }
+            None => {
+                let t = QueuedTask::new(me);
+                if ptr::addr_eq(t.node().as_ptr(), self.ptr.get().as_ptr()) {
+                    self.lent.set(Some(t));
+                } // else not the current greenlet's: `t` is just dropped
+            }
+        }
     }
 
     /// Runs the greenlet `t` as the current one until it suspends or returns. Gives back
@@ -109,10 +140,9 @@ impl CurrentSlot {
         debug_assert!(self.lent_is_empty());
         core::mem::forget(self.lent.replace(Some(t)));
         // SAFETY: the greenlet is alive for the whole call: `lent` holds a count until the
-        // greenlet moves it into the run queue (which only the hub loop, not running now,
-        // drops entries from), and a greenlet that ran holds one more in its coroutine's
-        // closure until it returns, when `lent` still has its count (returning, it did not
-        // yield in this run).
+        // greenlet takes it, its coroutine's closure holds one while it runs, and a greenlet
+        // about to return puts that one into `lent` (`lend_back`), which only this function
+        // takes after the switch.
         let returned = unsafe { &node.as_ref().task }.context.resume();
         let back = self.lent.take();
         drop(restore);
