@@ -530,10 +530,16 @@ impl Hub {
         self.timers.borrow().contains(key)
     }
 
+    /// Fires the expired timers; inline for the usual answer, none pending.
+    #[inline]
     fn fire_timers(&self) {
-        if self.timers.borrow().is_empty() {
-            return;
+        if !self.timers.borrow().is_empty() {
+            self.fire_expired_timers();
         }
+    }
+
+    #[inline(never)]
+    fn fire_expired_timers(&self) {
         let now = self.now();
         loop {
             let action = self.timers.borrow_mut().pop_expired(now);
@@ -843,7 +849,16 @@ impl Hub {
         self.ready_events.set(ready);
     }
 
+    /// Spawns the jobs posted from other threads; inline for the usual answer, none.
+    #[inline]
     fn drain_remote(&self) {
+        if self.remote.has_jobs() {
+            self.spawn_posted_jobs();
+        }
+    }
+
+    #[inline(never)]
+    fn spawn_posted_jobs(&self) {
         for job in self.remote.take_jobs() {
             crate::greenlet::Builder::new()
                 .name("posted job")
