@@ -207,7 +207,7 @@ impl Builder {
         let id = hub.next_greenlet_id();
         let stack_size = self.stack_size.unwrap_or_else(|| hub.default_stack_size());
         let body = Typed { slot: RefCell::new(Slot::Body(f)), handles: Cell::new(1) };
-        let inner = Node::new_rc(id, self.name, location, stack_size, body);
+        let inner = Node::new_rc(hub.take_recycled(), id, self.name, location, stack_size, body);
         hub.schedule_new(inner.clone(), start_at);
         Greenlet { raw: Unflattened { inner } }
     }

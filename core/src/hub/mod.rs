@@ -137,6 +137,10 @@ pub(crate) struct Hub {
     hooks: crate::events::Hooks,
     /// What the blocking detector reads, once one is attached.
     heartbeat: core::cell::OnceCell<Arc<heartbeat::Heartbeat>>,
+    /// The greenlet that finished last, whose allocation the next spawn reuses if it is of the
+    /// same type and nothing else refers to it any more (see `Node::new_rc`). It keeps that
+    /// one finished greenlet's memory until the next spawn or finish.
+    recycled: Cell<Option<TaskRef>>,
 }
 
 impl Hub {
@@ -185,6 +189,7 @@ impl Hub {
             #[cfg(not(feature = "std"))]
             hooks: crate::events::Hooks::new(),
             heartbeat,
+            recycled: Cell::new(None),
         };
         hub.update_slow();
         hub
@@ -260,6 +265,12 @@ impl Hub {
     pub(crate) fn refuse_switches(&self) -> RefuseSwitches<'_> {
         self.current_task().attention.set(true);
         RefuseSwitches { hub: self, was: self.in_callback.replace(true) }
+    }
+
+    /// The last finished greenlet, for a spawn to reuse its allocation.
+    #[inline]
+    pub(crate) fn take_recycled(&self) -> Option<TaskRef> {
+        self.recycled.take()
     }
 
     /// The stack size of greenlets spawned without one.
@@ -628,6 +639,7 @@ impl Hub {
         if self.live_count() == 0 && self.main.task().waits_on.get() == WaitKind::Everything {
             self.unpark(&self.main);
         }
+        self.recycled.set(Some(t.clone()));
     }
 
     /// Wakes the greenlets waiting for `task` to be done.
