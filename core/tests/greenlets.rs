@@ -513,3 +513,31 @@ fn joiners_wake_in_arrival_order_whoever_leaves_early() {
         assert_eq!(order.borrow()[3..], ["false", "woke"]);
     });
 }
+
+/// A greenlet's first `current()` takes the count the hub loop lent it; one that drops that
+/// reference and returns, with no handle left, must still leave the loop a count to take its
+/// stack back with (the loop found none and panicked, or the greenlet was freed on its own
+/// stack as it returned).
+#[test]
+fn detached_greenlets_that_drop_their_own_reference_end_cleanly() {
+    sim::run(|| {
+        let ended = Rc::new(Cell::new(0));
+        for i in 0..20 {
+            let ended = ended.clone();
+            drop(spawn(move || {
+                drop(current());
+                if i % 2 == 0 {
+                    yield_now().unwrap();
+                    drop(current());
+                }
+                ended.set(ended.get() + 1);
+            }));
+        }
+        while ended.get() < 20 {
+            yield_now().unwrap();
+        }
+        // Their allocations are reused by later spawns of the same closure type.
+        let values: Vec<_> = (0..5).map(|i| spawn(move || i * 2).get().unwrap()).collect();
+        assert_eq!(values, [0, 2, 4, 6, 8]);
+    });
+}
