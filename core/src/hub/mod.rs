@@ -130,6 +130,10 @@ pub(crate) struct Hub {
     /// Whether event callbacks are registered ([`crate::events`]): the one test an event point
     /// costs when nobody listens.
     observed: Cell<bool>,
+    /// A greenlet that registered the first event callbacks while it ran: the loop's fast path
+    /// decided before resuming it that nobody listens, so its switch out is reported by the
+    /// next [`Hub::check_events`], which its registration brought forward to right after.
+    owed_switch_out: Cell<Option<u64>>,
     /// Set while event callbacks run: blocking calls fail instead of switching.
     in_callback: Cell<bool>,
     /// The event callbacks of a `no_std` program (with `std` they belong to the thread).
@@ -185,6 +189,7 @@ impl Hub {
             prefetch_turn: Cell::new(0),
             slow: Cell::new(0),
             observed: Cell::new(crate::events::observed_at_creation()),
+            owed_switch_out: Cell::new(None),
             in_callback: Cell::new(false),
             #[cfg(not(feature = "std"))]
             hooks: crate::events::Hooks::new(),
@@ -247,7 +252,12 @@ impl Hub {
 
     /// Records whether event callbacks are registered.
     pub(crate) fn set_observed(&self, observed: bool) {
-        self.observed.set(observed);
+        let was = self.observed.replace(observed);
+        let task = self.current_task();
+        if observed && !was && !task.is_main && self.slow.get() == 0 {
+            self.owed_switch_out.set(Some(task.id));
+            self.resumes_since_check.set(CHECK_EVERY - 1);
+        }
         self.update_slow();
     }
 
@@ -791,6 +801,11 @@ impl Hub {
     /// `LoopExit` to the main greenlet when none ever can.
     #[inline(never)]
     fn check_events(&self, may_block: bool) {
+        if let Some(id) = self.owed_switch_out.take() {
+            if self.observed.get() {
+                crate::events::switched(self, Some(id), None);
+            }
+        }
         self.resumes_since_check.set(0);
         self.checked_since_main.set(true);
         self.drain_remote();
