@@ -222,6 +222,13 @@ impl Remote {
         }
     }
 
+    /// Whether jobs were posted and not taken yet (a hint: a job posted meanwhile is seen by
+    /// the next look).
+    #[inline]
+    pub(crate) fn has_jobs(&self) -> bool {
+        !self.jobs.is_empty()
+    }
+
     /// Takes the jobs posted so far, oldest first; allocates nothing when there are none.
     pub(crate) fn take_jobs(&self) -> Vec<Job> {
         if self.jobs.is_empty() { Vec::new() } else { self.jobs.take_all() }

@@ -196,3 +196,28 @@ fn a_thread_that_exits_reports_its_hub_destroyed() {
     .unwrap();
     assert_eq!(*seen.lock().unwrap(), [(Event::HubCreated, true), (Event::HubDestroyed, true)]);
 }
+
+#[test]
+fn a_greenlet_that_subscribes_sees_its_own_switch_out_first() {
+    sim::run(|| {
+        let seen = Rc::new(RefCell::new(None));
+        let s = seen.clone();
+        let worker = spawn(move || {
+            let (events, id) = record();
+            *s.borrow_mut() = Some((events, id));
+            yield_now().unwrap();
+        });
+        worker.join().unwrap();
+        let (events, id) = seen.borrow_mut().take().unwrap();
+        assert!(events::unsubscribe(id));
+        let (hub, worker) = (None, Some(1));
+        assert_eq!(
+            events.borrow()[..3],
+            [
+                switched(worker, hub),
+                switched(hub, worker),
+                Event::Finished { id: 1, how: Finish::Returned }
+            ]
+        );
+    });
+}

@@ -472,3 +472,72 @@ fn the_current_greenlet_knows_its_name_and_id() {
         );
     });
 }
+
+/// The first joiner waits in the greenlet's header and the others in a list: whichever leaves
+/// early (timed out, killed), the ones still waiting wake in the order they came.
+#[test]
+fn joiners_wake_in_arrival_order_whoever_leaves_early() {
+    sim::run(|| {
+        let target = spawn(|| sleep(100 * MS));
+        let order = log();
+        let joiner = |name: &'static str, start_ms: u32, give_up_ms: Option<u32>| {
+            let (target, order) = (target.clone(), order.clone());
+            spawn(move || {
+                sleep(start_ms * MS)?;
+                let done = match give_up_ms {
+                    Some(ms) => target.join_timeout(ms * MS)?,
+                    None => target.join().map(|()| true)?,
+                };
+                order.borrow_mut().push(format!("{name} {}", if done { "woke" } else { "left" }));
+                Ok::<_, Interrupted>(())
+            })
+        };
+        let first = joiner("first", 0, Some(10)); // in the header, leaves at 10 ms
+        let second = joiner("second", 1, None); // listed behind it
+        let killed = joiner("killed", 2, None); // listed, killed at 5 ms
+        let third = joiner("third", 20, None); // the header is free again, the list is not
+        sleep(5 * MS).unwrap();
+        killed.kill().unwrap();
+        joinall(&[first, second, third]).unwrap();
+        assert_eq!(*order.borrow(), ["first left", "second woke", "third woke"]);
+
+        // Alone again: a joiner that left frees the header for the next one.
+        let target = spawn(|| sleep(10 * MS));
+        let (t, o) = (target.clone(), order.clone());
+        let leaver =
+            spawn(move || t.join_timeout(MS).map(|done| o.borrow_mut().push(done.to_string())));
+        leaver.join().unwrap();
+        let (t, o) = (target.clone(), order.clone());
+        let stayer = spawn(move || t.join().map(|()| o.borrow_mut().push("woke".into())));
+        stayer.join().unwrap();
+        assert_eq!(order.borrow()[3..], ["false", "woke"]);
+    });
+}
+
+/// A greenlet's first `current()` takes the count the hub loop lent it; one that drops that
+/// reference and returns, with no handle left, must still leave the loop a count to take its
+/// stack back with (the loop found none and panicked, or the greenlet was freed on its own
+/// stack as it returned).
+#[test]
+fn detached_greenlets_that_drop_their_own_reference_end_cleanly() {
+    sim::run(|| {
+        let ended = Rc::new(Cell::new(0));
+        for i in 0..20 {
+            let ended = ended.clone();
+            drop(spawn(move || {
+                drop(current());
+                if i % 2 == 0 {
+                    yield_now().unwrap();
+                    drop(current());
+                }
+                ended.set(ended.get() + 1);
+            }));
+        }
+        while ended.get() < 20 {
+            yield_now().unwrap();
+        }
+        // Their allocations are reused by later spawns of the same closure type.
+        let values: Vec<_> = (0..5).map(|i| spawn(move || i * 2).get().unwrap()).collect();
+        assert_eq!(values, [0, 2, 4, 6, 8]);
+    });
+}

@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use crate::flags::{self, Workload};
 
 mod echo;
+mod embedded;
 mod http;
 mod tls;
 
@@ -62,13 +63,27 @@ const SOLO_RUNS: u32 = 1;
 const MAX_MAP_COUNT: u64 = 262_144;
 
 impl flags::Bench {
-    /// Builds the benchmark binary and runs the workloads.
+    /// Runs the firmware benchmark against the embassy anchor (`--embedded`), then builds the
+    /// benchmark binary and runs the hosted workloads, if any.
     pub(crate) fn run(self) -> Result<(), String> {
         let root = crate::project_root();
+        let embedded_result =
+            if self.embedded { embedded::run(&root, &anchors_dir(&root)) } else { Ok(()) };
+        if self.workloads.is_empty() {
+            return embedded_result;
+        }
+        let result = self.run_workloads(&root);
+        match (embedded_result, result) {
+            (Err(embedded), Err(rest)) => Err(format!("{embedded}; {rest}")),
+            (embedded, rest) => embedded.and(rest),
+        }
+    }
+
+    /// Builds the benchmark binary and runs the hosted workloads.
+    fn run_workloads(self, root: &Path) -> Result<(), String> {
         let needs_anchors = self.anchors || self.workloads.contains(&Workload::Echo);
-        let run_sh =
-            if needs_anchors && !self.print_cmd { Some(find_run_sh(&root)?) } else { None };
-        let bin = build(&root)?;
+        let run_sh = if needs_anchors && !self.print_cmd { Some(find_run_sh(root)?) } else { None };
+        let bin = build(root)?;
         if self.print_cmd {
             // What run.sh runs as `$IMPL_CMD echo PORT`, less the port.
             for workload in &self.workloads {
@@ -81,7 +96,7 @@ impl flags::Bench {
         let tls_result = if tls.is_empty() {
             Ok(())
         } else {
-            tls::run(&root, &bin, &tls, self.runs.unwrap_or(ANCHOR_RUNS), self.secs)
+            tls::run(root, &bin, &tls, self.runs.unwrap_or(ANCHOR_RUNS), self.secs)
         };
         if workloads.is_empty() {
             return tls_result;
@@ -235,10 +250,15 @@ fn pinned(bin: &Path, workload: Workload, taskset: Option<&Path>) -> Command {
     command
 }
 
-/// The anchors' `run.sh`: in `$ANCHORS_DIR`, or else in `shared/anchors` next to the workspace.
+/// The anchors' folder: `$ANCHORS_DIR`, or else `shared/anchors` next to the workspace.
+fn anchors_dir(root: &Path) -> PathBuf {
+    env::var_os("ANCHORS_DIR")
+        .map_or_else(|| root.parent().unwrap_or(root).join("shared/anchors"), PathBuf::from)
+}
+
+/// The anchors' `run.sh`, in [`anchors_dir`].
 fn find_run_sh(root: &Path) -> Result<PathBuf, String> {
-    let dir = env::var_os("ANCHORS_DIR")
-        .map_or_else(|| root.parent().unwrap_or(root).join("shared/anchors"), PathBuf::from);
+    let dir = anchors_dir(root);
     let run_sh = dir.join("run.sh");
     if run_sh.is_file() {
         Ok(run_sh)

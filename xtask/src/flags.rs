@@ -14,7 +14,7 @@ Commands:
       --quick      skip miri, the release-mode tests and the cross-target steps
       --only TEXT  run only the steps whose names contain TEXT (say 'firmware')
 
-  bench [--anchors] [--runs N] [--secs N] [--print-cmd] [WORKLOAD...]
+  bench [--anchors] [--embedded] [--runs N] [--secs N] [--print-cmd] [WORKLOAD...]
       Build gevent-bench in release mode and run the workloads of shared/anchors/README.md
       (switch spawn idle queue echo http), and ours alone: group_spawn (spawning into a
       Group against plain spawns), idle_conns (memory per idle connection, 10,000 of
@@ -27,6 +27,10 @@ Commands:
       --anchors    run them through the anchors' run.sh, next to gevent, tokio and may,
                    and print how we compare (anchors folder: $ANCHORS_DIR, or
                    ../shared/anchors next to the workspace)
+      --embedded   run the firmware benchmark (examples/firmware-bench) and the embassy
+                   anchor ($ANCHORS_DIR/embassy) under QEMU with -icount shift=0, and compare
+                   their instruction counts (mcu_yield, mcu_channel, mcu_spawn) and RAM per
+                   parked greenlet (mcu_idle); alone unless workloads are named too
       --runs N     runs of each workload (with --anchors the median is kept; default 3,
                    or 1 without --anchors)
       --secs N     how long echo and http are loaded (default $SECS, or 10)
@@ -70,13 +74,15 @@ pub(crate) struct Test {
 pub(crate) struct Bench {
     /// Run through the anchors' `run.sh`, next to the anchor implementations.
     pub(crate) anchors: bool,
+    /// `--embedded`: the firmware benchmark and the embassy anchor.
+    pub(crate) embedded: bool,
     /// `--runs N`, if given.
     pub(crate) runs: Option<u32>,
     /// `--secs N`, if given.
     pub(crate) secs: Option<u32>,
     /// `--print-cmd`: print how to start our servers instead of running anything.
     pub(crate) print_cmd: bool,
-    /// The workloads, in the order given, without repeats; never empty.
+    /// The workloads, in the order given, without repeats; empty only with `embedded`.
     pub(crate) workloads: Vec<Workload>,
 }
 
@@ -217,8 +223,14 @@ fn parse_test(args: &[String]) -> Result<Test, String> {
 }
 
 fn parse_bench(args: &[String]) -> Result<Bench, String> {
-    let mut bench =
-        Bench { anchors: false, runs: None, secs: None, print_cmd: false, workloads: Vec::new() };
+    let mut bench = Bench {
+        anchors: false,
+        embedded: false,
+        runs: None,
+        secs: None,
+        print_cmd: false,
+        workloads: Vec::new(),
+    };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let (flag, value) = match arg.as_str() {
@@ -228,6 +240,10 @@ fn parse_bench(args: &[String]) -> Result<Bench, String> {
             }
             "--print-cmd" => {
                 bench.print_cmd = true;
+                continue;
+            }
+            "--embedded" => {
+                bench.embedded = true;
                 continue;
             }
             flag @ ("--runs" | "--secs") => {
@@ -259,7 +275,10 @@ fn parse_bench(args: &[String]) -> Result<Bench, String> {
     if bench.print_cmd && bench.workloads.iter().any(|workload| !workload.is_server()) {
         return Err("'--print-cmd' is for server workloads (echo, http)".into());
     }
-    if bench.workloads.is_empty() {
+    if bench.print_cmd && bench.embedded {
+        return Err("'--print-cmd' and '--embedded' do not go together".into());
+    }
+    if bench.workloads.is_empty() && !bench.embedded {
         if bench.print_cmd {
             return Err(
                 "'--print-cmd' needs the server workload to print it for (echo, http)".into()
@@ -301,6 +320,7 @@ mod tests {
     fn bench_defaults() {
         let bench = Bench {
             anchors: false,
+            embedded: false,
             runs: None,
             secs: None,
             print_cmd: false,
@@ -313,6 +333,7 @@ mod tests {
     fn bench_flags_and_workloads() {
         let bench = Bench {
             anchors: true,
+            embedded: false,
             runs: Some(5),
             secs: None,
             print_cmd: false,
@@ -330,6 +351,15 @@ mod tests {
             panic!()
         };
         assert_eq!((bench.secs, bench.print_cmd), (Some(2), true));
+    }
+
+    #[test]
+    fn embedded_alone_or_with_workloads() {
+        let Ok(Command::Bench(bench)) = parse_str("bench --embedded") else { panic!() };
+        assert!(bench.embedded && bench.workloads.is_empty());
+        let Ok(Command::Bench(bench)) = parse_str("bench switch --embedded") else { panic!() };
+        assert!(bench.embedded && bench.workloads == [Workload::Switch]);
+        assert!(parse_str("bench --embedded --print-cmd echo").is_err());
     }
 
     #[test]

@@ -89,7 +89,9 @@ impl<T: 'static, F: FnOnce() -> T + 'static> Body for Typed<T, F> {
                 drop_owned(typed.take_value());
                 failure = Some(FailureKind::Panicked(message));
             }
-            hub().finish(&me, failure);
+            let hub = hub();
+            hub.finish(&me, failure);
+            hub.returning(me);
         })
     }
 
@@ -204,10 +206,8 @@ impl Builder {
         let hub = hub();
         let id = hub.next_greenlet_id();
         let stack_size = self.stack_size.unwrap_or_else(|| hub.default_stack_size());
-        let inner = Rc::new(Node {
-            task: Task::new(id, self.name, location, stack_size, false),
-            body: Typed { slot: RefCell::new(Slot::Body(f)), handles: Cell::new(1) },
-        });
+        let body = Typed { slot: RefCell::new(Slot::Body(f)), handles: Cell::new(1) };
+        let inner = Node::new_rc(hub.take_recycled(), id, self.name, location, stack_size, body);
         hub.schedule_new(inner.clone(), start_at);
         Greenlet { raw: Unflattened { inner } }
     }

@@ -162,8 +162,14 @@ mod slot {
     // execution that installed it, never from interrupt handlers (those use `HubHandle`).
     static GLOBAL: AtomicPtr<Hub> = AtomicPtr::new(ptr::null_mut());
 
+    // Relaxed, not Acquire: `Acquire` costs a `dmb` on every `hub()` call (every switch) on
+    // ARM, and buys nothing sound. The hub may only be used by the thread of execution that
+    // installed it, which sees its own store in program order; any other context that reads
+    // the pointer must already have synchronized with the installer by its own means (the
+    // `Hub`'s `Cell`s, which it would touch next, are unsynchronized anyway), and such a
+    // synchronization orders this load after the store as well.
     pub(super) fn get() -> *const Hub {
-        GLOBAL.load(Ordering::Acquire)
+        GLOBAL.load(Ordering::Relaxed)
     }
 
     pub(super) fn set(hub: Hub) -> *const Hub {

@@ -23,10 +23,10 @@ pub(crate) mod fault_context;
 pub mod heartbeat;
 pub(crate) mod io;
 mod report;
+mod run_queue;
 mod snapshot;
 pub(crate) mod switch;
 
-use alloc::collections::VecDeque;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
@@ -35,6 +35,7 @@ use core::time::Duration;
 pub use current::{AlreadyInstalled, install, run, shutdown};
 pub(crate) use current::{current_hub_ptr, hub, try_hub};
 pub use io::IoRegistration;
+use run_queue::{QueuedTask, RunQueue};
 
 /// Calls `f` with the current hub's poller, for platform crates that need their concrete
 /// poller (downcast with [`Poller::as_any_mut`]). `f` must not call back into the hub.
@@ -60,13 +61,26 @@ pub const CHECK_EVERY: u32 = 64;
 
 /// Run queues at least this long get the greenlets about to run prefetched while one runs (see
 /// [`Hub::prefetch_ahead`]); a shorter queue is cache-hot anyway.
+#[cfg(target_arch = "x86_64")]
 const PREFETCH_QUEUE_LEN: usize = 16;
 
 /// Greenlets whose stacks' address translations [`Hub::prefetch_ahead`] looks up at once.
+#[cfg(target_arch = "x86_64")]
 const PREFETCH_BATCH: usize = 4;
 
 // `prefetch_ahead` reaches 2 * PREFETCH_BATCH places into the queue.
+#[cfg(target_arch = "x86_64")]
 const _: () = assert!(PREFETCH_QUEUE_LEN > 2 * PREFETCH_BATCH);
+
+/// Bits of [`Hub::slow`]: what makes a resume take the slow path.
+mod slow {
+    /// A blocking detector's heartbeat is attached.
+    pub(super) const HEARTBEAT: u8 = 1;
+    /// Event callbacks are registered.
+    pub(super) const OBSERVED: u8 = 2;
+    /// `tracing` spans are entered and left around each resume.
+    pub(super) const TRACING: u8 = 4;
+}
 
 /// How long [`shutdown`] waits for killed greenlets to return before abandoning them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -89,7 +103,7 @@ pub(crate) struct Hub {
     poller: RefCell<alloc::boxed::Box<dyn Poller>>,
     clock: alloc::boxed::Box<dyn Clock>,
     stacks: RefCell<StackPool>,
-    run_queue: RefCell<VecDeque<TaskRef>>,
+    run_queue: RunQueue,
     timers: RefCell<TimerHeap<TimerAction>>,
     pub(crate) io: RefCell<Slab<io::IoEntry>>,
     live: RefCell<Slab<TaskRef>>,
@@ -109,10 +123,18 @@ pub(crate) struct Hub {
     /// How many pending timers are `WakeUnref` ones.
     unref_timers: Cell<usize>,
     /// Turns of the run queue until [`Hub::prefetch_ahead`] starts its next batch.
+    #[cfg(target_arch = "x86_64")]
     prefetch_turn: Cell<usize>,
+    /// The [`slow`] bits: the rare per-resume work (heartbeat, event callbacks, tracing) that
+    /// the switch path tests for with one load.
+    slow: Cell<u8>,
     /// Whether event callbacks are registered ([`crate::events`]): the one test an event point
     /// costs when nobody listens.
     observed: Cell<bool>,
+    /// A greenlet that registered the first event callbacks while it ran: the loop's fast path
+    /// decided before resuming it that nobody listens, so its switch out is reported by the
+    /// next [`Hub::check_events`], which its registration brought forward to right after.
+    owed_switch_out: Cell<Option<u64>>,
     /// Set while event callbacks run: blocking calls fail instead of switching.
     in_callback: Cell<bool>,
     /// The event callbacks of a `no_std` program (with `std` they belong to the thread).
@@ -120,6 +142,10 @@ pub(crate) struct Hub {
     hooks: crate::events::Hooks,
     /// What the blocking detector reads, once one is attached.
     heartbeat: core::cell::OnceCell<Shared<heartbeat::Heartbeat>>,
+    /// The greenlet that finished last, whose allocation the next spawn reuses if it is of the
+    /// same type and nothing else refers to it any more (see `Node::new_rc`). It keeps that
+    /// one finished greenlet's memory until the next spawn or finish.
+    recycled: Cell<Option<TaskRef>>,
 }
 
 impl Hub {
@@ -140,11 +166,11 @@ impl Hub {
                 let _ = heartbeat.set(beat);
             }
         }
-        Hub {
+        let hub = Hub {
             poller: RefCell::new(platform.poller),
             clock: platform.clock,
             stacks: RefCell::new(StackPool::new(platform.stacks)),
-            run_queue: RefCell::new(VecDeque::new()),
+            run_queue: RunQueue::new(),
             timers: RefCell::new(TimerHeap::new()),
             io: RefCell::new(Slab::new()),
             live: RefCell::new(Slab::new()),
@@ -160,13 +186,34 @@ impl Hub {
             resumes_since_check: Cell::new(0),
             checked_since_main: Cell::new(false),
             unref_timers: Cell::new(0),
+            #[cfg(target_arch = "x86_64")]
             prefetch_turn: Cell::new(0),
+            slow: Cell::new(0),
             observed: Cell::new(crate::events::observed_at_creation()),
+            owed_switch_out: Cell::new(None),
             in_callback: Cell::new(false),
             #[cfg(not(feature = "std"))]
             hooks: crate::events::Hooks::new(),
             heartbeat,
+            recycled: Cell::new(None),
+        };
+        hub.update_slow();
+        hub
+    }
+
+    /// Recomputes [`Hub::slow`] after a change of what it summarizes.
+    fn update_slow(&self) {
+        let mut bits = 0;
+        if self.heartbeat.get().is_some() {
+            bits |= slow::HEARTBEAT;
         }
+        if self.observed.get() {
+            bits |= slow::OBSERVED;
+        }
+        if cfg!(feature = "tracing") {
+            bits |= slow::TRACING;
+        }
+        self.slow.set(bits);
     }
 
     // --- the blocking detector's heartbeat ---------------------------------------------------
@@ -184,7 +231,9 @@ impl Hub {
             beat.spawned(t.task());
         }
         beat.switched_in(self.current_task());
-        self.heartbeat.set(beat).map_err(|_| heartbeat::AlreadyAttached::new())
+        let attached = self.heartbeat.set(beat).map_err(|_| heartbeat::AlreadyAttached::new());
+        self.update_slow();
+        attached
     }
 
     /// Publishes a switch-in to the heartbeat, if one is attached: one test otherwise.
@@ -204,7 +253,13 @@ impl Hub {
 
     /// Records whether event callbacks are registered.
     pub(crate) fn set_observed(&self, observed: bool) {
-        self.observed.set(observed);
+        let was = self.observed.replace(observed);
+        let task = self.current_task();
+        if observed && !was && !task.is_main && self.slow.get() == 0 {
+            self.owed_switch_out.set(Some(task.id));
+            self.resumes_since_check.set(CHECK_EVERY - 1);
+        }
+        self.update_slow();
     }
 
     /// The event callbacks of a `no_std` program.
@@ -221,6 +276,12 @@ impl Hub {
     pub(crate) fn refuse_switches(&self) -> RefuseSwitches<'_> {
         self.current_task().attention.set(true);
         RefuseSwitches { hub: self, was: self.in_callback.replace(true) }
+    }
+
+    /// The last finished greenlet, for a spawn to reuse its allocation.
+    #[inline]
+    pub(crate) fn take_recycled(&self) -> Option<TaskRef> {
+        self.recycled.take()
     }
 
     /// The stack size of greenlets spawned without one.
@@ -245,8 +306,15 @@ impl Hub {
     }
 
     /// The greenlet running now.
+    #[inline]
     pub(crate) fn current(&self) -> TaskRef {
         self.current.get()
+    }
+
+    /// Called by a greenlet about to return: see [`switch::CurrentSlot::lend_back`].
+    #[inline]
+    pub(crate) fn returning(&self, me: TaskRef) {
+        self.current.lend_back(me);
     }
 
     /// The header of the greenlet running now; see [`switch::CurrentSlot::task`].
@@ -281,7 +349,7 @@ impl Hub {
         match start_at {
             None => {
                 task.state.set(State::Runnable);
-                self.run_queue.borrow_mut().push_back(t);
+                self.run_queue.push(QueuedTask::new(t));
             }
             Some(at) => {
                 task.state.set(State::Created);
@@ -320,7 +388,7 @@ impl Hub {
         if task.kill_is_deliverable() {
             if task.kill_delivered.get() {
                 task.state.set(State::Runnable);
-                self.run_queue.borrow_mut().push_back(self.current());
+                self.run_queue.push(self.current.queued());
                 self.switch_out(task);
             }
             return Err(self.deliver_kill(task));
@@ -394,7 +462,7 @@ impl Hub {
         self.due_interrupt(task)?;
         self.refuse_while_unwinding()?;
         task.state.set(State::Runnable);
-        self.run_queue.borrow_mut().push_back(self.current());
+        self.run_queue.push(self.current.queued());
         self.switch_out(task);
         // A kill or timeout that came while it waited its turn is delivered here.
         self.due_interrupt(task)
@@ -416,7 +484,7 @@ impl Hub {
         task.notified.set(true);
         if task.state.get() == State::Parked {
             task.state.set(State::Runnable);
-            self.run_queue.borrow_mut().push_back(t);
+            self.run_queue.push(QueuedTask::new(t));
         }
     }
 
@@ -425,7 +493,7 @@ impl Hub {
         let task = t.task();
         if task.state.get() == State::Parked {
             task.state.set(State::Runnable);
-            self.run_queue.borrow_mut().push_back(t.clone());
+            self.run_queue.push(QueuedTask::new(t.clone()));
         }
     }
 
@@ -439,7 +507,7 @@ impl Hub {
             }
             task.interrupt.set(Some(why));
             task.state.set(State::Runnable);
-            self.run_queue.borrow_mut().push_back(t.clone());
+            self.run_queue.push(QueuedTask::new(t.clone()));
         } else if let Interrupted::TimedOut(id) = why {
             // Woken by an inner timeout in this same turn: the outer one (started first,
             // smaller id) wins, as its scope encloses the inner one.
@@ -485,10 +553,16 @@ impl Hub {
         self.timers.borrow().contains(key)
     }
 
+    /// Fires the expired timers; inline for the usual answer, none pending.
+    #[inline]
     fn fire_timers(&self) {
-        if self.timers.borrow().is_empty() {
-            return;
+        if !self.timers.borrow().is_empty() {
+            self.fire_expired_timers();
         }
+    }
+
+    #[inline(never)]
+    fn fire_expired_timers(&self) {
         let now = self.now();
         loop {
             let action = self.timers.borrow_mut().pop_expired(now);
@@ -508,7 +582,7 @@ impl Hub {
                     task.take_start_timer();
                     if task.state.get() == State::Created {
                         task.state.set(State::Runnable);
-                        self.run_queue.borrow_mut().push_back(t);
+                        self.run_queue.push(QueuedTask::new(t));
                     }
                 }
             }
@@ -577,6 +651,7 @@ impl Hub {
         if self.live_count() == 0 && self.main.task().waits_on.get() == WaitKind::Everything {
             self.unpark(&self.main);
         }
+        self.recycled.set(Some(t.clone()));
     }
 
     /// Wakes the greenlets waiting for `task` to be done.
@@ -598,18 +673,14 @@ impl Hub {
             crate::events::switched(self, Some(self.main.task().id), None);
         }
         loop {
-            let next = {
-                let mut queue = self.run_queue.borrow_mut();
-                let next = queue.pop_front();
-                if queue.len() >= PREFETCH_QUEUE_LEN {
-                    self.prefetch_ahead(&queue);
-                }
-                next
-            };
-            let Some(t) = next else {
+            let Some(t) = self.run_queue.pop() else {
                 self.check_events(true);
                 continue;
             };
+            #[cfg(target_arch = "x86_64")]
+            if self.run_queue.len() >= PREFETCH_QUEUE_LEN {
+                self.prefetch_ahead(&t);
+            }
             if t.task().is_main {
                 if !self.checked_since_main.get() {
                     self.check_events(false);
@@ -632,10 +703,10 @@ impl Hub {
         }
     }
 
-    /// While the greenlet just popped runs, fetches what the ones after it touch first: with
-    /// many runnable greenlets it is all cold, and waiting for it was most of the cost of a
-    /// wake-up (idle workload: ~700 -> ~430 ns for the next header and the lines around its
-    /// stack pointer, -> ~370 ns with the rest below).
+    /// While the greenlet just popped (`next`) runs, fetches what the ones after it touch
+    /// first: with many runnable greenlets it is all cold, and waiting for it was most of the
+    /// cost of a wake-up (idle workload: ~700 -> ~430 ns for the next header and the lines
+    /// around its stack pointer, -> ~370 ns with the rest below).
     ///
     /// - The next one's stack, up through the frames it returns to (a greenlet that ends
     ///   returns through all of them).
@@ -644,62 +715,87 @@ impl Hub {
     ///   translation, so looking them up together overlaps those walks instead of stalling
     ///   on one per greenlet. With them, the headers and bodies of the `PREFETCH_BATCH` after
     ///   those, whose stack pointers the next batch reads.
+    ///
+    /// Only on x86-64, where `prefetch` does something: elsewhere its bookkeeping would be
+    /// all the cost.
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    fn prefetch_ahead(&self, queue: &VecDeque<TaskRef>) {
+    fn prefetch_ahead(&self, next: &QueuedTask) {
         let turn = self.prefetch_turn.get();
         if turn == 0 {
-            for t in queue.range(1..=PREFETCH_BATCH) {
-                t.task().context.touch_stack();
-            }
-            for t in queue.range(PREFETCH_BATCH + 1..=2 * PREFETCH_BATCH) {
-                switch::prefetch_node(t);
-            }
+            self.run_queue.prefetch_ahead(0..PREFETCH_BATCH, true);
+            self.run_queue.prefetch_ahead(PREFETCH_BATCH..2 * PREFETCH_BATCH, false);
         }
         self.prefetch_turn.set((turn + 1) % PREFETCH_BATCH);
-        queue[0].task().context.prefetch_stack();
+        next.task().context.prefetch_stack();
     }
 
     #[inline(always)]
-    fn resume(&self, t: TaskRef) {
+    fn resume(&self, t: QueuedTask) {
         let task = t.task();
         if task.state.get() != State::Runnable {
             return; // finished while queued (killed before it started)
         }
-        if !task.ran.get() {
-            let stack = self.stacks.borrow_mut().take(task.stack_size);
-            match stack {
-                Ok(stack) => {
-                    let region = stack.region();
-                    let coroutine = t.body.start(t.clone(), stack);
-                    task.context.install(coroutine, region);
-                    task.ran.set(true);
-                }
-                Err(e) => {
-                    #[cfg(feature = "std")]
-                    crate::stack::report_no_stack(|| task.describe(), &e);
-                    t.body.discard();
-                    self.finish(&t, Some(FailureKind::NoStack(e)));
-                    return;
-                }
-            }
+        if !task.ran.get() && !self.start(&t) {
+            return;
         }
         task.state.set(State::Running);
+        let (returned, back) =
+            if self.slow.get() == 0 { self.current.resume(t) } else { self.resume_slow(t) };
+        if returned {
+            let t = back.expect("a greenlet that returns lends its count back");
+            let stack = t.task().context.take_finished_stack();
+            self.stacks.borrow_mut().give_back(stack);
+        }
+    }
+
+    /// Gives a greenlet's first run its stack and coroutine; false when there is no stack for
+    /// it (it then finishes with that failure).
+    #[inline(never)]
+    fn start(&self, t: &QueuedTask) -> bool {
+        let task = t.task();
+        let stack = self.stacks.borrow_mut().take(task.stack_size);
+        match stack {
+            Ok(stack) => {
+                let region = stack.region();
+                let t = t.to_task_ref();
+                let coroutine = t.body.start(t.clone(), stack);
+                task.context.install(coroutine, region);
+                task.ran.set(true);
+                true
+            }
+            Err(e) => {
+                #[cfg(feature = "std")]
+                crate::stack::report_no_stack(|| task.describe(), &e);
+                let t = t.to_task_ref();
+                t.body.discard();
+                self.finish(&t, Some(FailureKind::NoStack(e)));
+                false
+            }
+        }
+    }
+
+    /// [`CurrentSlot::resume`](switch::CurrentSlot::resume) with the rare work around it that
+    /// the [`slow`] bits ask for.
+    #[cold]
+    #[inline(never)]
+    fn resume_slow(&self, t: QueuedTask) -> (bool, Option<QueuedTask>) {
+        // Kept for the work after the switch: the greenlet may have given its count away.
+        let keep = t.to_task_ref();
+        let task = keep.task();
         self.beat(task);
         if self.observed.get() {
             crate::events::switched(self, None, Some(task.id));
         }
         #[cfg(feature = "tracing")]
         crate::events::tracing::enter(task);
-        let returned = task.context.resume_as_current(&self.current, &t);
+        let resumed = self.current.resume(t);
         #[cfg(feature = "tracing")]
         crate::events::tracing::exit(task);
         if self.observed.get() {
             crate::events::switched(self, Some(task.id), None);
         }
-        if returned {
-            let stack = task.context.take_finished_stack();
-            self.stacks.borrow_mut().give_back(stack);
-        }
+        resumed
     }
 
     /// Collects posted work, expired timers and I/O readiness. With `may_block` (the run
@@ -707,6 +803,11 @@ impl Hub {
     /// `LoopExit` to the main greenlet when none ever can.
     #[inline(never)]
     fn check_events(&self, may_block: bool) {
+        if let Some(id) = self.owed_switch_out.take() {
+            if self.observed.get() {
+                crate::events::switched(self, Some(id), None);
+            }
+        }
         self.resumes_since_check.set(0);
         self.checked_since_main.set(true);
         self.drain_remote();
@@ -715,7 +816,7 @@ impl Hub {
         if has_io {
             self.poll(Some(Duration::ZERO));
         }
-        if !may_block || !self.run_queue.borrow().is_empty() {
+        if !may_block || !self.run_queue.is_empty() {
             return;
         }
         // Nothing is runnable: wake `idle()` waiters before sleeping.
@@ -777,7 +878,16 @@ impl Hub {
         self.ready_events.set(ready);
     }
 
+    /// Spawns the jobs posted from other threads; inline for the usual answer, none.
+    #[inline]
     fn drain_remote(&self) {
+        if self.remote.has_jobs() {
+            self.spawn_posted_jobs();
+        }
+    }
+
+    #[inline(never)]
+    fn spawn_posted_jobs(&self) {
         for job in self.remote.take_jobs() {
             crate::greenlet::Builder::new()
                 .name("posted job")
@@ -858,7 +968,9 @@ impl Hub {
             // stack, they are never freed.
             core::mem::forget(t);
         }
-        self.run_queue.borrow_mut().clear();
+        while let Some(t) = self.run_queue.pop() {
+            drop(t);
+        }
         *self.idle_waiters.borrow_mut() = WaitList::new();
     }
 

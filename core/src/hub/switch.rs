@@ -15,9 +15,11 @@
 
 use core::cell::{Cell, UnsafeCell};
 use core::ptr;
+use core::ptr::NonNull;
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
+use super::run_queue::QueuedTask;
 use crate::greenlet::task::{Body, Node, Task, TaskRef};
 use crate::stack::{PooledStack, StackRegion};
 use alloc::rc::Rc;
@@ -26,16 +28,30 @@ use alloc::rc::Rc;
 /// path costs no reference counting.
 ///
 /// Invariant: the pointer always names a live greenlet. It names the main greenlet (owned by
-/// the hub for its whole life) except inside [`Context::resume_as_current`], which points it at
-/// a greenlet that its caller keeps alive (by holding a `TaskRef`) until the pointer is restored.
+/// the hub for its whole life) except inside [`CurrentSlot::resume`], which points it at a
+/// greenlet whose count the hub loop lends it in `lent`. The greenlet's own coroutine holds
+/// another count while it runs, so it stays alive when the lent one is taken (by [`get`] or
+/// [`queued`]); a greenlet that returns lends that one back ([`lend_back`]), so the loop
+/// always gets a count back from a greenlet that returned.
+///
+/// [`get`]: CurrentSlot::get
+/// [`queued`]: CurrentSlot::queued
+/// [`lend_back`]: CurrentSlot::lend_back
 pub(crate) struct CurrentSlot {
-    ptr: Cell<*const Node<dyn Body>>,
+    ptr: Cell<NonNull<Node<dyn Body>>>,
+    /// The run queue's count of the running greenlet, which the hub loop popped and lends to
+    /// it: the greenlet's first [`get`](CurrentSlot::get) or yield moves it where it goes (a
+    /// waiter list, the run queue) instead of making a new count while the loop drops the old
+    /// one. Empty while the main greenlet runs.
+    lent: Cell<Option<QueuedTask>>,
 }
 
 impl CurrentSlot {
     /// A slot naming `main`, which must outlive the slot.
     pub(crate) fn new(main: &TaskRef) -> Self {
-        CurrentSlot { ptr: Cell::new(Rc::as_ptr(main)) }
+        // SAFETY: `Rc::as_ptr` never returns null.
+        let ptr = unsafe { NonNull::new_unchecked(Rc::as_ptr(main).cast_mut()) };
+        CurrentSlot { ptr: Cell::new(ptr), lent: Cell::new(None) }
     }
 
     /// The running greenlet's header. Use it only while that greenlet runs (it may end after).
@@ -43,18 +59,94 @@ impl CurrentSlot {
     pub(crate) fn task(&self) -> &Task {
         // SAFETY: the slot's invariant: the pointee is alive, and the running greenlet is not
         // freed while it runs, which is as long as callers use the reference.
-        unsafe { &(*self.ptr.get()).task }
+        unsafe { &self.ptr.get().as_ref().task }
     }
 
-    /// A counted reference to the running greenlet.
+    /// A counted reference to the running greenlet: the lent count if it is still there.
+    #[inline]
     pub(crate) fn get(&self) -> TaskRef {
-        let ptr = self.ptr.get();
+        if let Some(t) = self.lent.take() {
+            return t.into_task_ref();
+        }
+        let ptr = self.ptr.get().as_ptr();
         // SAFETY: the pointee is alive and owned by an `Rc` (the slot's invariant), so adding a
         // strong count and wrapping the pointer makes one more owner of that `Rc`.
         unsafe {
             Rc::increment_strong_count(ptr);
             Rc::from_raw(ptr)
         }
+    }
+
+    /// The running greenlet as a run queue entry: the count the loop lent it if it still has
+    /// it, a new one otherwise.
+    #[inline(always)]
+    pub(crate) fn queued(&self) -> QueuedTask {
+        match self.lent.take() {
+            Some(t) => t,
+            None => QueuedTask::new(self.get()),
+        }
+    }
+
+    fn lent_is_empty(&self) -> bool {
+        let lent = self.lent.take();
+        let empty = lent.is_none();
+        self.lent.set(lent);
+        empty
+    }
+
+    /// Called by a greenlet about to return, with the count its coroutine held: lends it to
+    /// the loop (unless the loop's own count is still lent), which keeps the greenlet alive
+    /// until the loop has taken back its stack. Without it, the last count could be the
+    /// coroutine's, dropped on the coroutine's own stack as it returns.
+    #[inline]
+    pub(crate) fn lend_back(&self, me: TaskRef) {
+        match self.lent.take() {
+            Some(lent) => {
+                self.lent.set(Some(lent));
+                drop(me);
+            }
+            None => {
+                let t = QueuedTask::new(me);
+                if ptr::addr_eq(t.node().as_ptr(), self.ptr.get().as_ptr()) {
+                    self.lent.set(Some(t));
+                } // else not the current greenlet's: `t` is just dropped
+            }
+        }
+    }
+
+    /// Runs the greenlet `t` as the current one until it suspends or returns. Gives back
+    /// whether it returned, and `t`'s count unless the greenlet moved it into the run queue.
+    #[inline(always)]
+    pub(crate) fn resume(&self, t: QueuedTask) -> (bool, Option<QueuedTask>) {
+        /// Points the slot back at the resumer and takes the lent count back even if a panic
+        /// unwinds out of the greenlet (the library catches user panics inside it; this covers
+        /// its own bugs), so the slot never names a greenlet that may be freed, nor lends the
+        /// main greenlet a count of another.
+        struct Restore<'a> {
+            slot: &'a CurrentSlot,
+            previous: NonNull<Node<dyn Body>>,
+        }
+        impl Drop for Restore<'_> {
+            #[inline(always)]
+            fn drop(&mut self) {
+                self.slot.ptr.set(self.previous);
+                drop(self.slot.lent.take());
+            }
+        }
+        let node = t.node();
+        let restore = Restore { slot: self, previous: self.ptr.replace(node) };
+        // Empty before (only the hub loop lends, and `Restore` takes the loan back): the old
+        // value needs no drop, which `set` would test for.
+        debug_assert!(self.lent_is_empty());
+        core::mem::forget(self.lent.replace(Some(t)));
+        // SAFETY: the greenlet is alive for the whole call: `lent` holds a count until the
+        // greenlet takes it, its coroutine's closure holds one while it runs, and a greenlet
+        // about to return puts that one into `lent` (`lend_back`), which only this function
+        // takes after the switch.
+        let returned = unsafe { &node.as_ref().task }.context.resume();
+        let back = self.lent.take();
+        drop(restore);
+        (returned, back)
     }
 }
 
@@ -119,32 +211,12 @@ impl Context {
         preserving_fp_registers(|| matches!(coroutine.resume(()), CoroutineResult::Return(())))
     }
 
-    /// Runs the greenlet `t` (whose context this is) as the hub's current greenlet until it
-    /// suspends or returns; true when it returned.
-    #[inline(always)]
-    pub(crate) fn resume_as_current(&self, current: &CurrentSlot, t: &TaskRef) -> bool {
-        /// Points the slot back at the resumer even if a panic unwinds out of the greenlet
-        /// (the library catches user panics inside it; this covers its own bugs), so the slot
-        /// never names a greenlet that may be freed.
-        struct Restore<'a> {
-            slot: &'a CurrentSlot,
-            previous: *const Node<dyn Body>,
-        }
-        impl Drop for Restore<'_> {
-            #[inline(always)]
-            fn drop(&mut self) {
-                self.slot.ptr.set(self.previous);
-            }
-        }
-        let _restore = Restore { slot: current, previous: current.ptr.replace(Rc::as_ptr(t)) };
-        self.resume()
-    }
-
     /// Prefetches the part of the stack that resuming the greenlet touches first: below the
     /// suspend point, the registers its switch saved and the frames of the calls it makes next
     /// ([`PREFETCH_STACK_BELOW`] bytes); above it, the frames it returns through, up to the
     /// stack's top or [`PREFETCH_STACK_ABOVE`] bytes. Nothing before its first run or after its
     /// end.
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub(crate) fn prefetch_stack(&self) {
         let sp = self.suspended_sp.get();
@@ -162,6 +234,7 @@ impl Context {
 
     /// Prefetches one line of the stack where the greenlet suspended, to have its page's address
     /// translation looked up ahead of [`prefetch_stack`](Self::prefetch_stack).
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub(crate) fn touch_stack(&self) {
         let sp = self.suspended_sp.get();
@@ -219,12 +292,14 @@ pub(crate) fn prefetch(addr: usize) {
 }
 
 /// The cache line size that prefetching steps by (64 bytes on the CPUs that prefetch here).
+#[cfg(target_arch = "x86_64")]
 const CACHE_LINE: usize = 64;
 
 /// Prefetches a greenlet's whole allocation: its reference counts, header and body.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub(crate) fn prefetch_node(t: &TaskRef) {
-    let node = Rc::as_ptr(t).cast::<u8>() as usize;
+pub(crate) fn prefetch_node(t: &Node<dyn Body>) {
+    let node = ptr::from_ref(t).cast::<u8>() as usize;
     // The counts come first in the allocation, two words before the node.
     let start = node.wrapping_sub(2 * size_of::<usize>()) & !(CACHE_LINE - 1);
     let end = node + size_of_val::<Node<dyn Body>>(t);
@@ -241,11 +316,13 @@ pub(crate) fn prefetch_node(t: &TaskRef) {
 /// 384-512 bytes below the point where it parked on an `Event`; its stores into those lines,
 /// left cold, stalled the hub loop at its next store-to-load forwarding (perf put most of the
 /// remaining wake-up time right after the greenlet's return).
+#[cfg(target_arch = "x86_64")]
 const PREFETCH_STACK_BELOW: usize = 512;
 
 /// Bytes above it that [`Context::prefetch_stack`] fetches at most: enough for the frames of a
 /// blocking call and of the greenlet's own entry (~650 bytes when a short body waits on an
 /// `Event`), without flooding the cache for a greenlet parked deep in a call chain.
+#[cfg(target_arch = "x86_64")]
 const PREFETCH_STACK_ABOVE: usize = 1024;
 
 /// Runs a context switch so that the callee-saved floating-point registers survive it.

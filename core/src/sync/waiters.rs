@@ -171,7 +171,10 @@ fn wait_turn<P: Side>(
         let waiters = P::waiters(&mut s);
         match status {
             Status::Free => {
-                waiters.list.remove(key);
+                // A granted waiter was popped by the hand-off: its key is stale already.
+                if !granted {
+                    waiters.list.remove(key);
+                }
                 return Reserve::Free(s);
             }
             Status::Closed => {
