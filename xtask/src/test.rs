@@ -14,6 +14,8 @@ const FIRMWARE: &[(&str, &str)] = &[
     ("firmware mps2-an386 (cortex-m4f) under qemu", "examples/firmware-mps2-an386"),
     ("firmware stack-guard (cortex-m3, mpu) under qemu", "examples/firmware-stack-guard"),
     ("firmware microbit (cortex-m0, no compare-and-swap) under qemu", "examples/firmware-microbit"),
+    // Its figures are for `cargo xtask bench --embedded`; here it checks what they compute.
+    ("firmware bench (cortex-m3) under qemu", "examples/firmware-bench"),
 ];
 
 /// Firmware runs that must fail, printing a message: `(step, folder, cargo features, message)`.

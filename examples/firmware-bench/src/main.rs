@@ -14,6 +14,10 @@
 //! (`bench=<b> impl=gevent-rs metric=<m> value=<v>`), read by `cargo xtask bench --embedded`,
 //! and exits with status 0 only if every workload computed what it should.
 //!
+//! With the `guard` feature the greenlets run on 1 KiB stacks under the MPU stack guard
+//! (`StaticStacks::guarded`), the configuration small stacks are sound in; its lines say
+//! `impl=gevent-rs-guarded`, and the guard's cost per switch is in them.
+//!
 //! Run it with `cargo run --release` in this folder (the runner starts QEMU).
 
 #![no_std]
@@ -29,7 +33,9 @@ use cortex_m_rt::entry;
 use cortex_m_semihosting::hprintln;
 use gevent_embedded::event::Event;
 use gevent_embedded::queue::Queue;
-use gevent_embedded::{Interrupted, StaticStacks, TickClock, TickSource, spawn, yield_now};
+use gevent_embedded::{
+    Interrupted, StackMemory, StaticStacks, TickClock, TickSource, spawn, yield_now,
+};
 
 #[path = "../../firmware-common/board.rs"]
 #[macro_use]
@@ -47,8 +53,22 @@ const K: u32 = 200_000;
 /// main program runs on the chip's own) is parked.
 const PARKED: usize = 8;
 
-/// The greenlet stack size: corosensei's minimum (`MIN_STACK_SIZE`).
+/// The greenlet stack size: corosensei's minimum (`MIN_STACK_SIZE`) without a guard.
+#[cfg(not(feature = "guard"))]
 const STACK_SIZE: usize = 4 * 1024;
+
+/// The greenlet stack size under the MPU guard (measured use: about 340 B parked).
+#[cfg(feature = "guard")]
+const STACK_SIZE: usize = 1024;
+
+/// The RAM each stack reserves besides its usable bytes: the guard region below it.
+#[cfg(not(feature = "guard"))]
+const GUARD_SIZE: usize = 0;
+#[cfg(feature = "guard")]
+const GUARD_SIZE: usize = gevent_embedded::mpu::StackGuard::BYTES;
+
+/// The name of this configuration in result lines.
+const IMPL: &str = if cfg!(feature = "guard") { "gevent-rs-guarded" } else { "gevent-rs" };
 
 /// Instructions (virtual nanoseconds under `-icount shift=0`) between two tick readings.
 fn instructions(t0: u64, t1: u64) -> u64 {
@@ -60,7 +80,7 @@ fn ticks() -> u64 {
 }
 
 fn report(bench: &str, metric: &str, value: u64) {
-    hprintln!("bench={} impl=gevent-rs metric={} value={}", bench, metric, value);
+    hprintln!("bench={} impl={} metric={} value={}", bench, IMPL, metric, value);
 }
 
 fn fail(what: &str) -> bool {
@@ -153,8 +173,13 @@ fn bench_idle() -> bool {
         }
     }
     let heap = HEAP.used().saturating_sub(before) / PARKED;
-    report("mcu_idle", "bytes_per_greenlet", (heap + STACK_SIZE) as u64);
-    hprintln!("# mcu_idle: {} B of heap + {} B of stack per parked greenlet", heap, STACK_SIZE);
+    report("mcu_idle", "bytes_per_greenlet", (heap + STACK_SIZE + GUARD_SIZE) as u64);
+    hprintln!(
+        "# mcu_idle: {} B of heap + {} B of stack + {} B of guard per parked greenlet",
+        heap,
+        STACK_SIZE,
+        GUARD_SIZE
+    );
     gate.set();
     let ok = parked.iter().all(|g| g.get() == Ok(()));
     ok || fail("mcu_idle: a parked greenlet did not finish")
@@ -167,10 +192,26 @@ fn main() -> ! {
     let mut core = cortex_m::Peripherals::take().expect("taken once");
     board::start_systick(&mut core.SYST);
 
-    static mut STACK_MEM: [u8; PARKED * STACK_SIZE] = [0; PARKED * STACK_SIZE];
+    const STACK_BYTES: usize = PARKED * (STACK_SIZE + GUARD_SIZE) + GUARD_SIZE;
+    static mut STACK_MEM: StackMemory<STACK_BYTES> = StackMemory::new();
     // SAFETY: the only reference ever made to this buffer, handed to the stack pool for good.
-    let stack_mem = unsafe { &mut *core::ptr::addr_of_mut!(STACK_MEM) };
+    let stack_mem = unsafe { &mut *core::ptr::addr_of_mut!(STACK_MEM) }.as_mut_slice();
+    #[cfg(not(feature = "guard"))]
     let stacks = StaticStacks::new(stack_mem, STACK_SIZE);
+    #[cfg(feature = "guard")]
+    let stacks = {
+        unsafe extern "C" {
+            /// cortex-m-rt: the lowest address of the main stack.
+            static _stack_end: u8;
+        }
+        let guard =
+            gevent_embedded::mpu::StackGuard::enable(core::ptr::addr_of!(_stack_end) as usize)
+                .expect("the LM3S6965's Cortex-M3 has an MPU");
+        StaticStacks::guarded(stack_mem, STACK_SIZE, &guard)
+    };
+    if stacks.available() < PARKED {
+        board::exit(fail("fewer stacks than the benchmark parks greenlets"));
+    }
     gevent_embedded::init(TickClock::new(SysTickSource), stacks, |_| cortex_m::asm::wfi())
         .expect("the hub is installed once");
 

@@ -18,6 +18,10 @@ const FIRMWARE: &str = "examples/firmware-bench";
 /// The anchor's name in result lines.
 const EMBASSY: &str = "embassy";
 
+/// Our firmware's name in result lines with its `guard` feature: 1 KiB stacks under the MPU
+/// stack guard.
+const GUARDED: &str = "gevent-rs-guarded";
+
 /// The anchor's sentences: the text before the number, and the bench it measures. Each reads
 /// `embassy <what>: <N> ns-virtual ...`, one virtual nanosecond being one instruction.
 const ANCHOR_LINES: &[(&str, &str)] = &[
@@ -37,21 +41,23 @@ pub(crate) fn run(root: &Path, anchors_dir: &Path) -> Result<(), String> {
     let mut output = String::new();
     let mut errors = Vec::new();
 
-    match run_firmware(&root.join(FIRMWARE), None) {
-        Ok(stdout) => {
-            let ours = parse_results(&stdout);
-            if ours.is_empty() {
-                errors.push(format!("{FIRMWARE} printed no result lines"));
+    for features in [None, Some("guard")] {
+        match run_firmware(&root.join(FIRMWARE), None, features) {
+            Ok(stdout) => {
+                let ours = parse_results(&stdout);
+                if ours.is_empty() {
+                    errors.push(format!("{FIRMWARE} printed no result lines"));
+                }
+                push_lines(&ours, &mut output);
             }
-            push_lines(&ours, &mut output);
+            Err(error) => errors.push(format!("{FIRMWARE} (features {features:?}): {error}")),
         }
-        Err(error) => errors.push(format!("{FIRMWARE}: {error}")),
     }
 
     let embassy = anchors_dir.join("embassy");
     // The anchors' folder may be read-only: the anchor is built into our target directory.
     let target = super::target_dir(root).join("anchor-embassy");
-    match run_firmware(&embassy, Some(&target)) {
+    match run_firmware(&embassy, Some(&target), None) {
         Ok(stdout) => {
             let mut theirs = anchor_samples(&stdout);
             if theirs.len() < ANCHOR_LINES.len() {
@@ -69,7 +75,24 @@ pub(crate) fn run(root: &Path, anchors_dir: &Path) -> Result<(), String> {
         Err(error) => errors.push(format!("the embassy anchor ({}): {error}", embassy.display())),
     }
 
-    print!("\n{}", comparison_table_with(&parse_results(&output), &[EMBASSY]));
+    let samples = parse_results(&output);
+    print!("\n{}", comparison_table_with(&samples, &[EMBASSY]));
+    // The guarded configuration against the same anchor: its lines in the place of ours.
+    let guarded: Vec<Sample> = samples
+        .iter()
+        .filter(|s| s.imp != super::OURS)
+        .cloned()
+        .map(|mut s| {
+            if s.imp == GUARDED {
+                s.imp = super::OURS.to_owned();
+            }
+            s
+        })
+        .collect();
+    print!(
+        "\nwith the MPU stack guard (1 KiB stacks):\n{}",
+        comparison_table_with(&guarded, &[EMBASSY])
+    );
     if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
 }
 
@@ -83,12 +106,19 @@ fn push_lines(samples: &[Sample], output: &mut String) {
     }
 }
 
-/// `cargo run --release --locked` in `folder` (its `.cargo/config.toml` runner boots QEMU);
-/// returns what the firmware printed.
-fn run_firmware(folder: &Path, target_dir: Option<&PathBuf>) -> Result<String, String> {
-    eprintln!("==> cargo run --release in {}", folder.display());
+/// `cargo run --release --locked` in `folder` (its `.cargo/config.toml` runner boots QEMU),
+/// with `features` if given; returns what the firmware printed.
+fn run_firmware(
+    folder: &Path,
+    target_dir: Option<&PathBuf>,
+    features: Option<&str>,
+) -> Result<String, String> {
+    eprintln!("==> cargo run --release in {} (features {features:?})", folder.display());
     let mut command = Command::new(crate::cargo());
     command.args(["run", "--quiet", "--release", "--locked"]).current_dir(folder);
+    if let Some(features) = features {
+        command.args(["--features", features]);
+    }
     // Each firmware is its own workspace with its own target directory, unless told otherwise;
     // ours must not follow a CARGO_TARGET_DIR meant for the host workspace.
     command.env_remove("CARGO_TARGET_DIR");
