@@ -222,16 +222,21 @@ impl<T, const N: usize> Channel<T, N> {
 
     /// The oldest value, if there is one.
     pub fn try_recv(&self) -> Option<T> {
+        self.pop().0
+    }
+
+    /// The oldest value, if there is one, and whether others remain.
+    fn pop(&self) -> (Option<T>, bool) {
         critical_section::with(|cs| {
             let mut ring = self.ring.borrow_ref_mut(cs);
             if ring.len == 0 {
-                return None;
+                return (None, false);
             }
             let head = ring.head;
             let value = ring.slots[head].take();
             ring.head = (head + 1) % N;
             ring.len -= 1;
-            value
+            (value, ring.len > 0)
         })
     }
 
@@ -239,7 +244,13 @@ impl<T, const N: usize> Channel<T, N> {
     /// [`Signal::wait`] does.
     pub fn recv(&'static self) -> Result<T, WaitError> {
         loop {
-            if let Some(value) = self.try_recv() {
+            if let (Some(value), more) = self.pop() {
+                if more {
+                    // Sends that came together raised `ready` once, and this receiver lowered
+                    // it: raise it again for another parked receiver, or it would wait with
+                    // values queued until the next send.
+                    self.ready.signal();
+                }
                 return Ok(value);
             }
             // A send after the look above raises `ready`, so this returns at once.

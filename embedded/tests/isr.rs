@@ -86,3 +86,22 @@ fn a_hub_whose_poller_does_not_watch_signals_says_so() {
     assert!(matches!(err, WaitError::Poller(_)), "{err:?}");
     assert!(err.to_string().contains("cannot wait for interrupt signals"), "{err}");
 }
+
+#[test]
+fn two_values_sent_at_once_reach_two_parked_receivers() {
+    static VALUES: Channel<u32, 4> = Channel::new();
+    install();
+    let receive = || {
+        spawn(|| {
+            let _bound = Timeout::start(BOUND);
+            VALUES.recv()
+        })
+    };
+    let (first, second) = (receive(), receive());
+    gevent_embedded::sleep(Duration::ZERO).unwrap(); // both park on the channel
+    // One raise of `ready` for both: the receiver that lowers it must pass the second value on.
+    assert_eq!((VALUES.try_send(1), VALUES.try_send(2)), (Ok(()), Ok(())));
+    let mut got = [first.get().unwrap().unwrap(), second.get().unwrap().unwrap()];
+    got.sort_unstable();
+    assert_eq!(got, [1, 2]);
+}
