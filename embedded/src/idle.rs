@@ -50,8 +50,10 @@ impl<F: FnMut(Option<Instant>)> WaitHook for F {
     }
 }
 
+/// The pollers' wake flag: what a [`HubHandle`](gevent_core::HubHandle) or a raised signal sets,
+/// and what the look before sleeping takes.
 #[derive(Debug, Default)]
-struct Flag(AtomicBool);
+pub(crate) struct Flag(pub(crate) AtomicBool);
 
 impl RemoteWaker for Flag {
     fn wake(&self) {

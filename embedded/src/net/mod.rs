@@ -31,13 +31,6 @@ use core::any::Any;
 use core::fmt;
 use core::time::Duration;
 
-// Where the chip has no compare-and-swap (Cortex-M0/M0+), the wake flag's swap comes from
-// portable-atomic, built from critical sections.
-#[cfg(target_has_atomic = "ptr")]
-use core::sync::atomic::{AtomicBool, Ordering};
-#[cfg(not(target_has_atomic = "ptr"))]
-use portable_atomic::{AtomicBool, Ordering};
-
 use gevent_core::Interrupted;
 use gevent_core::event::Event;
 use gevent_core::platform::{Clock, Interest, PollError, Poller, Readiness, RemoteWaker, Token};
@@ -57,6 +50,7 @@ pub use udp::{Datagram, UdpSocket};
 pub use udp::{join_multicast_group, leave_multicast_group};
 
 use crate::WaitHook;
+use crate::idle::Flag;
 use crate::isr::Signals;
 
 /// How long a dropped TCP stream may take to finish closing before it is aborted (RST) and
@@ -80,15 +74,6 @@ pub fn open_sockets() -> Result<usize, NetError> {
 /// Drives smoltcp for the interface: `iface.poll(now, device, sockets)`. The device lives in
 /// the closure, which keeps [`NetPoller`] free of the device's type.
 pub type Drive = Box<dyn FnMut(&mut Interface, &mut SocketSet<'static>, smoltcp::time::Instant)>;
-
-#[derive(Debug, Default)]
-struct Flag(AtomicBool);
-
-impl RemoteWaker for Flag {
-    fn wake(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-}
 
 /// What the poller knows of a socket (or, for a listener, a set of sockets) that greenlets use.
 struct Entry {
