@@ -230,3 +230,15 @@ fn keep_alive_and_a_socket_timeout_end_an_idle_connection_whose_peer_vanished() 
     assert_eq!(client.read(&mut [0u8; 8]), Err(NetError::ConnectionReset));
     drop(t);
 }
+
+#[test]
+fn a_dropped_udp_socket_whose_datagram_cannot_leave_is_freed_after_the_linger() {
+    let (_, jammed) = hub_with_jam();
+    net::set_orphan_linger(Duration::from_millis(50)).unwrap();
+    jammed.set(true);
+    let socket = net::UdpSocket::bind(9100, 2, 64).unwrap();
+    socket.send_to(b"stuck", (LOCALHOST, 9101)).unwrap();
+    assert_eq!(net::open_sockets(), Ok(1));
+    drop(socket);
+    wait_until_open_sockets(0).unwrap();
+}

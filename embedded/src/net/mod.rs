@@ -56,11 +56,13 @@ use crate::isr::Signals;
 /// How long a dropped TCP stream may take to finish closing before it is aborted (RST) and
 /// its buffers freed, unless [`set_orphan_linger`] says otherwise: a peer that vanished, or
 /// that never closes its side (leaving this one in FIN-WAIT-2), would otherwise hold the
-/// socket forever.
+/// socket forever. A dropped datagram socket whose queued datagrams have not left by then is
+/// freed with them.
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(10);
 
-/// Sets how long a dropped TCP stream may take to finish closing (see [`DEFAULT_LINGER`]);
-/// applies to streams dropped from now on.
+/// Sets how long a dropped TCP stream may take to finish closing, or a dropped datagram
+/// socket to send what it queued (see [`DEFAULT_LINGER`]); applies to sockets dropped from now
+/// on.
 pub fn set_orphan_linger(linger: Duration) -> Result<(), NetError> {
     NetPoller::with(|p| p.linger = linger)
 }
@@ -286,7 +288,9 @@ impl NetPoller {
                 self.sockets.get_mut::<smol_tcp::Socket<'static>>(entry.handles[0]).close();
                 entry.linger_until = Some(self.clock.now() + self.linger);
             }
-            _ => {}
+            // A datagram that can never leave (a jammed link, a neighbour that never answers)
+            // must not hold the socket forever either.
+            _ => entry.linger_until = Some(self.clock.now() + self.linger),
         }
         entry.orphan = true;
         entry.token = None;
@@ -314,6 +318,9 @@ impl NetPoller {
                         given_up = true;
                     }
                 }
+            } else if e.linger_until.is_some_and(|t| now >= t) {
+                debug!("gevent: socket {} lingered too long with datagrams unsent", i);
+                given_up = true;
             }
             let done = given_up
                 || match &self.entries[i] {
