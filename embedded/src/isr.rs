@@ -13,9 +13,15 @@
 //! The greenlet side and the handler side meet only inside `critical_section::with`. On a
 //! single core that masks interrupts, so a handler never runs in the middle of the greenlet's
 //! look at the state, nor another handler in the middle of one's change: each side sees the
-//! other's change whole, before or after. On a multi-core chip the firmware's critical-section
-//! implementation is a lock, which gives the same. No lock-free protocol is involved, so there
-//! is nothing for a model checker to add.
+//! other's change whole, before or after. No lock-free protocol is involved, so there is
+//! nothing for a model checker to add.
+//!
+//! This is a single-core design: the hub's idle wait holds the critical section through the
+//! firmware's `wfi` (that is what closes the lost wake-up window), so on a multi-core chip,
+//! whose critical section is a lock, a handler on another core raising a signal would wait
+//! for this core's next interrupt. Raise signals from interrupts of the hub's own core.
+//!
+//! A signal or channel wakes the hub whose greenlet last waited on it: one hub per signal.
 //!
 //! # How a waiting greenlet is woken
 //!

@@ -80,7 +80,9 @@ impl StackGuard {
     /// up to 32; with cortex-m-rt, the address of its `_stack_end` symbol) become inaccessible,
     /// and so do those of each greenlet's stack while it runs. Faults are made MemManage
     /// faults (see [`guard_fault`]). Call it from thread mode before the hub is installed; the
-    /// MPU's other regions (0–5) and background map are left to the firmware.
+    /// MPU's other regions (0–5) are left to the firmware. It turns the MPU on with PRIVDEFENA
+    /// (the default memory map as the background for privileged code), so a firmware that ran
+    /// the MPU without that background gets it.
     pub fn enable(main_stack_bottom: usize) -> Result<StackGuard, GuardError> {
         // SAFETY: MPU_TYPE is a read-only register present on every ARMv7-M core (reading 0
         // without an MPU); reading it has no effect.
@@ -115,15 +117,20 @@ impl StackGuard {
 
 /// Moves the greenlet guard to the bottom of `region`, the stack about to run.
 fn follow(region: &StackRegion) {
-    if region.guard < StackGuard::BYTES {
-        return; // not a guarded stack: leave the last guard where it is, on a stack not running
+    // Not a guarded stack, or a guard the MPU cannot cover exactly (a region's base is a
+    // multiple of its size: an unaligned one would be rounded down over memory in use, which
+    // any `StackSource` may hand out, `StaticStacks` does not): leave the last guard where it
+    // is, on a stack not running.
+    let bottom = region.bottom.get();
+    if region.guard < StackGuard::BYTES || bottom % StackGuard::BYTES != 0 {
+        return;
     }
-    // SAFETY: the region's lowest 32 bytes are its guard, 32-byte aligned (`StaticStacks`
-    // carves guarded stacks so), which no code uses; moving the region there revokes access to
+    // SAFETY: the region's lowest 32 bytes are its guard, 32-byte aligned (checked above),
+    // which no code uses; moving the region there revokes access to
     // nothing else, and gives back the previous greenlet's guard bytes, which nothing uses
     // either. The barriers make the move apply before the greenlet's first instruction.
     unsafe {
-        ptr::write_volatile(MPU_RBAR, region.bottom.get() as u32 | RBAR_VALID | GREENLET_REGION);
+        ptr::write_volatile(MPU_RBAR, bottom as u32 | RBAR_VALID | GREENLET_REGION);
         core::arch::asm!("dsb", "isb", options(nostack, preserves_flags));
     }
 }

@@ -95,7 +95,7 @@ fn names_resolve_through_the_servers_given() {
     dns::set_servers(&[SERVER]).unwrap();
     assert_eq!(dns::resolve("a.test."), Ok(vec![IpAddress::Ipv4(A_TEST)]));
     assert_eq!(dns::resolve("missing.test"), Err(NetError::NameNotResolved));
-    assert_eq!(dns::resolve("bad..name"), Err(NetError::InvalidAddress));
+    assert_eq!(dns::resolve("bad..name"), Err(NetError::InvalidName));
     server.kill().unwrap();
 }
 

@@ -206,3 +206,14 @@ fn a_split_stream_reads_and_writes_from_two_greenlets_at_once() {
     assert_eq!(server.get().unwrap(), Ok(expected.len()));
     drop(t);
 }
+
+#[test]
+fn a_backlog_beyond_the_limit_is_refused_naming_it() {
+    use gevent_embedded::net::{MAX_BACKLOG, NetError};
+    loopback_hub();
+    let refused = TcpListener::bind(9, MAX_BACKLOG + 1).unwrap_err();
+    assert_eq!(refused, NetError::BacklogTooLarge);
+    assert!(refused.to_string().contains(&MAX_BACKLOG.to_string()), "{refused}");
+    // The limit itself is fine.
+    assert!(TcpListener::bind(9, MAX_BACKLOG).is_ok());
+}

@@ -84,10 +84,15 @@ impl<D: Driver> EmbassyDevice<D> {
         }
     }
 
-    /// Whether the driver reports its link up (it wakes the hub when that changes).
+    /// Whether the driver reports its link up (it wakes the hub when that changes). Callable
+    /// before [`init_net`](crate::init_net) too: until the hub first polls the device, the
+    /// driver gets a waker that does nothing (there is no hub to wake yet).
     pub fn link_up(&mut self) -> bool {
-        let waker = self.waker.get_or_insert_with(hub_waker);
-        matches!(self.driver.link_state(&mut Context::from_waker(waker)), LinkState::Up)
+        let state = match &self.waker {
+            Some(waker) => self.driver.link_state(&mut Context::from_waker(waker)),
+            None => self.driver.link_state(&mut Context::from_waker(Waker::noop())),
+        };
+        matches!(state, LinkState::Up)
     }
 
     /// The adapted driver.

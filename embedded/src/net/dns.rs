@@ -78,7 +78,8 @@ pub fn resolve_with(name: &str, servers: &[IpAddress]) -> Result<Vec<IpAddress>,
         let mut socket = dns::Socket::new(servers, vec![None]);
         let query = match socket.start_query(p.iface.context(), name, DnsQueryType::A) {
             Ok(query) => query,
-            Err(_) => return Err(NetError::InvalidAddress),
+            // A fresh socket has a free slot: only the name can be wrong.
+            Err(_) => return Err(NetError::InvalidName),
         };
         let socket = p.sockets.add(socket);
         p.dns.queries.push(Query { socket, query, outcome: None });

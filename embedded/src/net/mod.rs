@@ -44,7 +44,7 @@ pub use icmp::{IcmpSocket, ping};
 pub use link::{link_is_up, set_link_up, wait_link_up};
 #[cfg(feature = "raw")]
 pub use raw::RawSocket;
-pub use tcp::{DEFAULT_BUFFER, TcpListener, TcpReader, TcpStream, TcpWriter};
+pub use tcp::{DEFAULT_BUFFER, MAX_BACKLOG, TcpListener, TcpReader, TcpStream, TcpWriter};
 pub use udp::{Datagram, UdpSocket};
 #[cfg(feature = "multicast")]
 pub use udp::{join_multicast_group, leave_multicast_group};
@@ -591,6 +591,10 @@ pub enum NetError {
     /// A name has no address: no DNS server is known, the servers said so, or they did not
     /// answer.
     NameNotResolved,
+    /// A name is not a valid DNS name (empty, or a label over 63 bytes, or over 255 in all).
+    InvalidName,
+    /// A listener's backlog is beyond [`MAX_BACKLOG`] (each slot holds a socket's buffers).
+    BacklogTooLarge,
 }
 
 impl From<Interrupted> for NetError {
@@ -611,6 +615,10 @@ impl fmt::Display for NetError {
             NetError::TooLarge => f.write_str("the datagram does not fit the socket buffer"),
             NetError::TimedOut => f.write_str("no answer came in time"),
             NetError::NameNotResolved => f.write_str("the name could not be resolved"),
+            NetError::InvalidName => f.write_str("the name is not a valid DNS name"),
+            NetError::BacklogTooLarge => {
+                write!(f, "a listener's backlog is at most {MAX_BACKLOG} sockets")
+            }
         }
     }
 }
@@ -631,6 +639,9 @@ impl embedded_io::Error for NetError {
             NetError::TooLarge => embedded_io::ErrorKind::InvalidInput,
             NetError::TimedOut => embedded_io::ErrorKind::TimedOut,
             NetError::NameNotResolved => embedded_io::ErrorKind::AddrNotAvailable,
+            NetError::InvalidName | NetError::BacklogTooLarge => {
+                embedded_io::ErrorKind::InvalidInput
+            }
         }
     }
 }

@@ -420,9 +420,14 @@ impl fmt::Debug for TcpListener {
     }
 }
 
+/// The largest backlog a [`TcpListener`] takes: each slot is a listening socket with its
+/// buffers, allocated at `bind`, so a larger one is refused rather than exhausting the heap.
+pub const MAX_BACKLOG: usize = 64;
+
 impl TcpListener {
     /// Listens on `port` with `backlog` listening sockets (connections that can arrive before
-    /// `accept` is called), each with [`DEFAULT_BUFFER`]-byte buffers.
+    /// `accept` is called; 1 to [`MAX_BACKLOG`], 0 counts as 1), each with
+    /// [`DEFAULT_BUFFER`]-byte buffers.
     pub fn bind(port: u16, backlog: usize) -> Result<Self, NetError> {
         Self::bind_with_buffers(port, backlog, DEFAULT_BUFFER, DEFAULT_BUFFER)
     }
@@ -435,6 +440,9 @@ impl TcpListener {
         rx: usize,
         tx: usize,
     ) -> Result<Self, NetError> {
+        if backlog > MAX_BACKLOG {
+            return Err(NetError::BacklogTooLarge);
+        }
         let source = NetPoller::with(|p| {
             let mut sockets = Vec::new();
             for _ in 0..backlog.max(1) {
