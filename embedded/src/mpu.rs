@@ -152,6 +152,19 @@ pub enum GuardFault {
     },
 }
 
+/// For a MemManage fault handler, after [`guard_fault`] found a greenlet's guard hit at
+/// `address`: calls `f` with that greenlet's name (`None` if it has none, or if `address` is
+/// not in the running greenlet's guard).
+///
+/// The hub may not be used from a handler (its functions panic there); this reads it without
+/// those checks, which is sound in a fault handler only because the faulting greenlet is
+/// stopped and never resumed: the handler ends the program or resets the chip.
+pub fn with_faulting_greenlet_name<R>(address: usize, f: impl FnOnce(Option<&str>) -> R) -> R {
+    gevent_core::__private::with_faulting_greenlet(address, |greenlet| {
+        f(greenlet.and_then(|g| g.name))
+    })
+}
+
 /// For a MemManage fault handler: whether the fault is the stack guard's, and which stack
 /// overflowed. `None` for faults of other causes (other MPU regions).
 pub fn guard_fault() -> Option<GuardFault> {

@@ -1,13 +1,17 @@
-//! Which execution context the CPU is in, for the hub's refusal to switch greenlets inside an
-//! interrupt handler.
+//! Which execution context the CPU is in, for the hub's refusal to be used inside an interrupt
+//! handler.
 //!
-//! On Cortex-M a handler runs on the main stack, above the frame the exception pushed; a
-//! greenlet switch there would move the stack pointer off that frame and return from the
-//! exception into another greenlet's stack, or never, with the interrupted code's state lost.
-//! A blocking hub function (a sleep, a wait, a join, a lock) called from a handler therefore
-//! panics, saying so, before it switches: [`refuse_handler_mode`], on the switch-away path.
-//! Handlers hand work to greenlets with an allocation-free signal or queue (gevent-embedded's
-//! `isr` module) or a `HubHandle`.
+//! Without `std` the hub is one `static` that every execution context can reach, while its
+//! state is plain `Cell`s for the thread that installed it: a handler that interrupts a hub
+//! call halfway (a push onto the run queue, a timer insertion) and calls into the hub itself
+//! (even a spawn, which does not block) races with it, and a run queue updated twice at once
+//! can hold a greenlet's count twice or lose it (a use after free). A handler that blocks
+//! would, besides, move the stack pointer off the frame the exception pushed (on Cortex-M a
+//! handler runs on the main stack) and return from the exception into another greenlet's
+//! stack, or never. So every way to the hub (`hub`, `try_hub`, `install`) panics
+//! in handler mode, saying so: [`refuse_handler_mode`]. Handlers hand work to greenlets with an
+//! allocation-free signal or queue (gevent-embedded's `isr` module) or a `HubHandle`; fault
+//! handlers read the hub pointer unchecked (`current_hub_ptr`), the interrupted code stopped.
 
 /// Panics if the CPU runs an exception handler (IPSR ≠ 0). Three instructions on the path that
 /// passes (`mrs` IPSR, `cmp`, `bne`, in the Cortex-M3 firmware's build); the panic is out of
@@ -37,8 +41,9 @@ pub(crate) fn refuse_handler_mode() {}
 #[inline(never)]
 fn in_handler_mode(ipsr: u32) -> ! {
     panic!(
-        "gevent: a blocking hub function (one that switches greenlets) was called from an \
-         interrupt handler (exception {ipsr}); handlers must not block: hand the work to a \
-         greenlet (gevent_embedded::isr::Signal or Channel, or HubHandle::post)"
+        "gevent: a hub function was called from an interrupt handler (exception {ipsr}); the \
+         hub belongs to the code it interrupts, and a blocking call would switch stacks inside \
+         the exception: hand the work to a greenlet (gevent_embedded::isr::Signal or Channel, \
+         or HubHandle::post)"
     )
 }

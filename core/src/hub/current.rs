@@ -188,6 +188,7 @@ mod slot {
 /// With `std`, when called from a thread-local's destructor that runs after the thread's hub
 /// ended at thread exit: a thread gets no new hub then.
 pub fn install(platform: Platform) -> Result<(), AlreadyInstalled> {
+    super::context::refuse_handler_mode();
     if !slot::get().is_null() {
         return Err(AlreadyInstalled(()));
     }
@@ -205,6 +206,9 @@ pub(crate) fn current_hub_ptr() -> *const Hub {
 
 /// The current hub, created on first use where a default platform is linked.
 pub(crate) fn hub() -> &'static Hub {
+    // Without `std` the slot is a `static` that interrupt handlers reach too: refused there
+    // (on Cortex-M; see `context`).
+    super::context::refuse_handler_mode();
     let mut ptr = slot::get();
     if ptr.is_null() {
         ptr = create();
@@ -212,15 +216,18 @@ pub(crate) fn hub() -> &'static Hub {
     // SAFETY: a non-null pointer is the thread's hub, which is freed only by its owner's
     // destructor at thread exit, after that destructor took the pointer out of the slot (so
     // no caller can get it any more) and only when no greenlet is alive (so no greenlet that
-    // can still run is suspended in a call using it). `Hub` is `!Send`/`!Sync`, so the reference cannot leave this
-    // thread, and every caller uses it only for the duration of one call. (The `'static` is
-    // "until the thread's hub is destroyed", which no caller outlives.)
+    // can still run is suspended in a call using it). `Hub` is `!Send`/`!Sync`, so the
+    // reference cannot leave this thread, and every caller uses it only for the duration of
+    // one call. (The `'static` is "until the thread's hub is destroyed", which no caller
+    // outlives.) Without `std`, "this thread" is the thread mode of the core that installed
+    // the hub: handler mode was refused above.
     unsafe { &*ptr }
 }
 
 /// The current hub if there is one; never creates one. For destructors, which may run after
 /// the thread's hub ended.
 pub(crate) fn try_hub() -> Option<&'static Hub> {
+    super::context::refuse_handler_mode();
     let ptr = slot::get();
     // SAFETY: as in `hub()`.
     (!ptr.is_null()).then(|| unsafe { &*ptr })

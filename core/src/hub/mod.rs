@@ -470,7 +470,7 @@ impl Hub {
 
     #[inline(always)]
     fn switch_out(&self, task: &Task) {
-        context::refuse_handler_mode();
+        // Handler mode was refused on the way to the hub (`hub()`), before anything changed.
         if task.is_main {
             self.run_until_main_runs();
         } else {

@@ -19,7 +19,7 @@ use cortex_m_rt::exception;
 use cortex_m_semihosting::hprintln;
 use gevent_embedded::isr::{Channel, Full, Signal};
 use gevent_embedded::monitor::TickMonitor;
-use gevent_embedded::{Builder, TickSource, spawn};
+use gevent_embedded::{Builder, TickClock, TickSource, spawn};
 
 use crate::board::{HEAP, SysTickSource};
 use crate::{CORE_HZ, check};
@@ -39,7 +39,7 @@ unsafe impl InterruptNumber for SpareIrq {
 static ACTION: AtomicU8 = AtomicU8::new(SIGNAL);
 const SIGNAL: u8 = 0;
 const SEND: u8 = 1;
-const BLOCK: u8 = 2;
+const HUB_CALL: u8 = 2;
 
 /// How many more times the idle hook pends the spare interrupt before its `wfi`.
 static PEND_IN_HOOK: AtomicU32 = AtomicU32::new(0);
@@ -79,9 +79,12 @@ unsafe fn DefaultHandler(irqn: i16) {
             }
         }
         _ => {
-            // Must panic, through the panic handler, which ends the run.
-            let slept = gevent_embedded::sleep(core::time::Duration::from_millis(1));
-            hprintln!("    a sleep in an interrupt handler returned {:?}", slept);
+            // Must panic, through the panic handler, which ends the run. A spawn, which does
+            // not block: any hub call races with the interrupted code's use of the hub (a
+            // blocking one, such as a sleep, reaches the same refusal first).
+            let spawned = gevent_embedded::spawn(|| ());
+            hprintln!("    a spawn in an interrupt handler returned");
+            drop(spawned);
             crate::board::exit(false);
         }
     }
@@ -169,7 +172,9 @@ static REPORTED_NAME: Mutex<Cell<Option<&'static str>>> = Mutex::new(Cell::new(N
 
 /// The SysTick hook: the blocking check, reporting by semihosting.
 fn blocking_check() {
-    if let Some(report) = MONITOR.check(gevent_embedded::now()) {
+    // The clock, not `gevent_embedded::now()`: the hub belongs to the code SysTick interrupts.
+    let now = gevent_embedded::platform::Clock::now(&TickClock::new(SysTickSource));
+    if let Some(report) = MONITOR.check(now) {
         hprintln!("    {}", report);
         cortex_m::interrupt::free(|cs| REPORTED_NAME.borrow(cs).set(report.greenlet.name));
         REPORTS.fetch_add(1, Ordering::Relaxed);
@@ -200,11 +205,12 @@ fn blocking_greenlet_reported() -> bool {
     )
 }
 
-/// 11. A blocking hub function called from an interrupt handler panics with a clear message
-///     instead of switching stacks inside the exception. Ends the run: the panic handler exits
-///     with success when the panic is this one.
-pub(crate) fn blocking_call_from_a_handler() {
+/// 11. A hub function called from an interrupt handler, even one that does not block, panics
+///     with a clear message instead of racing with the interrupted code's use of the hub (or
+///     switching stacks inside the exception). Ends the run: the panic handler exits with
+///     success when the panic is this one.
+pub(crate) fn hub_call_from_a_handler() {
     crate::board::expect_panic("called from an interrupt handler");
-    ACTION.store(BLOCK, Ordering::Relaxed);
+    ACTION.store(HUB_CALL, Ordering::Relaxed);
     NVIC::pend(SpareIrq);
 }

@@ -21,8 +21,8 @@ use core::time::Duration;
 
 use cortex_m_rt::{entry, exception};
 use cortex_m_semihosting::hprintln;
-use gevent_embedded::mpu::{GuardFault, StackGuard, guard_fault};
-use gevent_embedded::{Builder, StaticStacks, TickClock, current, joinall, now, spawn};
+use gevent_embedded::mpu::{GuardFault, StackGuard, guard_fault, with_faulting_greenlet_name};
+use gevent_embedded::{Builder, StaticStacks, TickClock, joinall, now, spawn};
 
 #[path = "../../firmware-common/board.rs"]
 #[macro_use]
@@ -181,8 +181,18 @@ fn overflow() -> ! {
 #[exception]
 fn MemoryManagement() {
     match guard_fault() {
-        Some(GuardFault::Greenlet { address }) => {
-            hprintln!("greenlet {} overflowed its stack (at {:x?})", current().name(), address)
+        // The hub is read through the fault context (unchecked, the faulting code stopped):
+        // a handler may not use the hub itself.
+        Some(GuardFault::Greenlet { address: Some(address) }) => {
+            with_faulting_greenlet_name(address, |name| match name {
+                Some(name) => {
+                    hprintln!("greenlet {} overflowed its stack (at {:x})", name, address)
+                }
+                None => hprintln!("a greenlet overflowed its stack (at {:x})", address),
+            })
+        }
+        Some(GuardFault::Greenlet { address: None }) => {
+            hprintln!("a greenlet overflowed its stack (the address is not known)")
         }
         Some(GuardFault::MainStack { address }) => {
             hprintln!("the main stack overflowed (at {:#x})", address)
