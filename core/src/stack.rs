@@ -38,10 +38,15 @@ pub const MIN_STACK_SIZE: usize = corosensei::stack::MIN_STACK_SIZE;
 /// refuses objects above 1 KiB), the trampoline's address and 8 bytes of padding: 32 bytes; and
 /// each suspend pushes 12 bytes (`switch_yield`: r6, the frame pointer, the return address).
 /// That part is written by the hub, not by the greenlet, so no guard catches it: the stack must
-/// hold it, which any stack of this size does. Everything deeper is the greenlet's own code,
-/// whose overflow the guard catches. 256 bytes is also the high-water reading's live margin on
-/// ARM; a greenlet that parks at once needs about 340 (measured on Cortex-M3), so smaller
-/// stacks would be sound but useless.
+/// hold it, which any stack of this size does. Everything deeper is the greenlet's own code
+/// (and on Cortex-M the exception frames and handlers of interrupts taken while it runs, which
+/// use the stack it runs on), whose overflow the guard catches if the overflow touches it:
+/// pushes and frames no larger than the guard do. Rust emits no stack probes on 32-bit ARM, so
+/// a frame larger than the guard whose first store lands below it steps over the guard and
+/// writes the memory below (as frames larger than a page step over a guard page on targets
+/// without probes): the guard protects only code whose frames are no larger than it.
+/// 256 bytes is also the high-water reading's live margin on ARM; a greenlet that parks at once
+/// needs about 340 (measured on Cortex-M3), so smaller stacks would be sound but useless.
 pub const MIN_GUARDED_STACK_SIZE: usize = 256;
 
 /// A block of memory for a stack: usable from `bottom + guard` up to `top`.
@@ -136,20 +141,24 @@ pub fn round_stack_size_with_min(
 ///
 /// `allocate` must return regions of readable and writable memory of at least the requested
 /// usable size (and at least [`MIN_STACK_SIZE`], or [`MIN_GUARDED_STACK_SIZE`] for regions
-/// whose `guard` hardware makes inaccessible whenever their greenlet runs), exclusively owned by the caller until passed
-/// back to `release`, with `top` and `bottom` aligned to 16 bytes, whatever size it is asked
-/// for (or fail). A region with `guard == 0` has no overflow protection: a greenlet that
-/// overflows it corrupts memory, so such sources are for platforms without memory protection
-/// or for tests, and must say so in their docs.
+/// whose `guard` hardware makes inaccessible whenever their greenlet runs), exclusively owned
+/// by the caller until passed back to `release`, with `top` and `bottom` aligned to 16 bytes,
+/// whatever size it is asked for (or fail). A region with `guard == 0` has no overflow
+/// protection: a greenlet that overflows it corrupts memory, so such sources are for platforms
+/// without memory protection or for tests, and must say so in their docs. A guard catches only
+/// the overflows that touch it: where the compiler emits no stack probes (32-bit ARM), a frame
+/// larger than the guard can step over it, so a source whose guard is smaller than the frames
+/// greenlet code may make must say so in its docs too.
 pub unsafe trait StackSource {
     /// The usable size a request for `size` bytes is served with, or why no stack of that size
     /// can ever be had from this source.
     ///
     /// The hub asks this before a stack it lends, except for the size it asked last, whose
     /// answer it remembers (so the answer must depend on the size alone), and keeps freed
-    /// stacks by the answer, so requests that round alike share them; [`allocate`](StackSource::allocate) is then asked
-    /// for the rounded size. The default rounds to a multiple of 16 of at least
-    /// [`MIN_STACK_SIZE`] and refuses sizes above `isize::MAX` (no allocation can be larger).
+    /// stacks by the answer, so requests that round alike share them;
+    /// [`allocate`](StackSource::allocate) is then asked for the rounded size. The default
+    /// rounds to a multiple of 16 of at least [`MIN_STACK_SIZE`] and refuses sizes above
+    /// `isize::MAX` (no allocation can be larger).
     /// Sources with other needs build their answer with [`round_stack_size`].
     fn round(&self, size: usize) -> Result<usize, StackError> {
         round_stack_size(size, 16, isize::MAX as usize)

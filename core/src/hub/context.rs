@@ -31,7 +31,10 @@ pub(crate) fn refuse_handler_mode() {
     }
 }
 
-/// Other targets have no handler mode to read (hosted threads, RISC-V): nothing to refuse.
+/// Other targets: hosted threads have no interrupt handlers (a signal handler is installed
+/// with `unsafe` code, whose author answers for what it calls); bare-metal RISC-V has trap
+/// handlers but no register that tells one cheaply, so there a handler that calls the hub is
+/// not caught.
 #[cfg(not(gevent_cortex_m))]
 #[inline(always)]
 pub(crate) fn refuse_handler_mode() {}
