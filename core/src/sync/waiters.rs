@@ -10,15 +10,17 @@
 //! again, first in line.
 //!
 //! A primitive describes each of its sides once, as a [`Side`]; [`reserve_or_wait`] does the
-//! rest. The waiter's place in line is a node of a [`WaitList`] whose slots are reused, so a
-//! wait allocates nothing once the list has grown to the number of simultaneous waiters.
+//! rest. The waiter's place in line is held in its own greenlet header (a [`Line`]), so a wait
+//! allocates nothing.
 
 use core::cell::{RefCell, RefMut};
+use core::pin::{Pin, pin};
 
 use crate::error::Interrupted;
 use crate::greenlet::DeadlineTimer;
 use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::hub::hub;
+use crate::sync::line::{Line, Place};
 use crate::time::Instant;
 use crate::wait_list::WaitList;
 
@@ -73,18 +75,18 @@ pub(crate) enum Reserve<'a, S> {
 
 /// Blocked greenlets of one side, and the units reserved for those already woken.
 pub(crate) struct Waiters {
-    list: WaitList<TaskRef>,
+    line: Line,
     reserved: usize,
 }
 
 impl Waiters {
     pub(crate) const fn new() -> Self {
-        Waiters { list: WaitList::new(), reserved: 0 }
+        Waiters { line: Line::new(), reserved: 0 }
     }
 
     /// Whether nobody waits (woken waiters that have not run yet do not count).
     pub(crate) fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.line.is_empty()
     }
 
     /// Units reserved for woken waiters that have not claimed them yet.
@@ -94,7 +96,7 @@ impl Waiters {
 
     /// Reserves a unit for the first waiter and wakes it; false if nobody waits.
     pub(crate) fn hand_off(&mut self) -> bool {
-        match self.list.pop_front() {
+        match self.line.pop_front() {
             Some(t) => {
                 self.reserved += 1;
                 hub().notify(t);
@@ -107,7 +109,10 @@ impl Waiters {
     /// Wakes every waiter without a reservation (the primitive closed): they look at its state
     /// again and find it closed.
     pub(crate) fn wake_all(&mut self) {
-        wake_all(&mut self.list);
+        let hub = hub();
+        while let Some(t) = self.line.pop_front() {
+            hub.unpark(&t);
+        }
     }
 }
 
@@ -143,6 +148,7 @@ pub(crate) fn reserve_or_wait<P: Side>(
 
 /// The waiting part of [`reserve_or_wait`], out of line: the fast path stays small.
 #[inline(never)]
+#[allow(unsafe_code)] // see the SAFETY comment
 fn wait_turn<P: Side>(
     state: &RefCell<P::State>,
     deadline: Option<Instant>,
@@ -151,7 +157,11 @@ fn wait_turn<P: Side>(
     let me = hub.current_task();
     let timer = DeadlineTimer::arm(deadline);
     me.notified.set(false);
-    let mut key = P::waiters(&mut state.borrow_mut()).list.push_back(hub.current());
+    let queued = pin!(InLine::<P> { state, place: Place::new() });
+    let place = queued.as_ref().project_place();
+    // SAFETY: the place is pinned, and `InLine`'s drop takes it out of the line before it is
+    // dropped, on every way out of this function (an unwind included).
+    unsafe { P::waiters(&mut state.borrow_mut()).line.push_back(place, hub.current()) };
     loop {
         let parked = hub.park(P::KIND);
         let mut s = state.borrow_mut();
@@ -161,7 +171,7 @@ fn wait_turn<P: Side>(
             P::waiters(&mut s).reserved -= 1;
         }
         if let Err(why) = parked {
-            P::waiters(&mut s).list.remove(key);
+            drop(P::waiters(&mut s).line.remove(&place));
             if granted {
                 P::hand_on(&mut s);
             }
@@ -171,27 +181,61 @@ fn wait_turn<P: Side>(
         let waiters = P::waiters(&mut s);
         match status {
             Status::Free => {
-                // A granted waiter was popped by the hand-off: its key is stale already.
+                // A granted waiter was popped by the hand-off: it is in no line any more.
                 if !granted {
-                    waiters.list.remove(key);
+                    drop(waiters.line.remove(&place));
                 }
                 return Reserve::Free(s);
             }
             Status::Closed => {
-                waiters.list.remove(key);
+                drop(waiters.line.remove(&place));
                 return Reserve::Closed;
             }
             Status::Unavailable if timer.expired() => {
-                waiters.list.remove(key);
+                drop(waiters.line.remove(&place));
                 return Reserve::Unavailable;
             }
-            Status::Unavailable if !waiters.list.contains(key) => {
+            Status::Unavailable if !place.is_linked() => {
                 // Taken out of the line without a unit it can have: the primitive took back
                 // the one reserved for it (a channel's putter withdrew its item). It was first
                 // in line, and is again.
-                key = waiters.list.push_front(hub.current());
+                // SAFETY: as for the first push.
+                unsafe { waiters.line.push_front(place, hub.current()) };
             }
             Status::Unavailable => {}
+        }
+    }
+}
+
+/// A waiter's [`Place`] in the line of side `P` of the primitive whose state is `state`; its
+/// drop takes the place out of the line if it is still in it, so that the line never points to
+/// a place that is gone (a greenlet unwound while it waited).
+struct InLine<'a, P: Side> {
+    state: &'a RefCell<P::State>,
+    place: Place,
+}
+
+impl<P: Side> InLine<'_, P> {
+    fn project_place(self: Pin<&Self>) -> Pin<&Place> {
+        // SAFETY: structural pinning of `place`: it is never moved out of a pinned `InLine`
+        // (no method gives it by value or `&mut`), and `InLine` is not `Unpin` (`Place` is
+        // not), so the place stays pinned as long as its `InLine` is.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.map_unchecked(|q| &q.place)
+        }
+    }
+}
+
+impl<P: Side> Drop for InLine<'_, P> {
+    fn drop(&mut self) {
+        if self.place.is_linked() {
+            // Every return of `wait_turn` leaves the line first: only an unwind gets here, out
+            // of `park`, where nothing borrows the state. Should something still borrow it,
+            // aborting (a panic in a drop during an unwind) is the only way left to keep the
+            // line from pointing to a place that is gone.
+            let mut s = self.state.borrow_mut();
+            drop(P::waiters(&mut s).line.remove(&self.place));
         }
     }
 }
