@@ -35,7 +35,8 @@ use core::time::Duration;
 pub use current::{AlreadyInstalled, install, run, shutdown};
 pub(crate) use current::{current_hub_ptr, hub, try_hub};
 pub use io::IoRegistration;
-use run_queue::{QueuedTask, RunQueue};
+pub(crate) use run_queue::QueuedTask;
+use run_queue::RunQueue;
 
 /// Calls `f` with the current hub's poller, for platform crates that need their concrete
 /// poller (downcast with [`Poller::as_any_mut`]). `f` must not call back into the hub.
@@ -311,6 +312,13 @@ impl Hub {
         self.current.get()
     }
 
+    /// The greenlet running now as a run queue entry, for a waiter's line to hand to
+    /// [`Hub::notify_queued`] (no `Rc` header offset computed on the way).
+    #[inline]
+    pub(crate) fn current_queued(&self) -> QueuedTask {
+        self.current.queued()
+    }
+
     /// Called by a greenlet about to return: see [`switch::CurrentSlot::lend_back`].
     #[inline]
     pub(crate) fn returning(&self, me: TaskRef) {
@@ -485,6 +493,17 @@ impl Hub {
         if task.state.get() == State::Parked {
             task.state.set(State::Runnable);
             self.run_queue.push(QueuedTask::new(t));
+        }
+    }
+
+    /// [`Hub::notify`] for a greenlet held as a run queue entry.
+    #[inline]
+    pub(crate) fn notify_queued(&self, t: QueuedTask) {
+        let task = t.task();
+        task.notified.set(true);
+        if task.state.get() == State::Parked {
+            task.state.set(State::Runnable);
+            self.run_queue.push(t);
         }
     }
 

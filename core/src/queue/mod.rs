@@ -176,6 +176,10 @@ impl<T, O: QueueOrder<T>> Side for Getters<T, O> {
             s.getters.hand_off();
         }
     }
+
+    /// An item reserved for a getter stays in the queue for it: closing drains, it does not
+    /// take items, and nothing else takes back a put item.
+    const RESERVATION_HOLDS: bool = true;
 }
 
 /// The putters of a queue: their unit is a free slot.

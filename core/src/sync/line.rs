@@ -16,13 +16,13 @@ use core::marker::PhantomPinned;
 use core::pin::Pin;
 use core::ptr;
 
-use crate::greenlet::task::TaskRef;
+use crate::hub::QueuedTask;
 
 /// A waiter's place in a [`Line`]: its greenlet and its links.
 pub(crate) struct Place {
     /// The waiting greenlet, while the place is linked: the count the line hands to whoever
     /// pops it.
-    task: Cell<Option<TaskRef>>,
+    task: Cell<Option<QueuedTask>>,
     prev: Cell<*const Place>,
     next: Cell<*const Place>,
     /// The line it is linked in; null while it is in none. A removal through any other line
@@ -77,7 +77,7 @@ impl Line {
     ///
     /// If `place` is linked already: relinking it would cut the line it is in.
     #[inline]
-    fn enter(&self, place: &Place, t: TaskRef) {
+    fn enter(&self, place: &Place, t: QueuedTask) {
         assert!(!place.is_linked(), "a place in line is linked twice");
         place.line.set(self);
         place.task.set(Some(t));
@@ -92,7 +92,7 @@ impl Line {
     /// cannot move meanwhile: it is pinned.)
     #[inline]
     #[allow(unsafe_code)] // see the SAFETY comment
-    pub(crate) unsafe fn push_back(&mut self, place: Pin<&Place>, t: TaskRef) {
+    pub(crate) unsafe fn push_back(&mut self, place: Pin<&Place>, t: QueuedTask) {
         let place = place.get_ref();
         self.enter(place, t);
         place.prev.set(self.tail);
@@ -115,7 +115,7 @@ impl Line {
     /// As for [`push_back`](Self::push_back).
     #[inline]
     #[allow(unsafe_code)] // see the SAFETY comment
-    pub(crate) unsafe fn push_front(&mut self, place: Pin<&Place>, t: TaskRef) {
+    pub(crate) unsafe fn push_front(&mut self, place: Pin<&Place>, t: QueuedTask) {
         let place = place.get_ref();
         self.enter(place, t);
         place.prev.set(ptr::null());
@@ -133,7 +133,7 @@ impl Line {
     /// Takes the first waiter out of the line, giving its greenlet.
     #[inline]
     #[allow(unsafe_code)] // see the SAFETY comment
-    pub(crate) fn pop_front(&mut self) -> Option<TaskRef> {
+    pub(crate) fn pop_front(&mut self) -> Option<QueuedTask> {
         if self.head.is_null() {
             return None;
         }
@@ -146,14 +146,14 @@ impl Line {
     /// Takes `place` out of the line wherever it is, giving its greenlet; `None` if it is not
     /// linked in this line.
     #[inline]
-    pub(crate) fn remove(&mut self, place: &Place) -> Option<TaskRef> {
+    pub(crate) fn remove(&mut self, place: &Place) -> Option<QueuedTask> {
         if self.contains(place) { Some(self.unlink(place)) } else { None }
     }
 
     /// Unlinks `place`, which is linked in this line.
     #[inline]
     #[allow(unsafe_code)] // see the SAFETY comment
-    fn unlink(&mut self, place: &Place) -> TaskRef {
+    fn unlink(&mut self, place: &Place) -> QueuedTask {
         let (prev, next) = (place.prev.get(), place.next.get());
         if prev.is_null() {
             self.head = next;
@@ -184,7 +184,7 @@ impl Drop for Line {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::greenlet::task::{MainBody, Node};
+    use crate::greenlet::task::{MainBody, Node, TaskRef};
     use alloc::boxed::Box;
     use alloc::rc::Rc;
     use alloc::vec::Vec;
@@ -209,18 +209,18 @@ mod tests {
         // SAFETY: the places outlive `line`, whose drop unlinks whatever is left.
         unsafe {
             for (i, t) in ts.iter().enumerate().skip(1) {
-                line.push_back(place(i), t.clone());
+                line.push_back(place(i), QueuedTask::new(t.clone()));
             }
-            line.push_front(place(0), ts[0].clone());
+            line.push_front(place(0), QueuedTask::new(ts[0].clone()));
         }
         assert!((0..6).all(|i| line.contains(&place(i))));
         for i in [0, 5, 3] {
             let got = line.remove(&place(i)).expect("in the line");
-            assert!(Rc::ptr_eq(&got, &ts[i]) && !place(i).is_linked());
+            assert!(Rc::ptr_eq(&got.into_task_ref(), &ts[i]) && !place(i).is_linked());
         }
         assert!(line.remove(&place(3)).is_none(), "removing twice misses");
         // SAFETY: as above.
-        unsafe { line.push_back(place(3), ts[3].clone()) };
+        unsafe { line.push_back(place(3), QueuedTask::new(ts[3].clone())) };
         assert_eq!(ids(&mut line), [1, 2, 4, 3]);
         assert!(line.is_empty() && (0..6).all(|i| !place(i).is_linked()));
         assert!(ts.iter().all(|t| Rc::strong_count(t) == 1));
@@ -234,8 +234,8 @@ mod tests {
         let (mut a, mut b) = (Line::new(), Line::new());
         // SAFETY: the places outlive both lines, whose drops unlink whatever is left.
         unsafe {
-            a.push_back(a_place, task(0));
-            b.push_back(b_place, task(1));
+            a.push_back(a_place, QueuedTask::new(task(0)));
+            b.push_back(b_place, QueuedTask::new(task(1)));
         }
         assert!(b.remove(&a_place).is_none());
         assert!(a.contains(&a_place) && !b.contains(&a_place));
@@ -252,7 +252,7 @@ mod tests {
             let mut line = Line::new();
             for place in &places {
                 // SAFETY: the places outlive `line`.
-                unsafe { line.push_back(place.as_ref(), t.clone()) };
+                unsafe { line.push_back(place.as_ref(), QueuedTask::new(t.clone())) };
             }
         }
         assert!(places.iter().all(|p| !p.is_linked()));

@@ -59,6 +59,10 @@ pub(crate) trait Side {
     /// does when a unit becomes free). Called by the primitive when a unit comes free, and here
     /// when an interrupted waiter gives up the unit that was reserved for it.
     fn hand_on(s: &mut Self::State);
+    /// Whether a unit reserved for a waiter stays its own whatever happens before it runs
+    /// (neither a close nor the primitive takes it back), so that a woken waiter that finds
+    /// its reservation takes it without looking at the state again.
+    const RESERVATION_HOLDS: bool = false;
 }
 
 /// How [`reserve_or_wait`] ended.
@@ -94,12 +98,19 @@ impl Waiters {
         self.reserved
     }
 
-    /// Reserves a unit for the first waiter and wakes it; false if nobody waits.
+    /// Reserves a unit for the first waiter and wakes it; false if nobody waits. The test for
+    /// the usual answer when a unit comes free (nobody waits) is inline, with no call.
+    #[inline]
     pub(crate) fn hand_off(&mut self) -> bool {
+        !self.line.is_empty() && self.hand_off_to_first()
+    }
+
+    #[inline(never)]
+    fn hand_off_to_first(&mut self) -> bool {
         match self.line.pop_front() {
             Some(t) => {
                 self.reserved += 1;
-                hub().notify(t);
+                hub().notify_queued(t);
                 true
             }
             None => false,
@@ -111,7 +122,7 @@ impl Waiters {
     pub(crate) fn wake_all(&mut self) {
         let hub = hub();
         while let Some(t) = self.line.pop_front() {
-            hub.unpark(&t);
+            hub.unpark(&t.into_task_ref());
         }
     }
 }
@@ -161,7 +172,7 @@ fn wait_turn<P: Side>(
     let place = queued.as_ref().project_place();
     // SAFETY: the place is pinned, and `InLine`'s drop takes it out of the line before it is
     // dropped, on every way out of this function (an unwind included).
-    unsafe { P::waiters(&mut state.borrow_mut()).line.push_back(place, hub.current()) };
+    unsafe { P::waiters(&mut state.borrow_mut()).line.push_back(place, hub.current_queued()) };
     loop {
         let parked = hub.park(P::KIND);
         let mut s = state.borrow_mut();
@@ -169,6 +180,9 @@ fn wait_turn<P: Side>(
         let granted = me.notified.replace(false);
         if granted {
             P::waiters(&mut s).reserved -= 1;
+            if P::RESERVATION_HOLDS && parked.is_ok() {
+                return Reserve::Free(s);
+            }
         }
         if let Err(why) = parked {
             drop(P::waiters(&mut s).line.remove(&place));
@@ -200,7 +214,7 @@ fn wait_turn<P: Side>(
                 // the one reserved for it (a channel's putter withdrew its item). It was first
                 // in line, and is again.
                 // SAFETY: as for the first push.
-                unsafe { waiters.line.push_front(place, hub.current()) };
+                unsafe { waiters.line.push_front(place, hub.current_queued()) };
             }
             Status::Unavailable => {}
         }
