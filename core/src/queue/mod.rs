@@ -171,6 +171,7 @@ impl<T, O: QueueOrder<T>> Side for Getters<T, O> {
         }
     }
 
+    #[inline]
     fn hand_on(s: &mut State<T, O>) {
         if s.unreserved_items() > 0 {
             s.getters.hand_off();
@@ -203,6 +204,7 @@ impl<T, O: QueueOrder<T>> Side for Putters<T, O> {
         }
     }
 
+    #[inline]
     fn hand_on(s: &mut State<T, O>) {
         if s.has_room() {
             s.putters.hand_off();
