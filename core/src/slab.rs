@@ -61,6 +61,7 @@ impl<T> Slab<T> {
         Slab { slots: Vec::new(), free_head: NO_FREE, len: 0 }
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }

@@ -68,17 +68,6 @@ impl<T> WaitList<T> {
         WaiterKey(key)
     }
 
-    /// Puts a waiter at the front (one that was first in line and has to wait again).
-    pub(crate) fn push_front(&mut self, value: T) -> WaiterKey {
-        let key = self.nodes.insert(Node { value, prev: None, next: self.head });
-        match self.head {
-            Some(head) => self.node_mut(head).prev = Some(key),
-            None => self.tail = Some(key),
-        }
-        self.head = Some(key);
-        WaiterKey(key)
-    }
-
     /// Removes and returns the waiter at the front.
     pub(crate) fn pop_front(&mut self) -> Option<T> {
         let head = self.head?;
@@ -89,11 +78,6 @@ impl<T> WaitList<T> {
     #[cfg(test)]
     pub(crate) fn front(&self) -> Option<&T> {
         self.head.map(|k| &self.nodes.get(k).expect("head is linked").value)
-    }
-
-    /// Whether the waiter is still queued.
-    pub(crate) fn contains(&self, key: WaiterKey) -> bool {
-        self.nodes.contains(key.0)
     }
 
     /// Removes a waiter wherever it is; `None` if it was already popped or removed.
@@ -136,20 +120,6 @@ mod tests {
     }
 
     #[test]
-    fn push_front_goes_before_the_others() {
-        let mut list = WaitList::new();
-        list.push_back(1);
-        let front = list.push_front(0);
-        list.push_back(2);
-        assert_eq!(list.front(), Some(&0));
-        assert_eq!(list.remove(front), Some(0));
-        list.push_front(-1);
-        assert_eq!(drain(&mut list), [-1, 1, 2]);
-        list.push_front(3);
-        assert_eq!(drain(&mut list), [3]);
-    }
-
-    #[test]
     fn removal_from_anywhere_keeps_the_others_in_order() {
         let mut list = WaitList::new();
         let keys: Vec<_> = (0..6).map(|i| list.push_back(i)).collect();
@@ -157,7 +127,6 @@ mod tests {
         assert_eq!(list.remove(keys[5]), Some(5)); // tail
         assert_eq!(list.remove(keys[3]), Some(3)); // middle
         assert_eq!(list.remove(keys[3]), None, "removing twice misses");
-        assert!(!list.contains(keys[3]) && list.contains(keys[2]));
         list.push_back(6);
         assert_eq!(list.len(), 4);
         assert_eq!(drain(&mut list), [1, 2, 4, 6]);

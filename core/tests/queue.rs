@@ -170,6 +170,35 @@ fn closing_ends_producers_and_consumers_cleanly() {
 }
 
 #[test]
+fn a_putter_given_room_that_the_queue_closes_before_it_runs_gets_its_item_back() {
+    sim::run(|| {
+        let queue = Rc::new(Queue::bounded(1));
+        queue.put(0).unwrap();
+        let q = queue.clone();
+        let putter = spawn(move || q.put(1));
+        yield_now().unwrap();
+        assert_eq!(queue.get(), Ok(0), "the freed slot is reserved for the blocked putter");
+        queue.close();
+        assert_eq!((*putter).get().unwrap(), Err(PutError::Closed(1)));
+        assert!(queue.is_empty());
+    });
+}
+
+#[test]
+fn a_getter_given_an_item_that_the_queue_closes_before_it_runs_takes_it() {
+    sim::run(|| {
+        let queue = Rc::new(Queue::new());
+        let q = queue.clone();
+        let getter = spawn(move || q.get());
+        yield_now().unwrap();
+        queue.put(7).unwrap();
+        queue.close();
+        assert_eq!(getter.get(), Ok(7), "closing drains: the reserved item stays the getter's");
+        assert_eq!(queue.get(), Err(GetError::Closed));
+    });
+}
+
+#[test]
 fn lifo_and_priority_queues_return_in_their_order() {
     sim::run(|| {
         let lifo = LifoQueue::new();

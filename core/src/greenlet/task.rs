@@ -12,8 +12,8 @@ use core::mem::MaybeUninit;
 use core::panic::Location;
 
 use crate::error::{FailureKind, GreenletError, Interrupted, TimeoutId};
+use crate::hub::LiveLinks;
 use crate::hub::switch::{Context, GreenletCoroutine};
-use crate::slab::Key;
 use crate::stack::PooledStack;
 use crate::time::Instant;
 use crate::timer::TimerKey;
@@ -227,8 +227,8 @@ pub(crate) struct Task {
     pub(crate) links_pending: Cell<bool>,
     outcome: Cell<Outcome>,
     pub(crate) shield_depth: Cell<u32>,
-    /// Entry in the hub's table of live greenlets.
-    pub(crate) live_key: Cell<Option<Key>>,
+    /// Its links in the hub's table of live greenlets.
+    pub(crate) live: LiveLinks,
     /// The first greenlet joining this one, while no other joins (see [`Task::add_joiner`]).
     first_joiner: Cell<Option<TaskRef>>,
     /// Why the greenlet was last woken, when it was an interruption.
@@ -274,7 +274,7 @@ impl Task {
             links_pending: Cell::new(false),
             outcome: Cell::new(Outcome::Pending),
             shield_depth: Cell::new(0),
-            live_key: Cell::new(None),
+            live: LiveLinks::new(),
             first_joiner: Cell::new(None),
             interrupt: Cell::new(None),
             context: Context::new(),

@@ -22,6 +22,7 @@ mod current;
 pub(crate) mod fault_context;
 pub mod heartbeat;
 pub(crate) mod io;
+mod live;
 mod report;
 mod run_queue;
 mod snapshot;
@@ -35,7 +36,10 @@ use core::time::Duration;
 pub use current::{AlreadyInstalled, install, run, shutdown};
 pub(crate) use current::{current_hub_ptr, hub, try_hub};
 pub use io::IoRegistration;
-use run_queue::{QueuedTask, RunQueue};
+pub(crate) use live::LiveLinks;
+use live::LiveList;
+pub(crate) use run_queue::QueuedTask;
+use run_queue::RunQueue;
 
 /// Calls `f` with the current hub's poller, for platform crates that need their concrete
 /// poller (downcast with [`Poller::as_any_mut`]). `f` must not call back into the hub.
@@ -106,7 +110,7 @@ pub(crate) struct Hub {
     run_queue: RunQueue,
     timers: RefCell<TimerHeap<TimerAction>>,
     pub(crate) io: RefCell<Slab<io::IoEntry>>,
-    live: RefCell<Slab<TaskRef>>,
+    live: RefCell<LiveList>,
     /// The buffer [`Hub::poll`] collects readiness events in, reused between polls.
     ready_events: Cell<Vec<(Token, Readiness)>>,
     idle_waiters: RefCell<WaitList<TaskRef>>,
@@ -173,7 +177,7 @@ impl Hub {
             run_queue: RunQueue::new(),
             timers: RefCell::new(TimerHeap::new()),
             io: RefCell::new(Slab::new()),
-            live: RefCell::new(Slab::new()),
+            live: RefCell::new(LiveList::new()),
             ready_events: Cell::new(Vec::new()),
             idle_waiters: RefCell::new(WaitList::new()),
             current: switch::CurrentSlot::new(&main),
@@ -311,6 +315,13 @@ impl Hub {
         self.current.get()
     }
 
+    /// The greenlet running now as a run queue entry, for a waiter's line to hand to
+    /// [`Hub::notify_queued`] (no `Rc` header offset computed on the way).
+    #[inline]
+    pub(crate) fn current_queued(&self) -> QueuedTask {
+        self.current.queued()
+    }
+
     /// Called by a greenlet about to return: see [`switch::CurrentSlot::lend_back`].
     #[inline]
     pub(crate) fn returning(&self, me: TaskRef) {
@@ -335,9 +346,8 @@ impl Hub {
 
     /// Schedules a new greenlet: now (back of the run queue) or when `start_at` passes.
     pub(crate) fn schedule_new(&self, t: TaskRef, start_at: Option<Instant>) {
-        let key = self.live.borrow_mut().insert(t.clone());
+        self.live.borrow_mut().insert(t.clone());
         let task = t.task();
-        task.live_key.set(Some(key));
         task.parent.set(self.current_task().id);
         if let Some(beat) = self.heartbeat.get() {
             beat.spawned(task);
@@ -485,6 +495,17 @@ impl Hub {
         if task.state.get() == State::Parked {
             task.state.set(State::Runnable);
             self.run_queue.push(QueuedTask::new(t));
+        }
+    }
+
+    /// [`Hub::notify`] for a greenlet held as a run queue entry.
+    #[inline]
+    pub(crate) fn notify_queued(&self, t: QueuedTask) {
+        let task = t.task();
+        task.notified.set(true);
+        if task.state.get() == State::Parked {
+            task.state.set(State::Runnable);
+            self.run_queue.push(t);
         }
     }
 
@@ -638,10 +659,8 @@ impl Hub {
         let seq = self.next_finish_seq.get();
         self.next_finish_seq.set(seq + 1);
         task.finish_seq.set(seq);
-        if let Some(key) = task.live_key.take() {
-            let entry = self.live.borrow_mut().remove(key);
-            drop(entry);
-        }
+        let entry = self.live.borrow_mut().remove(task);
+        drop(entry); // outside the borrow
         if task.has_links() {
             task.links_pending.set(true);
             crate::greenlet::spawn_links(t);
@@ -913,7 +932,7 @@ impl Hub {
         let main = self.main.task();
         main.shield_depth.set(main.shield_depth.get() + 1);
         loop {
-            let victims: Vec<TaskRef> = self.live.borrow().iter().map(|(_, t)| t.clone()).collect();
+            let victims = self.live_greenlets();
             if victims.is_empty() {
                 break;
             }
@@ -945,7 +964,7 @@ impl Hub {
 
     /// Forgets the greenlets that ignored their kill and wait on nothing that can come.
     fn abandon_live(&self) {
-        let stuck: Vec<TaskRef> = self.live.borrow().iter().map(|(_, t)| t.clone()).collect();
+        let stuck = self.live_greenlets();
         for t in stuck {
             let task = t.task();
             #[cfg(feature = "std")]
@@ -956,9 +975,8 @@ impl Hub {
                 SHUTDOWN_GRACE
             ));
             task.context.abandon();
-            if let Some(key) = task.live_key.take() {
-                self.live.borrow_mut().remove(key);
-            }
+            let entry = self.live.borrow_mut().remove(task);
+            drop(entry); // not its last count: `t` below holds one
             task.state.set(State::Finished);
             if self.observed.get() {
                 crate::events::finished(self, task, Some(&FailureKind::Killed));
@@ -981,7 +999,7 @@ impl Hub {
 
     /// The greenlets alive now (started or not, main excluded).
     pub(crate) fn live_greenlets(&self) -> Vec<TaskRef> {
-        self.live.borrow().iter().map(|(_, t)| t.clone()).collect()
+        self.live.borrow().to_vec()
     }
 }
 

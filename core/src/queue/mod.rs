@@ -171,11 +171,16 @@ impl<T, O: QueueOrder<T>> Side for Getters<T, O> {
         }
     }
 
+    #[inline]
     fn hand_on(s: &mut State<T, O>) {
         if s.unreserved_items() > 0 {
             s.getters.hand_off();
         }
     }
+
+    /// An item reserved for a getter stays in the queue for it: closing drains, it does not
+    /// take items, and nothing else takes back a put item.
+    const RESERVATION_HOLDS: bool = true;
 }
 
 /// The putters of a queue: their unit is a free slot.
@@ -199,6 +204,7 @@ impl<T, O: QueueOrder<T>> Side for Putters<T, O> {
         }
     }
 
+    #[inline]
     fn hand_on(s: &mut State<T, O>) {
         if s.has_room() {
             s.putters.hand_off();

@@ -1,3 +1,4 @@
 //! Building blocks shared by the synchronization primitives.
 
+pub(crate) mod line;
 pub(crate) mod waiters;

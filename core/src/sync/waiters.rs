@@ -10,15 +10,17 @@
 //! again, first in line.
 //!
 //! A primitive describes each of its sides once, as a [`Side`]; [`reserve_or_wait`] does the
-//! rest. The waiter's place in line is a node of a [`WaitList`] whose slots are reused, so a
-//! wait allocates nothing once the list has grown to the number of simultaneous waiters.
+//! rest. The waiter's place in line is held in its own greenlet header (a [`Line`]), so a wait
+//! allocates nothing.
 
 use core::cell::{RefCell, RefMut};
+use core::pin::{Pin, pin};
 
 use crate::error::Interrupted;
 use crate::greenlet::DeadlineTimer;
 use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::hub::hub;
+use crate::sync::line::{Line, Place};
 use crate::time::Instant;
 use crate::wait_list::WaitList;
 
@@ -57,6 +59,10 @@ pub(crate) trait Side {
     /// does when a unit becomes free). Called by the primitive when a unit comes free, and here
     /// when an interrupted waiter gives up the unit that was reserved for it.
     fn hand_on(s: &mut Self::State);
+    /// Whether a unit reserved for a waiter stays its own whatever happens before it runs
+    /// (neither a close nor the primitive takes it back), so that a woken waiter that finds
+    /// its reservation takes it without looking at the state again.
+    const RESERVATION_HOLDS: bool = false;
 }
 
 /// How [`reserve_or_wait`] ended.
@@ -73,18 +79,18 @@ pub(crate) enum Reserve<'a, S> {
 
 /// Blocked greenlets of one side, and the units reserved for those already woken.
 pub(crate) struct Waiters {
-    list: WaitList<TaskRef>,
+    line: Line,
     reserved: usize,
 }
 
 impl Waiters {
     pub(crate) const fn new() -> Self {
-        Waiters { list: WaitList::new(), reserved: 0 }
+        Waiters { line: Line::new(), reserved: 0 }
     }
 
     /// Whether nobody waits (woken waiters that have not run yet do not count).
     pub(crate) fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.line.is_empty()
     }
 
     /// Units reserved for woken waiters that have not claimed them yet.
@@ -92,12 +98,19 @@ impl Waiters {
         self.reserved
     }
 
-    /// Reserves a unit for the first waiter and wakes it; false if nobody waits.
+    /// Reserves a unit for the first waiter and wakes it; false if nobody waits. The test for
+    /// the usual answer when a unit comes free (nobody waits) is inline, with no call.
+    #[inline]
     pub(crate) fn hand_off(&mut self) -> bool {
-        match self.list.pop_front() {
+        !self.line.is_empty() && self.hand_off_to_first()
+    }
+
+    #[inline(never)]
+    fn hand_off_to_first(&mut self) -> bool {
+        match self.line.pop_front() {
             Some(t) => {
                 self.reserved += 1;
-                hub().notify(t);
+                hub().notify_queued(t);
                 true
             }
             None => false,
@@ -107,7 +120,10 @@ impl Waiters {
     /// Wakes every waiter without a reservation (the primitive closed): they look at its state
     /// again and find it closed.
     pub(crate) fn wake_all(&mut self) {
-        wake_all(&mut self.list);
+        let hub = hub();
+        while let Some(t) = self.line.pop_front() {
+            hub.unpark(&t.into_task_ref());
+        }
     }
 }
 
@@ -143,6 +159,7 @@ pub(crate) fn reserve_or_wait<P: Side>(
 
 /// The waiting part of [`reserve_or_wait`], out of line: the fast path stays small.
 #[inline(never)]
+#[allow(unsafe_code)] // see the SAFETY comment
 fn wait_turn<P: Side>(
     state: &RefCell<P::State>,
     deadline: Option<Instant>,
@@ -151,7 +168,11 @@ fn wait_turn<P: Side>(
     let me = hub.current_task();
     let timer = DeadlineTimer::arm(deadline);
     me.notified.set(false);
-    let mut key = P::waiters(&mut state.borrow_mut()).list.push_back(hub.current());
+    let queued = pin!(InLine::<P> { state, place: Place::new() });
+    let place = queued.as_ref().project_place();
+    // SAFETY: the place is pinned, and `InLine`'s drop takes it out of the line before it is
+    // dropped, on every way out of this function (an unwind included).
+    unsafe { P::waiters(&mut state.borrow_mut()).line.push_back(place, hub.current_queued()) };
     loop {
         let parked = hub.park(P::KIND);
         let mut s = state.borrow_mut();
@@ -159,9 +180,12 @@ fn wait_turn<P: Side>(
         let granted = me.notified.replace(false);
         if granted {
             P::waiters(&mut s).reserved -= 1;
+            if P::RESERVATION_HOLDS && parked.is_ok() {
+                return Reserve::Free(s);
+            }
         }
         if let Err(why) = parked {
-            P::waiters(&mut s).list.remove(key);
+            drop(P::waiters(&mut s).line.remove(&place));
             if granted {
                 P::hand_on(&mut s);
             }
@@ -171,27 +195,61 @@ fn wait_turn<P: Side>(
         let waiters = P::waiters(&mut s);
         match status {
             Status::Free => {
-                // A granted waiter was popped by the hand-off: its key is stale already.
+                // A granted waiter was popped by the hand-off: it is in no line any more.
                 if !granted {
-                    waiters.list.remove(key);
+                    drop(waiters.line.remove(&place));
                 }
                 return Reserve::Free(s);
             }
             Status::Closed => {
-                waiters.list.remove(key);
+                drop(waiters.line.remove(&place));
                 return Reserve::Closed;
             }
             Status::Unavailable if timer.expired() => {
-                waiters.list.remove(key);
+                drop(waiters.line.remove(&place));
                 return Reserve::Unavailable;
             }
-            Status::Unavailable if !waiters.list.contains(key) => {
+            Status::Unavailable if !place.is_linked() => {
                 // Taken out of the line without a unit it can have: the primitive took back
                 // the one reserved for it (a channel's putter withdrew its item). It was first
                 // in line, and is again.
-                key = waiters.list.push_front(hub.current());
+                // SAFETY: as for the first push.
+                unsafe { waiters.line.push_front(place, hub.current_queued()) };
             }
             Status::Unavailable => {}
+        }
+    }
+}
+
+/// A waiter's [`Place`] in the line of side `P` of the primitive whose state is `state`; its
+/// drop takes the place out of the line if it is still in it, so that the line never points to
+/// a place that is gone (a greenlet unwound while it waited).
+struct InLine<'a, P: Side> {
+    state: &'a RefCell<P::State>,
+    place: Place,
+}
+
+impl<P: Side> InLine<'_, P> {
+    fn project_place(self: Pin<&Self>) -> Pin<&Place> {
+        // SAFETY: structural pinning of `place`: it is never moved out of a pinned `InLine`
+        // (no method gives it by value or `&mut`), and `InLine` is not `Unpin` (`Place` is
+        // not), so the place stays pinned as long as its `InLine` is.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.map_unchecked(|q| &q.place)
+        }
+    }
+}
+
+impl<P: Side> Drop for InLine<'_, P> {
+    fn drop(&mut self) {
+        if self.place.is_linked() {
+            // Every return of `wait_turn` leaves the line first: only an unwind gets here, out
+            // of `park`, where nothing borrows the state. Should something still borrow it,
+            // aborting (a panic in a drop during an unwind) is the only way left to keep the
+            // line from pointing to a place that is gone.
+            let mut s = self.state.borrow_mut();
+            drop(P::waiters(&mut s).line.remove(&self.place));
         }
     }
 }

@@ -1,0 +1,261 @@
+//! [`Line`]: the waiters of one side of a primitive, in arrival order, each linked through a
+//! [`Place`] in the frame of its own blocking call.
+//!
+//! A greenlet's stack stays where it is while the greenlet is parked, so the call that waits
+//! can keep its place in line in a local: joining a line, leaving it from anywhere (a kill, a
+//! timeout) and popping its first waiter are a few loads and stores, with nothing allocated, no
+//! slot to look up, and no byte added to the greenlet headers (which every spawn pays for).
+//!
+//! The line holds raw pointers to the places linked in it. What keeps them valid is the
+//! contract of [`Line::push_back`] and [`Line::push_front`]: a place is pinned, and taken out
+//! of its line before it is dropped. Memory that is never dropped is never reused either (a
+//! greenlet abandoned at shutdown leaks its stack), so a linked place is always alive.
+
+use core::cell::Cell;
+use core::marker::PhantomPinned;
+use core::pin::Pin;
+use core::ptr;
+
+use crate::hub::QueuedTask;
+
+/// A waiter's place in a [`Line`]: its greenlet and its links.
+pub(crate) struct Place {
+    /// The waiting greenlet, while the place is linked: the count the line hands to whoever
+    /// pops it.
+    task: Cell<Option<QueuedTask>>,
+    prev: Cell<*const Place>,
+    next: Cell<*const Place>,
+    /// The line it is linked in; null while it is in none. A removal through any other line
+    /// finds nothing instead of relinking a foreign one.
+    line: Cell<*const Line>,
+    /// Lines point to it: it must not move while linked.
+    _pinned: PhantomPinned,
+}
+
+impl Place {
+    pub(crate) const fn new() -> Self {
+        Place {
+            task: Cell::new(None),
+            prev: Cell::new(ptr::null()),
+            next: Cell::new(ptr::null()),
+            line: Cell::new(ptr::null()),
+            _pinned: PhantomPinned,
+        }
+    }
+
+    /// Whether it is linked in a line.
+    #[inline]
+    pub(crate) fn is_linked(&self) -> bool {
+        !self.line.get().is_null()
+    }
+}
+
+/// Waiters in arrival order; see the module docs.
+pub(crate) struct Line {
+    head: *const Place,
+    tail: *const Place,
+}
+
+impl Line {
+    pub(crate) const fn new() -> Self {
+        Line { head: ptr::null(), tail: ptr::null() }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head.is_null()
+    }
+
+    /// Whether `place` is linked in this line.
+    #[inline]
+    pub(crate) fn contains(&self, place: &Place) -> bool {
+        ptr::eq(place.line.get(), self)
+    }
+
+    /// Marks `place` as this line's, holding `t`.
+    ///
+    /// # Panics
+    ///
+    /// If `place` is linked already: relinking it would cut the line it is in.
+    #[inline]
+    fn enter(&self, place: &Place, t: QueuedTask) {
+        assert!(!place.is_linked(), "a place in line is linked twice");
+        place.line.set(self);
+        place.task.set(Some(t));
+    }
+
+    /// Appends `place`, holding the waiting greenlet `t`, at the back.
+    ///
+    /// # Safety
+    ///
+    /// `place` stays linked only while it is alive: it must be taken out of this line
+    /// ([`remove`](Self::remove) or [`pop_front`](Self::pop_front)) before it is dropped. (It
+    /// cannot move meanwhile: it is pinned.)
+    #[inline]
+    #[allow(unsafe_code)] // see the SAFETY comment
+    pub(crate) unsafe fn push_back(&mut self, place: Pin<&Place>, t: QueuedTask) {
+        let place = place.get_ref();
+        self.enter(place, t);
+        place.prev.set(self.tail);
+        place.next.set(ptr::null());
+        if self.tail.is_null() {
+            self.head = place;
+        } else {
+            // SAFETY: a non-null tail is a place linked in this line, alive by the contract of
+            // the push that linked it.
+            unsafe { &*self.tail }.next.set(place);
+        }
+        self.tail = place;
+    }
+
+    /// Puts `place`, holding the waiting greenlet `t`, at the front (a waiter that was first in
+    /// line and has to wait again).
+    ///
+    /// # Safety
+    ///
+    /// As for [`push_back`](Self::push_back).
+    #[inline]
+    #[allow(unsafe_code)] // see the SAFETY comment
+    pub(crate) unsafe fn push_front(&mut self, place: Pin<&Place>, t: QueuedTask) {
+        let place = place.get_ref();
+        self.enter(place, t);
+        place.prev.set(ptr::null());
+        place.next.set(self.head);
+        if self.head.is_null() {
+            self.tail = place;
+        } else {
+            // SAFETY: a non-null head is a place linked in this line, alive by the contract of
+            // the push that linked it.
+            unsafe { &*self.head }.prev.set(place);
+        }
+        self.head = place;
+    }
+
+    /// Takes the first waiter out of the line, giving its greenlet.
+    #[inline]
+    #[allow(unsafe_code)] // see the SAFETY comment
+    pub(crate) fn pop_front(&mut self) -> Option<QueuedTask> {
+        if self.head.is_null() {
+            return None;
+        }
+        // SAFETY: the head is a place linked in this line, alive by the contract of the push
+        // that linked it.
+        let place = unsafe { &*self.head };
+        Some(self.unlink(place))
+    }
+
+    /// Takes `place` out of the line wherever it is, giving its greenlet; `None` if it is not
+    /// linked in this line.
+    #[inline]
+    pub(crate) fn remove(&mut self, place: &Place) -> Option<QueuedTask> {
+        if self.contains(place) { Some(self.unlink(place)) } else { None }
+    }
+
+    /// Unlinks `place`, which is linked in this line.
+    #[inline]
+    #[allow(unsafe_code)] // see the SAFETY comment
+    fn unlink(&mut self, place: &Place) -> QueuedTask {
+        let (prev, next) = (place.prev.get(), place.next.get());
+        if prev.is_null() {
+            self.head = next;
+        } else {
+            // SAFETY: the neighbours of a place linked in this line are linked in it too, and
+            // alive by the contract of the pushes that linked them.
+            unsafe { &*prev }.next.set(next);
+        }
+        if next.is_null() {
+            self.tail = prev;
+        } else {
+            // SAFETY: as above.
+            unsafe { &*next }.prev.set(prev);
+        }
+        place.line.set(ptr::null());
+        place.task.take().expect("a linked place holds its greenlet")
+    }
+}
+
+impl Drop for Line {
+    /// Unlinks every place left (their calls find themselves out of line), so that none points
+    /// to a line that is gone.
+    fn drop(&mut self) {
+        while self.pop_front().is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::greenlet::task::{MainBody, Node, TaskRef};
+    use alloc::boxed::Box;
+    use alloc::rc::Rc;
+    use alloc::vec::Vec;
+    use core::panic::Location;
+    use core::pin::pin;
+
+    fn task(id: u64) -> TaskRef {
+        Node::new_rc(None, id, None, Location::caller(), 0, MainBody)
+    }
+
+    fn ids(line: &mut Line) -> Vec<u64> {
+        core::iter::from_fn(|| line.pop_front()).map(|t| t.task().id).collect()
+    }
+
+    #[test]
+    #[allow(unsafe_code)] // see the SAFETY comment
+    fn fifo_order_front_and_removal_from_anywhere() {
+        let ts: Vec<_> = (0..6).map(task).collect();
+        let places: Vec<Pin<Box<Place>>> = (0..6).map(|_| Box::pin(Place::new())).collect();
+        let place = |i: usize| places[i].as_ref();
+        let mut line = Line::new();
+        // SAFETY: the places outlive `line`, whose drop unlinks whatever is left.
+        unsafe {
+            for (i, t) in ts.iter().enumerate().skip(1) {
+                line.push_back(place(i), QueuedTask::new(t.clone()));
+            }
+            line.push_front(place(0), QueuedTask::new(ts[0].clone()));
+        }
+        assert!((0..6).all(|i| line.contains(&place(i))));
+        for i in [0, 5, 3] {
+            let got = line.remove(&place(i)).expect("in the line");
+            assert!(Rc::ptr_eq(&got.into_task_ref(), &ts[i]) && !place(i).is_linked());
+        }
+        assert!(line.remove(&place(3)).is_none(), "removing twice misses");
+        // SAFETY: as above.
+        unsafe { line.push_back(place(3), QueuedTask::new(ts[3].clone())) };
+        assert_eq!(ids(&mut line), [1, 2, 4, 3]);
+        assert!(line.is_empty() && (0..6).all(|i| !place(i).is_linked()));
+        assert!(ts.iter().all(|t| Rc::strong_count(t) == 1));
+    }
+
+    #[test]
+    #[allow(unsafe_code)] // see the SAFETY comment
+    fn a_removal_through_another_line_finds_nothing() {
+        let (a_place, b_place) = (pin!(Place::new()), pin!(Place::new()));
+        let (a_place, b_place) = (a_place.into_ref(), b_place.into_ref());
+        let (mut a, mut b) = (Line::new(), Line::new());
+        // SAFETY: the places outlive both lines, whose drops unlink whatever is left.
+        unsafe {
+            a.push_back(a_place, QueuedTask::new(task(0)));
+            b.push_back(b_place, QueuedTask::new(task(1)));
+        }
+        assert!(b.remove(&a_place).is_none());
+        assert!(a.contains(&a_place) && !b.contains(&a_place));
+        assert_eq!(ids(&mut b), [1]);
+        assert_eq!(ids(&mut a), [0]);
+    }
+
+    #[test]
+    #[allow(unsafe_code)] // see the SAFETY comment
+    fn dropping_a_line_unlinks_its_places() {
+        let t = task(0);
+        let places: Vec<Pin<Box<Place>>> = (0..3).map(|_| Box::pin(Place::new())).collect();
+        {
+            let mut line = Line::new();
+            for place in &places {
+                // SAFETY: the places outlive `line`.
+                unsafe { line.push_back(place.as_ref(), QueuedTask::new(t.clone())) };
+            }
+        }
+        assert!(places.iter().all(|p| !p.is_linked()));
+        assert_eq!(Rc::strong_count(&t), 1);
+    }
+}
