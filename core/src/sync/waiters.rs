@@ -176,8 +176,11 @@ fn wait_turn<P: Side>(
     loop {
         let parked = hub.park(P::KIND);
         let mut s = state.borrow_mut();
-        // A hand-off popped it from the line and notified it: the unit is its own now.
-        let granted = me.notified.replace(false);
+        // A hand-off popped it from the line and notified it: the unit is its own now. A
+        // notification that finds it still in line is no hand-off (a join that an unwind left
+        // registered, notified when its target ends): taking a unit then would take another
+        // waiter's, and return with the place still linked.
+        let granted = me.notified.replace(false) && !place.is_linked();
         if granted {
             P::waiters(&mut s).reserved -= 1;
             if P::RESERVATION_HOLDS && parked.is_ok() {
