@@ -236,8 +236,6 @@ pub(crate) struct Task {
     pub(crate) context: Context,
     // Warm.
     pub(crate) waits_on: Cell<WaitKind>,
-    /// Order of finishing, across the hub (for `joinall(raise_error)`).
-    pub(crate) finish_seq: Cell<u64>,
     /// A timeout that expired while the greenlet was not parked; reported at its next wait.
     pub(crate) pending_timeout: Cell<Option<TimeoutId>>,
     // Cold.
@@ -279,7 +277,6 @@ impl Task {
             interrupt: Cell::new(None),
             context: Context::new(),
             waits_on: Cell::new(WaitKind::Nothing),
-            finish_seq: Cell::new(0),
             pending_timeout: Cell::new(None),
             id,
             spawned_at,

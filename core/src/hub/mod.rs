@@ -120,7 +120,6 @@ pub(crate) struct Hub {
     default_stack_size: usize,
     next_id: Cell<u64>,
     next_timeout_id: Cell<u64>,
-    next_finish_seq: Cell<u64>,
     resumes_since_check: Cell<u32>,
     /// Whether events were collected since the main greenlet last ran.
     checked_since_main: Cell<bool>,
@@ -186,7 +185,6 @@ impl Hub {
             default_stack_size: platform.default_stack_size,
             next_id: Cell::new(1),
             next_timeout_id: Cell::new(1),
-            next_finish_seq: Cell::new(1),
             resumes_since_check: Cell::new(0),
             checked_since_main: Cell::new(false),
             unref_timers: Cell::new(0),
@@ -656,9 +654,6 @@ impl Hub {
         #[cfg(feature = "tracing")]
         crate::events::tracing::finished(task, failure.as_ref());
         task.set_outcome(failure);
-        let seq = self.next_finish_seq.get();
-        self.next_finish_seq.set(seq + 1);
-        task.finish_seq.set(seq);
         let entry = self.live.borrow_mut().remove(task);
         drop(entry); // outside the borrow
         if task.has_links() {
