@@ -10,8 +10,8 @@
 //! again, first in line.
 //!
 //! A primitive describes each of its sides once, as a [`Side`]; [`reserve_or_wait`] does the
-//! rest. The waiter's place in line is held in its own greenlet header (a [`Line`]), so a wait
-//! allocates nothing.
+//! rest. The waiter's place in line (in a [`Line`]) is kept in the frame of its own blocking
+//! call, so a wait allocates nothing.
 
 use core::cell::{RefCell, RefMut};
 use core::pin::{Pin, pin};
