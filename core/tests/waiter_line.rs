@@ -88,3 +88,34 @@ fn a_notification_that_is_no_hand_off_leaves_the_waiter_in_line() {
         assert!(queue.is_empty());
     });
 }
+
+/// A join left by an unwind takes its registration with it: the target's end, later, must
+/// not wake the greenlet in the middle of another wait. Here that wait ends by `close()`,
+/// which takes it out of line; a stray notification on top counted as a hand-off of a unit
+/// nobody reserved (the reservation count went below zero).
+#[test]
+fn a_join_left_by_an_unwind_leaves_no_registration_behind() {
+    let (mut platform, _sim) = sim::platform();
+    let armed = Rc::new(Cell::new(false));
+    platform.poller = Box::new(PanicsOnce { inner: platform.poller, armed: armed.clone() });
+    gevent_core::hub::install(platform).expect("a thread without a hub");
+    gevent_core::run(|| {
+        let go = Rc::new(Event::new());
+        let g = go.clone();
+        let target = spawn(move || g.wait().unwrap());
+        let _timer = spawn(|| sleep(Duration::from_secs(1))); // the hub polls till then
+        armed.set(true);
+        let unwound = catch_unwind(AssertUnwindSafe(|| target.join()));
+        assert!(unwound.is_err(), "the poller's panic unwound out of the join: {unwound:?}");
+        let queue: Rc<Queue<u32>> = Rc::new(Queue::new());
+        let (q, g) = (queue.clone(), go.clone());
+        let closer = spawn(move || {
+            g.set();
+            yield_now().unwrap(); // the target ends (and must not notify main)
+            q.close();
+        });
+        assert!(queue.get().is_err(), "closed, with nothing in it");
+        closer.join().unwrap();
+        assert!(target.join().is_ok());
+    });
+}

@@ -71,7 +71,7 @@ pub(crate) fn join_task(target: &TaskRef, deadline: Option<Instant>) -> Result<b
         return Err(self_join(&me));
     }
     let timer = DeadlineTimer::arm(deadline);
-    let key = task.add_joiner(me);
+    let _joining = Joining { task, key: task.add_joiner(me) };
     loop {
         let parked = hub.park(WaitKind::Join(task.id));
         if task.is_done() {
@@ -79,8 +79,23 @@ pub(crate) fn join_task(target: &TaskRef, deadline: Option<Instant>) -> Result<b
         }
         let timed_out = timer.expired();
         if parked.is_err() || timed_out {
-            task.remove_joiner(key);
             return parked.map(|()| false);
+        }
+    }
+}
+
+/// A joiner registered with `task`, taken out again on every way out of the wait (an unwind
+/// through `park` included: a registration left behind would notify this greenlet in the
+/// middle of some later wait) unless the target's end took it out first.
+struct Joining<'a> {
+    task: &'a super::task::Task,
+    key: crate::wait_list::WaiterKey,
+}
+
+impl Drop for Joining<'_> {
+    fn drop(&mut self) {
+        if !self.task.is_done() {
+            self.task.remove_joiner(self.key);
         }
     }
 }
@@ -249,7 +264,8 @@ impl JoinAll {
             if task.is_finished() {
                 log.borrow_mut().push(i);
             } else {
-                registrations.push((i, task.add_logging_joiner(me.clone(), &log, i)));
+                let key = task.add_logging_joiner(me.clone(), &log, i);
+                registrations.push(Joining { task, key });
             }
         }
         let deadline = self.timeout.map(|t| hub.now() + t);
@@ -283,11 +299,8 @@ impl JoinAll {
                 break Err(JoinAllError::Interrupted(e));
             }
         };
-        for (i, key) in registrations {
-            if !done[i] {
-                self.targets[i].task_ref().task().remove_joiner(key);
-            }
-        }
+        // Each registration is taken out as it drops (here, or in an unwind through `park`).
+        drop(registrations);
         result
     }
 }
