@@ -15,7 +15,7 @@ use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress};
 #[cfg(feature = "ipv6")]
 use smoltcp::wire::{Icmpv6Packet, Icmpv6Repr};
 
-use super::{Kind, NetError, NetPoller, NetSource};
+use super::{Kind, NetError, NetPoller, NetSource, packet_buffer, retry_when_ready};
 
 /// An ICMP socket bound to an echo identifier: it receives the echo requests and replies that
 /// carry it, and sends whole ICMP messages (header included) that the caller builds.
@@ -36,12 +36,7 @@ impl IcmpSocket {
     /// `capacity` bytes in total each way.
     pub fn bind(ident: u16, packets: usize, capacity: usize) -> Result<Self, NetError> {
         let source = NetPoller::with(|p| {
-            let buffer = || {
-                smol_icmp::PacketBuffer::new(
-                    vec![smol_icmp::PacketMetadata::EMPTY; packets.max(1)],
-                    vec![0; capacity],
-                )
-            };
+            let buffer = || packet_buffer(packets, capacity);
             let mut socket = smol_icmp::Socket::new(buffer(), buffer());
             socket.bind(smol_icmp::Endpoint::Ident(ident)).map_err(|_| NetError::InvalidAddress)?;
             let handle = p.sockets.add(socket);
@@ -77,8 +72,8 @@ impl IcmpSocket {
         fill: impl FnOnce(&mut [u8], &Interface),
     ) -> Result<(), NetError> {
         let mut fill = Some(fill);
-        loop {
-            let sent = self.with(|s, iface| {
+        retry_when_ready(&self.registration, Interest::WRITABLE, || {
+            self.with(|s, iface| {
                 if s.payload_send_capacity() < len {
                     return Err(NetError::TooLarge);
                 }
@@ -87,38 +82,28 @@ impl IcmpSocket {
                         if let Some(fill) = fill.take() {
                             fill(buf, iface);
                         }
-                        Ok(true)
+                        Ok(Some(()))
                     }
-                    Err(smol_icmp::SendError::BufferFull) => Ok(false),
+                    Err(smol_icmp::SendError::BufferFull) => Ok(None),
                     Err(_) => Err(NetError::InvalidAddress),
                 }
-            })??;
-            if sent {
-                return Ok(());
-            }
-            self.registration.clear_readiness(Interest::WRITABLE);
-            self.registration.wait(Interest::WRITABLE)?;
-        }
+            })?
+        })
     }
 
     /// Receives one ICMP message into `buf` (truncated to fit, as a UDP datagram is), waiting
     /// for one; returns how many bytes it copied and the sender.
     pub fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, IpAddress), NetError> {
-        loop {
-            let got = self.with(|s, _| match s.recv() {
+        retry_when_ready(&self.registration, Interest::READABLE, || {
+            self.with(|s, _| match s.recv() {
                 Ok((payload, from)) => {
                     let copied = payload.len().min(buf.len());
                     buf[..copied].copy_from_slice(&payload[..copied]);
                     Some((copied, from))
                 }
                 Err(_) => None,
-            })?;
-            if let Some(got) = got {
-                return Ok(got);
-            }
-            self.registration.clear_readiness(Interest::READABLE);
-            self.registration.wait(Interest::READABLE)?;
-        }
+            })
+        })
     }
 }
 

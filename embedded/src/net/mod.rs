@@ -26,6 +26,7 @@ mod udp;
 
 use alloc::boxed::Box;
 use alloc::rc::Rc;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::any::Any;
 use core::fmt;
@@ -33,11 +34,13 @@ use core::time::Duration;
 
 use gevent_core::Interrupted;
 use gevent_core::event::Event;
+use gevent_core::hub::IoRegistration;
 use gevent_core::platform::{Clock, Interest, PollError, Poller, Readiness, RemoteWaker, Token};
 use gevent_core::shared::{self, Shared};
 use gevent_core::time::Instant;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp as smol_tcp, udp as smol_udp};
+use smoltcp::storage::{PacketBuffer, PacketMetadata};
 
 #[cfg(feature = "icmp")]
 pub use icmp::{IcmpSocket, ping};
@@ -443,6 +446,29 @@ impl NetPoller {
 fn fin_received(state: smol_tcp::State) -> bool {
     use smol_tcp::State::*;
     matches!(state, CloseWait | LastAck | Closing | TimeWait)
+}
+
+/// Runs `attempt` until it gives a value, waiting between tries until the poller reports
+/// `interest` on `registration`: the loop of every blocking socket call. The readiness is
+/// cleared before each wait, so a wait returns only on a fresh report.
+fn retry_when_ready<R>(
+    registration: &IoRegistration<NetSource>,
+    interest: Interest,
+    mut attempt: impl FnMut() -> Result<Option<R>, NetError>,
+) -> Result<R, NetError> {
+    loop {
+        if let Some(value) = attempt()? {
+            return Ok(value);
+        }
+        registration.clear_readiness(interest);
+        registration.wait(interest)?;
+    }
+}
+
+/// A packet buffer for a datagram socket (UDP, ICMP, raw): room for `packets` packets (at
+/// least one) of up to `capacity` bytes in total, allocated once, here.
+fn packet_buffer<H: Copy>(packets: usize, capacity: usize) -> PacketBuffer<'static, H> {
+    PacketBuffer::new(vec![PacketMetadata::EMPTY; packets.max(1)], vec![0; capacity])
 }
 
 /// Whether a TCP socket is still opening (no readiness to report yet).

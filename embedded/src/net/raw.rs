@@ -8,7 +8,7 @@ use gevent_core::platform::Interest;
 use smoltcp::socket::raw as smol_raw;
 use smoltcp::wire::{IpProtocol, IpVersion};
 
-use super::{Kind, NetError, NetPoller, NetSource};
+use super::{Kind, NetError, NetPoller, NetSource, packet_buffer, retry_when_ready};
 
 /// A raw socket: receives every IP packet of one version and protocol that reaches the
 /// interface, and sends IP packets that the caller builds, header included.
@@ -34,12 +34,7 @@ impl RawSocket {
         capacity: usize,
     ) -> Result<Self, NetError> {
         let source = NetPoller::with(|p| {
-            let buffer = || {
-                smol_raw::PacketBuffer::new(
-                    vec![smol_raw::PacketMetadata::EMPTY; packets.max(1)],
-                    vec![0; capacity],
-                )
-            };
+            let buffer = || packet_buffer(packets, capacity);
             let socket = smol_raw::Socket::new(version, protocol, buffer(), buffer());
             let handle = p.sockets.add(socket);
             p.add(vec![handle], Kind::Raw)
@@ -55,41 +50,28 @@ impl RawSocket {
 
     /// Sends one IP packet (header included), waiting for room.
     pub fn send(&self, packet: &[u8]) -> Result<(), NetError> {
-        loop {
-            let sent = self.with(|s| {
+        retry_when_ready(&self.registration, Interest::WRITABLE, || {
+            self.with(|s| {
                 if s.payload_send_capacity() < packet.len() {
                     return Err(NetError::TooLarge);
                 }
-                match s.send_slice(packet) {
-                    Ok(()) => Ok(true),
-                    Err(_) => Ok(false),
-                }
-            })??;
-            if sent {
-                return Ok(());
-            }
-            self.registration.clear_readiness(Interest::WRITABLE);
-            self.registration.wait(Interest::WRITABLE)?;
-        }
+                Ok(s.send_slice(packet).ok())
+            })?
+        })
     }
 
     /// Receives one IP packet (header included) into `buf`, truncated to fit as a UDP
     /// datagram is, waiting for one; returns how many bytes it copied.
     pub fn recv(&self, buf: &mut [u8]) -> Result<usize, NetError> {
-        loop {
-            let got = self.with(|s| match s.recv() {
+        retry_when_ready(&self.registration, Interest::READABLE, || {
+            self.with(|s| match s.recv() {
                 Ok(packet) => {
                     let copied = packet.len().min(buf.len());
                     buf[..copied].copy_from_slice(&packet[..copied]);
                     Some(copied)
                 }
                 Err(_) => None,
-            })?;
-            if let Some(got) = got {
-                return Ok(got);
-            }
-            self.registration.clear_readiness(Interest::READABLE);
-            self.registration.wait(Interest::READABLE)?;
-        }
+            })
+        })
     }
 }

@@ -10,7 +10,7 @@ use smoltcp::wire::IpEndpoint;
 #[cfg(feature = "multicast")]
 use smoltcp::wire::{IpAddress, Ipv4Address};
 
-use super::{Kind, NetError, NetPoller, NetSource};
+use super::{Kind, NetError, NetPoller, NetSource, packet_buffer, retry_when_ready};
 
 /// A UDP socket bound to a port: `recv_from` waits for a datagram, `send_to` for room.
 ///
@@ -30,12 +30,7 @@ impl UdpSocket {
     /// each way.
     pub fn bind(port: u16, packets: usize, capacity: usize) -> Result<Self, NetError> {
         let source = NetPoller::with(|p| {
-            let buffer = || {
-                smol_udp::PacketBuffer::new(
-                    vec![smol_udp::PacketMetadata::EMPTY; packets.max(1)],
-                    vec![0; capacity],
-                )
-            };
+            let buffer = || packet_buffer(packets, capacity);
             let mut socket = smol_udp::Socket::new(buffer(), buffer());
             socket.bind(port).map_err(|_| NetError::InvalidAddress)?;
             let handle = p.sockets.add(socket);
@@ -53,21 +48,16 @@ impl UdpSocket {
     /// Sends one datagram to `remote`, waiting for buffer room.
     pub fn send_to(&self, data: &[u8], remote: impl Into<IpEndpoint>) -> Result<(), NetError> {
         let remote = remote.into();
-        loop {
-            let sent = self.with(|s| match s.send_slice(data, remote) {
-                Ok(()) => Ok(true),
+        retry_when_ready(&self.registration, Interest::WRITABLE, || {
+            self.with(|s| match s.send_slice(data, remote) {
+                Ok(()) => Ok(Some(())),
                 Err(smol_udp::SendError::BufferFull) if s.payload_send_capacity() < data.len() => {
                     Err(NetError::TooLarge)
                 }
-                Err(smol_udp::SendError::BufferFull) => Ok(false),
+                Err(smol_udp::SendError::BufferFull) => Ok(None),
                 Err(_) => Err(NetError::InvalidAddress),
-            })??;
-            if sent {
-                return Ok(());
-            }
-            self.registration.clear_readiness(Interest::WRITABLE);
-            self.registration.wait(Interest::WRITABLE)?;
-        }
+            })?
+        })
     }
 
     /// Joins the IPv4 multicast group `group` (see [`join_multicast_group`]; the membership
@@ -94,21 +84,16 @@ impl UdpSocket {
     /// Receives one datagram into `buf`, waiting for one, truncating it if it is longer than
     /// `buf`; the answer says how long it was.
     pub fn recv_datagram(&self, buf: &mut [u8]) -> Result<Datagram, NetError> {
-        loop {
-            let got = self.with(|s| match s.recv() {
+        retry_when_ready(&self.registration, Interest::READABLE, || {
+            self.with(|s| match s.recv() {
                 Ok((payload, meta)) => {
                     let copied = payload.len().min(buf.len());
                     buf[..copied].copy_from_slice(&payload[..copied]);
                     Some(Datagram { copied, len: payload.len(), from: meta.endpoint })
                 }
                 Err(_) => None,
-            })?;
-            if let Some(got) = got {
-                return Ok(got);
-            }
-            self.registration.clear_readiness(Interest::READABLE);
-            self.registration.wait(Interest::READABLE)?;
-        }
+            })
+        })
     }
 }
 
