@@ -3,35 +3,20 @@
 //! timeout, and a connect by name reaches a listener.
 
 mod common;
-use common::HostTicks;
 
 use std::time::Duration;
 
 use gevent_embedded::net::{NetError, TcpListener, UdpSocket, dns};
-use gevent_embedded::{Greenlet, Interrupted, StaticStacks, TickClock, sleep, spawn, with_timeout};
-use smoltcp::iface::{Config, Interface};
+use gevent_embedded::{Greenlet, Interrupted, sleep, spawn, with_timeout};
 use smoltcp::phy::{Loopback, Medium};
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{IpAddress, IpCidr, Ipv4Address};
 
 const LOCALHOST: Ipv4Address = Ipv4Address::new(127, 0, 0, 1);
 const SERVER: IpAddress = IpAddress::Ipv4(LOCALHOST);
 const A_TEST: Ipv4Address = Ipv4Address::new(192, 0, 2, 7);
 
 fn loopback_hub() {
-    let clock = TickClock::new(HostTicks::start());
-    let mut device = Loopback::new(Medium::Ip);
-    let mut iface =
-        Interface::new(Config::new(HardwareAddress::Ip), &mut device, smoltcp::time::Instant::ZERO);
-    iface.update_ip_addrs(|addrs| {
-        addrs.push(IpCidr::new(SERVER, 8)).unwrap();
-    });
-    let drive = Box::new(move |iface: &mut Interface, sockets: &mut _, now| {
-        iface.poll(now, &mut device, sockets);
-    });
-    let memory: &'static mut [u8] = Box::leak(vec![0u8; 4 * 128 * 1024].into_boxed_slice());
-    let stacks = StaticStacks::new(memory, 128 * 1024);
-    gevent_embedded::init_net(iface, drive, clock, stacks, |_| std::thread::yield_now())
-        .expect("one hub per test thread");
+    common::ip_hub(Loopback::new(Medium::Ip), &[IpCidr::new(SERVER, 8)], 4);
 }
 
 /// The address the test server gives a name: `a.test` one in TEST-NET-1, `web.test` this host;

@@ -3,37 +3,19 @@
 //! machine.
 
 mod common;
-use common::HostTicks;
 
 use std::time::Duration;
 
 use gevent_embedded::net::{TcpListener, TcpStream, UdpSocket};
-use gevent_embedded::{Interrupted, StaticStacks, TickClock, Timeout, joinall, spawn};
-use smoltcp::iface::{Config, Interface};
+use gevent_embedded::{Interrupted, Timeout, joinall, spawn};
 use smoltcp::phy::{Loopback, Medium};
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{IpAddress, IpCidr, Ipv4Address};
 
 const LOCALHOST: Ipv4Address = Ipv4Address::new(127, 0, 0, 1);
 
 /// Installs a hub on this thread with a smoltcp interface on a loopback device.
 fn loopback_hub() {
-    let clock = TickClock::new(HostTicks::start());
-    let mut device = Loopback::new(Medium::Ip);
-    let mut iface = Interface::new(
-        Config::new(HardwareAddress::Ip),
-        &mut device,
-        smoltcp::time::Instant::from_micros(0),
-    );
-    iface.update_ip_addrs(|addrs| {
-        addrs.push(IpCidr::new(IpAddress::Ipv4(LOCALHOST), 8)).unwrap();
-    });
-    let drive = Box::new(move |iface: &mut Interface, sockets: &mut _, now| {
-        iface.poll(now, &mut device, sockets);
-    });
-    let memory: &'static mut [u8] = Box::leak(vec![0u8; 8 * 128 * 1024].into_boxed_slice());
-    let stacks = StaticStacks::new(memory, 128 * 1024);
-    gevent_embedded::init_net(iface, drive, clock, stacks, |_| std::thread::yield_now())
-        .expect("one hub per test thread");
+    common::ip_hub(Loopback::new(Medium::Ip), &[IpCidr::new(IpAddress::Ipv4(LOCALHOST), 8)], 8);
 }
 
 /// Echoes each connection until the client closes it.

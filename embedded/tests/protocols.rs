@@ -2,17 +2,15 @@
 //! tests turn on) and the link state, over smoltcp's loopback device.
 
 mod common;
-use common::HostTicks;
 
 use std::time::Duration;
 
 use gevent_embedded::net::{self, NetError, RawSocket, TcpListener, TcpStream, UdpSocket};
-use gevent_embedded::{StaticStacks, TickClock, Timeout, spawn, yield_now};
-use smoltcp::iface::{Config, Interface};
+use gevent_embedded::{Timeout, spawn, yield_now};
 use smoltcp::phy::{ChecksumCapabilities, Loopback, Medium};
 use smoltcp::wire::{
-    HardwareAddress, IpAddress, IpCidr, IpProtocol, IpVersion, Ipv4Address, Ipv4Packet, Ipv4Repr,
-    Ipv6Address, UdpPacket, UdpRepr,
+    IpAddress, IpCidr, IpProtocol, IpVersion, Ipv4Address, Ipv4Packet, Ipv4Repr, Ipv6Address,
+    UdpPacket, UdpRepr,
 };
 
 const LOCALHOST: Ipv4Address = Ipv4Address::new(127, 0, 0, 1);
@@ -20,24 +18,9 @@ const LOCALHOST6: Ipv6Address = Ipv6Address::LOCALHOST;
 
 /// Installs a hub on this thread with a loopback interface at 127.0.0.1/8 and ::1/128.
 fn loopback_hub() {
-    let clock = TickClock::new(HostTicks::start());
-    let mut device = Loopback::new(Medium::Ip);
-    let mut iface = Interface::new(
-        Config::new(HardwareAddress::Ip),
-        &mut device,
-        smoltcp::time::Instant::from_micros(0),
-    );
-    iface.update_ip_addrs(|addrs| {
-        addrs.push(IpCidr::new(IpAddress::Ipv4(LOCALHOST), 8)).unwrap();
-        addrs.push(IpCidr::new(IpAddress::Ipv6(LOCALHOST6), 128)).unwrap();
-    });
-    let drive = Box::new(move |iface: &mut Interface, sockets: &mut _, now| {
-        iface.poll(now, &mut device, sockets);
-    });
-    let memory: &'static mut [u8] = Box::leak(vec![0u8; 4 * 128 * 1024].into_boxed_slice());
-    let stacks = StaticStacks::new(memory, 128 * 1024);
-    gevent_embedded::init_net(iface, drive, clock, stacks, |_| std::thread::yield_now())
-        .expect("one hub per test thread");
+    let addresses =
+        [IpCidr::new(IpAddress::Ipv4(LOCALHOST), 8), IpCidr::new(IpAddress::Ipv6(LOCALHOST6), 128)];
+    common::ip_hub(Loopback::new(Medium::Ip), &addresses, 4);
 }
 
 #[test]

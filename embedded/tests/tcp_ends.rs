@@ -2,7 +2,6 @@
 //! loopback link that a test can cut (frames sent while it is cut are lost).
 
 mod common;
-use common::HostTicks;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -11,10 +10,9 @@ use std::time::Duration;
 
 use embedded_io::Error as _;
 use gevent_embedded::net::{self, NetError, TcpListener, TcpStream};
-use gevent_embedded::{Interrupted, StaticStacks, TickClock, Timeout, sleep};
-use smoltcp::iface::{Config, Interface};
+use gevent_embedded::{Interrupted, Timeout, sleep};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{IpAddress, IpCidr, Ipv4Address};
 
 const LOCALHOST: Ipv4Address = Ipv4Address::new(127, 0, 0, 1);
 
@@ -84,24 +82,9 @@ fn hub() -> Rc<Cell<bool>> {
 /// [`hub`], also returning the switch that jams the link.
 fn hub_with_jam() -> (Rc<Cell<bool>>, Rc<Cell<bool>>) {
     let (cut, jammed) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(false)));
-    let mut device =
+    let device =
         CuttableLoopback { queue: Default::default(), cut: cut.clone(), jammed: jammed.clone() };
-    let mut iface = Interface::new(
-        Config::new(HardwareAddress::Ip),
-        &mut device,
-        smoltcp::time::Instant::from_micros(0),
-    );
-    iface.update_ip_addrs(|addrs| {
-        addrs.push(IpCidr::new(IpAddress::Ipv4(LOCALHOST), 8)).unwrap();
-    });
-    let drive = Box::new(move |iface: &mut Interface, sockets: &mut _, now| {
-        iface.poll(now, &mut device, sockets);
-    });
-    let memory: &'static mut [u8] = Box::leak(vec![0u8; 4 * 128 * 1024].into_boxed_slice());
-    let stacks = StaticStacks::new(memory, 128 * 1024);
-    let clock = TickClock::new(HostTicks::start());
-    gevent_embedded::init_net(iface, drive, clock, stacks, |_| std::thread::yield_now())
-        .expect("one hub per test thread");
+    common::ip_hub(device, &[IpCidr::new(IpAddress::Ipv4(LOCALHOST), 8)], 4);
     (cut, jammed)
 }
 

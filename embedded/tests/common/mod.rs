@@ -22,3 +22,33 @@ impl TickSource for HostTicks {
         1_000_000_000
     }
 }
+
+/// Installs a hub on this thread whose network stack is an IP-medium interface on `device`
+/// with `addresses`, and `stacks` greenlet stacks of 128 KiB (leaked: a test's hub lives as
+/// long as its thread). The hub waits by yielding the thread.
+#[allow(dead_code)] // not every test file has a network
+pub(crate) fn ip_hub<D>(mut device: D, addresses: &[smoltcp::wire::IpCidr], stacks: usize)
+where
+    D: smoltcp::phy::Device + 'static,
+{
+    use smoltcp::iface::{Config, Interface};
+    let mut iface = Interface::new(
+        Config::new(smoltcp::wire::HardwareAddress::Ip),
+        &mut device,
+        smoltcp::time::Instant::ZERO,
+    );
+    iface.update_ip_addrs(|addrs| {
+        for &address in addresses {
+            addrs.push(address).expect("room for the test's addresses");
+        }
+    });
+    let drive = Box::new(move |iface: &mut Interface, sockets: &mut _, now| {
+        iface.poll(now, &mut device, sockets);
+    });
+    const STACK: usize = 128 * 1024;
+    let memory: &'static mut [u8] = Box::leak(vec![0u8; stacks * STACK].into_boxed_slice());
+    let stacks = gevent_embedded::StaticStacks::new(memory, STACK);
+    let clock = gevent_embedded::TickClock::new(HostTicks::start());
+    gevent_embedded::init_net(iface, drive, clock, stacks, |_| std::thread::yield_now())
+        .expect("one hub per test thread");
+}
