@@ -14,7 +14,7 @@ use gevent_core::event::Event;
 use gevent_core::platform::{Interest, PollError, Poller, Readiness, RemoteWaker, Token};
 use gevent_core::queue::Queue;
 use gevent_core::shared::Shared;
-use gevent_core::{sim, sleep, spawn, yield_now};
+use gevent_core::{Greenlet, sim, sleep, spawn, yield_now};
 
 /// The simulated poller, panicking once when armed (a safe `Poller` may panic).
 struct PanicsOnce {
@@ -45,13 +45,9 @@ impl Poller for PanicsOnce {
     }
 }
 
-/// A join left by an unwind (out of the hub's loop, on the main greenlet's stack) stays
-/// registered, so the target's end later notifies a greenlet that waits on a queue meanwhile,
-/// while another waiter holds the unit reserved: that wake-up is not a hand-off, and must not
-/// take the other's unit (returning while its place is still in line, which left the line
-/// pointing into the frame of a returned call).
-#[test]
-fn a_notification_that_is_no_hand_off_leaves_the_waiter_in_line() {
+/// Runs `then` on a hub whose main greenlet left a join by an unwind (its poller panicked
+/// while main waited for `target`, which waits for `go`).
+fn with_a_join_left_by_an_unwind(then: impl FnOnce(Rc<Event>, Greenlet<()>)) {
     let (mut platform, _sim) = sim::platform();
     let armed = Rc::new(Cell::new(false));
     platform.poller = Box::new(PanicsOnce { inner: platform.poller, armed: armed.clone() });
@@ -64,6 +60,18 @@ fn a_notification_that_is_no_hand_off_leaves_the_waiter_in_line() {
         armed.set(true);
         let unwound = catch_unwind(AssertUnwindSafe(|| target.join()));
         assert!(unwound.is_err(), "the poller's panic unwound out of the join: {unwound:?}");
+        then(go, target);
+    });
+}
+
+/// A join left by an unwind (out of the hub's loop, on the main greenlet's stack) stays
+/// registered, so the target's end later notifies a greenlet that waits on a queue meanwhile,
+/// while another waiter holds the unit reserved: that wake-up is not a hand-off, and must not
+/// take the other's unit (returning while its place is still in line, which left the line
+/// pointing into the frame of a returned call).
+#[test]
+fn a_notification_that_is_no_hand_off_leaves_the_waiter_in_line() {
+    with_a_join_left_by_an_unwind(|go, _target| {
         let queue = Rc::new(Queue::new());
         let q = queue.clone();
         let first = spawn(move || q.get().unwrap());
@@ -95,18 +103,7 @@ fn a_notification_that_is_no_hand_off_leaves_the_waiter_in_line() {
 /// nobody reserved (the reservation count went below zero).
 #[test]
 fn a_join_left_by_an_unwind_leaves_no_registration_behind() {
-    let (mut platform, _sim) = sim::platform();
-    let armed = Rc::new(Cell::new(false));
-    platform.poller = Box::new(PanicsOnce { inner: platform.poller, armed: armed.clone() });
-    gevent_core::hub::install(platform).expect("a thread without a hub");
-    gevent_core::run(|| {
-        let go = Rc::new(Event::new());
-        let g = go.clone();
-        let target = spawn(move || g.wait().unwrap());
-        let _timer = spawn(|| sleep(Duration::from_secs(1))); // the hub polls till then
-        armed.set(true);
-        let unwound = catch_unwind(AssertUnwindSafe(|| target.join()));
-        assert!(unwound.is_err(), "the poller's panic unwound out of the join: {unwound:?}");
+    with_a_join_left_by_an_unwind(|go, target| {
         let queue: Rc<Queue<u32>> = Rc::new(Queue::new());
         let (q, g) = (queue.clone(), go.clone());
         let closer = spawn(move || {
