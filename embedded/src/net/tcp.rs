@@ -12,7 +12,7 @@ use gevent_core::platform::Interest;
 use smoltcp::socket::tcp as smol_tcp;
 use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
 
-use super::{Entry, Kind, NetError, NetPoller, NetSource};
+use super::{Entry, Kind, NetError, NetPoller, NetSource, retry_when_ready};
 
 /// Receive and send buffer size of the sockets `bind` and `connect` create.
 pub const DEFAULT_BUFFER: usize = 1024;
@@ -257,8 +257,8 @@ impl Conn {
         if buf.is_empty() {
             return Ok(0);
         }
-        loop {
-            let got = self.with(|s, e| {
+        retry_when_ready(&self.0, Interest::READABLE, || {
+            self.with(|s, e| {
                 if s.can_recv() {
                     s.recv_slice(buf).map(Some).map_err(|_| NetError::ConnectionReset)
                 } else if !s.may_recv() {
@@ -266,23 +266,16 @@ impl Conn {
                 } else {
                     Ok(None)
                 }
-            })??;
-            match got {
-                Some(n) => return Ok(n),
-                None => {
-                    self.0.clear_readiness(Interest::READABLE);
-                    self.0.wait(Interest::READABLE)?;
-                }
-            }
-        }
+            })?
+        })
     }
 
     fn write(&self, buf: &[u8]) -> Result<usize, NetError> {
         if buf.is_empty() {
             return Ok(0);
         }
-        loop {
-            let sent = self.with(|s, e| {
+        retry_when_ready(&self.0, Interest::WRITABLE, || {
+            self.with(|s, e| {
                 if !s.may_send() {
                     Err(write_ended(s, e))
                 } else if s.can_send() {
@@ -290,15 +283,8 @@ impl Conn {
                 } else {
                     Ok(None)
                 }
-            })??;
-            match sent {
-                Some(n) => return Ok(n),
-                None => {
-                    self.0.clear_readiness(Interest::WRITABLE);
-                    self.0.wait(Interest::WRITABLE)?;
-                }
-            }
-        }
+            })?
+        })
     }
 
     fn write_all(&self, mut buf: &[u8]) -> Result<(), NetError> {
