@@ -157,12 +157,23 @@ pub enum GuardFault {
 /// not in the running greenlet's guard).
 ///
 /// The hub may not be used from a handler (its functions panic there); this reads it without
-/// those checks, which is sound in a fault handler only because the faulting greenlet is
-/// stopped and never resumed: the handler ends the program or resets the chip.
-pub fn with_faulting_greenlet_name<R>(address: usize, f: impl FnOnce(Option<&str>) -> R) -> R {
-    gevent_core::__private::with_faulting_greenlet(address, |greenlet| {
-        f(greenlet.and_then(|g| g.name))
-    })
+/// those checks.
+///
+/// # Safety
+///
+/// Call it only from the MemManage handler of a guard fault, and never return to the faulting
+/// code (end the program or reset the chip): the code it stopped must not be halfway through
+/// changing what this reads, which holds only if it never runs again.
+pub unsafe fn with_faulting_greenlet_name<R>(
+    address: usize,
+    f: impl FnOnce(Option<&str>) -> R,
+) -> R {
+    // SAFETY: the caller's promise (above) is the one `with_faulting_greenlet` asks for.
+    unsafe {
+        gevent_core::__private::with_faulting_greenlet(address, |greenlet| {
+            f(greenlet.and_then(|g| g.name))
+        })
+    }
 }
 
 /// For a MemManage fault handler: whether the fault is the stack guard's, and which stack

@@ -108,7 +108,7 @@ fn fault_address(info: *const libc::siginfo_t) -> usize {
 
 extern "C" fn handler(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     let addr = fault_address(info);
-    let ours = with_faulting_greenlet(addr, |greenlet| {
+    let report = |greenlet: Option<gevent_core::__private::FaultingGreenlet<'_>>| {
         let Some(g) = greenlet else { return false };
         let mut m = Message { bytes: [0; 512], len: 0 };
         let _ = write!(m, "\ngevent: greenlet #{} '", g.id);
@@ -126,7 +126,15 @@ extern "C" fn handler(signal: libc::c_int, info: *mut libc::siginfo_t, context: 
         // SAFETY: writing an initialised buffer to stderr; write(2) is async-signal-safe.
         unsafe { libc::write(2, m.bytes.as_ptr().cast(), m.len) };
         true
-    });
+    };
+    // SAFETY: a SIGSEGV/SIGBUS that the thread's own access raised stops it at that access.
+    // When it is a greenlet's overflow this handler aborts (below) and never resumes it.
+    // Otherwise it chains to the previous handler or the default action, which normally ends
+    // the process; what it read (the current greenlet, its stack bounds and name) changes only
+    // in hub code between switches, which does not fault on a guard page. A SIGSEGV sent by
+    // kill(2) carries no fault address in a guard, so only the current greenlet's stack
+    // bounds are read then (one plain `Copy` load).
+    let ours = unsafe { with_faulting_greenlet(addr, report) };
     if ours {
         // SAFETY: abort(3) is async-signal-safe and does not return.
         unsafe { libc::abort() };

@@ -20,10 +20,17 @@ pub struct FaultingGreenlet<'a> {
 
 /// Calls `f` with the running greenlet if `addr` lies in its stack's guard area.
 ///
-/// Meant for a SIGSEGV handler: it allocates nothing and takes no locks. It reads the hub
-/// without borrow checks, which is sound only because the faulting greenlet is stopped inside
-/// the handler and nothing else on this thread runs meanwhile.
-pub fn with_faulting_greenlet<R>(
+/// Meant for a fault handler (a SIGSEGV handler, a MemManage exception): it allocates nothing
+/// and takes no locks. It reads the hub without borrow checks.
+///
+/// # Safety
+///
+/// Call it only from the handler of a fault that the hub's own thread of execution raised,
+/// which never resumes the code it stopped (the handler ends the process or resets the chip):
+/// then nothing can be halfway through changing what it reads. From any other context (an
+/// interrupt handler, a signal that the program resumes from) the code it interrupted may be
+/// changing the greenlet's name or the hub's current greenlet while it reads them.
+pub unsafe fn with_faulting_greenlet<R>(
     addr: usize,
     f: impl FnOnce(Option<FaultingGreenlet<'_>>) -> R,
 ) -> R {
@@ -31,8 +38,8 @@ pub fn with_faulting_greenlet<R>(
     if hub.is_null() {
         return f(None);
     }
-    // SAFETY: a non-null pointer is this thread's live hub; see the function docs for why an
-    // unchecked read is acceptable while the thread is stopped in a signal handler.
+    // SAFETY: a non-null pointer is this thread's live hub; the caller promises (function
+    // docs) that the code it stopped never resumes, so nothing changes what this reads.
     let hub = unsafe { &*hub };
     let task = hub.current_task();
     match task.context.stack_region() {

@@ -184,12 +184,15 @@ fn MemoryManagement() {
         // The hub is read through the fault context (unchecked, the faulting code stopped):
         // a handler may not use the hub itself.
         Some(GuardFault::Greenlet { address: Some(address) }) => {
-            with_faulting_greenlet_name(address, |name| match name {
-                Some(name) => {
-                    hprintln!("greenlet {} overflowed its stack (at {:x})", name, address)
-                }
-                None => hprintln!("a greenlet overflowed its stack (at {:x})", address),
-            })
+            // SAFETY: the MemManage handler of a guard fault, which ends the run (below).
+            unsafe {
+                with_faulting_greenlet_name(address, |name| match name {
+                    Some(name) => {
+                        hprintln!("greenlet {} overflowed its stack (at {:x})", name, address)
+                    }
+                    None => hprintln!("a greenlet overflowed its stack (at {:x})", address),
+                })
+            }
         }
         Some(GuardFault::Greenlet { address: None }) => {
             hprintln!("a greenlet overflowed its stack (the address is not known)")
