@@ -129,7 +129,8 @@ pub(crate) fn run() -> bool {
         Ok(Ok(figures)) => figures,
         _ => (usize::MAX, u64::MAX),
     };
-    // A wake-up lost in the window waits for the next SysTick: at least one per round.
+    // A wake-up lost in the window waits for the next SysTick: at least one per round. (QEMU
+    // runs with `-icount shift=0`: the ticks counted are instructions, not the host's time.)
     all_ok &= check(
         pends_left == 0 && ticks < u64::from(ROUNDS) / 2,
         "an interrupt between the idle look and wfi wakes the hub without waiting for a tick",

@@ -76,15 +76,15 @@ fn main() -> ! {
     }
 
     let mut all_ok = true;
-    all_ok &= guard_cost();
+    guard_cost();
     all_ok &= parked_cost();
     hprintln!("{}", if all_ok { "ALL OK" } else { "SOME CHECKS FAILED" });
     board::exit(all_ok)
 }
 
 /// Instructions per yield round trip between two greenlets, with the guard following them and
-/// without it.
-fn guard_cost() -> bool {
+/// without it: a figure, not a check (that the guard works is the overflow run's check).
+fn guard_cost() {
     const ROUNDS: u32 = 2000;
     let ping_pong = || {
         let start = now();
@@ -112,7 +112,6 @@ fn guard_cost() -> bool {
         unguarded,
         guarded.saturating_sub(unguarded)
     );
-    check(guarded >= unguarded, "the guard's switch hook costs instructions, not fewer")
 }
 
 fn main_stack_bottom() -> usize {
