@@ -130,11 +130,19 @@ impl FrameSlot {
 
     /// Monitor side: copies the frames into `out` if the handler has published them, freeing
     /// the slot; gives the request back (`Err`) while it has not.
+    ///
+    /// # Panics
+    ///
+    /// If `request` was armed on another slot.
     pub fn collect<'a>(
         &self,
         request: Request<'a>,
         out: &mut [usize],
     ) -> Result<usize, Request<'a>> {
+        assert!(
+            core::ptr::eq(request.slot, self),
+            "FrameSlot::collect: the request was armed on another slot"
+        );
         let done = request.generation << 2 | DONE;
         // Acquire: pairs with the handler's release store of `DONE` after its last write.
         if self
@@ -235,6 +243,14 @@ use loom::cell::UnsafeCell as Cell;
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    #[should_panic(expected = "armed on another slot")]
+    fn a_request_of_another_slot_is_refused() {
+        let (mine, other) = (FrameSlot::new(), FrameSlot::new());
+        let request = other.arm(7).expect("a new slot is idle");
+        let _ = mine.collect(request, &mut [0; 4]);
+    }
 
     #[test]
     fn a_request_dropped_unresolved_frees_the_slot() {
