@@ -37,8 +37,21 @@ struct Dnsmasq {
 }
 
 impl Dnsmasq {
+    /// Starts one on a free port. The port is free when picked, not reserved: another test
+    /// (or process) may bind it first, and dnsmasq then exits at once; a few fresh ports are
+    /// tried before giving up.
     fn start() -> Dnsmasq {
-        let port = free_port();
+        let mut last = None;
+        for _ in 0..5 {
+            match Self::start_on(free_port()) {
+                Ok(server) => return server,
+                Err(status) => last = Some(status),
+            }
+        }
+        panic!("dnsmasq exited at start on five ports: {last:?}");
+    }
+
+    fn start_on(port: u16) -> Result<Dnsmasq, std::process::ExitStatus> {
         let big = big_txt().join(",");
         let child = Command::new("dnsmasq")
             .args(["--no-daemon", "--bind-interfaces", "--listen-address=127.0.0.1"])
@@ -57,20 +70,21 @@ impl Dnsmasq {
             .spawn()
             .expect("dnsmasq must be installed (apt-get install -y dnsmasq)");
         let mut server = Dnsmasq { child, addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)) };
-        server.wait_until_answering();
-        server
+        server.wait_until_answering()?;
+        Ok(server)
     }
 
-    /// Asks until dnsmasq answers, failing if it exits or takes longer than the backstop.
-    fn wait_until_answering(&mut self) {
+    /// Asks until dnsmasq answers; its exit status if it exits first; fails if it takes longer
+    /// than the backstop.
+    fn wait_until_answering(&mut self) -> Result<(), std::process::ExitStatus> {
         let probe = asking_once(self.addr, Duration::from_millis(50)).build().unwrap();
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("dnsmasq exited at start: {status}");
+                return Err(status);
             }
             if probe.lookup_host("a.test").is_ok() {
-                return;
+                return Ok(());
             }
             assert!(started.elapsed() < STARTUP_BACKSTOP, "dnsmasq did not start answering");
         }
