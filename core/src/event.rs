@@ -1,6 +1,5 @@
 //! `Event`: a flag that greenlets wait on until another sets it (gevent's `gevent.event.Event`).
 
-use alloc::rc::Rc;
 use core::cell::{Cell, RefCell};
 use core::fmt;
 use core::time::Duration;
@@ -166,13 +165,11 @@ impl Event {
 /// How many waiters [`Event::set`] pops ahead of the one it wakes.
 const WAKE_AHEAD: usize = 8;
 
-/// Prefetches the lines of a greenlet that waking it writes: its reference counts and the
-/// start of its header.
+/// Prefetches the line of a greenlet that waking it writes: its count and the start of its
+/// header.
 #[inline(always)]
 fn prefetch_header(t: &TaskRef) {
-    let node = Rc::as_ptr(t).cast::<u8>() as usize;
-    prefetch(node.wrapping_sub(2 * size_of::<usize>()));
-    prefetch(node);
+    prefetch(t.as_ptr().as_ptr() as usize);
 }
 
 /// The outcome of an [`AsyncResult`] that failed, or why waiting for it stopped.

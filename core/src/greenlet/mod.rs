@@ -1,17 +1,17 @@
 //! Greenlets: spawning them, and the handles that join, kill and link them.
 
 mod join;
+mod node;
 pub(crate) mod task;
 mod value;
 
 use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::format;
-use alloc::rc::Rc;
-use core::any::Any;
 use core::cell::{Cell, Ref, RefCell};
 use core::fmt;
 use core::panic::Location;
+use core::ptr::NonNull;
 use core::time::Duration;
 
 use corosensei::Coroutine;
@@ -23,7 +23,7 @@ use crate::error::{FailureKind, GreenletError, Interrupted};
 use crate::hub::hub;
 use crate::hub::switch::GreenletCoroutine;
 use crate::stack::PooledStack;
-use task::{Body, Node, Outcome, Task, TaskRef};
+use task::{Body, Outcome, Task, TaskRef};
 
 /// The body of a greenlet spawned with `F` returning `T`: the closure until it starts, then
 /// the value it returned.
@@ -44,7 +44,7 @@ enum Slot<T, F> {
 }
 
 /// Access to a greenlet's result, whatever its closure's type.
-trait ValueSlot<T>: Body {
+trait ValueSlot<T> {
     /// Moves the value out (`None` if there is none or it was taken).
     fn take_value(&self) -> Option<T>;
     /// Borrows the value.
@@ -60,8 +60,7 @@ impl<T: 'static, F: FnOnce() -> T + 'static> Body for Typed<T, F> {
         };
         Coroutine::with_stack(stack, move |yielder, ()| {
             me.task.context.set_yielder(yielder);
-            let typed: &dyn Any = &me.body;
-            let typed = typed.downcast_ref::<Self>().expect("the body has this type");
+            let typed = me.body::<Self>().expect("the body has this type");
             let mut failure = match crate::panic::catch(body) {
                 Ok(value) => match me.task.kill_delivered.get().then(|| me.task.kill_error()) {
                     // Killed with a reason: a failure whatever the body made of it.
@@ -207,9 +206,10 @@ impl Builder {
         let id = hub.next_greenlet_id();
         let stack_size = self.stack_size.unwrap_or_else(|| hub.default_stack_size());
         let body = Typed { slot: RefCell::new(Slot::Body(f)), handles: Cell::new(1) };
-        let inner = Node::new_rc(hub.take_recycled(), id, self.name, location, stack_size, body);
+        let task = || Task::new(id, self.name, location, stack_size, false);
+        let (inner, slot) = TaskRef::new_node(hub.take_recycled(), task, body);
         hub.schedule_new(inner.clone(), start_at);
-        Greenlet { raw: Unflattened { inner } }
+        Greenlet { raw: Unflattened { inner, slot } }
     }
 }
 
@@ -449,7 +449,19 @@ pub struct Greenlet<T: 'static> {
 /// its type. Reached through `Deref`: a `Greenlet<T>` has these methods unless its body returns
 /// a `Result`, which gets flattening ones of the same names. Never held on its own.
 pub struct Unflattened<T: 'static> {
-    inner: Rc<Node<dyn ValueSlot<T>>>,
+    inner: TaskRef,
+    /// The body of `inner`'s node, which `inner` keeps alive.
+    slot: NonNull<dyn ValueSlot<T>>,
+}
+
+impl<T: 'static> Unflattened<T> {
+    /// The greenlet's body, as the holder of its value.
+    #[allow(unsafe_code)] // see the SAFETY comment
+    fn slot(&self) -> &dyn ValueSlot<T> {
+        // SAFETY: `slot` points at the body of the node `inner` holds a count of, so it lives
+        // while `self` is borrowed; a body is only ever borrowed shared.
+        unsafe { self.slot.as_ref() }
+    }
 }
 
 impl<T: 'static> core::ops::Deref for Greenlet<T> {
@@ -462,18 +474,18 @@ impl<T: 'static> core::ops::Deref for Greenlet<T> {
 
 impl<T: 'static> Clone for Greenlet<T> {
     fn clone(&self) -> Self {
-        let handles = self.raw.inner.body.handles();
+        let handles = self.raw.slot().handles();
         handles.set(handles.get() + 1);
-        Greenlet { raw: Unflattened { inner: self.raw.inner.clone() } }
+        Greenlet { raw: Unflattened { inner: self.raw.inner.clone(), slot: self.raw.slot } }
     }
 }
 
 impl<T: 'static> Drop for Unflattened<T> {
     fn drop(&mut self) {
-        let handles = self.inner.body.handles();
+        let handles = self.slot().handles();
         handles.set(handles.get() - 1);
         if handles.get() == 0 && self.inner.task().is_finished() {
-            drop(self.inner.body.take_value()); // in the caller's context, as any drop
+            drop(self.slot().take_value()); // in the caller's context, as any drop
         }
     }
 }

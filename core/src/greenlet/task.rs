@@ -6,9 +6,8 @@ use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::any::{Any, TypeId};
+use core::any::Any;
 use core::cell::{Cell, RefCell};
-use core::mem::MaybeUninit;
 use core::panic::Location;
 
 use crate::error::{FailureKind, GreenletError, Interrupted, TimeoutId};
@@ -19,79 +18,7 @@ use crate::time::Instant;
 use crate::timer::TimerKey;
 use crate::wait_list::{WaitList, WaiterKey};
 
-/// A shared, type-erased reference to a greenlet, as the hub holds it.
-pub(crate) type TaskRef = Rc<Node<dyn Body>>;
-
-/// A greenlet: the header the hub works with, then the typed body.
-///
-/// The header comes first and has a fixed type, so reaching it from a `TaskRef` is a field
-/// access rather than a virtual call (which mattered: two greenlets with different body types
-/// alternating made the indirect call mispredict on every switch).
-pub(crate) struct Node<B: ?Sized> {
-    pub(crate) task: Task,
-    pub(crate) body: B,
-}
-
-impl<B: Body> Node<B> {
-    /// A new greenlet's node, built in its allocation: made on the stack and moved in, the
-    /// ~200-byte header was a `memcpy` that was a tenth of a spawn on a Cortex-M3. The
-    /// allocation is `recycled`'s (the hub's last finished greenlet) when that one is of the
-    /// same type and nothing else refers to it: the allocator's `alloc` and `dealloc` were
-    /// another ~180 instructions of it.
-    #[inline(always)]
-    #[allow(unsafe_code)] // see the SAFETY comment
-    pub(crate) fn new_rc(
-        recycled: Option<TaskRef>,
-        id: u64,
-        name: Option<Cow<'static, str>>,
-        spawned_at: &'static Location<'static>,
-        stack_size: usize,
-        body: B,
-    ) -> Rc<Self> {
-        let mut node = recycled.and_then(Self::emptied).unwrap_or_else(Rc::new_uninit);
-        let p = Rc::get_mut(&mut node).expect("a new or emptied Rc is unique").as_mut_ptr();
-        // SAFETY: `p` points to the uninitialized node of a unique `Rc`, valid for writes;
-        // both fields are written (in place, not through a `Node` value on the stack), so the
-        // node is initialized when `assume_init` says it is. A panic in between (`Task::new`
-        // allocating) drops the `Rc` as uninitialized, which frees it without dropping fields.
-        unsafe {
-            core::ptr::addr_of_mut!((*p).task)
-                .write(Task::new(id, name, spawned_at, stack_size, false));
-            core::ptr::addr_of_mut!((*p).body).write(body);
-            node.assume_init()
-        }
-    }
-
-    /// `old`'s allocation with its node dropped, if `old` is a node of this type that nothing
-    /// else refers to; `None` (and `old` dropped) otherwise.
-    #[inline(always)]
-    #[allow(unsafe_code)] // see the SAFETY comments
-    fn emptied(mut old: TaskRef) -> Option<Rc<MaybeUninit<Self>>> {
-        let body: &dyn Any = &old.body;
-        if body.type_id() != TypeId::of::<B>() || Rc::get_mut(&mut old).is_none() {
-            return None;
-        }
-        let raw = Rc::into_raw(old).cast::<MaybeUninit<Self>>();
-        // SAFETY: the body's type is `B`, so the allocation was made for an `Rc<Node<B>>`
-        // (every node is: `new_rc` is the only maker of greenlet nodes), which has the size
-        // and alignment of `MaybeUninit<Node<B>>`; the count `old` owned moves into `empty`.
-        let mut empty = unsafe { Rc::from_raw(raw) };
-        let p = Rc::get_mut(&mut empty).expect("checked unique above").as_mut_ptr();
-        // SAFETY: `p` is the initialized, uniquely owned node, dropped once here; `empty`
-        // treats it as uninitialized from now on (and frees it without dropping it again if a
-        // field's drop panics).
-        unsafe { core::ptr::drop_in_place(p) };
-        Some(empty)
-    }
-}
-
-impl<B: ?Sized> Node<B> {
-    /// The header.
-    #[inline]
-    pub(crate) fn task(&self) -> &Task {
-        &self.task
-    }
-}
+pub(crate) use super::node::{Header, TaskRef};
 
 /// What the hub needs of a greenlet's body, whatever its result type.
 pub(crate) trait Body: Any {
@@ -203,7 +130,7 @@ struct Extras {
 /// A greenlet's header: identity, scheduling state, and who waits for it.
 ///
 /// `repr(C)` keeps the fields in this order: the ones touched when a parked greenlet is woken,
-/// runs to its end and is joined come first, near the `Rc` counts, so that waking 100,000 parked
+/// runs to its end and is joined come first, near the node's count, so that waking 100,000 parked
 /// greenlets costs few cache misses each. Rarely used parts live in a box allocated on demand,
 /// which keeps the header small: spawning 100,000 greenlets mostly costs page faults for fresh
 /// heap memory, so every byte here shows up in the spawn benchmark.
@@ -563,76 +490,4 @@ impl Body for MainBody {
     }
 
     fn discard(&self) {}
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A body that records its drop, to check that the node built in place owns it.
-    struct Probe(Rc<Cell<bool>>);
-
-    impl Body for Probe {
-        fn start(&self, _: TaskRef, _: PooledStack) -> GreenletCoroutine {
-            unreachable!("never started")
-        }
-        fn discard(&self) {}
-    }
-
-    impl Drop for Probe {
-        fn drop(&mut self) {
-            self.0.set(true);
-        }
-    }
-
-    #[test]
-    fn a_node_built_in_place_holds_its_header_and_body() {
-        let dropped = Rc::new(Cell::new(false));
-        let node = Node::new_rc(
-            None,
-            7,
-            Some(Cow::Borrowed("probe")),
-            Location::caller(),
-            4096,
-            Probe(dropped.clone()),
-        );
-        let t: TaskRef = node;
-        assert_eq!((t.task().id, t.task().stack_size, t.task().is_main), (7, 4096, false));
-        assert_eq!(t.task().name(), "probe");
-        assert_eq!(t.task().state.get(), State::Created);
-        drop(t);
-        assert!(dropped.get());
-    }
-
-    fn probe_node(id: u64, dropped: &Rc<Cell<bool>>) -> TaskRef {
-        Node::new_rc(None, id, None, Location::caller(), 0, Probe(dropped.clone()))
-    }
-
-    #[test]
-    fn a_spawn_reuses_the_allocation_of_a_finished_greenlet_of_its_type_nobody_holds() {
-        let (first, second) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(false)));
-        let old = probe_node(1, &first);
-        let address = Rc::as_ptr(&old).cast::<u8>();
-        let new: TaskRef =
-            Node::new_rc(Some(old), 2, None, Location::caller(), 0, Probe(second.clone()));
-        assert!(first.get(), "the old node was dropped");
-        assert_eq!(Rc::as_ptr(&new).cast::<u8>(), address, "in the same allocation");
-        assert_eq!(new.task().id, 2);
-        drop(new);
-        assert!(second.get());
-    }
-
-    #[test]
-    fn a_finished_greenlet_still_referred_to_or_of_another_type_is_not_reused() {
-        let dropped = Rc::new(Cell::new(false));
-        let old = probe_node(1, &dropped);
-        let held = old.clone();
-        let new: TaskRef =
-            Node::new_rc(Some(old), 2, None, Location::caller(), 0, Probe(dropped.clone()));
-        assert!(!dropped.get() && !Rc::ptr_eq(&held, &new));
-        assert_eq!((held.task().id, Rc::strong_count(&held)), (1, 1));
-        let other: TaskRef = Node::new_rc(Some(held), 3, None, Location::caller(), 0, MainBody);
-        assert!(dropped.get(), "a node of another type is freed, not reused");
-        assert_eq!(other.task().id, 3);
-    }
 }

@@ -10,21 +10,20 @@ use core::time::Duration;
 use super::{Greenlet, Unflattened, ValueSlot, join_task};
 use crate::error::{Error, FailureKind, Interrupted};
 use crate::greenlet::task::Outcome;
-use crate::greenlet::task::TaskRef;
 use crate::hub::hub;
 
 impl<T: 'static> Unflattened<T> {
     /// Waits for the end (at most `timeout`); `Ok(false)` if it did not come.
     fn wait_done(&self, timeout: Option<Duration>) -> Result<bool, Interrupted> {
         let deadline = timeout.map(|d| hub().now() + d);
-        join_task(&(self.inner.clone() as TaskRef), deadline)
+        join_task(&self.inner, deadline)
     }
 
     /// The value of a finished greenlet, through `f` (clone or move), or why there is none.
     fn finished_value(&self, f: impl FnOnce(&dyn ValueSlot<T>) -> Option<T>) -> Result<T, Error> {
         let task = self.inner.task();
         match task.outcome() {
-            Outcome::Value => f(&self.inner.body).ok_or(Error::Taken),
+            Outcome::Value => f(self.slot()).ok_or(Error::Taken),
             Outcome::Killed => Err(Error::Killed(task.error_of_kind(FailureKind::Killed))),
             Outcome::Failed => Err(Error::Failed(task.error().expect("a failed greenlet"))),
             Outcome::Pending => Err(Error::NotReady),

@@ -132,12 +132,9 @@ impl Drop for LiveList {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::greenlet::task::{MainBody, Node};
-    use alloc::rc::Rc;
-    use core::panic::Location;
 
     fn task(id: u64) -> TaskRef {
-        Node::new_rc(None, id, None, Location::caller(), 0, MainBody)
+        TaskRef::for_test(id)
     }
 
     fn ids(list: &LiveList) -> Vec<u64> {
@@ -154,7 +151,7 @@ mod tests {
         assert_eq!((ids(&list), list.len()), ([0, 1, 2, 3, 4, 5].into(), 6));
         for i in [0, 5, 3] {
             let got = list.remove(ts[i].task()).expect("alive");
-            assert!(Rc::ptr_eq(&got, &ts[i]));
+            assert!(TaskRef::ptr_eq(&got, &ts[i]));
         }
         assert!(list.remove(ts[3].task()).is_none(), "removing twice misses");
         list.insert(ts[3].clone());
@@ -166,7 +163,7 @@ mod tests {
         list.insert(ts[0].clone());
         assert_eq!(ids(&list), [0]);
         drop(list.remove(ts[0].task()));
-        assert!(ts.iter().all(|t| Rc::strong_count(t) == 1));
+        assert!(ts.iter().all(|t| t.count() == 1));
     }
 
     #[test]
@@ -177,6 +174,6 @@ mod tests {
             list.insert(t.clone());
         }
         drop(list);
-        assert!(ts.iter().all(|t| Rc::strong_count(t) == 1 && !t.task().live.is_linked()));
+        assert!(ts.iter().all(|t| t.count() == 1 && !t.task().live.is_linked()));
     }
 }

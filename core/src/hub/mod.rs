@@ -28,7 +28,6 @@ mod run_queue;
 mod snapshot;
 pub(crate) mod switch;
 
-use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::time::Duration;
@@ -48,7 +47,7 @@ pub fn with_poller<R>(f: impl FnOnce(&mut dyn Poller) -> R) -> R {
 }
 
 use crate::error::{FailureKind, Interrupted, TimeoutId};
-use crate::greenlet::task::{MainBody, Node, State, Task, TaskRef, WaitKind};
+use crate::greenlet::task::{MainBody, State, Task, TaskRef, WaitKind};
 use crate::platform::{Clock, Platform, Poller, Readiness, Token};
 use crate::remote::{HubHandle, Remote, SleepCheck};
 use crate::shared::Shared;
@@ -146,17 +145,15 @@ pub(crate) struct Hub {
     /// What the blocking detector reads, once one is attached.
     heartbeat: core::cell::OnceCell<Shared<heartbeat::Heartbeat>>,
     /// The greenlet that finished last, whose allocation the next spawn reuses if it is of the
-    /// same type and nothing else refers to it any more (see `Node::new_rc`). It keeps that
+    /// same layout and nothing else refers to it any more (see `TaskRef::new_node`). It keeps that
     /// one finished greenlet's memory until the next spawn or finish.
     recycled: Cell<Option<TaskRef>>,
 }
 
 impl Hub {
     pub(crate) fn new(platform: Platform) -> Self {
-        let main: TaskRef = Rc::new(Node {
-            task: Task::new(0, None, core::panic::Location::caller(), 0, true),
-            body: MainBody,
-        });
+        let location = core::panic::Location::caller();
+        let main = TaskRef::new_node(None, || Task::new(0, None, location, 0, true), MainBody).0;
         main.task().state.set(State::Running);
         main.task().ran.set(true);
         let remote = crate::shared::share(Remote::new(platform.poller.remote_waker()));
@@ -314,7 +311,7 @@ impl Hub {
     }
 
     /// The greenlet running now as a run queue entry, for a waiter's line to hand to
-    /// [`Hub::notify_queued`] (no `Rc` header offset computed on the way).
+    /// [`Hub::notify_queued`] (no count touched on the way).
     #[inline]
     pub(crate) fn current_queued(&self) -> QueuedTask {
         self.current.queued()
@@ -632,7 +629,7 @@ impl Hub {
             if let Some(timer) = task.take_start_timer() {
                 self.cancel_timer(timer);
             }
-            t.body.discard();
+            t.discard();
             let failure = match task.kill_error() {
                 Interrupted::KilledWith(reason) => FailureKind::KilledWith(reason),
                 _ => FailureKind::Killed,
@@ -772,8 +769,7 @@ impl Hub {
         match stack {
             Ok(stack) => {
                 let region = stack.region();
-                let t = t.to_task_ref();
-                let coroutine = t.body.start(t.clone(), stack);
+                let coroutine = t.to_task_ref().start(stack);
                 task.context.install(coroutine, region);
                 task.ran.set(true);
                 true
@@ -782,7 +778,7 @@ impl Hub {
                 #[cfg(feature = "std")]
                 crate::stack::report_no_stack(|| task.describe(), &e);
                 let t = t.to_task_ref();
-                t.body.discard();
+                t.discard();
                 self.finish(&t, Some(FailureKind::NoStack(e)));
                 false
             }

@@ -2,39 +2,36 @@
 //!
 //! The switch path pushes and pops once per switch, so both are a few inlined instructions:
 //! the capacity is a power of two (an index is a mask away), it only grows (out of line, when
-//! full), and an entry is a pointer to the greenlet's node rather than an `Rc`, so that moving
-//! one in and out touches no reference count and computes no `Rc` header offset (which a
-//! `dyn Body` node makes a load from its vtable).
+//! full), and an entry is the greenlet's counted pointer taken apart, so that moving one in and
+//! out touches no reference count.
 #![allow(unsafe_code)] // see the SAFETY comments
 
 use alloc::alloc::{alloc, dealloc, handle_alloc_error};
-use alloc::rc::Rc;
 use core::alloc::Layout;
 use core::cell::Cell;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
-use crate::greenlet::task::{Body, Node, Task, TaskRef};
+use crate::greenlet::task::{Header, Task, TaskRef};
 
 /// A greenlet in the run queue, or on its way in or out: a pointer to its node that owns one
-/// strong count of the `Rc` holding it (made by [`Rc::into_raw`], given back when dropped).
-pub(crate) struct QueuedTask(NonNull<Node<dyn Body>>);
+/// count of it (made by [`TaskRef::into_raw`], given back when dropped).
+pub(crate) struct QueuedTask(NonNull<Header>);
 
 impl QueuedTask {
     /// Moves `t`'s count into the entry.
     #[inline(always)]
     pub(crate) fn new(t: TaskRef) -> Self {
-        // SAFETY: `Rc::into_raw` never returns null.
-        QueuedTask(unsafe { NonNull::new_unchecked(Rc::into_raw(t).cast_mut()) })
+        QueuedTask(t.into_raw())
     }
 
     /// The greenlet's node.
     #[inline(always)]
-    pub(crate) fn node(&self) -> NonNull<Node<dyn Body>> {
+    pub(crate) fn node(&self) -> NonNull<Header> {
         self.0
     }
 
-    /// The greenlet's header, reached without the `Rc`'s header offset.
+    /// The greenlet's header.
     #[inline(always)]
     pub(crate) fn task(&self) -> &Task {
         // SAFETY: the entry owns a strong count, so the node is alive while `self` is borrowed.
@@ -44,29 +41,26 @@ impl QueuedTask {
     /// The entry's count as a `TaskRef`.
     #[inline(always)]
     pub(crate) fn into_task_ref(self) -> TaskRef {
-        let node = self.0.as_ptr();
+        let node = self.0;
         core::mem::forget(self);
-        // SAFETY: the pointer came from `Rc::into_raw`, and the entry's count, which it owned
-        // and does not give back (forgotten above), moves into the `Rc`.
-        unsafe { Rc::from_raw(node) }
+        // SAFETY: the pointer came from `TaskRef::into_raw`, and the entry's count, which it
+        // owned and does not give back (forgotten above), moves into the `TaskRef`.
+        unsafe { TaskRef::from_raw(node) }
     }
 
     /// One more counted reference to the greenlet (its count goes up by one).
     pub(crate) fn to_task_ref(&self) -> TaskRef {
-        // SAFETY: the pointer came from `Rc::into_raw` and the entry's count keeps it alive.
-        unsafe {
-            Rc::increment_strong_count(self.0.as_ptr());
-            Rc::from_raw(self.0.as_ptr())
-        }
+        // SAFETY: the entry's count keeps the node alive.
+        unsafe { TaskRef::clone_raw(self.0) }
     }
 }
 
 impl Drop for QueuedTask {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: the entry owns one strong count of the `Rc` its pointer came from, and gives
-        // it back exactly once, here.
-        drop(unsafe { Rc::from_raw(self.0.as_ptr()) });
+        // SAFETY: the entry owns one count of the node its pointer came from, and gives it
+        // back exactly once, here.
+        drop(unsafe { TaskRef::from_raw(self.0) });
     }
 }
 
@@ -197,13 +191,9 @@ impl Drop for RunQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::greenlet::task::MainBody;
 
     fn task(id: u64) -> TaskRef {
-        Rc::new(Node {
-            task: Task::new(id, None, core::panic::Location::caller(), 0, false),
-            body: MainBody,
-        })
+        TaskRef::for_test(id)
     }
 
     #[test]
@@ -224,7 +214,7 @@ mod tests {
             next_out += 1;
         }
         assert_eq!(next_out, 100);
-        assert!(tasks.iter().all(|t| Rc::strong_count(t) == 1));
+        assert!(tasks.iter().all(|t| t.count() == 1));
     }
 
     #[test]
@@ -234,8 +224,8 @@ mod tests {
         for _ in 0..40 {
             q.push(QueuedTask::new(t.clone()));
         }
-        assert_eq!(Rc::strong_count(&t), 41);
+        assert_eq!(t.count(), 41);
         drop(q);
-        assert_eq!(Rc::strong_count(&t), 1);
+        assert_eq!(t.count(), 1);
     }
 }

@@ -20,9 +20,8 @@ use core::ptr::NonNull;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use super::run_queue::QueuedTask;
-use crate::greenlet::task::{Body, Node, Task, TaskRef};
+use crate::greenlet::task::{Header, Task, TaskRef};
 use crate::stack::{PooledStack, StackRegion};
-use alloc::rc::Rc;
 
 /// The greenlet the hub runs now, held as a borrowed pointer so that reaching it on the switch
 /// path costs no reference counting.
@@ -38,7 +37,7 @@ use alloc::rc::Rc;
 /// [`queued`]: CurrentSlot::queued
 /// [`lend_back`]: CurrentSlot::lend_back
 pub(crate) struct CurrentSlot {
-    ptr: Cell<NonNull<Node<dyn Body>>>,
+    ptr: Cell<NonNull<Header>>,
     /// The run queue's count of the running greenlet, which the hub loop popped and lends to
     /// it: the greenlet's first [`get`](CurrentSlot::get) or yield moves it where it goes (a
     /// waiter list, the run queue) instead of making a new count while the loop drops the old
@@ -49,9 +48,7 @@ pub(crate) struct CurrentSlot {
 impl CurrentSlot {
     /// A slot naming `main`, which must outlive the slot.
     pub(crate) fn new(main: &TaskRef) -> Self {
-        // SAFETY: `Rc::as_ptr` never returns null.
-        let ptr = unsafe { NonNull::new_unchecked(Rc::as_ptr(main).cast_mut()) };
-        CurrentSlot { ptr: Cell::new(ptr), lent: Cell::new(None) }
+        CurrentSlot { ptr: Cell::new(main.as_ptr()), lent: Cell::new(None) }
     }
 
     /// The running greenlet's header. Use it only while that greenlet runs (it may end after).
@@ -68,13 +65,8 @@ impl CurrentSlot {
         if let Some(t) = self.lent.take() {
             return t.into_task_ref();
         }
-        let ptr = self.ptr.get().as_ptr();
-        // SAFETY: the pointee is alive and owned by an `Rc` (the slot's invariant), so adding a
-        // strong count and wrapping the pointer makes one more owner of that `Rc`.
-        unsafe {
-            Rc::increment_strong_count(ptr);
-            Rc::from_raw(ptr)
-        }
+        // SAFETY: the pointee is a live node (the slot's invariant).
+        unsafe { TaskRef::clone_raw(self.ptr.get()) }
     }
 
     /// The running greenlet as a run queue entry: the count the loop lent it if it still has
@@ -107,7 +99,7 @@ impl CurrentSlot {
             }
             None => {
                 let t = QueuedTask::new(me);
-                if ptr::addr_eq(t.node().as_ptr(), self.ptr.get().as_ptr()) {
+                if t.node() == self.ptr.get() {
                     self.lent.set(Some(t));
                 } // else not the current greenlet's: `t` is just dropped
             }
@@ -124,7 +116,7 @@ impl CurrentSlot {
         /// main greenlet a count of another.
         struct Restore<'a> {
             slot: &'a CurrentSlot,
-            previous: NonNull<Node<dyn Body>>,
+            previous: NonNull<Header>,
         }
         impl Drop for Restore<'_> {
             #[inline(always)]
@@ -295,14 +287,13 @@ pub(crate) fn prefetch(addr: usize) {
 #[cfg(target_arch = "x86_64")]
 const CACHE_LINE: usize = 64;
 
-/// Prefetches a greenlet's whole allocation: its reference counts, header and body.
+/// Prefetches a greenlet's whole node: its header and body.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub(crate) fn prefetch_node(t: &Node<dyn Body>) {
-    let node = ptr::from_ref(t).cast::<u8>() as usize;
-    // The counts come first in the allocation, two words before the node.
-    let start = node.wrapping_sub(2 * size_of::<usize>()) & !(CACHE_LINE - 1);
-    let end = node + size_of_val::<Node<dyn Body>>(t);
+pub(crate) fn prefetch_node(t: &Header) {
+    let node = ptr::from_ref(t) as usize;
+    let start = node & !(CACHE_LINE - 1);
+    let end = node + t.node_size();
     let mut line = start;
     while line < end {
         prefetch(line);

@@ -184,15 +184,13 @@ impl Drop for Line {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::greenlet::task::{MainBody, Node, TaskRef};
+    use crate::greenlet::task::TaskRef;
     use alloc::boxed::Box;
-    use alloc::rc::Rc;
     use alloc::vec::Vec;
-    use core::panic::Location;
     use core::pin::pin;
 
     fn task(id: u64) -> TaskRef {
-        Node::new_rc(None, id, None, Location::caller(), 0, MainBody)
+        TaskRef::for_test(id)
     }
 
     fn ids(line: &mut Line) -> Vec<u64> {
@@ -216,14 +214,14 @@ mod tests {
         assert!((0..6).all(|i| line.contains(&place(i))));
         for i in [0, 5, 3] {
             let got = line.remove(&place(i)).expect("in the line");
-            assert!(Rc::ptr_eq(&got.into_task_ref(), &ts[i]) && !place(i).is_linked());
+            assert!(TaskRef::ptr_eq(&got.into_task_ref(), &ts[i]) && !place(i).is_linked());
         }
         assert!(line.remove(&place(3)).is_none(), "removing twice misses");
         // SAFETY: as above.
         unsafe { line.push_back(place(3), QueuedTask::new(ts[3].clone())) };
         assert_eq!(ids(&mut line), [1, 2, 4, 3]);
         assert!(line.is_empty() && (0..6).all(|i| !place(i).is_linked()));
-        assert!(ts.iter().all(|t| Rc::strong_count(t) == 1));
+        assert!(ts.iter().all(|t| t.count() == 1));
     }
 
     #[test]
@@ -256,6 +254,6 @@ mod tests {
             }
         }
         assert!(places.iter().all(|p| !p.is_linked()));
-        assert_eq!(Rc::strong_count(&t), 1);
+        assert_eq!(t.count(), 1);
     }
 }

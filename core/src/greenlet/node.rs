@@ -1,0 +1,456 @@
+//! A greenlet's node in memory and [`TaskRef`], the thin counted pointer the hub holds it by.
+//!
+//! A node is a [`Header`] (the count, the body type's [`NodeVtable`], the [`Task`]) followed by
+//! the typed body. A `TaskRef` is one word: the header's address. It replaced an
+//! `Rc<Node<dyn Body>>`, a two-word pointer whose header sat behind the `Rc`'s two counts at an
+//! offset that a `dyn` node makes a load from its vtable; here the count is the first word of
+//! the header, there is no weak count, and the body type's operations are one table per type.
+//!
+//! Invariants that make the unsafe code below sound:
+//! - A `TaskRef` owns one count of a live node; the node is dropped and its memory given back
+//!   exactly when the count drops to zero. Nodes are made only by [`TaskRef::new_node`], which
+//!   writes the count, the vtable of the body's type, the task and the body before handing out
+//!   the first `TaskRef`.
+//! - `vtable` names the table of the node's body type, so its functions and layout fit the node.
+//! - Greenlets are `!Send` (the count is a `Cell`), so a node is only touched by its thread.
+//! - The pointer keeps the provenance of the whole allocation: the body is reached from it by a
+//!   cast, never from a `&Header` (which covers the header only).
+#![allow(unsafe_code)] // see the SAFETY comments
+
+use alloc::alloc::{alloc, dealloc, handle_alloc_error};
+use core::alloc::Layout;
+use core::any::TypeId;
+use core::cell::Cell;
+use core::marker::PhantomData;
+use core::ops::Deref;
+use core::ptr::{NonNull, addr_of_mut};
+
+use super::task::{Body, Task};
+use crate::hub::switch::GreenletCoroutine;
+use crate::stack::PooledStack;
+
+/// The start of every greenlet node: what the hub needs without knowing the body's type.
+#[repr(C)]
+pub(crate) struct Header {
+    count: Cell<usize>,
+    vtable: &'static NodeVtable,
+    pub(crate) task: Task,
+}
+
+/// A whole node: the header, then the body at the offset `repr(C)` gives it.
+#[repr(C)]
+struct Node<B> {
+    header: Header,
+    body: B,
+}
+
+/// The operations and layout of nodes with one body type.
+pub(crate) struct NodeVtable {
+    /// The layout of the whole node, for giving its memory back and for recycling it.
+    layout: Layout,
+    type_id: fn() -> TypeId,
+    /// Drops the header's task and the body in place (the memory stays).
+    drop_node: unsafe fn(NonNull<Header>),
+    start: unsafe fn(NonNull<Header>, TaskRef, PooledStack) -> GreenletCoroutine,
+    discard: unsafe fn(NonNull<Header>),
+}
+
+/// The table of nodes with bodies of type `B`.
+struct VtableOf<B>(PhantomData<B>);
+
+impl<B: Body> VtableOf<B> {
+    const VTABLE: &'static NodeVtable = &NodeVtable {
+        layout: Layout::new::<Node<B>>(),
+        type_id: TypeId::of::<B>,
+        drop_node: Self::drop_node,
+        start: Self::start,
+        discard: Self::discard,
+    };
+
+    /// # Safety
+    /// `h` is a live `Node<B>` whose count reached zero, dropped once.
+    unsafe fn drop_node(h: NonNull<Header>) {
+        // SAFETY: the caller's contract; nothing refers to the node any more.
+        unsafe { core::ptr::drop_in_place(h.cast::<Node<B>>().as_ptr()) }
+    }
+
+    /// # Safety
+    /// `h` is a live `Node<B>`.
+    unsafe fn body<'a>(h: NonNull<Header>) -> &'a B {
+        // SAFETY: the caller's contract; the body is only ever borrowed shared (it is never
+        // moved or borrowed mutably while the node lives), and `h` has the node's provenance.
+        unsafe { &(*h.cast::<Node<B>>().as_ptr()).body }
+    }
+
+    /// # Safety
+    /// `h` is a live `Node<B>`, kept alive for the call (here by `me`).
+    unsafe fn start(h: NonNull<Header>, me: TaskRef, stack: PooledStack) -> GreenletCoroutine {
+        // SAFETY: the caller's contract; `me` holds a count for the whole call.
+        unsafe { Self::body(h) }.start(me, stack)
+    }
+
+    /// # Safety
+    /// `h` is a live `Node<B>`, kept alive for the call.
+    unsafe fn discard(h: NonNull<Header>) {
+        // SAFETY: the caller's contract.
+        unsafe { Self::body(h) }.discard()
+    }
+}
+
+/// A shared, counted, type-erased reference to a greenlet's node, one word wide.
+pub(crate) struct TaskRef(NonNull<Header>);
+
+impl TaskRef {
+    /// A new greenlet's node, built in place in its memory: made on the stack and moved in,
+    /// the ~200-byte header was a `memcpy` that was a tenth of a spawn on a Cortex-M3. The
+    /// memory is `recycled`'s (the hub's last finished greenlet) when that node has the same
+    /// layout and nothing else refers to it: the allocator's `alloc` and `dealloc` were another
+    /// ~180 instructions of it. Gives back the node and a pointer to its body, valid while a
+    /// count of the node lives.
+    #[inline(always)]
+    pub(crate) fn new_node<B: Body>(
+        recycled: Option<TaskRef>,
+        task: impl FnOnce() -> Task,
+        body: B,
+    ) -> (TaskRef, NonNull<B>) {
+        let layout = Layout::new::<Node<B>>();
+        let block = match recycled.and_then(|old| old.into_emptied(layout)) {
+            Some(block) => block,
+            None => allocate(layout),
+        };
+        /// Gives the memory back if building the node panics (`task` allocating a name).
+        struct FreeOnUnwind(NonNull<u8>, Layout);
+        impl Drop for FreeOnUnwind {
+            fn drop(&mut self) {
+                // SAFETY: the block came from `allocate` (or a recycled node's, which came
+                // from it) with this layout, and holds no node yet (nothing to drop).
+                unsafe { dealloc(self.0.as_ptr(), self.1) }
+            }
+        }
+        let guard = FreeOnUnwind(block, layout);
+        let p = block.cast::<Node<B>>().as_ptr();
+        // SAFETY: `block` is valid for writes of a `Node<B>` (allocated, or recycled, with
+        // its layout) and nothing else refers to it; every field is written, in place, before
+        // the `TaskRef` that owns the first count exists.
+        let body = unsafe {
+            addr_of_mut!((*p).header.task).write(task());
+            addr_of_mut!((*p).header.count).write(Cell::new(1));
+            addr_of_mut!((*p).header.vtable).write(VtableOf::<B>::VTABLE);
+            let at = addr_of_mut!((*p).body);
+            at.write(body);
+            NonNull::new_unchecked(at)
+        };
+        core::mem::forget(guard);
+        (TaskRef(block.cast()), body)
+    }
+
+    /// This node's memory with the node dropped, if it has `layout` and nothing else refers
+    /// to it; `None` (and `self` dropped) otherwise.
+    #[inline(always)]
+    fn into_emptied(self, layout: Layout) -> Option<NonNull<u8>> {
+        if self.count.get() != 1 || self.vtable.layout != layout {
+            return None;
+        }
+        let h = self.into_raw();
+        /// Gives the memory back if a field's drop panics.
+        struct FreeOnUnwind(NonNull<Header>, Layout);
+        impl Drop for FreeOnUnwind {
+            fn drop(&mut self) {
+                // SAFETY: the node's memory came from `allocate` with this layout; the node
+                // was dropped (its drop unwound), and nothing refers to it.
+                unsafe { dealloc(self.0.as_ptr().cast(), self.1) }
+            }
+        }
+        let guard = FreeOnUnwind(h, layout);
+        // SAFETY: the count this `TaskRef` owned was the only one, so nothing else refers to
+        // the node; it is dropped once, here, and its memory not used as a node again.
+        unsafe { (guard.0.as_ref().vtable.drop_node)(h) };
+        core::mem::forget(guard);
+        Some(h.cast())
+    }
+
+    /// The greenlet's header.
+    #[inline(always)]
+    pub(crate) fn task(&self) -> &Task {
+        &self.task
+    }
+
+    /// The body, if it has type `B`.
+    pub(crate) fn body<B: Body>(&self) -> Option<&B> {
+        if (self.vtable.type_id)() != TypeId::of::<B>() {
+            return None;
+        }
+        // SAFETY: the node's body has type `B` (its vtable's), and the node lives while `self`
+        // is borrowed.
+        Some(unsafe { VtableOf::<B>::body(self.0) })
+    }
+
+    /// Builds the coroutine that runs the body on `stack`, with this count as the greenlet's
+    /// own (see [`Body::start`]).
+    #[inline]
+    pub(crate) fn start(self, stack: PooledStack) -> GreenletCoroutine {
+        let (h, start) = (self.0, self.vtable.start);
+        // SAFETY: `start` is the vtable's of this node's body type; `self`, moved in, keeps the
+        // node alive for the call.
+        unsafe { start(h, self, stack) }
+    }
+
+    /// Drops the body without running it; see [`Body::discard`].
+    pub(crate) fn discard(&self) {
+        // SAFETY: the vtable's function for this node's body type; `self` keeps it alive.
+        unsafe { (self.vtable.discard)(self.0) }
+    }
+
+    /// A node of the main greenlet's body type with id `id`, for unit tests of what holds
+    /// greenlets.
+    #[cfg(test)]
+    pub(crate) fn for_test(id: u64) -> TaskRef {
+        let task = move || Task::new(id, None, core::panic::Location::caller(), 0, false);
+        TaskRef::new_node(None, task, super::task::MainBody).0
+    }
+
+    /// The number of counted references to the node.
+    #[cfg(test)]
+    pub(crate) fn count(&self) -> usize {
+        self.count.get()
+    }
+
+    /// Whether both name the same greenlet.
+    #[cfg(test)]
+    pub(crate) fn ptr_eq(a: &TaskRef, b: &TaskRef) -> bool {
+        a.0 == b.0
+    }
+
+    /// The node's address.
+    #[inline(always)]
+    pub(crate) fn as_ptr(&self) -> NonNull<Header> {
+        self.0
+    }
+
+    /// The node's address, owning the count `self` owned (see [`TaskRef::from_raw`]).
+    #[inline(always)]
+    pub(crate) fn into_raw(self) -> NonNull<Header> {
+        let h = self.0;
+        core::mem::forget(self);
+        h
+    }
+
+    /// The `TaskRef` owning the count that [`TaskRef::into_raw`] gave out.
+    ///
+    /// # Safety
+    /// `h` came from `into_raw`, and its count is given back this once.
+    #[inline(always)]
+    pub(crate) unsafe fn from_raw(h: NonNull<Header>) -> TaskRef {
+        TaskRef(h)
+    }
+
+    /// A new count of the node at `h`.
+    ///
+    /// # Safety
+    /// `h` is the address of a live node (one a count keeps alive for the call).
+    #[inline(always)]
+    pub(crate) unsafe fn clone_raw(h: NonNull<Header>) -> TaskRef {
+        // SAFETY: the caller's contract.
+        increment(unsafe { &h.as_ref().count });
+        TaskRef(h)
+    }
+
+    /// Drops the node and gives its memory back; the last count is gone.
+    #[cold]
+    #[inline(never)]
+    fn drop_node(&mut self) {
+        let layout = self.vtable.layout;
+        /// Gives the memory back even if a field's drop panics.
+        struct Free(NonNull<Header>, Layout);
+        impl Drop for Free {
+            fn drop(&mut self) {
+                // SAFETY: the node's memory came from `allocate` with its vtable's layout, and
+                // its node has been dropped (or its drop unwound): nothing refers to it.
+                unsafe { dealloc(self.0.as_ptr().cast(), self.1) }
+            }
+        }
+        let free = Free(self.0, layout);
+        // SAFETY: the count reached zero, so nothing refers to the node; it is dropped once.
+        unsafe { (self.vtable.drop_node)(self.0) };
+        drop(free);
+    }
+}
+
+/// Adds one to a node's count; aborts (as `Rc` does) rather than wrap it, which only leaked
+/// (`mem::forget`-ed) references can make happen.
+#[inline(always)]
+fn increment(count: &Cell<usize>) {
+    let n = count.get();
+    if n == usize::MAX {
+        count_overflow();
+    }
+    count.set(n + 1);
+}
+
+#[cold]
+#[inline(never)]
+fn count_overflow() -> ! {
+    #[cfg(feature = "std")]
+    std::process::abort();
+    // Without `std` there is no abort to call: a panic leaves the count as it is, which keeps
+    // the node alive for ever rather than free it under a reference.
+    #[cfg(not(feature = "std"))]
+    panic!("a greenlet's reference count overflowed");
+}
+
+/// Memory for a node, from the global allocator.
+fn allocate(layout: Layout) -> NonNull<u8> {
+    // SAFETY: a node's layout has a non-zero size (the header is not empty).
+    let p = unsafe { alloc(layout) };
+    NonNull::new(p).unwrap_or_else(|| handle_alloc_error(layout))
+}
+
+impl Header {
+    /// The size of the whole node, header and body.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn node_size(&self) -> usize {
+        self.vtable.layout.size()
+    }
+}
+
+impl Deref for TaskRef {
+    type Target = Header;
+
+    #[inline(always)]
+    fn deref(&self) -> &Header {
+        // SAFETY: the count `self` owns keeps the node alive while `self` is borrowed.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Clone for TaskRef {
+    #[inline(always)]
+    fn clone(&self) -> Self {
+        increment(&self.count);
+        TaskRef(self.0)
+    }
+}
+
+impl Drop for TaskRef {
+    #[inline(always)]
+    fn drop(&mut self) {
+        let n = self.count.get() - 1;
+        self.count.set(n);
+        if n == 0 {
+            self.drop_node();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::borrow::Cow;
+    use alloc::rc::Rc;
+    use core::panic::Location;
+
+    use super::*;
+    use crate::greenlet::task::MainBody;
+
+    /// A body that records its drop, to check that the node owns it.
+    struct Probe(Rc<Cell<bool>>);
+
+    impl Body for Probe {
+        fn start(&self, _: TaskRef, _: PooledStack) -> GreenletCoroutine {
+            unreachable!("never started")
+        }
+        fn discard(&self) {}
+    }
+
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+
+    fn task(id: u64) -> impl FnOnce() -> Task {
+        move || Task::new(id, None, Location::caller(), 0, false)
+    }
+
+    fn probe_node(recycled: Option<TaskRef>, id: u64, dropped: &Rc<Cell<bool>>) -> TaskRef {
+        TaskRef::new_node(recycled, task(id), Probe(dropped.clone())).0
+    }
+
+    #[test]
+    fn a_node_built_in_place_holds_its_header_and_body() {
+        let dropped = Rc::new(Cell::new(false));
+        let named = || Task::new(7, Some(Cow::Borrowed("probe")), Location::caller(), 4096, false);
+        let (t, body) = TaskRef::new_node(None, named, Probe(dropped.clone()));
+        assert_eq!((t.task().id, t.task().stack_size, t.task().is_main), (7, 4096, false));
+        assert_eq!(t.task().name(), "probe");
+        assert!(core::ptr::eq(t.body::<Probe>().unwrap(), body.as_ptr()));
+        assert!(t.body::<MainBody>().is_none(), "a body of another type is not handed out");
+        drop(t);
+        assert!(dropped.get());
+    }
+
+    #[test]
+    fn the_node_lives_until_its_last_count_is_dropped() {
+        let dropped = Rc::new(Cell::new(false));
+        let t = probe_node(None, 1, &dropped);
+        let (a, b) = (t.clone(), t.clone());
+        assert_eq!(t.count(), 3);
+        assert!(TaskRef::ptr_eq(&a, &b));
+        drop((t, a));
+        assert!(!dropped.get() && b.count() == 1);
+        // SAFETY: `b` keeps the node alive; the raw count is given back at once.
+        let c = unsafe { TaskRef::clone_raw(b.as_ptr()) };
+        // SAFETY: the count came from `into_raw`, given back once.
+        let d = unsafe { TaskRef::from_raw(c.into_raw()) };
+        assert_eq!(d.count(), 2);
+        drop((b, d));
+        assert!(dropped.get());
+    }
+
+    #[test]
+    fn a_spawn_reuses_the_memory_of_a_finished_greenlet_of_its_layout_nobody_holds() {
+        let (first, second) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(false)));
+        let old = probe_node(None, 1, &first);
+        let address = old.as_ptr();
+        let new = probe_node(Some(old), 2, &second);
+        assert!(first.get(), "the old node was dropped");
+        assert_eq!(new.as_ptr(), address, "in the same memory");
+        assert_eq!(new.task().id, 2);
+        drop(new);
+        assert!(second.get());
+    }
+
+    #[test]
+    fn a_finished_greenlet_still_referred_to_or_of_another_layout_is_not_reused() {
+        let dropped = Rc::new(Cell::new(false));
+        let old = probe_node(None, 1, &dropped);
+        let held = old.clone();
+        let new = probe_node(Some(old), 2, &dropped);
+        assert!(!dropped.get() && !TaskRef::ptr_eq(&held, &new));
+        assert_eq!((held.task().id, held.count()), (1, 1));
+        drop(new);
+        dropped.set(false);
+        let other = TaskRef::new_node(Some(held), task(3), MainBody).0;
+        assert!(dropped.get(), "a node of another layout is freed, not reused");
+        assert_eq!(other.task().id, 3);
+    }
+
+    #[test]
+    fn a_body_that_panics_when_dropped_still_gives_the_memory_back() {
+        struct Bomb;
+        impl Body for Bomb {
+            fn start(&self, _: TaskRef, _: PooledStack) -> GreenletCoroutine {
+                unreachable!("never started")
+            }
+            fn discard(&self) {}
+        }
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                panic!("boom");
+            }
+        }
+        let t = TaskRef::new_node(None, task(1), Bomb).0;
+        // Miri reports a leak if the memory is not given back.
+        let caught = crate::panic::catch(move || drop(t));
+        assert!(caught.is_err());
+    }
+}
