@@ -129,6 +129,10 @@ pub enum FailureKind {
     Panicked(String),
     /// No stack could be had to run it.
     NoStack(StackError),
+    /// Its header could not be had from the hub's
+    /// [`HeaderSource`](crate::headers::HeaderSource): it never ran (its closure was dropped
+    /// at the spawn).
+    NoHeader(crate::headers::HeaderError),
 }
 
 /// A greenlet that failed, with its name and spawn site.
@@ -152,6 +156,7 @@ impl fmt::Display for GreenletError {
             FailureKind::KilledWith(reason) => write!(f, "was killed: {reason}"),
             FailureKind::Panicked(msg) => write!(f, "panicked: {msg}"),
             FailureKind::NoStack(e) => write!(f, "could not start: no stack: {e}"),
+            FailureKind::NoHeader(e) => write!(f, "could not be spawned: no header: {e}"),
         }
     }
 }

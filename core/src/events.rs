@@ -147,7 +147,7 @@ impl Finish {
             None => Finish::Returned,
             Some(FailureKind::Panicked(_)) => Finish::Panicked,
             Some(FailureKind::Killed | FailureKind::KilledWith(_)) => Finish::Killed,
-            Some(FailureKind::NoStack(_)) => Finish::Failed,
+            Some(FailureKind::NoStack(_) | FailureKind::NoHeader(_)) => Finish::Failed,
         }
     }
 }

@@ -88,6 +88,7 @@ mod error;
 pub mod event;
 pub mod events;
 mod greenlet;
+pub mod headers;
 pub mod hub;
 pub mod local;
 pub mod lock;

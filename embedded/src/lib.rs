@@ -18,8 +18,9 @@
 //! # Memory
 //!
 //! Besides the stacks the firmware gives, the core allocates (with the firmware's global
-//! allocator): a header per greenlet (245 bytes per parked greenlet on a Cortex-M3, measured
-//! by the example firmware, including the allocator's overhead), the hub's run queue, timer
+//! allocator): a header per greenlet (201 bytes per parked greenlet on a Cortex-M3, measured
+//! by the bench firmware, including the allocator's overhead; or none, from a
+//! [`StaticHeaders`] buffer, which lists what still allocates), the hub's run queue, timer
 //! heap and tables (grown to the peak number of greenlets, timers and sockets, then reused),
 //! and a box for the rarer parts of a greenlet (a name, links, a second joiner,
 //! greenlet-locals) when it has any. smoltcp sockets get their buffers when they are made;
@@ -93,11 +94,13 @@ pub mod monitor;
 pub mod mpu;
 pub mod net;
 mod stacks;
+mod static_headers;
 
 pub use clock::{TickClock, TickSource};
 pub use gevent_core::*;
 pub use idle::{IdlePoller, WaitHook};
 pub use stacks::{StackMemory, StaticStacks};
+pub use static_headers::{HEADER_SLOT_ALIGN, StaticHeaders};
 
 use alloc::boxed::Box;
 

@@ -205,12 +205,35 @@ impl Builder {
         let hub = hub();
         let id = hub.next_greenlet_id();
         let stack_size = self.stack_size.unwrap_or_else(|| hub.default_stack_size());
+        let memory = match TaskRef::reserve(hub.header_source(), hub.take_recycled()) {
+            Ok(memory) => memory,
+            Err(e) => return spawn_failed(id, self.name, location, stack_size, e),
+        };
         let body = Typed { slot: RefCell::new(Slot::Body(f)), handles: Cell::new(1) };
         let task = || Task::new(id, self.name, location, stack_size, false);
-        let (inner, slot) = TaskRef::new_node(hub.take_recycled(), task, body);
+        let (inner, slot) = memory.build(task, body);
         hub.schedule_new(inner.clone(), start_at);
         Greenlet { raw: Unflattened { inner, slot } }
     }
+}
+
+/// A greenlet that could not be spawned for want of a header: finished at once with
+/// [`FailureKind::NoHeader`], its closure dropped by the caller. Its own node, which only
+/// carries that report, comes from the global allocator.
+#[cold]
+#[inline(never)]
+fn spawn_failed<T: 'static>(
+    id: u64,
+    name: Option<Cow<'static, str>>,
+    location: &'static Location<'static>,
+    stack_size: usize,
+    e: crate::headers::HeaderError,
+) -> Greenlet<T> {
+    let body = Typed::<T, fn() -> T> { slot: RefCell::new(Slot::Empty), handles: Cell::new(1) };
+    let task = || Task::new(id, name, location, stack_size, false);
+    let (inner, slot) = TaskRef::new_node(None, None, task, body).expect("the heap has no limit");
+    hub().fail_spawn(inner.clone(), FailureKind::NoHeader(e));
+    Greenlet { raw: Unflattened { inner, slot } }
 }
 
 /// Spawns a greenlet running `f`; see [`Builder::spawn`].

@@ -8,9 +8,9 @@
 //!
 //! Invariants that make the unsafe code below sound:
 //! - A `TaskRef` owns one count of a live node; the node is dropped and its memory given back
-//!   exactly when the count drops to zero. Nodes are made only by [`TaskRef::new_node`], which
-//!   writes the count, the vtable of the body's type, the task and the body before handing out
-//!   the first `TaskRef`.
+//!   (to `source`, with the vtable's layout) exactly when the count drops to zero. Nodes are
+//!   made only by [`TaskRef::new_node`], which writes the count, the vtable of the body's type,
+//!   the source, the task and the body before handing out the first `TaskRef`.
 //! - `vtable` names the table of the node's body type, so its functions and layout fit the node.
 //! - Greenlets are `!Send` (the count is a `Cell`), so a node is only touched by its thread.
 //! - The pointer keeps the provenance of the whole allocation: the body is reached from it by a
@@ -26,6 +26,7 @@ use core::ops::Deref;
 use core::ptr::{NonNull, addr_of_mut};
 
 use super::task::{Body, Task};
+use crate::headers::{HeaderError, HeaderSource};
 use crate::hub::switch::GreenletCoroutine;
 use crate::stack::PooledStack;
 
@@ -34,6 +35,8 @@ use crate::stack::PooledStack;
 pub(crate) struct Header {
     count: Cell<usize>,
     vtable: &'static NodeVtable,
+    /// Where the node's memory came from: `None` for the global allocator.
+    source: Option<&'static dyn HeaderSource>,
     pub(crate) task: Task,
 }
 
@@ -101,70 +104,56 @@ impl<B: Body> VtableOf<B> {
 pub(crate) struct TaskRef(NonNull<Header>);
 
 impl TaskRef {
-    /// A new greenlet's node, built in place in its memory: made on the stack and moved in,
-    /// the ~200-byte header was a `memcpy` that was a tenth of a spawn on a Cortex-M3. The
-    /// memory is `recycled`'s (the hub's last finished greenlet) when that node has the same
-    /// layout and nothing else refers to it: the allocator's `alloc` and `dealloc` were another
-    /// ~180 instructions of it. Gives back the node and a pointer to its body, valid while a
-    /// count of the node lives.
+    /// A new greenlet's node, built in place in memory from `source` (the global allocator's
+    /// if `None`): made on the stack and moved in, the ~200-byte header was a `memcpy` that was
+    /// a tenth of a spawn on a Cortex-M3. The memory is `recycled`'s (the hub's last finished
+    /// greenlet) when that node has the same layout and source and nothing else refers to it:
+    /// the allocator's `alloc` and `dealloc` were another ~180 instructions of it. Gives back
+    /// the node and a pointer to its body, valid while a count of the node lives; or, when the
+    /// source has no memory for it, why (and `body` dropped).
     #[inline(always)]
     pub(crate) fn new_node<B: Body>(
+        source: Option<&'static dyn HeaderSource>,
         recycled: Option<TaskRef>,
         task: impl FnOnce() -> Task,
         body: B,
-    ) -> (TaskRef, NonNull<B>) {
-        let layout = Layout::new::<Node<B>>();
-        let block = match recycled.and_then(|old| old.into_emptied(layout)) {
-            Some(block) => block,
-            None => allocate(layout),
-        };
-        /// Gives the memory back if building the node panics (`task` allocating a name).
-        struct FreeOnUnwind(NonNull<u8>, Layout);
-        impl Drop for FreeOnUnwind {
-            fn drop(&mut self) {
-                // SAFETY: the block came from `allocate` (or a recycled node's, which came
-                // from it) with this layout, and holds no node yet (nothing to drop).
-                unsafe { dealloc(self.0.as_ptr(), self.1) }
-            }
-        }
-        let guard = FreeOnUnwind(block, layout);
-        let p = block.cast::<Node<B>>().as_ptr();
-        // SAFETY: `block` is valid for writes of a `Node<B>` (allocated, or recycled, with
-        // its layout) and nothing else refers to it; every field is written, in place, before
-        // the `TaskRef` that owns the first count exists.
-        let body = unsafe {
-            addr_of_mut!((*p).header.task).write(task());
-            addr_of_mut!((*p).header.count).write(Cell::new(1));
-            addr_of_mut!((*p).header.vtable).write(VtableOf::<B>::VTABLE);
-            let at = addr_of_mut!((*p).body);
-            at.write(body);
-            NonNull::new_unchecked(at)
-        };
-        core::mem::forget(guard);
-        (TaskRef(block.cast()), body)
+    ) -> Result<(TaskRef, NonNull<B>), HeaderError> {
+        Ok(Self::reserve(source, recycled)?.build(task, body))
     }
 
-    /// This node's memory with the node dropped, if it has `layout` and nothing else refers
-    /// to it; `None` (and `self` dropped) otherwise.
+    /// The memory for a new node with a body of type `B`: [`new_node`](Self::new_node) in two
+    /// steps, for a caller that keeps the task and body if there is none.
     #[inline(always)]
-    fn into_emptied(self, layout: Layout) -> Option<NonNull<u8>> {
-        if self.count.get() != 1 || self.vtable.layout != layout {
+    pub(crate) fn reserve<B: Body>(
+        source: Option<&'static dyn HeaderSource>,
+        recycled: Option<TaskRef>,
+    ) -> Result<NodeMemory<B>, HeaderError> {
+        let layout = Layout::new::<Node<B>>();
+        let block = match recycled.and_then(|old| old.into_emptied(layout, source)) {
+            Some(block) => block,
+            None => allocate(source, layout)?,
+        };
+        Ok(NodeMemory { block: GiveBack { block, layout, source }, body: PhantomData })
+    }
+
+    /// This node's memory with the node dropped, if it has `layout`, comes from `source` and
+    /// nothing else refers to it; `None` (and `self` dropped) otherwise.
+    #[inline(always)]
+    fn into_emptied(
+        self,
+        layout: Layout,
+        source: Option<&'static dyn HeaderSource>,
+    ) -> Option<NonNull<u8>> {
+        if self.count.get() != 1 || self.vtable.layout != layout || !same(self.source, source) {
             return None;
         }
         let h = self.into_raw();
-        /// Gives the memory back if a field's drop panics.
-        struct FreeOnUnwind(NonNull<Header>, Layout);
-        impl Drop for FreeOnUnwind {
-            fn drop(&mut self) {
-                // SAFETY: the node's memory came from `allocate` with this layout; the node
-                // was dropped (its drop unwound), and nothing refers to it.
-                unsafe { dealloc(self.0.as_ptr().cast(), self.1) }
-            }
-        }
-        let guard = FreeOnUnwind(h, layout);
+        // Gives the memory back if a field's drop panics.
+        let guard = GiveBack { block: h.cast(), layout, source };
         // SAFETY: the count this `TaskRef` owned was the only one, so nothing else refers to
-        // the node; it is dropped once, here, and its memory not used as a node again.
-        unsafe { (guard.0.as_ref().vtable.drop_node)(h) };
+        // the node; it is dropped once, here, and its memory not used as a node again unless
+        // the drop returns (a panic gives it back through `guard`).
+        unsafe { (self_vtable(h).drop_node)(h) };
         core::mem::forget(guard);
         Some(h.cast())
     }
@@ -206,7 +195,7 @@ impl TaskRef {
     #[cfg(test)]
     pub(crate) fn for_test(id: u64) -> TaskRef {
         let task = move || Task::new(id, None, core::panic::Location::caller(), 0, false);
-        TaskRef::new_node(None, task, super::task::MainBody).0
+        TaskRef::new_node(None, None, task, super::task::MainBody).expect("on the heap").0
     }
 
     /// The number of counted references to the node.
@@ -259,20 +248,79 @@ impl TaskRef {
     #[cold]
     #[inline(never)]
     fn drop_node(&mut self) {
-        let layout = self.vtable.layout;
-        /// Gives the memory back even if a field's drop panics.
-        struct Free(NonNull<Header>, Layout);
-        impl Drop for Free {
-            fn drop(&mut self) {
-                // SAFETY: the node's memory came from `allocate` with its vtable's layout, and
-                // its node has been dropped (or its drop unwound): nothing refers to it.
-                unsafe { dealloc(self.0.as_ptr().cast(), self.1) }
-            }
-        }
-        let free = Free(self.0, layout);
+        // Gives the memory back after the drop, even if a field's drop panics.
+        let give_back =
+            GiveBack { block: self.0.cast(), layout: self.vtable.layout, source: self.source };
         // SAFETY: the count reached zero, so nothing refers to the node; it is dropped once.
         unsafe { (self.vtable.drop_node)(self.0) };
-        drop(free);
+        drop(give_back);
+    }
+}
+
+/// The vtable of the node at `h`, read through the raw pointer.
+fn self_vtable(h: NonNull<Header>) -> &'static NodeVtable {
+    // SAFETY: callers pass a live node's address (the node is dropped after this read).
+    unsafe { h.as_ref().vtable }
+}
+
+/// Whether two sources are the same one (`None`: the global allocator).
+fn same(a: Option<&'static dyn HeaderSource>, b: Option<&'static dyn HeaderSource>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => core::ptr::addr_eq(a, b),
+        _ => false,
+    }
+}
+
+/// Gives a block of node memory back to its source when dropped.
+struct GiveBack {
+    block: NonNull<u8>,
+    layout: Layout,
+    source: Option<&'static dyn HeaderSource>,
+}
+
+impl Drop for GiveBack {
+    fn drop(&mut self) {
+        match self.source {
+            // SAFETY: every `GiveBack` is made for a block that `allocate` got from `source`
+            // with `layout` (directly, or as a recycled node's of the same source and layout),
+            // and dropped (not forgotten) only once nothing uses the block: no node was built
+            // in it yet, or its node has been dropped.
+            None => unsafe { dealloc(self.block.as_ptr(), self.layout) },
+            // SAFETY: as above; the `HeaderSource` contract takes such a block back.
+            Some(source) => unsafe { source.release(self.block, self.layout) },
+        }
+    }
+}
+
+/// Memory for one node with a body of type `B`, given back if dropped unused.
+pub(crate) struct NodeMemory<B> {
+    block: GiveBack,
+    body: PhantomData<B>,
+}
+
+impl<B: Body> NodeMemory<B> {
+    /// Builds the node in this memory.
+    #[inline(always)]
+    pub(crate) fn build(self, task: impl FnOnce() -> Task, body: B) -> (TaskRef, NonNull<B>) {
+        let guard = self.block;
+        let (block, source) = (guard.block, guard.source);
+        let p = block.cast::<Node<B>>().as_ptr();
+        // SAFETY: `block` is valid for writes of a `Node<B>` (from `source` or a recycled node
+        // of the same source, with its layout) and nothing else refers to it; every field is
+        // written, in place, before the `TaskRef` that owns the first count exists. If `task`
+        // panics, `guard` gives the block back, which holds nothing to drop yet.
+        let body = unsafe {
+            addr_of_mut!((*p).header.task).write(task());
+            addr_of_mut!((*p).header.count).write(Cell::new(1));
+            addr_of_mut!((*p).header.vtable).write(VtableOf::<B>::VTABLE);
+            addr_of_mut!((*p).header.source).write(source);
+            let at = addr_of_mut!((*p).body);
+            at.write(body);
+            NonNull::new_unchecked(at)
+        };
+        core::mem::forget(guard);
+        (TaskRef(block.cast()), body)
     }
 }
 
@@ -298,11 +346,20 @@ fn count_overflow() -> ! {
     panic!("a greenlet's reference count overflowed");
 }
 
-/// Memory for a node, from the global allocator.
-fn allocate(layout: Layout) -> NonNull<u8> {
-    // SAFETY: a node's layout has a non-zero size (the header is not empty).
-    let p = unsafe { alloc(layout) };
-    NonNull::new(p).unwrap_or_else(|| handle_alloc_error(layout))
+/// Memory for a node, from `source` or the global allocator.
+#[inline(always)]
+fn allocate(
+    source: Option<&'static dyn HeaderSource>,
+    layout: Layout,
+) -> Result<NonNull<u8>, HeaderError> {
+    match source {
+        None => {
+            // SAFETY: a node's layout has a non-zero size (the header is not empty).
+            let p = unsafe { alloc(layout) };
+            Ok(NonNull::new(p).unwrap_or_else(|| handle_alloc_error(layout)))
+        }
+        Some(source) => source.allocate(layout),
+    }
 }
 
 impl Header {
@@ -347,6 +404,7 @@ mod tests {
     use alloc::borrow::Cow;
     use alloc::rc::Rc;
     use core::panic::Location;
+    use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use super::*;
     use crate::greenlet::task::MainBody;
@@ -372,14 +430,14 @@ mod tests {
     }
 
     fn probe_node(recycled: Option<TaskRef>, id: u64, dropped: &Rc<Cell<bool>>) -> TaskRef {
-        TaskRef::new_node(recycled, task(id), Probe(dropped.clone())).0
+        TaskRef::new_node(None, recycled, task(id), Probe(dropped.clone())).unwrap().0
     }
 
     #[test]
     fn a_node_built_in_place_holds_its_header_and_body() {
         let dropped = Rc::new(Cell::new(false));
         let named = || Task::new(7, Some(Cow::Borrowed("probe")), Location::caller(), 4096, false);
-        let (t, body) = TaskRef::new_node(None, named, Probe(dropped.clone()));
+        let (t, body) = TaskRef::new_node(None, None, named, Probe(dropped.clone())).unwrap();
         assert_eq!((t.task().id, t.task().stack_size, t.task().is_main), (7, 4096, false));
         assert_eq!(t.task().name(), "probe");
         assert!(core::ptr::eq(t.body::<Probe>().unwrap(), body.as_ptr()));
@@ -429,9 +487,78 @@ mod tests {
         assert_eq!((held.task().id, held.count()), (1, 1));
         drop(new);
         dropped.set(false);
-        let other = TaskRef::new_node(Some(held), task(3), MainBody).0;
+        let other = TaskRef::new_node(None, Some(held), task(3), MainBody).unwrap().0;
         assert!(dropped.get(), "a node of another layout is freed, not reused");
         assert_eq!(other.task().id, 3);
+    }
+
+    /// A source of one 1 KiB slot, counting what it hands out and takes back.
+    struct OneSlot {
+        slot: core::cell::UnsafeCell<[u64; 128]>,
+        taken: AtomicBool,
+        released: AtomicUsize,
+    }
+
+    // SAFETY: the slot's bytes are reached only through the pointer `allocate` hands out to
+    // one holder at a time (`taken`); the counters are atomics.
+    unsafe impl Sync for OneSlot {}
+
+    // SAFETY: the slot is handed out only while not taken, and is 1 KiB aligned to 8; larger or
+    // more aligned layouts are refused.
+    unsafe impl HeaderSource for OneSlot {
+        fn allocate(&self, layout: Layout) -> Result<NonNull<u8>, HeaderError> {
+            if layout.size() > 1024 || layout.align() > 8 {
+                let (size, align) = (layout.size(), layout.align());
+                return Err(HeaderError::TooBig { size, align, slot_size: 1024, slot_align: 8 });
+            }
+            if self.taken.swap(true, Ordering::Relaxed) {
+                return Err(HeaderError::Exhausted { slots: 1 });
+            }
+            Ok(NonNull::new(self.slot.get().cast()).expect("not null"))
+        }
+
+        unsafe fn release(&self, block: NonNull<u8>, _: Layout) {
+            assert_eq!(block.as_ptr(), self.slot.get().cast());
+            self.released.fetch_add(1, Ordering::Relaxed);
+            self.taken.store(false, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_node_from_a_source_goes_back_to_it_and_a_refused_one_says_why() {
+        static SOURCE: OneSlot = OneSlot {
+            slot: core::cell::UnsafeCell::new([0; 128]),
+            taken: AtomicBool::new(false),
+            released: AtomicUsize::new(0),
+        };
+        let source: Option<&'static dyn HeaderSource> = Some(&SOURCE);
+        let dropped = Rc::new(Cell::new(false));
+        let t = TaskRef::new_node(source, None, task(1), Probe(dropped.clone())).unwrap().0;
+        assert_eq!(t.as_ptr().as_ptr().cast::<u8>(), SOURCE.slot.get().cast::<u8>());
+        let refused = TaskRef::new_node(source, None, task(2), MainBody).map(|_| ()).unwrap_err();
+        assert_eq!(refused, HeaderError::Exhausted { slots: 1 });
+        // A heap node is not recycled into the source's memory, nor the other way round.
+        let heap = probe_node(None, 3, &dropped);
+        let from_heap = TaskRef::new_node(source, Some(heap), task(4), MainBody);
+        assert!(from_heap.is_err(), "the source's only slot is still taken");
+        let recycled = probe_node(Some(t), 5, &dropped);
+        assert_ne!(recycled.as_ptr().as_ptr().cast::<u8>(), SOURCE.slot.get().cast::<u8>());
+        assert_eq!(SOURCE.released.load(Ordering::Relaxed), 1, "the source's node went back");
+        let same = TaskRef::new_node(source, Some(recycled), task(6), MainBody).unwrap().0;
+        assert_eq!(same.as_ptr().as_ptr().cast::<u8>(), SOURCE.slot.get().cast::<u8>());
+        struct Big {
+            _bytes: [u8; 2048],
+        }
+        impl Body for Big {
+            fn start(&self, _: TaskRef, _: PooledStack) -> GreenletCoroutine {
+                unreachable!("never started")
+            }
+            fn discard(&self) {}
+        }
+        let big = TaskRef::new_node(source, None, task(7), Big { _bytes: [0; 2048] }).map(|_| ());
+        assert!(matches!(big, Err(HeaderError::TooBig { slot_size: 1024, .. })));
+        drop(same);
+        assert_eq!(SOURCE.released.load(Ordering::Relaxed), 2);
     }
 
     #[test]
@@ -448,7 +575,7 @@ mod tests {
                 panic!("boom");
             }
         }
-        let t = TaskRef::new_node(None, task(1), Bomb).0;
+        let t = TaskRef::new_node(None, None, task(1), Bomb).unwrap().0;
         // Miri reports a leak if the memory is not given back.
         let caught = crate::panic::catch(move || drop(t));
         assert!(caught.is_err());

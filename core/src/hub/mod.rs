@@ -148,12 +148,15 @@ pub(crate) struct Hub {
     /// same layout and nothing else refers to it any more (see `TaskRef::new_node`). It keeps that
     /// one finished greenlet's memory until the next spawn or finish.
     recycled: Cell<Option<TaskRef>>,
+    /// Where new greenlets' headers come from (see [`crate::headers`]): `None` for the heap.
+    header_source: Cell<Option<&'static dyn crate::headers::HeaderSource>>,
 }
 
 impl Hub {
     pub(crate) fn new(platform: Platform) -> Self {
         let location = core::panic::Location::caller();
-        let main = TaskRef::new_node(None, || Task::new(0, None, location, 0, true), MainBody).0;
+        let task = || Task::new(0, None, location, 0, true);
+        let main = TaskRef::new_node(None, None, task, MainBody).expect("the heap has no limit").0;
         main.task().state.set(State::Running);
         main.task().ran.set(true);
         let remote = crate::shared::share(Remote::new(platform.poller.remote_waker()));
@@ -195,6 +198,7 @@ impl Hub {
             hooks: crate::events::Hooks::new(),
             heartbeat,
             recycled: Cell::new(None),
+            header_source: Cell::new(None),
         };
         hub.update_slow();
         hub
@@ -277,6 +281,22 @@ impl Hub {
         RefuseSwitches { hub: self, was: self.in_callback.replace(true) }
     }
 
+    /// Where new greenlets' headers come from: `None` for the heap.
+    #[inline]
+    pub(crate) fn header_source(&self) -> Option<&'static dyn crate::headers::HeaderSource> {
+        self.header_source.get()
+    }
+
+    /// Makes later spawns take their headers from `source`.
+    pub(crate) fn set_header_source(
+        &self,
+        source: Option<&'static dyn crate::headers::HeaderSource>,
+    ) {
+        // The recycled node may be from the other source: a spawn must not reuse it.
+        drop(self.recycled.take());
+        self.header_source.set(source);
+    }
+
     /// The last finished greenlet, for a spawn to reuse its allocation.
     #[inline]
     pub(crate) fn take_recycled(&self) -> Option<TaskRef> {
@@ -338,6 +358,14 @@ impl Hub {
     }
 
     // --- spawning ------------------------------------------------------------------------
+
+    /// Records a greenlet that could not be spawned (`failure` says why) as finished at once,
+    /// as it would have been had it been killed before it started.
+    pub(crate) fn fail_spawn(&self, t: TaskRef, failure: FailureKind) {
+        t.task().parent.set(self.current_task().id);
+        self.live.borrow_mut().insert(t.clone());
+        self.finish(&t, Some(failure));
+    }
 
     /// Schedules a new greenlet: now (back of the run queue) or when `start_at` passes.
     pub(crate) fn schedule_new(&self, t: TaskRef, start_at: Option<Instant>) {

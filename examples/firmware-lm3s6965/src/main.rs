@@ -4,7 +4,7 @@
 //! Brings the board up (heap, SysTick clock, static greenlet stacks, `wfi` as the idle hook,
 //! a smoltcp interface on a loopback device), then runs greenlets with timers, a `Timeout`, a
 //! kill, a queue between a producer and a consumer, a TCP echo between greenlets over smoltcp,
-//! and a spawn beyond the stack pool. It prints what happens by semihosting and exits
+//! a spawn beyond the stack pool, and greenlets with static headers. It prints what happens by semihosting and exits
 //! with status 0 only if every check held.
 //!
 //! Run it with `cargo run --release` in this folder (the runner starts QEMU).
@@ -22,11 +22,12 @@ use core::time::Duration;
 use alloc::boxed::Box;
 use cortex_m_rt::entry;
 use cortex_m_semihosting::hprintln;
+use gevent_embedded::headers::HeaderError;
 use gevent_embedded::net::{NetError, TcpListener, TcpStream};
 use gevent_embedded::queue::Queue;
 use gevent_embedded::{
-    Builder, FailureKind, GetError, Interrupted, StackMemory, StaticStacks, TickClock, Timeout,
-    joinall, now, sleep, spawn,
+    Builder, FailureKind, GetError, Interrupted, StackMemory, StaticHeaders, StaticStacks,
+    TickClock, Timeout, joinall, now, sleep, spawn,
 };
 use smoltcp::iface::{Config, Interface};
 use smoltcp::phy::{Loopback, Medium};
@@ -225,6 +226,10 @@ fn main() -> ! {
     }
     all_ok &= check(no_stack.len() == 1, "a fifth live greenlet finds no stack");
 
+    // 8. Static greenlet headers: spawning takes nothing from the heap for them, their slots
+    //    are reused, and a spawn that finds every slot taken fails with a clear error.
+    all_ok &= static_headers();
+
     all_ok &= isr_checks::run();
     clock_figures();
 
@@ -234,6 +239,40 @@ fn main() -> ! {
         isr_checks::hub_call_from_a_handler();
     }
     board::exit(all_ok)
+}
+
+/// Check 8: greenlets whose headers come from a `StaticHeaders` buffer, then the heap again.
+fn static_headers() -> bool {
+    static HEADERS: StaticHeaders<3, 256> = StaticHeaders::new();
+    hprintln!("    a greenlet's header: {} bytes", gevent_embedded::headers::HEADER_SIZE);
+    gevent_embedded::headers::use_source(&HEADERS);
+    let mut batch = Vec::with_capacity(3);
+    let before = HEAP.used();
+    batch.extend((0..3u32).map(|i| spawn(move || i * 2)));
+    let heap_taken = HEAP.used() - before;
+    let values: Vec<_> = batch.drain(..).map(|g| g.get()).collect();
+    hprintln!("    heap taken by 3 spawns with static headers: {} bytes", heap_taken);
+    let mut ok = check(heap_taken == 0 && values == [Ok(0), Ok(2), Ok(4)], "static headers");
+    let reused = (0..20u32).all(|i| spawn(move || i).get() == Ok(i)) && HEADERS.in_use() <= 1;
+    ok &= check(reused, "20 spawns reuse the 3 header slots");
+    let gate = Rc::new(gevent_embedded::event::Event::new());
+    batch.extend((0..3).map(|_| {
+        let gate = gate.clone();
+        spawn(move || gate.wait().map(|_| 1).unwrap_or(0))
+    }));
+    let refused = spawn(|| 9).get();
+    gate.set();
+    let released = batch.drain(..).all(|g| g.get() == Ok(1));
+    let exhausted = HeaderError::Exhausted { slots: 3 };
+    match &refused {
+        Err(GetError::Failed(e)) => hprintln!("    {}", e),
+        other => hprintln!("    a fourth spawn: {:?}", other),
+    }
+    let failed =
+        matches!(&refused, Err(GetError::Failed(e)) if e.kind == FailureKind::NoHeader(exhausted));
+    ok &= check(failed && released, "a fourth live greenlet finds no header slot");
+    gevent_embedded::headers::use_heap();
+    ok
 }
 
 /// Each greenlet's stack high-water mark: a parked one, a sleeping one, and both ends of a TCP
