@@ -27,13 +27,17 @@ use task::{Body, Outcome, Task, TaskRef};
 
 /// The body of a greenlet spawned with `F` returning `T`: the closure until it starts, then
 /// the value it returned.
+///
+/// `repr(C)` with `handles` first: a handle reaches the count at the body's address, whatever
+/// `F`, without a call through the [`ValueSlot`] table (see [`Unflattened::handles`]).
+#[repr(C)]
 struct Typed<T, F> {
-    slot: RefCell<Slot<T, F>>,
     /// Live [`Greenlet<T>`] handles: the only way to reach the value. With none left, the value
     /// is dropped at once, by the greenlet itself or by whoever drops the last handle — never
     /// by the hub loop on the main greenlet's stack, where a blocking or panicking `Drop`
     /// would wreak havoc.
     handles: Cell<usize>,
+    slot: RefCell<Slot<T, F>>,
 }
 
 /// A greenlet's closure before it runs, its value after: never both, so they share the space.
@@ -43,14 +47,13 @@ enum Slot<T, F> {
     Empty,
 }
 
-/// Access to a greenlet's result, whatever its closure's type.
+/// Access to a greenlet's result, whatever its closure's type. Only [`Typed`] implements it
+/// (which [`Unflattened::handles`] relies on).
 trait ValueSlot<T> {
     /// Moves the value out (`None` if there is none or it was taken).
     fn take_value(&self) -> Option<T>;
     /// Borrows the value.
     fn value(&self) -> Option<Ref<'_, T>>;
-    /// The count of live `Greenlet<T>` handles.
-    fn handles(&self) -> &Cell<usize>;
 }
 
 impl<T: 'static, F: FnOnce() -> T + 'static> Body for Typed<T, F> {
@@ -105,10 +108,6 @@ fn drop_owned<T>(value: T) {
 }
 
 impl<T: 'static, F: FnOnce() -> T + 'static> ValueSlot<T> for Typed<T, F> {
-    fn handles(&self) -> &Cell<usize> {
-        &self.handles
-    }
-
     fn take_value(&self) -> Option<T> {
         match self.slot.replace(Slot::Empty) {
             Slot::Value(value) => Some(value),
@@ -209,7 +208,7 @@ impl Builder {
             Ok(memory) => memory,
             Err(e) => return spawn_failed(id, self.name, location, stack_size, e),
         };
-        let body = Typed { slot: RefCell::new(Slot::Body(f)), handles: Cell::new(1) };
+        let body = Typed { handles: Cell::new(1), slot: RefCell::new(Slot::Body(f)) };
         let task = || Task::new(id, self.name, location, stack_size, false);
         let (inner, slot) = memory.build(task, body);
         hub.schedule_new(inner.clone(), start_at);
@@ -229,7 +228,7 @@ fn spawn_failed<T: 'static>(
     stack_size: usize,
     e: crate::headers::HeaderError,
 ) -> Greenlet<T> {
-    let body = Typed::<T, fn() -> T> { slot: RefCell::new(Slot::Empty), handles: Cell::new(1) };
+    let body = Typed::<T, fn() -> T> { handles: Cell::new(1), slot: RefCell::new(Slot::Empty) };
     let task = || Task::new(id, name, location, stack_size, false);
     let (inner, slot) = TaskRef::new_node(None, None, task, body).expect("the heap has no limit");
     hub().fail_spawn(inner.clone(), FailureKind::NoHeader(e));
@@ -485,6 +484,15 @@ impl<T: 'static> Unflattened<T> {
         // while `self` is borrowed; a body is only ever borrowed shared.
         unsafe { self.slot.as_ref() }
     }
+
+    /// The count of live handles, at the start of the body.
+    #[allow(unsafe_code)] // see the SAFETY comment
+    fn handles(&self) -> &Cell<usize> {
+        // SAFETY: `slot` points at a `Typed<T, _>` (the only implementor of `ValueSlot`), which
+        // is `repr(C)` with the `Cell<usize>` first, alive while `self` is borrowed (as in
+        // `slot`); it is only ever borrowed shared.
+        unsafe { self.slot.cast::<Cell<usize>>().as_ref() }
+    }
 }
 
 impl<T: 'static> core::ops::Deref for Greenlet<T> {
@@ -497,7 +505,7 @@ impl<T: 'static> core::ops::Deref for Greenlet<T> {
 
 impl<T: 'static> Clone for Greenlet<T> {
     fn clone(&self) -> Self {
-        let handles = self.raw.slot().handles();
+        let handles = self.raw.handles();
         handles.set(handles.get() + 1);
         Greenlet { raw: Unflattened { inner: self.raw.inner.clone(), slot: self.raw.slot } }
     }
@@ -505,9 +513,10 @@ impl<T: 'static> Clone for Greenlet<T> {
 
 impl<T: 'static> Drop for Unflattened<T> {
     fn drop(&mut self) {
-        let handles = self.slot().handles();
+        let handles = self.handles();
         handles.set(handles.get() - 1);
-        if handles.get() == 0 && self.inner.task().is_finished() {
+        // A value with no drop glue is left for the node's own drop: nothing would run now.
+        if core::mem::needs_drop::<T>() && handles.get() == 0 && self.inner.task().is_finished() {
             drop(self.slot().take_value()); // in the caller's context, as any drop
         }
     }

@@ -165,8 +165,14 @@ impl TaskRef {
     }
 
     /// The body, if it has type `B`.
+    #[inline]
     pub(crate) fn body<B: Body>(&self) -> Option<&B> {
-        if (self.vtable.type_id)() != TypeId::of::<B>() {
+        // The table's address says it in two instructions where it is this copy of `B`'s
+        // table; another copy (a constant may be duplicated across codegen units) falls back
+        // to the type ids. Equal addresses are equal tables, whose `type_id` functions, which
+        // return different constants for different types, are then the same: `B`'s.
+        let same_table = core::ptr::eq(self.vtable, VtableOf::<B>::VTABLE);
+        if !same_table && (self.vtable.type_id)() != TypeId::of::<B>() {
             return None;
         }
         // SAFETY: the node's body has type `B` (its vtable's), and the node lives while `self`

@@ -205,6 +205,7 @@ pub(crate) fn current_hub_ptr() -> *const Hub {
 }
 
 /// The current hub, created on first use where a default platform is linked.
+#[inline]
 pub(crate) fn hub() -> &'static Hub {
     // Without `std` the slot is a `static` that interrupt handlers reach too: refused there
     // (on Cortex-M; see `context`).
