@@ -23,7 +23,11 @@ impl<T: 'static> Unflattened<T> {
     fn finished_value(&self, f: impl FnOnce(&dyn ValueSlot<T>) -> Option<T>) -> Result<T, Error> {
         let task = self.inner.task();
         match task.outcome() {
-            Outcome::Value => f(self.slot()).ok_or(Error::Taken),
+            // Not `ok_or(Error::Taken)`: that built and dropped an `Error` on every read.
+            Outcome::Value => match f(self.slot()) {
+                Some(value) => Ok(value),
+                None => Err(Error::Taken),
+            },
             Outcome::Killed => Err(Error::Killed(task.error_of_kind(FailureKind::Killed))),
             Outcome::Failed => Err(Error::Failed(task.error().expect("a failed greenlet"))),
             Outcome::Pending => Err(Error::NotReady),
