@@ -153,6 +153,10 @@ pub(crate) struct Task {
     /// It finished and its link callbacks are still running: joiners wait for them.
     pub(crate) links_pending: Cell<bool>,
     outcome: Cell<Outcome>,
+    /// False while `extras` has never been asked for its box (made on first use, then kept):
+    /// most greenlets never have one, and this byte tells them so without a `RefCell` borrow on
+    /// the way to their end. True says only that the box may be there.
+    has_extras: Cell<bool>,
     pub(crate) shield_depth: Cell<u32>,
     /// Its links in the hub's table of live greenlets.
     pub(crate) live: LiveLinks,
@@ -198,6 +202,7 @@ impl Task {
             kill_delivered: Cell::new(false),
             links_pending: Cell::new(false),
             outcome: Cell::new(Outcome::Pending),
+            has_extras: Cell::new(extras.is_some()),
             shield_depth: Cell::new(0),
             live: LiveLinks::new(),
             first_joiner: Cell::new(None),
@@ -218,11 +223,17 @@ impl Task {
     /// Runs `f` on the extras, allocating them first if needed. `f` must not reach this
     /// greenlet's extras again (it would find them borrowed).
     fn with_extras<R>(&self, f: impl FnOnce(&mut Extras) -> R) -> R {
-        f(self.extras.borrow_mut().get_or_insert_with(Default::default))
+        let mut extras = self.extras.borrow_mut();
+        self.has_extras.set(true);
+        f(extras.get_or_insert_with(Default::default))
     }
 
     /// Reads the extras if there are any.
+    #[inline]
     fn read_extras<R>(&self, f: impl FnOnce(Option<&Extras>) -> R) -> R {
+        if !self.has_extras.get() {
+            return f(None);
+        }
         f(self.extras.borrow().as_deref())
     }
 
@@ -338,6 +349,9 @@ impl Task {
         if let Some(waiter) = self.first_joiner.take() {
             return Some(Joiner { waiter, log: None });
         }
+        if !self.has_extras.get() {
+            return None;
+        }
         self.extras.borrow_mut().as_mut()?.joiners.pop_front()
     }
 
@@ -375,13 +389,16 @@ impl Task {
 
     /// Remembers the timer that will start a `spawn_later` greenlet.
     pub(crate) fn set_start_timer(&self, timer: Option<TimerKey>) {
-        if timer.is_some() || self.extras.borrow().is_some() {
+        if timer.is_some() || self.has_extras.get() {
             self.with_extras(|x| x.start_timer = timer);
         }
     }
 
     /// Takes the start timer of a `spawn_later` greenlet that has not started.
     pub(crate) fn take_start_timer(&self) -> Option<TimerKey> {
+        if !self.has_extras.get() {
+            return None;
+        }
         self.extras.borrow_mut().as_mut()?.start_timer.take()
     }
 
@@ -407,7 +424,11 @@ impl Task {
     }
 
     /// Drops every greenlet-local value (the greenlet ended).
+    #[inline]
     pub(crate) fn clear_locals(&self) {
+        if !self.has_extras.get() {
+            return;
+        }
         let locals = match &mut *self.extras.borrow_mut() {
             Some(x) => core::mem::take(&mut x.locals),
             None => return,
