@@ -58,7 +58,8 @@ const NONE: usize = usize::MAX;
 ///
 /// A slot holds one greenlet's node: its header (the hub's bookkeeping) and its body (the
 /// closure until it runs, then the value it returned, whichever is larger). On a Cortex-M3 the
-/// header takes 176 bytes, so 256-byte slots hold closures and values of up to about 70 bytes;
+/// header takes 176 bytes (`HEADER_SIZE`), so 256-byte slots hold closures and values of up to
+/// about 68 bytes (a handle count, a borrow flag and a tag take the other 12);
 /// `examples/firmware-lm3s6965` prints the figure. A slot is given back when the greenlet has
 /// finished and no handle to it is left (the hub keeps the last finished greenlet's slot for
 /// the next spawn, which reuses it).
@@ -71,21 +72,30 @@ const NONE: usize = usize::MAX;
 ///
 /// # What still allocates
 ///
-/// With static stacks and static headers, spawning and running a greenlet that has no name,
-/// at most one joiner, no links, no greenlet-locals, and that is not killed with a reason,
-/// takes nothing from the heap. What still does:
+/// With static stacks and static headers, spawning, running and joining (`get`, `join`) a
+/// greenlet that has no name, at most one joiner at a time, no links and no greenlet-locals
+/// takes nothing from the heap (`embedded/tests/static_headers.rs` counts the allocations;
+/// check 8 of `examples/firmware-lm3s6965` reads the heap's use). What still does:
 ///
-/// - per greenlet, only when used, one box of its rarer parts: a name (`Builder::name`, and
-///   an owned name's string), link callbacks (`link`, each a box too), a second and further
-///   joiner at once (`joinall` on it, several greenlets joining it), greenlet-locals (each
-///   value a box), a `kill_with` reason, a failure's report (a panic's message), a timer of
-///   `spawn_later`;
-/// - per hub, grown to the peak and then reused: the run queue's ring (16 entries, doubled
-///   when full), the timer heap, the table of I/O registrations, the event lists, the wait
-///   lists of each primitive (`Event`, `Queue`, ...); once: the hub itself, its poller, clock
-///   and stack source boxes, the main greenlet's header, the `StaticStacks` free list
-///   (a `Vec` of regions), the stack pool's list of kept stacks;
-/// - per failed spawn: the header of the greenlet that reports the failure.
+/// - per greenlet, only when used, one box of its rarer parts, made at the first of: a name
+///   (`Builder::name`; an owned name is a `String` too), a link callback (each one boxed, in
+///   a `Vec`, and run by a greenlet spawned with a formatted name), a second joiner at once
+///   (`joinall` on it, or two greenlets joining it; the joiners' list grows), a
+///   greenlet-local (each value boxed, in a `Vec`), `kill_with` (its reason), a `Timeout` that
+///   expires while it is not waiting, `spawn_later` (its start timer), and a failure (a
+///   panic's message is a `String`);
+/// - per hub, grown to the peak and then reused: the run queue's ring (16 entries, doubled when
+///   full), the timer heap, the I/O registrations' table, the list of ready I/O events, the
+///   wait lists of the primitives greenlets wait on (`Event`, `Queue`, `Lock`, ...; each
+///   grows to its peak number of waiters), `joinall`'s log of who ended; once: the hub, its
+///   poller, clock and stack source (boxed), the cross-thread post queue's shared state, the
+///   main greenlet's header, the `StaticStacks` list of free stacks and the hub's list of kept
+///   stacks;
+/// - per job posted with `HubHandle::post`: the job's box (its greenlet's header comes from
+///   the source like any other);
+/// - per failed spawn: the header of the greenlet that reports the failure (from the heap,
+///   since the source had none);
+/// - event callbacks (`gevent_embedded::events`), each boxed when added.
 pub struct StaticHeaders<const SLOTS: usize, const SLOT_SIZE: usize> {
     slots: [Slot<SLOT_SIZE>; SLOTS],
     free: Mutex<Cell<FreeList>>,

@@ -113,3 +113,29 @@ fn a_greenlet_too_big_for_a_slot_fails_naming_both_sizes() {
     assert_eq!(HEADERS.in_use(), 0);
     assert_eq!(spawn(|| 5).get(), Ok(5), "a greenlet that fits still spawns");
 }
+
+#[test]
+fn observers_see_a_refused_spawn_spawned_then_failed() {
+    use gevent_embedded::events::{Event, Finish, subscribe};
+    static HEADERS: StaticHeaders<1, 512> = StaticHeaders::new();
+    install(1);
+    use_source(&HEADERS);
+    let seen = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let log = seen.clone();
+    subscribe(move |e| match e {
+        Event::Spawned { id, .. } => log.borrow_mut().push((*id, None)),
+        Event::Finished { id, how } => log.borrow_mut().push((*id, Some(*how))),
+        _ => {}
+    });
+    let go = Rc::new(gevent_embedded::event::Event::new());
+    let g = go.clone();
+    let holder = spawn(move || g.wait().is_ok());
+    let refused = spawn(|| ());
+    assert!(matches!(refused.get(), Err(GetError::Failed(_))));
+    go.set();
+    assert_eq!(holder.get(), Ok(true));
+    let refused_id = refused.id();
+    let events: Vec<_> =
+        seen.borrow().iter().filter(|(id, _)| *id == refused_id).copied().collect();
+    assert_eq!(events, [(refused_id, None), (refused_id, Some(Finish::Failed))]);
+}

@@ -359,12 +359,25 @@ impl Hub {
 
     // --- spawning ------------------------------------------------------------------------
 
-    /// Records a greenlet that could not be spawned (`failure` says why) as finished at once,
-    /// as it would have been had it been killed before it started.
+    /// Records a greenlet that could not be spawned (`failure` says why): observers see it
+    /// spawned, then finished at once, as one killed before it started.
+    #[cold]
     pub(crate) fn fail_spawn(&self, t: TaskRef, failure: FailureKind) {
-        t.task().parent.set(self.current_task().id);
         self.live.borrow_mut().insert(t.clone());
-        self.finish(&t, Some(failure));
+        let task = t.task();
+        task.parent.set(self.current_task().id);
+        if let Some(beat) = self.heartbeat.get() {
+            beat.spawned(task);
+        }
+        #[cfg(feature = "tracing")]
+        crate::events::tracing::spawned(task, self.current_task().id);
+        if self.observed.get() {
+            crate::events::spawned(self, &t);
+        }
+        // A spawn callback may have killed it, which finished it already.
+        if !task.is_finished() {
+            self.finish(&t, Some(failure));
+        }
     }
 
     /// Schedules a new greenlet: now (back of the run queue) or when `start_at` passes.
