@@ -8,7 +8,7 @@ mod value;
 use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::format;
-use core::cell::{Cell, Ref, RefCell};
+use core::cell::{Cell, RefCell};
 use core::fmt;
 use core::panic::Location;
 use core::ptr::NonNull;
@@ -52,8 +52,10 @@ enum Slot<T, F> {
 trait ValueSlot<T> {
     /// Moves the value out (`None` if there is none or it was taken).
     fn take_value(&self) -> Option<T>;
-    /// Borrows the value.
-    fn value(&self) -> Option<Ref<'_, T>>;
+    /// A clone of the value.
+    fn clone_value(&self) -> Option<T>
+    where
+        T: Clone;
 }
 
 impl<T: 'static, F: FnOnce() -> T + 'static> Body for Typed<T, F> {
@@ -118,12 +120,14 @@ impl<T: 'static, F: FnOnce() -> T + 'static> ValueSlot<T> for Typed<T, F> {
         }
     }
 
-    fn value(&self) -> Option<Ref<'_, T>> {
-        Ref::filter_map(self.slot.borrow(), |slot| match slot {
-            Slot::Value(value) => Some(value),
+    fn clone_value(&self) -> Option<T>
+    where
+        T: Clone,
+    {
+        match &*self.slot.borrow() {
+            Slot::Value(value) => Some(value.clone()),
             _ => None,
-        })
-        .ok()
+        }
     }
 }
 

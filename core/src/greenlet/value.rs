@@ -67,7 +67,7 @@ impl<T: 'static> Unflattened<T> {
     where
         T: Clone,
     {
-        self.finished_value(|slot| slot.value().map(|v| v.clone()))
+        self.finished_value(|slot| slot.clone_value())
     }
 
     fn get_timeout_inner(&self, timeout: Option<Duration>) -> Result<T, Error>
