@@ -9,8 +9,9 @@
 //! Invariants that make the unsafe code below sound:
 //! - A `TaskRef` owns one count of a live node; the node is dropped and its memory given back
 //!   (to `source`, with the vtable's layout) exactly when the count drops to zero. Nodes are
-//!   made only by [`TaskRef::new_node`], which writes the count, the vtable of the body's type,
-//!   the source, the task and the body before handing out the first `TaskRef`.
+//!   made only by [`NodeMemory::build`] (in memory that [`TaskRef::reserve`] got), which writes
+//!   the count, the vtable of the body's type, the source, the task and the body before
+//!   handing out the first `TaskRef`.
 //! - `vtable` names the table of the node's body type, so its functions and layout fit the node.
 //! - Greenlets are `!Send` (the count is a `Cell`), so a node is only touched by its thread.
 //! - The pointer keeps the provenance of the whole allocation: the body is reached from it by a
@@ -147,13 +148,14 @@ impl TaskRef {
         if self.count.get() != 1 || self.vtable.layout != layout || !same(self.source, source) {
             return None;
         }
+        let drop_node = self.vtable.drop_node;
         let h = self.into_raw();
         // Gives the memory back if a field's drop panics.
         let guard = GiveBack { block: h.cast(), layout, source };
         // SAFETY: the count this `TaskRef` owned was the only one, so nothing else refers to
-        // the node; it is dropped once, here, and its memory not used as a node again unless
-        // the drop returns (a panic gives it back through `guard`).
-        unsafe { (self_vtable(h).drop_node)(h) };
+        // the node; it is dropped once, here, by its body type's function, and its memory not
+        // used as a node again unless the drop returns (a panic gives it back through `guard`).
+        unsafe { drop_node(h) };
         core::mem::forget(guard);
         Some(h.cast())
     }
@@ -261,12 +263,6 @@ impl TaskRef {
         unsafe { (self.vtable.drop_node)(self.0) };
         drop(give_back);
     }
-}
-
-/// The vtable of the node at `h`, read through the raw pointer.
-fn self_vtable(h: NonNull<Header>) -> &'static NodeVtable {
-    // SAFETY: callers pass a live node's address (the node is dropped after this read).
-    unsafe { h.as_ref().vtable }
 }
 
 /// Whether two sources are the same one (`None`: the global allocator).

@@ -1,4 +1,4 @@
-//! The run queue: a FIFO ring buffer of greenlets, each entry owning one strong count.
+//! The run queue: a FIFO ring buffer of greenlets, each entry owning one count of its greenlet.
 //!
 //! The switch path pushes and pops once per switch, so both are a few inlined instructions:
 //! the capacity is a power of two (an index is a mask away), it only grows (out of line, when
@@ -34,7 +34,7 @@ impl QueuedTask {
     /// The greenlet's header.
     #[inline(always)]
     pub(crate) fn task(&self) -> &Task {
-        // SAFETY: the entry owns a strong count, so the node is alive while `self` is borrowed.
+        // SAFETY: the entry owns a count, so the node is alive while `self` is borrowed.
         unsafe { &self.0.as_ref().task }
     }
 
