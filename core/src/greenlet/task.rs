@@ -13,8 +13,7 @@ use core::panic::Location;
 
 use crate::error::{FailureKind, GreenletError, Interrupted, TimeoutId};
 use crate::hub::LiveLinks;
-use crate::hub::switch::{Context, GreenletCoroutine};
-use crate::stack::PooledStack;
+use crate::hub::switch::Context;
 use crate::time::Instant;
 use crate::timer::TimerKey;
 use crate::wait_list::{WaitList, WaiterKey};
@@ -95,9 +94,9 @@ impl<B: ?Sized> Node<B> {
 
 /// What the hub needs of a greenlet's body, whatever its result type.
 pub(crate) trait Body: Any {
-    /// Builds the coroutine that runs the body on `stack`; called once, at the first run, with
-    /// the greenlet itself as `me`.
-    fn start(&self, me: TaskRef, stack: PooledStack) -> GreenletCoroutine;
+    /// Runs the body to its end and records the end (`Hub::finish`), on the greenlet's own
+    /// stack; called once, at the first run, with the greenlet itself as `me`.
+    fn run(&self, me: &TaskRef);
     /// Drops the body without running it (the greenlet was killed before it started).
     fn discard(&self);
 }
@@ -558,7 +557,7 @@ impl Task {
 pub(crate) struct MainBody;
 
 impl Body for MainBody {
-    fn start(&self, _: TaskRef, _: PooledStack) -> GreenletCoroutine {
+    fn run(&self, _: &TaskRef) {
         unreachable!("the main greenlet runs on the thread's own stack")
     }
 
@@ -573,7 +572,7 @@ mod tests {
     struct Probe(Rc<Cell<bool>>);
 
     impl Body for Probe {
-        fn start(&self, _: TaskRef, _: PooledStack) -> GreenletCoroutine {
+        fn run(&self, _: &TaskRef) {
             unreachable!("never started")
         }
         fn discard(&self) {}

@@ -116,6 +116,8 @@ pub(crate) struct Hub {
     idle_waiters: RefCell<WaitList<TaskRef>>,
     main: TaskRef,
     current: switch::CurrentSlot,
+    /// The hub loop's context while it waits for the greenlet it switched to.
+    loop_context: switch::LoopContext,
     remote: Shared<Remote>,
     default_stack_size: usize,
     next_id: Cell<u64>,
@@ -181,6 +183,7 @@ impl Hub {
             idle_waiters: RefCell::new(WaitList::new()),
             current: switch::CurrentSlot::new(&main),
             main,
+            loop_context: switch::LoopContext::new(),
             remote,
             default_stack_size: platform.default_stack_size,
             next_id: Cell::new(1),
@@ -324,6 +327,13 @@ impl Hub {
     #[inline]
     pub(crate) fn returning(&self, me: TaskRef) {
         self.current.lend_back(me);
+    }
+
+    /// The hub loop's context, which a greenlet switches back to.
+    #[cfg(gevent_own_switch)]
+    #[inline]
+    pub(crate) fn loop_context(&self) -> &switch::LoopContext {
+        &self.loop_context
     }
 
     /// The header of the greenlet running now; see [`switch::CurrentSlot::task`].
@@ -482,7 +492,7 @@ impl Hub {
         if task.is_main {
             self.run_until_main_runs();
         } else {
-            task.context.suspend();
+            task.context.suspend(&self.loop_context);
         }
     }
 
@@ -754,8 +764,11 @@ impl Hub {
             return;
         }
         task.state.set(State::Running);
-        let (returned, back) =
-            if self.slow.get() == 0 { self.current.resume(t) } else { self.resume_slow(t) };
+        let (returned, back) = if self.slow.get() == 0 {
+            self.current.resume(t, &self.loop_context)
+        } else {
+            self.resume_slow(t)
+        };
         if returned {
             let t = back.expect("a greenlet that returns lends its count back");
             let stack = t.task().context.take_finished_stack();
@@ -771,10 +784,7 @@ impl Hub {
         let stack = self.stacks.borrow_mut().take(task.stack_size);
         match stack {
             Ok(stack) => {
-                let region = stack.region();
-                let t = t.to_task_ref();
-                let coroutine = t.body.start(t.clone(), stack);
-                task.context.install(coroutine, region);
+                task.context.start(t.to_task_ref(), stack);
                 task.ran.set(true);
                 true
             }
@@ -803,7 +813,7 @@ impl Hub {
         }
         #[cfg(feature = "tracing")]
         crate::events::tracing::enter(task);
-        let resumed = self.current.resume(t);
+        let resumed = self.current.resume(t, &self.loop_context);
         #[cfg(feature = "tracing")]
         crate::events::tracing::exit(task);
         if self.observed.get() {

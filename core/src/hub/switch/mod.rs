@@ -1,27 +1,34 @@
-//! The context switch: a greenlet's corosensei coroutine and the way back to the hub.
+//! The context switch: greenlets' execution contexts and the way back to the hub.
 //!
-//! Greenlets are asymmetric coroutines. The hub loop runs on the main greenlet's stack (the
-//! thread's own) and *resumes* a greenlet; the greenlet *suspends* back to the loop when it
-//! parks or yields. A switch from one greenlet to another is therefore one suspend and one
-//! resume, with the loop's bookkeeping in between.
+//! The hub loop runs on the main greenlet's stack (the thread's own) and *resumes* a greenlet;
+//! the greenlet *suspends* back to the loop when it parks or yields. A switch from one
+//! greenlet to another is therefore one suspend and one resume, with the loop's bookkeeping in
+//! between.
 //!
-//! Invariants that make the unsafe code below sound:
-//! - Only the hub loop touches `coroutine`, and never reentrantly: the loop runs on the main
-//!   greenlet's stack, a greenlet cannot run the loop, and a greenlet is resumed only when it
-//!   is not running.
-//! - `yielder` points into the coroutine's own stack, set by the coroutine when it starts, and
-//!   is used only by code running on that coroutine, so it is valid whenever it is used.
+//! Two backends provide [`Context`] and [`LoopContext`] with the same methods: this crate's
+//! own assembly (`native`, over [`arch`]) on x86-64 and Cortex-M, and corosensei (`coro`)
+//! elsewhere or with the `corosensei-switch` feature. The `gevent_own_switch` cfg (see
+//! `build.rs`) chooses.
 #![allow(unsafe_code)] // see the SAFETY comments
 
-use core::cell::{Cell, UnsafeCell};
+#[cfg(gevent_own_switch)]
+mod arch;
+#[cfg(not(gevent_own_switch))]
+mod coro;
+#[cfg(gevent_own_switch)]
+mod native;
+
+#[cfg(not(gevent_own_switch))]
+pub(crate) use coro::{Context, LoopContext};
+#[cfg(gevent_own_switch)]
+pub(crate) use native::{Context, LoopContext};
+
+use core::cell::Cell;
 use core::ptr;
 use core::ptr::NonNull;
 
-use corosensei::{Coroutine, CoroutineResult, Yielder};
-
 use super::run_queue::QueuedTask;
 use crate::greenlet::task::{Body, Node, Task, TaskRef};
-use crate::stack::{PooledStack, StackRegion};
 use alloc::rc::Rc;
 
 /// The greenlet the hub runs now, held as a borrowed pointer so that reaching it on the switch
@@ -117,7 +124,7 @@ impl CurrentSlot {
     /// Runs the greenlet `t` as the current one until it suspends or returns. Gives back
     /// whether it returned, and `t`'s count unless the greenlet moved it into the run queue.
     #[inline(always)]
-    pub(crate) fn resume(&self, t: QueuedTask) -> (bool, Option<QueuedTask>) {
+    pub(crate) fn resume(&self, t: QueuedTask, from: &LoopContext) -> (bool, Option<QueuedTask>) {
         /// Points the slot back at the resumer and takes the lent count back even if a panic
         /// unwinds out of the greenlet (the library catches user panics inside it; this covers
         /// its own bugs), so the slot never names a greenlet that may be freed, nor lends the
@@ -143,74 +150,24 @@ impl CurrentSlot {
         // greenlet takes it, its coroutine's closure holds one while it runs, and a greenlet
         // about to return puts that one into `lent` (`lend_back`), which only this function
         // takes after the switch.
-        let returned = unsafe { &node.as_ref().task }.context.resume();
+        let returned = unsafe { &node.as_ref().task }.context.resume(from);
         let back = self.lent.take();
         drop(restore);
         (returned, back)
     }
 }
 
-/// The coroutine type every greenlet runs in: no values cross the switch (wake reasons travel
-/// in the greenlet's task header instead).
-pub(crate) type GreenletCoroutine = Coroutine<(), (), (), PooledStack>;
-
-/// The yielder type of [`GreenletCoroutine`].
-pub(crate) type GreenletYielder = Yielder<(), ()>;
-
-/// A greenlet's execution context: empty until it first runs, then its coroutine.
-pub(crate) struct Context {
-    coroutine: UnsafeCell<Option<GreenletCoroutine>>,
-    yielder: Cell<*const GreenletYielder>,
-    /// An address near the stack pointer at the last suspend, to prefetch before resuming.
-    suspended_sp: Cell<usize>,
-    /// A copy of the stack's bounds while the greenlet holds one, for fault reports.
-    region: Cell<Option<StackRegion>>,
+/// Runs the greenlet `me` to its end, on its own stack: its body, its `finish`, and the hand
+/// over of `me`'s count to the hub loop ([`CurrentSlot::lend_back`]). Gives back the hub.
+pub(crate) fn run_to_end(me: TaskRef) -> &'static super::Hub {
+    me.body.run(&me);
+    let hub = super::hub();
+    hub.returning(me);
+    hub
 }
 
+#[cfg(target_arch = "x86_64")]
 impl Context {
-    pub(crate) const fn new() -> Self {
-        Context {
-            coroutine: UnsafeCell::new(None),
-            yielder: Cell::new(ptr::null()),
-            suspended_sp: Cell::new(0),
-            region: Cell::new(None),
-        }
-    }
-
-    /// The stack the greenlet runs on, while it has one.
-    pub(crate) fn stack_region(&self) -> Option<StackRegion> {
-        self.region.get()
-    }
-
-    /// An address near the stack pointer at its last suspend (0 if it never suspended).
-    pub(crate) fn suspended_sp(&self) -> usize {
-        self.suspended_sp.get()
-    }
-
-    /// Gives the greenlet its coroutine, before the first resume.
-    pub(crate) fn install(&self, coroutine: GreenletCoroutine, region: StackRegion) {
-        // SAFETY: only the hub loop calls this, before the first resume; no reference into the
-        // cell exists (see the module invariants).
-        unsafe { *self.coroutine.get() = Some(coroutine) };
-        self.region.set(Some(region));
-    }
-
-    /// Called by the coroutine itself when it starts, so that it can suspend later.
-    pub(crate) fn set_yielder(&self, yielder: &GreenletYielder) {
-        self.yielder.set(yielder);
-    }
-
-    /// Runs the greenlet until it suspends or returns; true when it returned.
-    #[inline(always)]
-    pub(crate) fn resume(&self) -> bool {
-        // SAFETY: the hub loop is the only caller and does not call this reentrantly, so this is
-        // the only reference into the cell while it lives (module invariants).
-        let coroutine = unsafe { &mut *self.coroutine.get() };
-        let coroutine = coroutine.as_mut().expect("resume of a greenlet without a coroutine");
-        crate::stack::before_resume(&self.region);
-        preserving_fp_registers(|| matches!(coroutine.resume(()), CoroutineResult::Return(())))
-    }
-
     /// Prefetches the part of the stack that resuming the greenlet touches first: below the
     /// suspend point, the registers its switch saved and the frames of the calls it makes next
     /// ([`PREFETCH_STACK_BELOW`] bytes); above it, the frames it returns through, up to the
@@ -219,8 +176,8 @@ impl Context {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub(crate) fn prefetch_stack(&self) {
-        let sp = self.suspended_sp.get();
-        let Some(region) = self.region.get() else { return };
+        let sp = self.suspended_sp();
+        let Some(region) = self.stack_region() else { return };
         if sp == 0 {
             return;
         }
@@ -237,44 +194,10 @@ impl Context {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub(crate) fn touch_stack(&self) {
-        let sp = self.suspended_sp.get();
+        let sp = self.suspended_sp();
         if sp != 0 {
             prefetch(sp);
         }
-    }
-
-    /// Switches from the running greenlet back to the hub loop.
-    #[inline(always)]
-    pub(crate) fn suspend(&self) {
-        let marker = 0u8;
-        self.suspended_sp.set(core::ptr::addr_of!(marker) as usize);
-        let yielder = self.yielder.get();
-        assert!(!yielder.is_null(), "suspend of a greenlet that is not running");
-        // SAFETY: the yielder lives on this coroutine's stack for as long as the coroutine runs,
-        // and `suspend` is only called by the greenlet itself, i.e. from that stack.
-        preserving_fp_registers(|| unsafe { (*yielder).suspend(()) })
-    }
-
-    /// After the coroutine returned: takes its stack back for reuse.
-    pub(crate) fn take_finished_stack(&self) -> PooledStack {
-        // SAFETY: called by the hub loop right after `resume` returned true; no other reference
-        // into the cell exists.
-        let coroutine = unsafe { (*self.coroutine.get()).take() };
-        self.region.set(None);
-        self.yielder.set(ptr::null());
-        coroutine.expect("a finished greenlet has its coroutine").into_stack()
-    }
-
-    /// Forgets a greenlet that could not be brought to an end at shutdown: its stack and the
-    /// values on it are leaked rather than dropped, since dropping a suspended coroutine would
-    /// need unwinding, which `no_std` lacks.
-    pub(crate) fn abandon(&self) {
-        // SAFETY: called by the hub at shutdown, from the main greenlet, while this greenlet is
-        // suspended; no other reference into the cell exists.
-        if let Some(coroutine) = unsafe { (*self.coroutine.get()).take() } {
-            core::mem::forget(coroutine);
-        }
-        self.region.set(None);
     }
 }
 
@@ -324,34 +247,3 @@ const PREFETCH_STACK_BELOW: usize = 512;
 /// `Event`), without flooding the cache for a greenlet parked deep in a call chain.
 #[cfg(target_arch = "x86_64")]
 const PREFETCH_STACK_ABOVE: usize = 1024;
-
-/// Runs a context switch so that the callee-saved floating-point registers survive it.
-///
-/// On hard-float 32-bit ARM (`thumbv7em-none-eabihf`: Cortex-M4F/M7F with a 16-double FPU)
-/// corosensei's switch does not preserve d8–d15 (its clobbers name the NEON registers q4–q7,
-/// which such an FPU does not have), and greenlets saw their floating-point values corrupted
-/// across switches (measured under QEMU `mps2-an386`). This out-of-line frame declares d8–d15
-/// clobbered, so the compiler saves them on entry and restores them on the way out, around the
-/// switch, on the stack of whichever side is switching away.
-#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
-#[inline(never)]
-fn preserving_fp_registers<R>(switch: impl FnOnce() -> R) -> R {
-    // SAFETY: an empty asm statement that only declares d8–d15 clobbered; it reads and writes
-    // no memory and leaves the stack alone.
-    unsafe {
-        core::arch::asm!(
-            "",
-            out("d8") _, out("d9") _, out("d10") _, out("d11") _,
-            out("d12") _, out("d13") _, out("d14") _, out("d15") _,
-            options(nomem, nostack, preserves_flags)
-        );
-    }
-    switch()
-}
-
-/// Elsewhere corosensei's switch preserves every callee-saved register itself.
-#[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
-#[inline(always)]
-fn preserving_fp_registers<R>(switch: impl FnOnce() -> R) -> R {
-    switch()
-}
