@@ -15,7 +15,10 @@
 //!   of the run queue, and a busy run queue (even one where only main yields) cannot starve
 //!   I/O or timers.
 //! - The hub loop runs on the main greenlet's stack while the main greenlet waits; the main
-//!   greenlet continues when its turn in the run queue comes.
+//!   greenlet continues when its turn in the run queue comes. Where gevent-core has its own
+//!   context switch (x86-64, Cortex-M), a greenlet that parks or yields switches straight to
+//!   the next one when the loop has nothing else due (`Hub::switch_directly`): the order
+//!   above is the same, and so is the collection of events every [`CHECK_EVERY`] resumptions.
 
 mod context;
 mod current;
@@ -491,9 +494,45 @@ impl Hub {
         // Handler mode was refused on the way to the hub (`hub()`), before anything changed.
         if task.is_main {
             self.run_until_main_runs();
-        } else {
-            task.context.suspend(&self.loop_context);
+            return;
         }
+        #[cfg(gevent_own_switch)]
+        if self.switch_directly(task) {
+            return;
+        }
+        task.context.suspend(&self.loop_context);
+    }
+
+    /// Switches from the running greenlet (not main) straight to the next one in the run
+    /// queue, as the loop would after this one switched back to it, when nothing else of the
+    /// loop's turn is due: the next one is started, runnable and not main (main returns from
+    /// the loop; a start takes a stack, and may fail), no slow-path work is asked for, and the
+    /// check of timers and I/O is not due. False, having changed nothing, otherwise: the
+    /// caller switches back to the loop.
+    #[cfg(gevent_own_switch)]
+    #[inline(always)]
+    fn switch_directly(&self, task: &Task) -> bool {
+        if self.slow.get() != 0 {
+            return false;
+        }
+        let n = self.resumes_since_check.get() + 1;
+        if n >= CHECK_EVERY {
+            return false;
+        }
+        let Some(next) = self.run_queue.pop() else { return false };
+        let next_task = next.task();
+        if next_task.is_main || !next_task.ran.get() || next_task.state.get() != State::Runnable {
+            self.run_queue.push_front(next);
+            return false;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.run_queue.len() >= PREFETCH_QUEUE_LEN {
+            self.prefetch_ahead(&next);
+        }
+        self.resumes_since_check.set(n);
+        next_task.state.set(State::Running);
+        self.current.switch_to(&task.context, next);
+        true
     }
 
     /// Tells a waiter that what it waits for happened, and wakes it if it is parked.
@@ -764,15 +803,17 @@ impl Hub {
             return;
         }
         task.state.set(State::Running);
-        let (returned, back) = if self.slow.get() == 0 {
+        let back = if self.slow.get() == 0 {
             self.current.resume(t, &self.loop_context)
         } else {
             self.resume_slow(t)
         };
-        if returned {
-            let t = back.expect("a greenlet that returns lends its count back");
-            let stack = t.task().context.take_finished_stack();
-            self.stacks.borrow_mut().give_back(stack);
+        // The greenlet that switched back: `t`, or one reached from it by direct switches.
+        if let Some(back) = back {
+            if back.task().context.returned() {
+                let stack = back.task().context.take_finished_stack();
+                self.stacks.borrow_mut().give_back(stack);
+            }
         }
     }
 
@@ -803,7 +844,7 @@ impl Hub {
     /// the [`slow`] bits ask for.
     #[cold]
     #[inline(never)]
-    fn resume_slow(&self, t: QueuedTask) -> (bool, Option<QueuedTask>) {
+    fn resume_slow(&self, t: QueuedTask) -> Option<QueuedTask> {
         // Kept for the work after the switch: the greenlet may have given its count away.
         let keep = t.to_task_ref();
         let task = keep.task();

@@ -44,6 +44,8 @@ pub(crate) struct Context {
     suspended_sp: Cell<usize>,
     /// A copy of the stack's bounds while the greenlet holds one, for fault reports.
     region: Cell<Option<StackRegion>>,
+    /// Whether the coroutine returned at its last resume.
+    returned: Cell<bool>,
 }
 
 impl Context {
@@ -53,6 +55,7 @@ impl Context {
             yielder: Cell::new(ptr::null()),
             suspended_sp: Cell::new(0),
             region: Cell::new(None),
+            returned: Cell::new(false),
         }
     }
 
@@ -79,15 +82,22 @@ impl Context {
         self.region.set(Some(region));
     }
 
-    /// Runs the greenlet until it suspends or returns; true when it returned.
+    /// Runs the greenlet until it suspends or returns.
     #[inline(always)]
-    pub(crate) fn resume(&self, _: &LoopContext) -> bool {
+    pub(crate) fn resume(&self, _: &LoopContext) {
         // SAFETY: the hub loop is the only caller and does not call this reentrantly, so this is
         // the only reference into the cell while it lives (module invariants).
         let coroutine = unsafe { &mut *self.coroutine.get() };
         let coroutine = coroutine.as_mut().expect("resume of a greenlet without a coroutine");
         crate::stack::before_resume(&self.region);
-        preserving_fp_registers(|| matches!(coroutine.resume(()), CoroutineResult::Return(())))
+        let returned =
+            preserving_fp_registers(|| matches!(coroutine.resume(()), CoroutineResult::Return(())));
+        self.returned.set(returned);
+    }
+
+    /// Whether the coroutine returned at its last resume.
+    pub(crate) fn returned(&self) -> bool {
+        self.returned.get()
     }
 
     /// Switches from the running greenlet back to the hub loop.
@@ -107,6 +117,7 @@ impl Context {
         // SAFETY: called by the hub loop right after `resume` returned true; no other reference
         // into the cell exists.
         let coroutine = unsafe { (*self.coroutine.get()).take() };
+        self.returned.set(false);
         self.region.set(None);
         self.yielder.set(ptr::null());
         coroutine.expect("a finished greenlet has its coroutine").into_stack()

@@ -1,9 +1,13 @@
 //! The context switch: greenlets' execution contexts and the way back to the hub.
 //!
 //! The hub loop runs on the main greenlet's stack (the thread's own) and *resumes* a greenlet;
-//! the greenlet *suspends* back to the loop when it parks or yields. A switch from one
-//! greenlet to another is therefore one suspend and one resume, with the loop's bookkeeping in
-//! between.
+//! the greenlet *suspends* back to the loop when it parks or yields. With this crate's own
+//! switch, a greenlet that parks or yields switches instead *directly* to the next greenlet of
+//! the run queue when the loop would do nothing else before resuming it (see
+//! `Hub::switch_directly`): one switch instead of two and the loop's turn. The loop then waits,
+//! in its switch into the first greenlet, for whichever greenlet of that chain switches back
+//! to it (one that returned always does, so that its stack is taken back by code not running
+//! on it). corosensei's coroutines are asymmetric: with it, every switch goes through the loop.
 //!
 //! Two backends provide [`Context`] and [`LoopContext`] with the same methods: this crate's
 //! own assembly (`native`, over [`arch`]) on x86-64 and Cortex-M, and corosensei (`coro`)
@@ -34,22 +38,28 @@ use alloc::rc::Rc;
 /// The greenlet the hub runs now, held as a borrowed pointer so that reaching it on the switch
 /// path costs no reference counting.
 ///
-/// Invariant: the pointer always names a live greenlet. It names the main greenlet (owned by
-/// the hub for its whole life) except inside [`CurrentSlot::resume`], which points it at a
-/// greenlet whose count the hub loop lends it in `lent`. The greenlet's own coroutine holds
-/// another count while it runs, so it stays alive when the lent one is taken (by [`get`] or
-/// [`queued`]); a greenlet that returns lends that one back ([`lend_back`]), so the loop
-/// always gets a count back from a greenlet that returned.
+/// Invariants:
+/// - The pointer always names a live greenlet. It names the main greenlet (owned by the hub
+///   for its whole life) while the main greenlet runs, the hub loop included; a switch into a
+///   greenlet (the loop's [`CurrentSlot::resume`], or a greenlet's direct
+///   [`CurrentSlot::switch_to`] another) points it at that greenlet first, and the loop points
+///   it back at main when a greenlet switches back to it. A running greenlet other than main
+///   stays alive: the entry frame at the bottom of its stack holds a count of it until its
+///   last switch, and a live greenlet is also counted by the hub's live list.
+/// - `lent`, when it holds a count, holds one of the greenlet the pointer names. Only a switch
+///   into a greenlet fills it, with the count of that greenlet's run queue entry; the loop,
+///   on getting control back, takes what is left of it. A greenlet that returns lends its
+///   entry frame's count ([`lend_back`]) if the lent one is gone, so the loop always gets a
+///   count of a greenlet that returned, and that greenlet (its stack, its context) stays
+///   alive until the loop took its stack back.
 ///
-/// [`get`]: CurrentSlot::get
-/// [`queued`]: CurrentSlot::queued
 /// [`lend_back`]: CurrentSlot::lend_back
 pub(crate) struct CurrentSlot {
     ptr: Cell<NonNull<Node<dyn Body>>>,
     /// The run queue's count of the running greenlet, which the hub loop popped and lends to
     /// it: the greenlet's first [`get`](CurrentSlot::get) or yield moves it where it goes (a
     /// waiter list, the run queue) instead of making a new count while the loop drops the old
-    /// one. Empty while the main greenlet runs.
+    /// one. Empty while the main greenlet runs (see the invariants above).
     lent: Cell<Option<QueuedTask>>,
 }
 
@@ -121,10 +131,11 @@ impl CurrentSlot {
         }
     }
 
-    /// Runs the greenlet `t` as the current one until it suspends or returns. Gives back
-    /// whether it returned, and `t`'s count unless the greenlet moved it into the run queue.
+    /// Runs the greenlet `t` as the current one until a greenlet (`t` or one `t` switched to
+    /// directly, see [`CurrentSlot::switch_to`]) switches back to the hub loop. Gives back what
+    /// is left of the count lent to that greenlet: always a count when it returned.
     #[inline(always)]
-    pub(crate) fn resume(&self, t: QueuedTask, from: &LoopContext) -> (bool, Option<QueuedTask>) {
+    pub(crate) fn resume(&self, t: QueuedTask, from: &LoopContext) -> Option<QueuedTask> {
         /// Points the slot back at the resumer and takes the lent count back even if a panic
         /// unwinds out of the greenlet (the library catches user panics inside it; this covers
         /// its own bugs), so the slot never names a greenlet that may be freed, nor lends the
@@ -142,19 +153,52 @@ impl CurrentSlot {
         }
         let node = t.node();
         let restore = Restore { slot: self, previous: self.ptr.replace(node) };
-        // Empty before (only the hub loop lends, and `Restore` takes the loan back): the old
-        // value needs no drop, which `set` would test for.
+        // Empty before (only a switch into a greenlet lends, and the loop, main's code, takes
+        // the loan back): the old value needs no drop, which `set` would test for.
         debug_assert!(self.lent_is_empty());
         core::mem::forget(self.lent.replace(Some(t)));
-        // SAFETY: the greenlet is alive for the whole call: `lent` holds a count until the
-        // greenlet takes it, its coroutine's closure holds one while it runs, and a greenlet
-        // about to return puts that one into `lent` (`lend_back`), which only this function
-        // takes after the switch.
-        let returned = unsafe { &node.as_ref().task }.context.resume(from);
+        // SAFETY: the greenlet is alive until the switch: `lent` holds its count, and nothing
+        // runs between here and the switch. After it, only `lent` is read.
+        unsafe { &node.as_ref().task }.context.resume(from);
         let back = self.lent.take();
         drop(restore);
-        (returned, back)
+        back
     }
+
+    /// Switches from the running greenlet, whose context is `from`, straight to `next`,
+    /// popped from the run queue: a started greenlet, suspended or the running one itself
+    /// (which yielded into an otherwise empty run queue). `next` becomes the current greenlet
+    /// with its entry's count lent to it. Returns when something switches back to the caller.
+    #[cfg(gevent_own_switch)]
+    #[inline(always)]
+    pub(crate) fn switch_to(&self, from: &Context, next: QueuedTask) {
+        let node = next.node();
+        if ptr::addr_eq(node.as_ptr(), self.ptr.get().as_ptr()) {
+            // Itself: its turn came again, nothing to switch.
+            drop(self.lent.replace(Some(next)));
+            return;
+        }
+        // SAFETY: `next` holds a count of the node until it goes into `lent` below, where it
+        // stays until the next switch; the reference is not used after that.
+        let to = unsafe { &node.as_ref().task }.context.take_for_switch();
+        self.ptr.set(node);
+        // What is left of the running greenlet's loan: not its last count, which the live list
+        // holds for as long as it is not finished (it is parking or yielding), so dropping it
+        // frees nothing. Usually there is none: yielding and waiting took it.
+        let left = self.lent.replace(Some(next));
+        if left.is_some() {
+            drop_cold(left);
+        }
+        from.switch_to(to);
+    }
+}
+
+/// Drops a value off the hot path.
+#[cfg(gevent_own_switch)]
+#[cold]
+#[inline(never)]
+fn drop_cold<T>(value: T) {
+    drop(value);
 }
 
 /// Runs the greenlet `me` to its end, on its own stack: its body, its `finish`, and the hand

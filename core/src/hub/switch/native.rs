@@ -7,11 +7,14 @@
 //!
 //! Invariants that make the unsafe code below sound:
 //! - A context's `sp` is a stack pointer saved by the switch (or made by `init_stack`) exactly
-//!   while that context is suspended: only the context itself stores it, in the switch that
-//!   suspends it, and only a switch *to* it consumes it, which only happens while it is
-//!   suspended (a greenlet is switched to only from the run queue, where it is only while it
-//!   is not running; the loop's context only by the running greenlet, while the loop waits
-//!   in its own switch).
+//!   while that context is suspended, and 0 otherwise: only the context itself stores it, in
+//!   the switch that suspends it, and a switch *to* it takes it (leaving 0) before switching,
+//!   and refuses a 0. Greenlets are switched to from the run queue only (by the loop, or by
+//!   the running greenlet directly), where a started greenlet is only while it is suspended
+//!   or, having just yielded, is the running one (which a direct switch recognizes and does
+//!   not switch to). The loop's context is switched to only by the running greenlet, while
+//!   the loop waits in its own switch into the first greenlet of a chain of direct switches:
+//!   exactly one greenlet of the chain switches back to it.
 //! - A greenlet's stack stays owned by its `Context` (`stack`) from its start until the hub
 //!   loop takes it back after the greenlet switched away for the last time (`returned`), or
 //!   forever if it is abandoned: the stack a suspended context's `sp` points into is alive.
@@ -35,6 +38,9 @@ impl LoopContext {
         LoopContext { sp: Cell::new(0) }
     }
 }
+
+/// A suspended context's stack pointer, taken out of its context for one switch to it.
+pub(crate) struct SuspendedSp(usize);
 
 /// A greenlet's execution context: empty until it starts, then its stack and, while it is
 /// suspended, its saved stack pointer.
@@ -95,10 +101,10 @@ impl Context {
         self.region.set(Some(region));
     }
 
-    /// Switches from the hub loop (`from`) into the greenlet until it switches back; true when
-    /// it returned.
+    /// Switches from the hub loop (`from`) into the greenlet until a greenlet switches back
+    /// (this one, or one it switched to directly).
     #[inline(always)]
-    pub(crate) fn resume(&self, from: &LoopContext) -> bool {
+    pub(crate) fn resume(&self, from: &LoopContext) {
         crate::stack::before_resume(&self.region);
         let to = self.sp.replace(0);
         assert!(to != 0, "resume of a greenlet that is not suspended");
@@ -106,7 +112,6 @@ impl Context {
         // (module invariants; a greenlet that is running, not started or ended has 0, refused
         // above), and `from.sp` is the loop's slot, which nothing else writes.
         unsafe { arch::switch(from.sp.as_ptr(), to) };
-        self.returned.get()
     }
 
     /// Switches from the running greenlet back to the hub loop, until it is resumed.
@@ -118,6 +123,33 @@ impl Context {
         // switch into a greenlet, the running one (module invariants), so it is a suspended
         // context on the main greenlet's live stack; `self.sp` is this greenlet's own slot.
         unsafe { arch::switch(self.sp.as_ptr(), loop_sp) };
+    }
+
+    /// The first half of a direct switch from the running greenlet to this suspended one:
+    /// runs the resume hook (as a resume by the loop does) and takes the saved stack pointer,
+    /// for [`Context::switch_to`]. The context counts as running from now on.
+    #[inline(always)]
+    pub(crate) fn take_for_switch(&self) -> SuspendedSp {
+        crate::stack::before_resume(&self.region);
+        let sp = self.sp.replace(0);
+        assert!(sp != 0, "direct switch to a greenlet that is not suspended");
+        SuspendedSp(sp)
+    }
+
+    /// The second half: switches from this running greenlet to the context `to` was taken
+    /// from, until something switches back.
+    #[inline(always)]
+    pub(crate) fn switch_to(&self, to: SuspendedSp) {
+        // SAFETY: `to` holds a saved stack pointer that `take_for_switch` took out of its
+        // context (which refused a 0), so it is that suspended context's, on its live stack
+        // (module invariants), and since `SuspendedSp` is neither `Copy` nor `Clone` and only
+        // made there, it is continued once; `self.sp` is this running greenlet's own slot.
+        unsafe { arch::switch(self.sp.as_ptr(), to.0) };
+    }
+
+    /// Whether the greenlet switched away for the last time (its body returned).
+    pub(crate) fn returned(&self) -> bool {
+        self.returned.get()
     }
 
     /// After the greenlet returned: takes its stack back for reuse.
