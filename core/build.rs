@@ -5,9 +5,12 @@
 //!   refuse to switch greenlets inside an interrupt handler (`hub/context.rs`).
 //! - `gevent_thumb1`: one of those with only the Thumb-1 instruction set (v6-M, v8-M
 //!   Baseline), whose push and pop reach only the low registers (`hub/switch/arch/arm.rs`).
-//! - `gevent_own_switch`: greenlets switch with this crate's own assembly (`hub/switch`):
-//!   x86-64 outside Windows and Cortex-M, unless the `corosensei-switch` feature asks for
-//!   corosensei everywhere.
+//! - `gevent_own_switch`: greenlets switch with this crate's own assembly (`hub/switch`): on
+//!   x86-64 under an operating system with the System V ABI (not Windows's ABI, nor bare
+//!   metal, whose kernels may run without SSE, which the switch uses) and on Cortex-M. Not
+//!   under a sanitizer (the ASan step keeps the backend it was set up with: ours does not
+//!   tell AddressSanitizer about its stack switches), nor with the `corosensei-switch`
+//!   feature, which asks for corosensei everywhere.
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(gevent_cortex_m)");
@@ -25,9 +28,10 @@ fn main() {
     }
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    let system_v_x86_64 = arch == "x86_64" && os != "windows" && os != "uefi";
+    let hosted_x86_64 = arch == "x86_64" && !["windows", "uefi", "none"].contains(&os.as_str());
     let forced = std::env::var_os("CARGO_FEATURE_COROSENSEI_SWITCH").is_some();
-    if (system_v_x86_64 || cortex_m) && !forced {
+    let sanitized = std::env::var_os("CARGO_CFG_SANITIZE").is_some();
+    if (hosted_x86_64 || cortex_m) && !forced && !sanitized {
         println!("cargo::rustc-cfg=gevent_own_switch");
     }
 }

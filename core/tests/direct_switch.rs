@@ -181,3 +181,60 @@ fn a_greenlet_ending_right_after_a_direct_switch_gives_its_stack_back() {
         assert_eq!(total.get(), rounds * (rounds - 1) / 2);
     });
 }
+
+/// MXCSR, the SSE control and status register, on x86-64.
+#[cfg(all(target_arch = "x86_64", not(feature = "corosensei-switch")))]
+mod mxcsr {
+    #![allow(unsafe_code)] // reads and writes MXCSR
+
+    /// The register's value.
+    pub(crate) fn get() -> u32 {
+        let mut value = 0u32;
+        // SAFETY: STMXCSR writes the 4 bytes of `value`, which is a live local.
+        unsafe {
+            core::arch::asm!("stmxcsr [{}]", in(reg) &raw mut value, options(nostack));
+        }
+        value
+    }
+
+    /// Sets the register.
+    pub(crate) fn set(value: u32) {
+        // SAFETY: LDMXCSR reads the 4 bytes of `value`; the callers pass values with the
+        // reserved bits clear (the default with other rounding bits), which cannot fault.
+        unsafe {
+            core::arch::asm!("ldmxcsr [{}]", in(reg) &raw const value, options(nostack));
+        }
+    }
+}
+
+/// The System V ABI makes MXCSR's control bits callee-saved: a greenlet's rounding mode is its
+/// own, across switches to and from other greenlets (corosensei's switch does not keep it,
+/// so this holds on gevent-core's own switch only).
+#[cfg(all(target_arch = "x86_64", not(feature = "corosensei-switch")))]
+#[test]
+fn a_greenlets_floating_point_rounding_mode_is_its_own() {
+    const ROUND_TOWARD_ZERO: u32 = 3 << 13;
+    sim::run(|| {
+        let default = mxcsr::get();
+        let seen_by_other = Rc::new(Cell::new(0u32));
+        let changer = spawn(move || {
+            mxcsr::set(default | ROUND_TOWARD_ZERO);
+            yield_now().unwrap();
+            yield_now().unwrap();
+            let own = mxcsr::get();
+            mxcsr::set(default);
+            own
+        });
+        let other = {
+            let seen_by_other = seen_by_other.clone();
+            spawn(move || {
+                yield_now().unwrap();
+                seen_by_other.set(mxcsr::get());
+            })
+        };
+        assert_eq!(changer.get().unwrap() & ROUND_TOWARD_ZERO, ROUND_TOWARD_ZERO);
+        other.get().unwrap();
+        assert_eq!(seen_by_other.get() & ROUND_TOWARD_ZERO, default & ROUND_TOWARD_ZERO);
+        assert_eq!(mxcsr::get(), default);
+    });
+}
