@@ -505,10 +505,13 @@ impl Hub {
 
     /// Switches from the running greenlet (not main) straight to the next one in the run
     /// queue, as the loop would after this one switched back to it, when nothing else of the
-    /// loop's turn is due: the next one is started, runnable and not main (main returns from
-    /// the loop; a start takes a stack, and may fail), no slow-path work is asked for, and the
-    /// check of timers and I/O is not due. False, having changed nothing, otherwise: the
-    /// caller switches back to the loop.
+    /// loop's turn is due: the next one is suspended (so started, not main, which the loop
+    /// returns to, and not this one, which yielded into an otherwise empty run queue), no
+    /// slow-path work is asked for, and the check of timers and I/O is not due. False, having
+    /// changed nothing, otherwise: the caller switches back to the loop.
+    ///
+    /// A suspended greenlet in the run queue is runnable: only a running greenlet parks, and
+    /// ending a suspended one (`abandon_live`) takes its context apart first.
     #[cfg(gevent_own_switch)]
     #[inline(always)]
     fn switch_directly(&self, task: &Task) -> bool {
@@ -520,18 +523,18 @@ impl Hub {
             return false;
         }
         let Some(next) = self.run_queue.pop() else { return false };
-        let next_task = next.task();
-        if next_task.is_main || !next_task.ran.get() || next_task.state.get() != State::Runnable {
+        let Some(to) = next.task().context.take_if_suspended() else {
             self.run_queue.push_front(next);
             return false;
-        }
+        };
+        debug_assert_eq!(next.task().state.get(), State::Runnable);
         #[cfg(target_arch = "x86_64")]
         if self.run_queue.len() >= PREFETCH_QUEUE_LEN {
             self.prefetch_ahead(&next);
         }
         self.resumes_since_check.set(n);
-        next_task.state.set(State::Running);
-        self.current.switch_to(&task.context, next);
+        next.task().state.set(State::Running);
+        self.current.switch_to(&task.context, next, to);
         true
     }
 

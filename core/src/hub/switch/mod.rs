@@ -25,7 +25,7 @@ mod native;
 #[cfg(not(gevent_own_switch))]
 pub(crate) use coro::{Context, LoopContext};
 #[cfg(gevent_own_switch)]
-pub(crate) use native::{Context, LoopContext};
+pub(crate) use native::{Context, LoopContext, SuspendedSp};
 
 use core::cell::Cell;
 use core::ptr;
@@ -166,22 +166,14 @@ impl CurrentSlot {
     }
 
     /// Switches from the running greenlet, whose context is `from`, straight to `next`,
-    /// popped from the run queue: a started greenlet, suspended or the running one itself
-    /// (which yielded into an otherwise empty run queue). `next` becomes the current greenlet
-    /// with its entry's count lent to it. Returns when something switches back to the caller.
+    /// popped from the run queue, whose suspended context `to` was taken from. `next` becomes
+    /// the current greenlet with its entry's count lent to it. Returns when something switches
+    /// back to the caller.
     #[cfg(gevent_own_switch)]
     #[inline(always)]
-    pub(crate) fn switch_to(&self, from: &Context, next: QueuedTask) {
-        let node = next.node();
-        if ptr::addr_eq(node.as_ptr(), self.ptr.get().as_ptr()) {
-            // Itself: its turn came again, nothing to switch.
-            drop(self.lent.replace(Some(next)));
-            return;
-        }
-        // SAFETY: `next` holds a count of the node until it goes into `lent` below, where it
-        // stays until the next switch; the reference is not used after that.
-        let to = unsafe { &node.as_ref().task }.context.take_for_switch();
-        self.ptr.set(node);
+    pub(crate) fn switch_to(&self, from: &Context, next: QueuedTask, to: SuspendedSp) {
+        // Not the running greenlet: that one's context is not suspended.
+        self.ptr.set(next.node());
         // What is left of the running greenlet's loan: not its last count, which the live list
         // holds for as long as it is not finished (it is parking or yielding), so dropping it
         // frees nothing. Usually there is none: yielding and waiting took it.

@@ -9,10 +9,9 @@
 //! - A context's `sp` is a stack pointer saved by the switch (or made by `init_stack`) exactly
 //!   while that context is suspended, and 0 otherwise: only the context itself stores it, in
 //!   the switch that suspends it, and a switch *to* it takes it (leaving 0) before switching,
-//!   and refuses a 0. Greenlets are switched to from the run queue only (by the loop, or by
-//!   the running greenlet directly), where a started greenlet is only while it is suspended
-//!   or, having just yielded, is the running one (which a direct switch recognizes and does
-//!   not switch to). The loop's context is switched to only by the running greenlet, while
+//!   and refuses a 0 (a direct switch takes "not 0" as "suspended", and switches through the
+//!   loop otherwise). Greenlets are switched to from the run queue only (by the loop, or by
+//!   the running greenlet directly). The loop's context is switched to only by the running greenlet, while
 //!   the loop waits in its own switch into the first greenlet of a chain of direct switches:
 //!   exactly one greenlet of the chain switches back to it.
 //! - A greenlet's stack stays owned by its `Context` (`stack`) from its start until the hub
@@ -125,22 +124,25 @@ impl Context {
         unsafe { arch::switch(self.sp.as_ptr(), loop_sp) };
     }
 
-    /// The first half of a direct switch from the running greenlet to this suspended one:
-    /// runs the resume hook (as a resume by the loop does) and takes the saved stack pointer,
-    /// for [`Context::switch_to`]. The context counts as running from now on.
+    /// The first half of a direct switch from the running greenlet to this one, if it is
+    /// suspended (`None` if it is not started, running or ended, or is main's, which the
+    /// loop's code runs on): runs the resume hook (as a resume by the loop does) and takes
+    /// the saved stack pointer, for [`Context::switch_to`]. The context counts as running from
+    /// then on.
     #[inline(always)]
-    pub(crate) fn take_for_switch(&self) -> SuspendedSp {
+    pub(crate) fn take_if_suspended(&self) -> Option<SuspendedSp> {
+        if self.sp.get() == 0 {
+            return None;
+        }
         crate::stack::before_resume(&self.region);
-        let sp = self.sp.replace(0);
-        assert!(sp != 0, "direct switch to a greenlet that is not suspended");
-        SuspendedSp(sp)
+        Some(SuspendedSp(self.sp.replace(0)))
     }
 
     /// The second half: switches from this running greenlet to the context `to` was taken
     /// from, until something switches back.
     #[inline(always)]
     pub(crate) fn switch_to(&self, to: SuspendedSp) {
-        // SAFETY: `to` holds a saved stack pointer that `take_for_switch` took out of its
+        // SAFETY: `to` holds a saved stack pointer that `take_if_suspended` took out of its
         // context (which refused a 0), so it is that suspended context's, on its live stack
         // (module invariants), and since `SuspendedSp` is neither `Copy` nor `Clone` and only
         // made there, it is continued once; `self.sp` is this running greenlet's own slot.
