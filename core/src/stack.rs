@@ -266,7 +266,7 @@ pub(crate) fn report_no_stack(
     }
 }
 
-/// A stack on loan from the pool; the type corosensei runs greenlets on.
+/// A stack on loan from the pool, which a greenlet runs on.
 #[derive(Debug)]
 pub(crate) struct PooledStack {
     region: StackRegion,

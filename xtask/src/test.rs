@@ -90,6 +90,15 @@ const STEPS: &[Step] = &[
         "test -p gevent-core --features std,sim,resume-hook --test resume_hook",
         &[],
     ),
+    // Greenlets switched by corosensei, the backend of the architectures without gevent-core's
+    // own switch, on this machine too.
+    (
+        "test core corosensei switch",
+        Always,
+        CARGO,
+        "test -p gevent-core --features std,sim,corosensei-switch",
+        &[],
+    ),
     ("doc", Always, CARGO, "doc --workspace --no-deps", &[("RUSTDOCFLAGS", "-D warnings")]),
     // gevent-embedded's optional parts (protocols, drivers, the MPU guard) are off in the
     // workspace's build of the docs (its tests turn them on through a dev-dependency).

@@ -14,15 +14,11 @@ use core::panic::Location;
 use core::ptr::NonNull;
 use core::time::Duration;
 
-use corosensei::Coroutine;
-
 pub use join::{AsGreenlet, Greenlets, JoinAll, joinall, killall, killall_timeout};
 pub(crate) use join::{DeadlineTimer, join_task};
 
 use crate::error::{FailureKind, GreenletError, Interrupted};
 use crate::hub::hub;
-use crate::hub::switch::GreenletCoroutine;
-use crate::stack::PooledStack;
 use task::{Body, Outcome, Task, TaskRef};
 
 /// The body of a greenlet spawned with `F` returning `T`: the closure until it starts, then
@@ -59,44 +55,38 @@ trait ValueSlot<T> {
 }
 
 impl<T: 'static, F: FnOnce() -> T + 'static> Body for Typed<T, F> {
-    fn start(&self, me: TaskRef, stack: PooledStack) -> GreenletCoroutine {
+    fn run(&self, me: &TaskRef) {
         let Slot::Body(body) = self.slot.replace(Slot::Empty) else {
             unreachable!("a greenlet starts once, with its body")
         };
-        Coroutine::with_stack(stack, move |yielder, ()| {
-            me.task.context.set_yielder(yielder);
-            let typed = me.body::<Self>().expect("the body has this type");
-            let mut failure = match crate::panic::catch(body) {
-                Ok(value) => match me.task.kill_delivered.get().then(|| me.task.kill_error()) {
-                    // Killed with a reason: a failure whatever the body made of it.
-                    Some(Interrupted::KilledWith(reason)) => {
-                        drop_owned(value);
-                        Some(FailureKind::KilledWith(reason))
-                    }
-                    // Otherwise the body's own result stands, even after a plain kill.
-                    _ => {
-                        *typed.slot.borrow_mut() = Slot::Value(value);
-                        None
-                    }
-                },
-                Err(message) => Some(FailureKind::Panicked(message)),
-            };
-            // Everything the greenlet owns is dropped here, inside its own panic boundary:
-            // its locals, and its value if no handle can ever read it.
-            let cleanup = crate::panic::catch(|| {
-                me.task.clear_locals();
-                if typed.handles.get() == 0 {
-                    drop(typed.take_value());
+        let mut failure = match crate::panic::catch(body) {
+            Ok(value) => match me.task.kill_delivered.get().then(|| me.task.kill_error()) {
+                // Killed with a reason: a failure whatever the body made of it.
+                Some(Interrupted::KilledWith(reason)) => {
+                    drop_owned(value);
+                    Some(FailureKind::KilledWith(reason))
                 }
-            });
-            if let (Err(message), None) = (cleanup, &failure) {
-                drop_owned(typed.take_value());
-                failure = Some(FailureKind::Panicked(message));
+                // Otherwise the body's own result stands, even after a plain kill.
+                _ => {
+                    *self.slot.borrow_mut() = Slot::Value(value);
+                    None
+                }
+            },
+            Err(message) => Some(FailureKind::Panicked(message)),
+        };
+        // Everything the greenlet owns is dropped here, inside its own panic boundary: its
+        // locals, and its value if no handle can ever read it.
+        let cleanup = crate::panic::catch(|| {
+            me.task.clear_locals();
+            if self.handles.get() == 0 {
+                drop(self.take_value());
             }
-            let hub = hub();
-            hub.finish(&me, failure);
-            hub.returning(me);
-        })
+        });
+        if let (Err(message), None) = (cleanup, &failure) {
+            drop_owned(self.take_value());
+            failure = Some(FailureKind::Panicked(message));
+        }
+        hub().finish(me, failure);
     }
 
     fn discard(&self) {

@@ -20,7 +20,6 @@
 
 use alloc::alloc::{alloc, dealloc, handle_alloc_error};
 use core::alloc::Layout;
-use core::any::TypeId;
 use core::cell::Cell;
 use core::marker::PhantomData;
 use core::ops::Deref;
@@ -28,8 +27,6 @@ use core::ptr::{NonNull, addr_of_mut};
 
 use super::task::{Body, Task};
 use crate::headers::{HeaderError, HeaderSource};
-use crate::hub::switch::GreenletCoroutine;
-use crate::stack::PooledStack;
 
 /// The start of every greenlet node: what the hub needs without knowing the body's type.
 #[repr(C)]
@@ -52,10 +49,9 @@ struct Node<B> {
 pub(crate) struct NodeVtable {
     /// The layout of the whole node, for giving its memory back and for recycling it.
     layout: Layout,
-    type_id: fn() -> TypeId,
     /// Drops the header's task and the body in place (the memory stays).
     drop_node: unsafe fn(NonNull<Header>),
-    start: unsafe fn(NonNull<Header>, TaskRef, PooledStack) -> GreenletCoroutine,
+    run: unsafe fn(NonNull<Header>, &TaskRef),
     discard: unsafe fn(NonNull<Header>),
 }
 
@@ -65,9 +61,8 @@ struct VtableOf<B>(PhantomData<B>);
 impl<B: Body> VtableOf<B> {
     const VTABLE: &'static NodeVtable = &NodeVtable {
         layout: Layout::new::<Node<B>>(),
-        type_id: TypeId::of::<B>,
         drop_node: Self::drop_node,
-        start: Self::start,
+        run: Self::run,
         discard: Self::discard,
     };
 
@@ -87,10 +82,10 @@ impl<B: Body> VtableOf<B> {
     }
 
     /// # Safety
-    /// `h` is a live `Node<B>`, kept alive for the call (here by `me`).
-    unsafe fn start(h: NonNull<Header>, me: TaskRef, stack: PooledStack) -> GreenletCoroutine {
-        // SAFETY: the caller's contract; `me` holds a count for the whole call.
-        unsafe { Self::body(h) }.start(me, stack)
+    /// `h` is a live `Node<B>`, and `me` a count of it (which keeps it alive for the call).
+    unsafe fn run(h: NonNull<Header>, me: &TaskRef) {
+        // SAFETY: the caller's contract.
+        unsafe { Self::body(h) }.run(me)
     }
 
     /// # Safety
@@ -166,30 +161,12 @@ impl TaskRef {
         &self.task
     }
 
-    /// The body, if it has type `B`.
+    /// Runs the body to its end, on the greenlet's own stack (see [`Body::run`]).
     #[inline]
-    pub(crate) fn body<B: Body>(&self) -> Option<&B> {
-        // The table's address says it in two instructions where it is this copy of `B`'s
-        // table; another copy (a constant may be duplicated across codegen units) falls back
-        // to the type ids. Equal addresses are equal tables, whose `type_id` functions, which
-        // return different constants for different types, are then the same: `B`'s.
-        let same_table = core::ptr::eq(self.vtable, VtableOf::<B>::VTABLE);
-        if !same_table && (self.vtable.type_id)() != TypeId::of::<B>() {
-            return None;
-        }
-        // SAFETY: the node's body has type `B` (its vtable's), and the node lives while `self`
-        // is borrowed.
-        Some(unsafe { VtableOf::<B>::body(self.0) })
-    }
-
-    /// Builds the coroutine that runs the body on `stack`, with this count as the greenlet's
-    /// own (see [`Body::start`]).
-    #[inline]
-    pub(crate) fn start(self, stack: PooledStack) -> GreenletCoroutine {
-        let (h, start) = (self.0, self.vtable.start);
-        // SAFETY: `start` is the vtable's of this node's body type; `self`, moved in, keeps the
-        // node alive for the call.
-        unsafe { start(h, self, stack) }
+    pub(crate) fn run(&self) {
+        // SAFETY: `run` is the vtable's of this node's body type; `self` keeps the node alive
+        // for the call.
+        unsafe { (self.vtable.run)(self.0, self) }
     }
 
     /// Drops the body without running it; see [`Body::discard`].
@@ -415,7 +392,7 @@ mod tests {
     struct Probe(Rc<Cell<bool>>);
 
     impl Body for Probe {
-        fn start(&self, _: TaskRef, _: PooledStack) -> GreenletCoroutine {
+        fn run(&self, _: &TaskRef) {
             unreachable!("never started")
         }
         fn discard(&self) {}
@@ -442,8 +419,8 @@ mod tests {
         let (t, body) = TaskRef::new_node(None, None, named, Probe(dropped.clone())).unwrap();
         assert_eq!((t.task().id, t.task().stack_size, t.task().is_main), (7, 4096, false));
         assert_eq!(t.task().name(), "probe");
-        assert!(core::ptr::eq(t.body::<Probe>().unwrap(), body.as_ptr()));
-        assert!(t.body::<MainBody>().is_none(), "a body of another type is not handed out");
+        let offset = body.as_ptr() as usize - t.as_ptr().as_ptr() as usize;
+        assert_eq!(offset, core::mem::offset_of!(Node<Probe>, body), "the body follows the header");
         drop(t);
         assert!(dropped.get());
     }
@@ -552,7 +529,7 @@ mod tests {
             _bytes: [u8; 2048],
         }
         impl Body for Big {
-            fn start(&self, _: TaskRef, _: PooledStack) -> GreenletCoroutine {
+            fn run(&self, _: &TaskRef) {
                 unreachable!("never started")
             }
             fn discard(&self) {}
@@ -567,7 +544,7 @@ mod tests {
     fn a_body_that_panics_when_dropped_still_gives_the_memory_back() {
         struct Bomb;
         impl Body for Bomb {
-            fn start(&self, _: TaskRef, _: PooledStack) -> GreenletCoroutine {
+            fn run(&self, _: &TaskRef) {
                 unreachable!("never started")
             }
             fn discard(&self) {}

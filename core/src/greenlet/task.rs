@@ -12,8 +12,7 @@ use core::panic::Location;
 
 use crate::error::{FailureKind, GreenletError, Interrupted, TimeoutId};
 use crate::hub::LiveLinks;
-use crate::hub::switch::{Context, GreenletCoroutine};
-use crate::stack::PooledStack;
+use crate::hub::switch::Context;
 use crate::time::Instant;
 use crate::timer::TimerKey;
 use crate::wait_list::{WaitList, WaiterKey};
@@ -22,9 +21,9 @@ pub(crate) use super::node::{Header, TaskRef};
 
 /// What the hub needs of a greenlet's body, whatever its result type.
 pub(crate) trait Body: Any {
-    /// Builds the coroutine that runs the body on `stack`; called once, at the first run, with
-    /// the greenlet itself as `me`.
-    fn start(&self, me: TaskRef, stack: PooledStack) -> GreenletCoroutine;
+    /// Runs the body to its end and records the end (`Hub::finish`), on the greenlet's own
+    /// stack; called once, at the first run, with the greenlet itself as `me`.
+    fn run(&self, me: &TaskRef);
     /// Drops the body without running it (the greenlet was killed before it started).
     fn discard(&self);
 }
@@ -506,7 +505,7 @@ impl Task {
 pub(crate) struct MainBody;
 
 impl Body for MainBody {
-    fn start(&self, _: TaskRef, _: PooledStack) -> GreenletCoroutine {
+    fn run(&self, _: &TaskRef) {
         unreachable!("the main greenlet runs on the thread's own stack")
     }
 

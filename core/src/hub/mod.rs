@@ -15,7 +15,10 @@
 //!   of the run queue, and a busy run queue (even one where only main yields) cannot starve
 //!   I/O or timers.
 //! - The hub loop runs on the main greenlet's stack while the main greenlet waits; the main
-//!   greenlet continues when its turn in the run queue comes.
+//!   greenlet continues when its turn in the run queue comes. Where gevent-core has its own
+//!   context switch (x86-64, Cortex-M), a greenlet that parks or yields switches straight to
+//!   the next one when the loop has nothing else due (`Hub::switch_directly`): the order
+//!   above is the same, and so is the collection of events every [`CHECK_EVERY`] resumptions.
 
 mod context;
 mod current;
@@ -115,6 +118,8 @@ pub(crate) struct Hub {
     idle_waiters: RefCell<WaitList<TaskRef>>,
     main: TaskRef,
     current: switch::CurrentSlot,
+    /// The hub loop's context while it waits for the greenlet it switched to.
+    loop_context: switch::LoopContext,
     remote: Shared<Remote>,
     default_stack_size: usize,
     next_id: Cell<u64>,
@@ -181,6 +186,7 @@ impl Hub {
             idle_waiters: RefCell::new(WaitList::new()),
             current: switch::CurrentSlot::new(&main),
             main,
+            loop_context: switch::LoopContext::new(),
             remote,
             default_stack_size: platform.default_stack_size,
             next_id: Cell::new(1),
@@ -341,6 +347,13 @@ impl Hub {
     #[inline]
     pub(crate) fn returning(&self, me: TaskRef) {
         self.current.lend_back(me);
+    }
+
+    /// The hub loop's context, which a greenlet switches back to.
+    #[cfg(gevent_own_switch)]
+    #[inline]
+    pub(crate) fn loop_context(&self) -> &switch::LoopContext {
+        &self.loop_context
     }
 
     /// The header of the greenlet running now; see [`switch::CurrentSlot::task`].
@@ -519,9 +532,48 @@ impl Hub {
         // Handler mode was refused on the way to the hub (`hub()`), before anything changed.
         if task.is_main {
             self.run_until_main_runs();
-        } else {
-            task.context.suspend();
+            return;
         }
+        #[cfg(gevent_own_switch)]
+        if self.switch_directly(task) {
+            return;
+        }
+        task.context.suspend(&self.loop_context);
+    }
+
+    /// Switches from the running greenlet (not main) straight to the next one in the run
+    /// queue, as the loop would after this one switched back to it, when nothing else of the
+    /// loop's turn is due: the next one is suspended (so started, not main, which the loop
+    /// returns to, and not this one, which yielded into an otherwise empty run queue), no
+    /// slow-path work is asked for, and the check of timers and I/O is not due. False, having
+    /// changed nothing, otherwise: the caller switches back to the loop.
+    ///
+    /// A suspended greenlet in the run queue is runnable: only a running greenlet parks, and
+    /// ending a suspended one (`abandon_live`) takes its context apart first.
+    #[cfg(gevent_own_switch)]
+    #[inline(always)]
+    fn switch_directly(&self, task: &Task) -> bool {
+        if self.slow.get() != 0 {
+            return false;
+        }
+        let n = self.resumes_since_check.get() + 1;
+        if n >= CHECK_EVERY {
+            return false;
+        }
+        let Some(next) = self.run_queue.pop() else { return false };
+        let Some(to) = next.task().context.take_if_suspended() else {
+            self.run_queue.push_front(next);
+            return false;
+        };
+        debug_assert_eq!(next.task().state.get(), State::Runnable);
+        #[cfg(target_arch = "x86_64")]
+        if self.run_queue.len() >= PREFETCH_QUEUE_LEN {
+            self.prefetch_ahead(&next);
+        }
+        self.resumes_since_check.set(n);
+        next.task().state.set(State::Running);
+        self.current.switch_to(&task.context, next, to);
+        true
     }
 
     /// Tells a waiter that what it waits for happened, and wakes it if it is parked.
@@ -792,12 +844,17 @@ impl Hub {
             return;
         }
         task.state.set(State::Running);
-        let (returned, back) =
-            if self.slow.get() == 0 { self.current.resume(t) } else { self.resume_slow(t) };
-        if returned {
-            let t = back.expect("a greenlet that returns lends its count back");
-            let stack = t.task().context.take_finished_stack();
-            self.stacks.borrow_mut().give_back(stack);
+        let back = if self.slow.get() == 0 {
+            self.current.resume(t, &self.loop_context)
+        } else {
+            self.resume_slow(t)
+        };
+        // The greenlet that switched back: `t`, or one reached from it by direct switches.
+        if let Some(back) = back {
+            if back.task().context.returned() {
+                let stack = back.task().context.take_finished_stack();
+                self.stacks.borrow_mut().give_back(stack);
+            }
         }
     }
 
@@ -809,9 +866,7 @@ impl Hub {
         let stack = self.stacks.borrow_mut().take(task.stack_size);
         match stack {
             Ok(stack) => {
-                let region = stack.region();
-                let coroutine = t.to_task_ref().start(stack);
-                task.context.install(coroutine, region);
+                task.context.start(t.to_task_ref(), stack);
                 task.ran.set(true);
                 true
             }
@@ -830,7 +885,7 @@ impl Hub {
     /// the [`slow`] bits ask for.
     #[cold]
     #[inline(never)]
-    fn resume_slow(&self, t: QueuedTask) -> (bool, Option<QueuedTask>) {
+    fn resume_slow(&self, t: QueuedTask) -> Option<QueuedTask> {
         // Kept for the work after the switch: the greenlet may have given its count away.
         let keep = t.to_task_ref();
         let task = keep.task();
@@ -840,7 +895,7 @@ impl Hub {
         }
         #[cfg(feature = "tracing")]
         crate::events::tracing::enter(task);
-        let resumed = self.current.resume(t);
+        let resumed = self.current.resume(t, &self.loop_context);
         #[cfg(feature = "tracing")]
         crate::events::tracing::exit(task);
         if self.observed.get() {

@@ -126,6 +126,22 @@ impl RunQueue {
         Some(unsafe { self.buf.get().add(slot).read().assume_init() })
     }
 
+    /// Puts a greenlet back at the front, where [`RunQueue::pop`] just took it from.
+    #[cfg(gevent_own_switch)]
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn push_front(&self, t: QueuedTask) {
+        if self.len() == self.cap.get() {
+            self.grow();
+        }
+        let head = self.head.get().wrapping_sub(1);
+        let slot = head & (self.cap.get() - 1);
+        // SAFETY: as in `push`: `slot < cap`, and the slot just before `head` is free, since
+        // the queue holds fewer than `cap` entries (it just grew if it was full).
+        unsafe { self.buf.get().add(slot).write(MaybeUninit::new(t)) };
+        self.head.set(head);
+    }
+
     /// Prefetches for the greenlets at `places` from the front (those the queue holds): one
     /// line of each one's stack with `stacks`, each one's node without.
     #[cfg(target_arch = "x86_64")]

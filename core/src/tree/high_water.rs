@@ -17,8 +17,8 @@ const WORD: usize = size_of::<usize>();
 /// greenlet's switch saved below its last known stack pointer, or the reading function's own
 /// frame (and the red zone below it) for the running greenlet.
 ///
-/// 32-bit ARM (AAPCS) has no red zone and small frames: the switch's saved registers and the
-/// frames between `Context::suspend`'s marker and corosensei's `switch_yield` take well under
+/// 32-bit ARM (AAPCS) has no red zone and small frames: the switch's saved registers (and,
+/// with corosensei, the frames between `Context::suspend`'s marker and its switch) take well under
 /// 256 bytes (measured: see `gevent_embedded::StaticStacks`), and a greenlet stack
 /// there may be 1 KiB, which a 1 KiB margin would leave unread.
 #[cfg(target_arch = "arm")]

@@ -140,11 +140,17 @@ pub(super) fn collect(mut request: Request<'static>) -> Option<Vec<String>> {
         .iter()
         .rposition(|(_, names)| names.iter().any(|name| name.contains("monitor::capture::handler")))
         .map_or(0, |i| i + 2);
-    // A greenlet's stack ends at corosensei's entry trampoline; what the unwinder finds past
-    // it is the hub loop that resumed the greenlet, on the thread's own stack.
+    // A greenlet's stack ends at its entry trampoline (gevent-core's own, or corosensei's on
+    // the architectures it switches on); what an unwinder might find past it is the hub loop
+    // that resumed the greenlet, on the thread's own stack.
     let end = frames
         .iter()
-        .position(|(_, names)| names.iter().any(|name| name.contains("stack_init_trampoline")))
+        .position(|(_, names)| {
+            names.iter().any(|name| {
+                name.contains("stack_init_trampoline")
+                    || (name.contains("hub::switch::arch::") && name.contains("::trampoline"))
+            })
+        })
         .unwrap_or(frames.len())
         .max(start);
     Some(

@@ -1,0 +1,201 @@
+//! Contexts switched by this crate's own assembly ([`super::arch`]), on x86-64 and Cortex-M.
+//!
+//! A context is a saved stack pointer: every context (the hub loop's, each greenlet's) saves
+//! its registers on its own stack and its stack pointer in its slot when it switches away, and
+//! any context can switch to any suspended one. The hub loop's context is the main greenlet's
+//! (the thread's) stack while it runs the loop.
+//!
+//! Invariants that make the unsafe code below sound:
+//! - A context's `sp` is a stack pointer saved by the switch (or made by `init_stack`) exactly
+//!   while that context is suspended, and 0 otherwise: only the context itself stores it, in
+//!   the switch that suspends it, and a switch *to* it takes it (leaving 0) before switching,
+//!   and refuses a 0 (a direct switch takes "not 0" as "suspended", and switches through the
+//!   loop otherwise). Greenlets are switched to from the run queue only (by the loop, or by
+//!   the running greenlet directly). The loop's context is switched to only by the running greenlet, while
+//!   the loop waits in its own switch into the first greenlet of a chain of direct switches:
+//!   exactly one greenlet of the chain switches back to it.
+//! - A greenlet's stack stays owned by its `Context` (`stack`) from its start until the hub
+//!   loop takes it back after the greenlet switched away for the last time (`returned`), or
+//!   forever if it is abandoned: the stack a suspended context's `sp` points into is alive.
+//! - `stack` is touched only by the hub loop (start, take back) and by `abandon`, never while
+//!   a reference into the cell exists.
+#![allow(unsafe_code)] // see the SAFETY comments
+
+use core::cell::{Cell, UnsafeCell};
+
+use super::arch;
+use crate::greenlet::task::TaskRef;
+use crate::stack::{PooledStack, StackRegion};
+
+/// The hub loop's context: its saved stack pointer while a greenlet runs.
+pub(crate) struct LoopContext {
+    sp: Cell<usize>,
+}
+
+impl LoopContext {
+    pub(crate) const fn new() -> Self {
+        LoopContext { sp: Cell::new(0) }
+    }
+}
+
+/// A suspended context's stack pointer, taken out of its context for one switch to it.
+pub(crate) struct SuspendedSp(usize);
+
+/// A greenlet's execution context: empty until it starts, then its stack and, while it is
+/// suspended, its saved stack pointer.
+pub(crate) struct Context {
+    /// The saved stack pointer while suspended; 0 before the start and after the end.
+    sp: Cell<usize>,
+    stack: UnsafeCell<Option<PooledStack>>,
+    /// A copy of the stack's bounds while the greenlet holds one, for fault reports.
+    region: Cell<Option<StackRegion>>,
+    /// Set by the greenlet as it switches away for the last time.
+    returned: Cell<bool>,
+}
+
+// The entry's argument, a `TaskRef`, lives in the space above the first frame.
+const _: () = assert!(size_of::<TaskRef>() <= 2 * size_of::<usize>());
+
+impl Context {
+    pub(crate) const fn new() -> Self {
+        Context {
+            sp: Cell::new(0),
+            stack: UnsafeCell::new(None),
+            region: Cell::new(None),
+            returned: Cell::new(false),
+        }
+    }
+
+    /// The stack the greenlet runs on, while it has one.
+    pub(crate) fn stack_region(&self) -> Option<StackRegion> {
+        self.region.get()
+    }
+
+    /// The stack pointer at its last suspend (0 if it is not started or has ended): the
+    /// registers its switch saved are right above it.
+    pub(crate) fn suspended_sp(&self) -> usize {
+        self.sp.get()
+    }
+
+    /// Gives the greenlet `me` (whose context this is) its stack, before its first run: its
+    /// first switch-in runs `me`'s body.
+    pub(crate) fn start(&self, me: TaskRef, stack: PooledStack) {
+        let region = stack.region();
+        let top = region.top.get();
+        let slot = arch::arg_slot(top);
+        // SAFETY: the pool lends `stack` to this greenlet alone, 16-byte aligned and with at
+        // least `MIN_STACK_SIZE` usable bytes, far more than the argument and the first frame
+        // take; the slot is aligned for a `TaskRef` (two words below a 16-aligned top, or one
+        // on 32-bit ARM where the slot is 8 bytes and a `TaskRef` needs 4-byte alignment).
+        // The context is not started (the hub starts a greenlet once), so nothing runs on
+        // the stack yet, and `entry` moves the `TaskRef` out exactly once.
+        let sp = unsafe {
+            core::ptr::write(slot as *mut TaskRef, me);
+            arch::init_stack(top, entry, slot)
+        };
+        self.sp.set(sp);
+        // SAFETY: only the hub loop calls this, before the first switch-in; no reference into
+        // the cell exists (module invariants).
+        unsafe { *self.stack.get() = Some(stack) };
+        self.region.set(Some(region));
+    }
+
+    /// Switches from the hub loop (`from`) into the greenlet until a greenlet switches back
+    /// (this one, or one it switched to directly).
+    #[inline(always)]
+    pub(crate) fn resume(&self, from: &LoopContext) {
+        crate::stack::before_resume(&self.region);
+        let to = self.sp.replace(0);
+        assert!(to != 0, "resume of a greenlet that is not suspended");
+        // SAFETY: `to` is this suspended greenlet's saved stack pointer on its live stack
+        // (module invariants; a greenlet that is running, not started or ended has 0, refused
+        // above), and `from.sp` is the loop's slot, which nothing else writes.
+        unsafe { arch::switch(from.sp.as_ptr(), to) };
+    }
+
+    /// Switches from the running greenlet back to the hub loop, until it is resumed.
+    #[inline(always)]
+    pub(crate) fn suspend(&self, to: &LoopContext) {
+        let loop_sp = to.sp.replace(0);
+        assert!(loop_sp != 0, "suspend of a greenlet that the hub loop did not resume");
+        // SAFETY: the loop's saved stack pointer is set only while the loop waits in its
+        // switch into a greenlet, the running one (module invariants), so it is a suspended
+        // context on the main greenlet's live stack; `self.sp` is this greenlet's own slot.
+        unsafe { arch::switch(self.sp.as_ptr(), loop_sp) };
+    }
+
+    /// The first half of a direct switch from the running greenlet to this one, if it is
+    /// suspended (`None` if it is not started, running or ended, or is main's, which the
+    /// loop's code runs on): runs the resume hook (as a resume by the loop does) and takes
+    /// the saved stack pointer, for [`Context::switch_to`]. The context counts as running from
+    /// then on.
+    #[inline(always)]
+    pub(crate) fn take_if_suspended(&self) -> Option<SuspendedSp> {
+        if self.sp.get() == 0 {
+            return None;
+        }
+        crate::stack::before_resume(&self.region);
+        Some(SuspendedSp(self.sp.replace(0)))
+    }
+
+    /// The second half: switches from this running greenlet to the context `to` was taken
+    /// from, until something switches back.
+    #[inline(always)]
+    pub(crate) fn switch_to(&self, to: SuspendedSp) {
+        // SAFETY: `to` holds a saved stack pointer that `take_if_suspended` took out of its
+        // context (which refused a 0), so it is that suspended context's, on its live stack
+        // (module invariants), and since `SuspendedSp` is neither `Copy` nor `Clone` and only
+        // made there, it is continued once; `self.sp` is this running greenlet's own slot.
+        unsafe { arch::switch(self.sp.as_ptr(), to.0) };
+    }
+
+    /// Whether the greenlet switched away for the last time (its body returned).
+    pub(crate) fn returned(&self) -> bool {
+        self.returned.get()
+    }
+
+    /// After the greenlet returned: takes its stack back for reuse.
+    pub(crate) fn take_finished_stack(&self) -> PooledStack {
+        debug_assert!(self.returned.get());
+        self.returned.set(false);
+        self.sp.set(0);
+        self.region.set(None);
+        // SAFETY: called by the hub loop right after `resume` returned true, no other reference
+        // into the cell exists, and the greenlet runs on it no more.
+        unsafe { (*self.stack.get()).take() }.expect("a finished greenlet has its stack")
+    }
+
+    /// Forgets a greenlet that could not be brought to an end at shutdown: its stack and the
+    /// values on it are leaked rather than dropped, since ending it would need unwinding its
+    /// frames, which `no_std` lacks.
+    pub(crate) fn abandon(&self) {
+        // SAFETY: called by the hub at shutdown, from the main greenlet, while this greenlet is
+        // suspended; no other reference into the cell exists.
+        // Never given back to the pool, the region is never reused: the suspended frames on it
+        // stay untouched.
+        let _leaked: Option<PooledStack> = unsafe { (*self.stack.get()).take() };
+        self.sp.set(0);
+        self.region.set(None);
+    }
+}
+
+/// The first Rust code of every greenlet, called by the trampoline with the address of the
+/// greenlet's `TaskRef`, written above its first frame by [`Context::start`].
+///
+/// It cannot unwind: an unwind reaching an `extern "C"` function aborts the process (with
+/// "panic in a function that cannot unwind"), never entering the trampoline; the body itself
+/// runs inside the greenlet's panic boundary.
+unsafe extern "C" fn entry(arg: usize) -> ! {
+    // SAFETY: `Context::start` wrote a `TaskRef` at `arg` and nothing reads it but this call,
+    // once: this stack's first frame is continued once.
+    let me: TaskRef = unsafe { core::ptr::read(arg as *const TaskRef) };
+    let hub = super::run_to_end(me);
+    let context: *const Context = &hub.current_task().context;
+    // SAFETY: the greenlet handed its count to the loop (`run_to_end`), which keeps it, and so
+    // its context, alive until the loop has taken back its stack, after this switch. The
+    // current greenlet is still this one: nothing switched since.
+    let context = unsafe { &*context };
+    context.returned.set(true);
+    context.suspend(hub.loop_context());
+    unreachable!("a greenlet that returned was resumed")
+}
