@@ -55,7 +55,7 @@ trait ValueSlot<T> {
 }
 
 impl<T: 'static, F: FnOnce() -> T + 'static> Body for Typed<T, F> {
-    fn run(&self, me: &TaskRef) {
+    fn run(&self, me: &TaskRef) -> Option<FailureKind> {
         let Slot::Body(body) = self.slot.replace(Slot::Empty) else {
             unreachable!("a greenlet starts once, with its body")
         };
@@ -86,7 +86,7 @@ impl<T: 'static, F: FnOnce() -> T + 'static> Body for Typed<T, F> {
             drop_owned(self.take_value());
             failure = Some(FailureKind::Panicked(message));
         }
-        hub().finish(me, failure);
+        failure
     }
 
     fn discard(&self) {

@@ -26,6 +26,7 @@ use core::ops::Deref;
 use core::ptr::{NonNull, addr_of_mut};
 
 use super::task::{Body, Task};
+use crate::error::FailureKind;
 use crate::headers::{HeaderError, HeaderSource};
 
 /// The start of every greenlet node: what the hub needs without knowing the body's type.
@@ -51,7 +52,7 @@ pub(crate) struct NodeVtable {
     layout: Layout,
     /// Drops the header's task and the body in place (the memory stays).
     drop_node: unsafe fn(NonNull<Header>),
-    run: unsafe fn(NonNull<Header>, &TaskRef),
+    run: unsafe fn(NonNull<Header>, &TaskRef) -> Option<FailureKind>,
     discard: unsafe fn(NonNull<Header>),
 }
 
@@ -83,7 +84,7 @@ impl<B: Body> VtableOf<B> {
 
     /// # Safety
     /// `h` is a live `Node<B>`, and `me` a count of it (which keeps it alive for the call).
-    unsafe fn run(h: NonNull<Header>, me: &TaskRef) {
+    unsafe fn run(h: NonNull<Header>, me: &TaskRef) -> Option<FailureKind> {
         // SAFETY: the caller's contract.
         unsafe { Self::body(h) }.run(me)
     }
@@ -163,7 +164,7 @@ impl TaskRef {
 
     /// Runs the body to its end, on the greenlet's own stack (see [`Body::run`]).
     #[inline]
-    pub(crate) fn run(&self) {
+    pub(crate) fn run(&self) -> Option<FailureKind> {
         // SAFETY: `run` is the vtable's of this node's body type; `self` keeps the node alive
         // for the call.
         unsafe { (self.vtable.run)(self.0, self) }
@@ -392,7 +393,7 @@ mod tests {
     struct Probe(Rc<Cell<bool>>);
 
     impl Body for Probe {
-        fn run(&self, _: &TaskRef) {
+        fn run(&self, _: &TaskRef) -> Option<FailureKind> {
             unreachable!("never started")
         }
         fn discard(&self) {}
@@ -529,7 +530,7 @@ mod tests {
             _bytes: [u8; 2048],
         }
         impl Body for Big {
-            fn run(&self, _: &TaskRef) {
+            fn run(&self, _: &TaskRef) -> Option<FailureKind> {
                 unreachable!("never started")
             }
             fn discard(&self) {}
@@ -544,7 +545,7 @@ mod tests {
     fn a_body_that_panics_when_dropped_still_gives_the_memory_back() {
         struct Bomb;
         impl Body for Bomb {
-            fn run(&self, _: &TaskRef) {
+            fn run(&self, _: &TaskRef) -> Option<FailureKind> {
                 unreachable!("never started")
             }
             fn discard(&self) {}

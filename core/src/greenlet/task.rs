@@ -21,9 +21,10 @@ pub(crate) use super::node::{Header, TaskRef};
 
 /// What the hub needs of a greenlet's body, whatever its result type.
 pub(crate) trait Body: Any {
-    /// Runs the body to its end and records the end (`Hub::finish`), on the greenlet's own
-    /// stack; called once, at the first run, with the greenlet itself as `me`.
-    fn run(&self, me: &TaskRef);
+    /// Runs the body to its end, on the greenlet's own stack, and returns how it failed, if it
+    /// did, for the caller to record with `Hub::finish`; called once, at the first run, with
+    /// the greenlet itself as `me`.
+    fn run(&self, me: &TaskRef) -> Option<FailureKind>;
     /// Drops the body without running it (the greenlet was killed before it started).
     fn discard(&self);
 }
@@ -343,6 +344,18 @@ impl Task {
         }
     }
 
+    /// The first joiner, if it is the inline one (see [`Task::add_joiner`]): the oldest.
+    #[inline]
+    pub(crate) fn take_first_joiner(&self) -> Option<TaskRef> {
+        self.first_joiner.take()
+    }
+
+    /// Whether joiners other than the inline one may be waiting.
+    #[inline]
+    pub(crate) fn may_have_more_joiners(&self) -> bool {
+        self.has_extras.get()
+    }
+
     /// The next joiner to notify, oldest first.
     pub(crate) fn pop_joiner(&self) -> Option<Joiner> {
         if let Some(waiter) = self.first_joiner.take() {
@@ -505,7 +518,7 @@ impl Task {
 pub(crate) struct MainBody;
 
 impl Body for MainBody {
-    fn run(&self, _: &TaskRef) {
+    fn run(&self, _: &TaskRef) -> Option<FailureKind> {
         unreachable!("the main greenlet runs on the thread's own stack")
     }
 

@@ -750,9 +750,15 @@ impl Hub {
             task.links_pending.set(true);
             crate::greenlet::spawn_links(t);
         } else {
-            self.wake_joiners(task);
+            // The usual lone joiner woken here, without the loop over the others.
+            if let Some(first) = task.take_first_joiner() {
+                self.notify(first);
+            }
+            if task.may_have_more_joiners() {
+                self.wake_joiners(task);
+            }
         }
-        if self.live_count() == 0 && self.main.task().waits_on.get() == WaitKind::Everything {
+        if self.main.task().waits_on.get() == WaitKind::Everything && self.live_count() == 0 {
             self.unpark(&self.main);
         }
         self.recycled.set(Some(t.clone()));
@@ -787,7 +793,7 @@ impl Hub {
             }
             if t.task().is_main {
                 if !self.checked_since_main.get() {
-                    self.check_events(false);
+                    self.collect_events();
                 }
                 self.checked_since_main.set(false);
                 t.task().state.set(State::Running);
@@ -800,7 +806,7 @@ impl Hub {
             self.resume(t);
             let n = self.resumes_since_check.get() + 1;
             if n >= CHECK_EVERY {
-                self.check_events(false);
+                self.collect_events();
             } else {
                 self.resumes_since_check.set(n);
             }
@@ -902,6 +908,25 @@ impl Hub {
             crate::events::switched(self, Some(task.id), None);
         }
         resumed
+    }
+
+    /// [`Hub::check_events`] without blocking, with its usual answer inline: when no timer is
+    /// pending, no I/O is registered, nothing was posted and no switch-out report is owed,
+    /// there is nothing to collect, and only the check's bookkeeping is done (a spawned
+    /// greenlet joined by main collects once per spawn: the call was ~40 of its ~800
+    /// instructions on a Cortex-M3).
+    #[inline(always)]
+    fn collect_events(&self) {
+        let nothing = self.owed_switch_out.get().is_none()
+            && self.timers.borrow().is_empty()
+            && self.io.borrow().is_empty()
+            && !self.remote.has_jobs();
+        if nothing {
+            self.resumes_since_check.set(0);
+            self.checked_since_main.set(true);
+        } else {
+            self.check_events(false);
+        }
     }
 
     /// Collects posted work, expired timers and I/O readiness. With `may_block` (the run

@@ -187,8 +187,9 @@ fn drop_cold<T>(value: T) {
 /// Runs the greenlet `me` to its end, on its own stack: its body, its `finish`, and the hand
 /// over of `me`'s count to the hub loop ([`CurrentSlot::lend_back`]). Gives back the hub.
 pub(crate) fn run_to_end(me: TaskRef) -> &'static super::Hub {
-    me.run();
+    let failure = me.run();
     let hub = super::hub();
+    hub.finish(&me, failure);
     hub.returning(me);
     hub
 }
