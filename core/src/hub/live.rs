@@ -39,19 +39,23 @@ impl LiveLinks {
 }
 
 /// The live greenlets; see the module docs.
+///
+/// Its fields are cells rather than the whole list a `RefCell`: the hub's every spawn and end
+/// goes through it, and no operation runs other code while it changes the links (a count it
+/// gives back is dropped by the caller, after the operation), so nothing can see it halfway.
 pub(crate) struct LiveList {
-    head: Option<TaskRef>,
-    tail: *const Task,
-    len: usize,
+    head: Cell<Option<TaskRef>>,
+    tail: Cell<*const Task>,
+    len: Cell<usize>,
 }
 
 impl LiveList {
     pub(crate) const fn new() -> Self {
-        LiveList { head: None, tail: ptr::null(), len: 0 }
+        LiveList { head: Cell::new(None), tail: Cell::new(ptr::null()), len: Cell::new(0) }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.len.get()
     }
 
     /// Appends `t`, holding its count.
@@ -60,27 +64,31 @@ impl LiveList {
     ///
     /// If `t` is in the list already (a greenlet is scheduled once).
     #[inline]
-    pub(crate) fn insert(&mut self, t: TaskRef) {
+    pub(crate) fn insert(&self, t: TaskRef) {
         let task: *const Task = t.task();
         let links = &t.task().live;
         assert!(!links.is_linked(), "a greenlet entered the live list twice");
-        if self.tail.is_null() {
+        let tail = self.tail.get();
+        let before = if tail.is_null() {
             links.prev.set(FIRST);
-            self.head = Some(t);
+            self.head.replace(Some(t))
         } else {
-            links.prev.set(self.tail);
-            // SAFETY: a non-null tail is a greenlet of this list, which holds its count; its
-            // `next` is empty, being the last.
-            unsafe { &(*self.tail).live }.next.set(Some(t));
-        }
-        self.tail = task;
-        self.len += 1;
+            links.prev.set(tail);
+            // SAFETY: a non-null tail is a greenlet of this list, which holds its count.
+            unsafe { &(*tail).live }.next.replace(Some(t))
+        };
+        // The head of an empty list, or the last greenlet's `next`: empty, nothing to drop.
+        debug_assert!(before.is_none());
+        core::mem::forget(before);
+        self.tail.set(task);
+        self.len.set(self.len.get() + 1);
     }
 
     /// Takes `task` out of the list, giving back the count the list held; `None` if it is not
-    /// in it.
+    /// in it. The caller drops it (which may drop the greenlet) once the list is consistent.
     #[inline]
-    pub(crate) fn remove(&mut self, task: &Task) -> Option<TaskRef> {
+    #[must_use = "the list's count of the greenlet is handed back"]
+    pub(crate) fn remove(&self, task: &Task) -> Option<TaskRef> {
         let links = &task.live;
         if !links.is_linked() {
             return None;
@@ -89,11 +97,11 @@ impl LiveList {
         let next = links.next.take();
         match &next {
             Some(n) => n.task().live.prev.set(prev),
-            None => self.tail = if prev == FIRST { ptr::null() } else { prev },
+            None => self.tail.set(if prev == FIRST { ptr::null() } else { prev }),
         }
-        self.len -= 1;
+        self.len.set(self.len.get() - 1);
         if prev == FIRST {
-            core::mem::replace(&mut self.head, next)
+            self.head.replace(next)
         } else {
             // SAFETY: `task` is linked, and only in its hub's list (this one), so its `prev`
             // that is not `FIRST` is a greenlet of this list, which holds its count.
@@ -103,8 +111,10 @@ impl LiveList {
 
     /// Counted references to the greenlets, in spawn order.
     pub(crate) fn to_vec(&self) -> Vec<TaskRef> {
-        let mut all = Vec::with_capacity(self.len);
-        let mut at = self.head.clone();
+        let mut all = Vec::with_capacity(self.len.get());
+        let head = self.head.take();
+        self.head.set(head.clone());
+        let mut at = head;
         while let Some(t) = at {
             let next = t.task().live.next.take();
             t.task().live.next.set(next.clone());
@@ -122,10 +132,10 @@ impl Drop for LiveList {
         while let Some(t) = self.head.take() {
             let links = &t.task().live;
             links.prev.set(ptr::null());
-            self.head = links.next.take();
+            self.head.set(links.next.take());
         }
-        self.tail = ptr::null();
-        self.len = 0;
+        self.tail.set(ptr::null());
+        self.len.set(0);
     }
 }
 
@@ -144,7 +154,7 @@ mod tests {
     #[test]
     fn spawn_order_and_removal_from_anywhere() {
         let ts: Vec<_> = (0..6).map(task).collect();
-        let mut list = LiveList::new();
+        let list = LiveList::new();
         for t in &ts {
             list.insert(t.clone());
         }
@@ -169,7 +179,7 @@ mod tests {
     #[test]
     fn dropping_the_list_lets_every_greenlet_go() {
         let ts: Vec<_> = (0..3).map(task).collect();
-        let mut list = LiveList::new();
+        let list = LiveList::new();
         for t in &ts {
             list.insert(t.clone());
         }

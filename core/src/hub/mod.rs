@@ -112,7 +112,7 @@ pub(crate) struct Hub {
     run_queue: RunQueue,
     timers: RefCell<TimerHeap<TimerAction>>,
     pub(crate) io: RefCell<Slab<io::IoEntry>>,
-    live: RefCell<LiveList>,
+    live: LiveList,
     /// The buffer [`Hub::poll`] collects readiness events in, reused between polls.
     ready_events: Cell<Vec<(Token, Readiness)>>,
     idle_waiters: RefCell<WaitList<TaskRef>>,
@@ -181,7 +181,7 @@ impl Hub {
             run_queue: RunQueue::new(),
             timers: RefCell::new(TimerHeap::new()),
             io: RefCell::new(Slab::new()),
-            live: RefCell::new(LiveList::new()),
+            live: LiveList::new(),
             ready_events: Cell::new(Vec::new()),
             idle_waiters: RefCell::new(WaitList::new()),
             current: switch::CurrentSlot::new(&main),
@@ -376,7 +376,7 @@ impl Hub {
     /// spawned, then finished at once, as one killed before it started.
     #[cold]
     pub(crate) fn fail_spawn(&self, t: TaskRef, failure: FailureKind) {
-        self.live.borrow_mut().insert(t.clone());
+        self.live.insert(t.clone());
         let task = t.task();
         task.parent.set(self.current_task().id);
         if let Some(beat) = self.heartbeat.get() {
@@ -395,7 +395,7 @@ impl Hub {
 
     /// Schedules a new greenlet: now (back of the run queue) or when `start_at` passes.
     pub(crate) fn schedule_new(&self, t: TaskRef, start_at: Option<Instant>) {
-        self.live.borrow_mut().insert(t.clone());
+        self.live.insert(t.clone());
         let task = t.task();
         task.parent.set(self.current_task().id);
         if let Some(beat) = self.heartbeat.get() {
@@ -744,8 +744,8 @@ impl Hub {
         #[cfg(feature = "tracing")]
         crate::events::tracing::finished(task, failure.as_ref());
         task.set_outcome(failure);
-        let entry = self.live.borrow_mut().remove(task);
-        drop(entry); // outside the borrow
+        let entry = self.live.remove(task);
+        drop(entry); // the list is consistent again
         if task.has_links() {
             task.links_pending.set(true);
             crate::greenlet::spawn_links(t);
@@ -1087,7 +1087,7 @@ impl Hub {
                 SHUTDOWN_GRACE
             ));
             task.context.abandon();
-            let entry = self.live.borrow_mut().remove(task);
+            let entry = self.live.remove(task);
             drop(entry); // not its last count: `t` below holds one
             task.state.set(State::Finished);
             if self.observed.get() {
@@ -1106,12 +1106,12 @@ impl Hub {
 
     /// How many greenlets are alive now (started or not, main excluded).
     pub(crate) fn live_count(&self) -> usize {
-        self.live.borrow().len()
+        self.live.len()
     }
 
     /// The greenlets alive now (started or not, main excluded).
     pub(crate) fn live_greenlets(&self) -> Vec<TaskRef> {
-        self.live.borrow().to_vec()
+        self.live.to_vec()
     }
 }
 
