@@ -2,7 +2,9 @@
 //! greenlet and the hub has no work due): the hub's duties still hold — timers and I/O are
 //! collected every `CHECK_EVERY` resumptions under a busy run queue, kills and timeouts reach
 //! a greenlet entered by a direct switch, and a greenlet that ends right after one has its
-//! stack taken back by the loop. Run on both switch backends (`cargo xtask test` runs this
+//! stack taken back by the loop; and main spawning and joining greenlets that return at
+//! once (the hub's shortest turns) still has events collected before it resumes, start order
+//! kept and stacks reused. Run on both switch backends (`cargo xtask test` runs this
 //! suite with the `corosensei-switch` feature too, where every switch goes through the loop).
 // Miri cannot switch stacks (inline assembly): it runs `hub_without_switching.rs`.
 #![cfg(not(miri))]
@@ -236,5 +238,72 @@ fn a_greenlets_floating_point_rounding_mode_is_its_own() {
         other.get().unwrap();
         assert_eq!(seen_by_other.get() & ROUND_TOWARD_ZERO, default & ROUND_TOWARD_ZERO);
         assert_eq!(mxcsr::get(), default);
+    });
+}
+
+/// Main joining a greenlet that returns without parking: before main resumes, the hub collects
+/// what came due meanwhile (here while main ran), even though the run queue never emptied:
+/// a timer that expired, and a job posted from another thread.
+#[test]
+fn main_joining_a_greenlet_that_returns_at_once_still_has_events_collected_first() {
+    sim::run_with(|sim| {
+        let woke = Rc::new(Cell::new(false));
+        let sleeper = {
+            let woke = woke.clone();
+            spawn(move || {
+                sleep(10 * US).unwrap();
+                woke.set(true);
+            })
+        };
+        yield_now().unwrap(); // the sleeper parks on its timer
+        sim.clock.advance(10 * US); // main computes past the deadline without blocking
+        assert_eq!(spawn(|| 7).get(), Ok(7));
+        // Collected before main resumed, the sleeper was queued ahead of main's next turn.
+        yield_now().unwrap();
+        assert!(woke.get(), "the timer that expired while main ran was collected");
+        sleeper.get().unwrap();
+
+        let posted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handle = gevent_core::hub_handle();
+        let ran = posted.clone();
+        std::thread::spawn(move || {
+            handle.post(move || ran.store(true, std::sync::atomic::Ordering::Relaxed)).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(spawn(|| 8).get(), Ok(8));
+        yield_now().unwrap();
+        assert!(
+            posted.load(std::sync::atomic::Ordering::Relaxed),
+            "the job posted while main ran was collected"
+        );
+    });
+}
+
+/// Spawning and joining many greenlets one after the other reuses the stack each gives back
+/// (the pool keeps the last one off its shelves) and keeps the start order after a yield.
+#[test]
+fn spawn_and_join_in_a_row_reuses_stacks_and_keeps_the_start_order() {
+    sim::run(|| {
+        let order = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let started: Vec<_> = (0..3)
+            .map(|i| {
+                let order = order.clone();
+                spawn(move || order.borrow_mut().push(i))
+            })
+            .collect();
+        for i in 0..1_000u32 {
+            assert_eq!(spawn(move || i).get(), Ok(i));
+        }
+        assert_eq!(*order.borrow(), [0, 1, 2], "FIFO start once main parked");
+        for g in started {
+            g.get().unwrap();
+        }
+        let killed = spawn(|| unreachable!("killed before it started"));
+        killed.kill().unwrap();
+        assert!(killed.killed());
+        let panicked = spawn(|| -> u32 { panic!("boom") });
+        assert!(panicked.get().is_err());
+        assert_eq!(spawn(|| 9).get(), Ok(9), "a panic gave its stack back too");
     });
 }
