@@ -201,8 +201,8 @@ fn wait_turn<'a, P: Side, O>(
     me.notified.set(false);
     let queued = pin!(InLine::<P> { state, place: Place::new() });
     let place = queued.as_ref().project_place();
-    // SAFETY: the place is pinned, and `InLine`'s drop takes it out of the line before it is
-    // dropped, on every way out of this function (an unwind included).
+    // SAFETY: the place is new, so in no line; it is pinned, and `InLine`'s drop takes it out
+    // of the line before it is dropped, on every way out of this function (an unwind included).
     unsafe { P::waiters(&mut state.borrow_mut()).line.push_back(place, hub.current_queued()) };
     let got = loop {
         let parked = hub.park(P::KIND);
@@ -247,7 +247,8 @@ fn wait_turn<'a, P: Side, O>(
                 // Taken out of the line without a unit it can have: the primitive took back
                 // the one reserved for it (a channel's putter withdrew its item). It was first
                 // in line, and is again.
-                // SAFETY: as for the first push.
+                // SAFETY: this arm runs only for a place in no line (tested above); it stays
+                // pinned and `InLine` unlinks it, as for the first push.
                 unsafe { waiters.line.push_front(place, hub.current_queued()) };
             }
             Status::Unavailable => {}
