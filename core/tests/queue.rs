@@ -460,3 +460,29 @@ fn a_channel_put_returns_after_the_getter_ran_as_in_gevents_test_send() {
         getter.join().unwrap();
     });
 }
+
+#[test]
+fn a_wait_that_ends_without_a_unit_gives_back_exactly_what_ended_it() {
+    sim::run(|| {
+        // Each outcome here comes after the caller waited in line (not from the first look),
+        // and names the cause and hands back the item.
+        let full = Rc::new(Queue::bounded(1));
+        full.put(0).unwrap();
+        assert_eq!(full.put_timeout(1, 5 * MS), Err(PutError::Full(1)));
+        let f = full.clone();
+        let putter = spawn(move || f.put(2));
+        let empty = Rc::new(Queue::<u8>::new());
+        let e = empty.clone();
+        let getter = spawn(move || e.get());
+        let e = empty.clone();
+        let closed_getter = spawn(move || e.get());
+        yield_now().unwrap();
+        putter.kill_nowait();
+        getter.kill_nowait();
+        empty.close();
+        assert_eq!((*putter).get(), Ok(Err(PutError::Interrupted(2, Interrupted::Killed))));
+        assert_eq!(full.len(), 1, "the killed putter added nothing");
+        assert_eq!((*getter).get(), Ok(Err(GetError::Interrupted(Interrupted::Killed))));
+        assert_eq!((*closed_getter).get(), Ok(Err(GetError::Closed)));
+    });
+}

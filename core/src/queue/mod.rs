@@ -35,7 +35,7 @@ use crate::error::Interrupted;
 use crate::greenlet::DeadlineTimer;
 use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::hub::hub;
-use crate::sync::waiters::{Reserve, Side, Status, Wait, Waiters, reserve_or_wait, wake_all};
+use crate::sync::waiters::{Refused, Side, Status, Wait, Waiters, reserve_then, wake_all};
 use crate::time::Instant;
 use crate::wait_list::WaitList;
 
@@ -173,7 +173,8 @@ impl<T, O: QueueOrder<T>> Side for Getters<T, O> {
 
     #[inline]
     fn hand_on(s: &mut State<T, O>) {
-        if s.unreserved_items() > 0 {
+        // Whether anybody waits first: the usual answer (nobody) then costs one test.
+        if !s.getters.is_empty() && s.unreserved_items() > 0 {
             s.getters.hand_off();
         }
     }
@@ -206,7 +207,8 @@ impl<T, O: QueueOrder<T>> Side for Putters<T, O> {
 
     #[inline]
     fn hand_on(s: &mut State<T, O>) {
-        if s.has_room() {
+        // As for the getters: nobody waiting is the usual answer.
+        if !s.putters.is_empty() && s.has_room() {
             s.putters.hand_off();
         }
     }
@@ -412,31 +414,43 @@ impl<T, O: QueueOrder<T>> GenericQueue<T, O> {
     }
 
     fn put_with(&self, item: T, wait: Wait) -> Result<(), PutError<T>> {
-        match reserve_or_wait::<Putters<T, O>>(&self.state, wait) {
-            Reserve::Free(mut s) => {
-                s.items.push(item);
-                s.unfinished += 1;
-                Getters::hand_on(&mut s);
-                if !s.peekers.is_empty() {
-                    wake_all(&mut s.peekers);
+        // Inlined into both places `reserve_then` takes the outcome.
+        reserve_then::<Putters<T, O>, _>(
+            &self.state,
+            wait,
+            #[inline(always)]
+            move |got| match got {
+                Ok(mut s) => {
+                    s.items.push(item);
+                    s.unfinished += 1;
+                    Getters::hand_on(&mut s);
+                    if !s.peekers.is_empty() {
+                        wake_all(&mut s.peekers);
+                    }
+                    Ok(())
                 }
-                Ok(())
-            }
-            Reserve::Closed => Err(PutError::Closed(item)),
-            Reserve::Unavailable => Err(PutError::Full(item)),
-            Reserve::Interrupted(why) => Err(PutError::Interrupted(item, why)),
-        }
+                Err(Refused::Closed) => Err(PutError::Closed(item)),
+                Err(Refused::Unavailable) => Err(PutError::Full(item)),
+                Err(Refused::Interrupted(why)) => Err(PutError::Interrupted(item, why)),
+            },
+        )
     }
 
     fn get_with(&self, wait: Wait) -> Result<T, GetError> {
-        match reserve_or_wait::<Getters<T, O>>(&self.state, wait) {
-            Reserve::Free(s) => Ok(Self::pop(s)),
-            Reserve::Closed => Err(GetError::Closed),
-            Reserve::Unavailable => Err(GetError::Empty),
-            Reserve::Interrupted(why) => Err(GetError::Interrupted(why)),
-        }
+        reserve_then::<Getters<T, O>, _>(
+            &self.state,
+            wait,
+            #[inline(always)]
+            |got| match got {
+                Ok(s) => Ok(Self::pop(s)),
+                Err(Refused::Closed) => Err(GetError::Closed),
+                Err(Refused::Unavailable) => Err(GetError::Empty),
+                Err(Refused::Interrupted(why)) => Err(GetError::Interrupted(why)),
+            },
+        )
     }
 
+    #[inline]
     fn pop(mut s: RefMut<'_, State<T, O>>) -> T {
         let item = s.items.pop().expect("an unreserved or claimed item is there");
         Putters::hand_on(&mut s);

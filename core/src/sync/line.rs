@@ -71,25 +71,25 @@ impl Line {
         ptr::eq(place.line.get(), self)
     }
 
-    /// Marks `place` as this line's, holding `t`.
-    ///
-    /// # Panics
-    ///
-    /// If `place` is linked already: relinking it would cut the line it is in.
+    /// Marks `place`, which is in no line (the pushes' contract), as this line's, holding `t`.
     #[inline]
     fn enter(&self, place: &Place, t: QueuedTask) {
-        assert!(!place.is_linked(), "a place in line is linked twice");
+        debug_assert!(!place.is_linked(), "a place in line is linked twice");
         place.line.set(self);
-        place.task.set(Some(t));
+        // A place in no line holds no greenlet (`unlink` took it): nothing to drop, and no
+        // test of it on the way into every wait.
+        core::mem::forget(place.task.replace(Some(t)));
     }
 
     /// Appends `place`, holding the waiting greenlet `t`, at the back.
     ///
     /// # Safety
     ///
-    /// `place` stays linked only while it is alive: it must be taken out of this line
-    /// ([`remove`](Self::remove) or [`pop_front`](Self::pop_front)) before it is dropped. (It
-    /// cannot move meanwhile: it is pinned.)
+    /// `place` is in no line now (relinking a linked place would cut the line it is in, and
+    /// leave it pointing to a place that is not its own), and stays linked only while it is
+    /// alive: it must be taken out of this line ([`remove`](Self::remove) or
+    /// [`pop_front`](Self::pop_front)) before it is dropped. (It cannot move meanwhile: it is
+    /// pinned.)
     #[inline]
     #[allow(unsafe_code)] // see the SAFETY comment
     pub(crate) unsafe fn push_back(&mut self, place: Pin<&Place>, t: QueuedTask) {
@@ -204,7 +204,8 @@ mod tests {
         let places: Vec<Pin<Box<Place>>> = (0..6).map(|_| Box::pin(Place::new())).collect();
         let place = |i: usize| places[i].as_ref();
         let mut line = Line::new();
-        // SAFETY: the places outlive `line`, whose drop unlinks whatever is left.
+        // SAFETY: each place is new (in no line) when pushed; the places outlive `line`, whose
+        // drop unlinks whatever is left.
         unsafe {
             for (i, t) in ts.iter().enumerate().skip(1) {
                 line.push_back(place(i), QueuedTask::new(t.clone()));
@@ -217,7 +218,7 @@ mod tests {
             assert!(TaskRef::ptr_eq(&got.into_task_ref(), &ts[i]) && !place(i).is_linked());
         }
         assert!(line.remove(&place(3)).is_none(), "removing twice misses");
-        // SAFETY: as above.
+        // SAFETY: place 3 was removed above (in no line); as above otherwise.
         unsafe { line.push_back(place(3), QueuedTask::new(ts[3].clone())) };
         assert_eq!(ids(&mut line), [1, 2, 4, 3]);
         assert!(line.is_empty() && (0..6).all(|i| !place(i).is_linked()));
@@ -230,7 +231,8 @@ mod tests {
         let (a_place, b_place) = (pin!(Place::new()), pin!(Place::new()));
         let (a_place, b_place) = (a_place.into_ref(), b_place.into_ref());
         let (mut a, mut b) = (Line::new(), Line::new());
-        // SAFETY: the places outlive both lines, whose drops unlink whatever is left.
+        // SAFETY: the places are new (in no line); they outlive both lines, whose drops unlink
+        // whatever is left.
         unsafe {
             a.push_back(a_place, QueuedTask::new(task(0)));
             b.push_back(b_place, QueuedTask::new(task(1)));
@@ -249,7 +251,7 @@ mod tests {
         {
             let mut line = Line::new();
             for place in &places {
-                // SAFETY: the places outlive `line`.
+                // SAFETY: each place is new (in no line); the places outlive `line`.
                 unsafe { line.push_back(place.as_ref(), QueuedTask::new(t.clone())) };
             }
         }

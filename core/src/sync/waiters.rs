@@ -143,37 +143,68 @@ pub(crate) fn reserve_or_wait<P: Side>(
     state: &RefCell<P::State>,
     wait: Wait,
 ) -> Reserve<'_, P::State> {
-    let s = state.borrow_mut();
-    match P::status(&s) {
-        Status::Free => Reserve::Free(s),
-        Status::Closed => Reserve::Closed,
-        Status::Unavailable => match wait {
-            Wait::No => Reserve::Unavailable,
-            Wait::Until(deadline) => {
-                drop(s);
-                wait_turn::<P>(state, deadline)
-            }
-        },
-    }
+    reserve_then::<P, _>(state, wait, |got| match got {
+        Ok(s) => Reserve::Free(s),
+        Err(Refused::Closed) => Reserve::Closed,
+        Err(Refused::Unavailable) => Reserve::Unavailable,
+        Err(Refused::Interrupted(why)) => Reserve::Interrupted(why),
+    })
 }
 
-/// The waiting part of [`reserve_or_wait`], out of line: the fast path stays small.
+/// Why [`reserve_then`] got no unit.
+pub(crate) enum Refused {
+    /// The primitive is closed.
+    Closed,
+    /// None was free: at once for [`Wait::No`], or by the deadline.
+    Unavailable,
+    /// The caller was interrupted (killed, timed out) while it waited.
+    Interrupted(Interrupted),
+}
+
+/// [`reserve_or_wait`] that hands its outcome to `finish` (which takes the unit with the borrow
+/// it gets, or turns the refusal into the caller's error) and returns what `finish` returns:
+/// the caller's result is built once, where the outcome is known, with no `Reserve` to pass
+/// back and match again.
+#[inline]
+pub(crate) fn reserve_then<'a, P: Side, O>(
+    state: &'a RefCell<P::State>,
+    wait: Wait,
+    finish: impl FnOnce(Result<RefMut<'a, P::State>, Refused>) -> O,
+) -> O {
+    // One call of `finish` on each path, so that it is inlined, not called.
+    let s = state.borrow_mut();
+    let got = match P::status(&s) {
+        Status::Free => Ok(s),
+        Status::Closed => Err(Refused::Closed),
+        Status::Unavailable => match wait {
+            Wait::No => Err(Refused::Unavailable),
+            Wait::Until(deadline) => {
+                drop(s);
+                return wait_turn::<P, O>(state, deadline, finish);
+            }
+        },
+    };
+    finish(got)
+}
+
+/// The waiting part of [`reserve_then`], out of line: the fast path stays small.
 #[inline(never)]
 #[allow(unsafe_code)] // see the SAFETY comment
-fn wait_turn<P: Side>(
-    state: &RefCell<P::State>,
+fn wait_turn<'a, P: Side, O>(
+    state: &'a RefCell<P::State>,
     deadline: Option<Instant>,
-) -> Reserve<'_, P::State> {
+    finish: impl FnOnce(Result<RefMut<'a, P::State>, Refused>) -> O,
+) -> O {
     let hub = hub();
     let me = hub.current_task();
     let timer = DeadlineTimer::arm(deadline);
     me.notified.set(false);
     let queued = pin!(InLine::<P> { state, place: Place::new() });
     let place = queued.as_ref().project_place();
-    // SAFETY: the place is pinned, and `InLine`'s drop takes it out of the line before it is
-    // dropped, on every way out of this function (an unwind included).
+    // SAFETY: the place is new, so in no line; it is pinned, and `InLine`'s drop takes it out
+    // of the line before it is dropped, on every way out of this function (an unwind included).
     unsafe { P::waiters(&mut state.borrow_mut()).line.push_back(place, hub.current_queued()) };
-    loop {
+    let got = loop {
         let parked = hub.park(P::KIND);
         let mut s = state.borrow_mut();
         // A hand-off popped it from the line and notified it: the unit is its own now. A
@@ -184,7 +215,7 @@ fn wait_turn<P: Side>(
         if granted {
             P::waiters(&mut s).reserved -= 1;
             if P::RESERVATION_HOLDS && parked.is_ok() {
-                return Reserve::Free(s);
+                break Ok(s);
             }
         }
         if let Err(why) = parked {
@@ -192,7 +223,7 @@ fn wait_turn<P: Side>(
             if granted {
                 P::hand_on(&mut s);
             }
-            return Reserve::Interrupted(why);
+            break Err(Refused::Interrupted(why));
         }
         let status = P::status(&s);
         let waiters = P::waiters(&mut s);
@@ -202,26 +233,29 @@ fn wait_turn<P: Side>(
                 if !granted {
                     drop(waiters.line.remove(&place));
                 }
-                return Reserve::Free(s);
+                break Ok(s);
             }
             Status::Closed => {
                 drop(waiters.line.remove(&place));
-                return Reserve::Closed;
+                break Err(Refused::Closed);
             }
             Status::Unavailable if timer.expired() => {
                 drop(waiters.line.remove(&place));
-                return Reserve::Unavailable;
+                break Err(Refused::Unavailable);
             }
             Status::Unavailable if !place.is_linked() => {
                 // Taken out of the line without a unit it can have: the primitive took back
                 // the one reserved for it (a channel's putter withdrew its item). It was first
                 // in line, and is again.
-                // SAFETY: as for the first push.
+                // SAFETY: this arm runs only for a place in no line (tested above); it stays
+                // pinned and `InLine` unlinks it, as for the first push.
                 unsafe { waiters.line.push_front(place, hub.current_queued()) };
             }
             Status::Unavailable => {}
         }
-    }
+    };
+    // One call of `finish`, inlined (see `reserve_then`).
+    finish(got)
 }
 
 /// A waiter's [`Place`] in the line of side `P` of the primitive whose state is `state`; its
