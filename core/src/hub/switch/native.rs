@@ -188,7 +188,7 @@ impl Context {
         self.returned.set(false);
         self.sp.set(0);
         self.region.set(None);
-        // SAFETY: called by the hub loop right after `resume` returned true, no other reference
+        // SAFETY: called by the hub loop once the greenlet has switched away for the last time (`returned`), no other reference
         // into the cell exists, and the greenlet runs on it no more.
         unsafe { (*self.stack.get()).take() }.expect("a finished greenlet has its stack")
     }
