@@ -25,6 +25,13 @@ use core::ptr::NonNull;
 /// (nor otherwise used by the source) until it is given back by [`release`](Self::release).
 /// The hub uses a block for its greenlet's node from `allocate` to `release`, on the thread
 /// that spawned it.
+///
+/// Both methods run inside the hub: `allocate` in every spawn (also those the hub makes as a
+/// greenlet ends, for its link callbacks), `release` wherever a greenlet's last reference
+/// goes (in the hub loop, in a greenlet that the hub has already marked finished, or while
+/// the thread's thread-locals are destroyed). They must not call into gevent (no blocking call, no
+/// spawn, nothing that reads or changes the hub) and must not panic: the hub's state is not
+/// whole at those points.
 pub unsafe trait HeaderSource {
     /// A block for a greenlet node of `layout`, or why there is none.
     fn allocate(&self, layout: Layout) -> Result<NonNull<u8>, HeaderError>;

@@ -211,11 +211,12 @@ static RESUME_HOOK: core::sync::atomic::AtomicPtr<()> =
 ///
 /// # Safety
 ///
-/// `hook` runs inside the switch, on the hub's stack, after the hub has made the greenlet about
-/// to run its current one: it must not call into gevent (no blocking call, no spawn, nothing
-/// that reads or changes the hub), must not panic, and must leave the running code's memory
-/// accessible (it may make the region's `guard` bytes inaccessible, which nothing but an
-/// overflow touches).
+/// `hook` runs inside the switch, right before it, on the stack of the context switching: the
+/// hub loop's, or that of a greenlet that parks or yields straight into the next one, with
+/// whatever room that greenlet has left. It must not call into gevent (no blocking call, no
+/// spawn, nothing that reads or changes the hub), must not panic, and must leave the running
+/// code's memory accessible (it may make the region's `guard` bytes inaccessible, which nothing
+/// but an overflow touches).
 #[cfg(feature = "resume-hook")]
 pub unsafe fn set_resume_hook(hook: Option<fn(&StackRegion)>) {
     let hook = hook.map_or(core::ptr::null_mut(), |hook| hook as *mut ());

@@ -185,7 +185,7 @@ fn a_greenlet_ending_right_after_a_direct_switch_gives_its_stack_back() {
 }
 
 /// MXCSR, the SSE control and status register, on x86-64.
-#[cfg(all(target_arch = "x86_64", not(feature = "corosensei-switch")))]
+#[cfg(all(target_arch = "x86_64", gevent_own_switch))]
 mod mxcsr {
     #![allow(unsafe_code)] // reads and writes MXCSR
 
@@ -212,7 +212,7 @@ mod mxcsr {
 /// The System V ABI makes MXCSR's control bits callee-saved: a greenlet's rounding mode is its
 /// own, across switches to and from other greenlets (corosensei's switch does not keep it,
 /// so this holds on gevent-core's own switch only).
-#[cfg(all(target_arch = "x86_64", not(feature = "corosensei-switch")))]
+#[cfg(all(target_arch = "x86_64", gevent_own_switch))]
 #[test]
 fn a_greenlets_floating_point_rounding_mode_is_its_own() {
     const ROUND_TOWARD_ZERO: u32 = 3 << 13;

@@ -17,12 +17,16 @@ thread_local! {
     static SEEN: RefCell<Vec<StackRegion>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The hook is process-wide and the tests run on threads of their own: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn record(region: &StackRegion) {
     SEEN.with(|seen| seen.borrow_mut().push(*region));
 }
 
 #[test]
 fn the_hook_sees_each_resume_with_the_greenlets_stack_until_removed() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     sim::run(|| {
         // SAFETY: `record` touches only a thread-local of its own: no gevent call, no panic
         // (the vector's growth aside, which does not reach the hub), no memory made inaccessible.
@@ -41,5 +45,42 @@ fn the_hook_sees_each_resume_with_the_greenlets_stack_until_removed() {
         assert!(seen[0].usable_size() >= gevent_core::stack::MIN_STACK_SIZE);
         spawn(|| ()).join().unwrap();
         assert!(SEEN.with(|seen| seen.borrow().is_empty()), "removed: not called");
+    });
+}
+
+/// Whether the last region the hook saw holds the caller's stack frame.
+fn hook_saw_my_stack_last() -> bool {
+    let here = 0u8;
+    let here = std::ptr::addr_of!(here) as usize;
+    SEEN.with(|seen| {
+        seen.borrow().last().is_some_and(|r| (r.bottom.get()..r.top.get()).contains(&here))
+    })
+}
+
+#[test]
+fn the_hook_sees_the_stack_of_a_greenlet_entered_straight_from_another() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    sim::run(|| {
+        // SAFETY: as above.
+        unsafe { set_resume_hook(Some(record)) };
+        // Two greenlets yielding to each other: with gevent-core's own switch, each yield
+        // switches straight to the other, not through the hub loop.
+        let yielders: Vec<_> = (0..2)
+            .map(|_| {
+                spawn(|| {
+                    let mut misses = 0;
+                    for _ in 0..10 {
+                        gevent_core::yield_now().unwrap();
+                        misses += usize::from(!hook_saw_my_stack_last());
+                    }
+                    misses
+                })
+            })
+            .collect();
+        let misses: Vec<usize> = yielders.iter().map(|g| g.get().unwrap()).collect();
+        // SAFETY: removing the hook is always allowed.
+        unsafe { set_resume_hook(None) };
+        SEEN.with(|seen| seen.borrow_mut().clear());
+        assert_eq!(misses, [0, 0], "switches into a greenlet that the hook did not see first");
     });
 }

@@ -155,7 +155,8 @@ impl<const SLOTS: usize, const SLOT_SIZE: usize> core::fmt::Debug
 // SAFETY: `allocate` hands out a slot only when it leaves the free list (inside a critical
 // section), so no slot is handed out twice before `release` puts it back; a slot is
 // `SLOT_SIZE` bytes aligned to `HEADER_SLOT_ALIGN`, and `allocate` refuses layouts larger or
-// more aligned than that.
+// more aligned than that. Neither method calls into gevent, and neither panics for blocks
+// that the contract lets the hub give back (`release`'s check is for others).
 unsafe impl<const SLOTS: usize, const SLOT_SIZE: usize> HeaderSource
     for StaticHeaders<SLOTS, SLOT_SIZE>
 {

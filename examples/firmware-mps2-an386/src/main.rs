@@ -3,7 +3,9 @@
 //! registers, where corosensei's clobber list names D16–D31 (which do not exist).
 //!
 //! Greenlets keep floating-point values live in registers across `yield_now` and compare
-//! their results with the same computation done without switching. Exits 0 only if all match.
+//! their results with the same computation done without switching; a greenlet that changes its
+//! rounding mode (FPSCR) keeps it across switches, and the others keep theirs. Exits 0 only if
+//! all match.
 
 #![no_std]
 #![no_main]
@@ -23,6 +25,52 @@ use board::SysTickSource;
 
 /// QEMU's mps2 boards run the core at 25 MHz.
 const CORE_HZ: u32 = 25_000_000;
+
+/// FPSCR's rounding-mode field (bits 22-23) set to "toward zero".
+const ROUND_TOWARD_ZERO: u32 = 3 << 22;
+
+/// The floating-point status and control register.
+fn fpscr() -> u32 {
+    let value: u32;
+    // SAFETY: VMRS reads FPSCR into a core register; no memory, no other state changes.
+    unsafe { core::arch::asm!("vmrs {}, fpscr", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+/// Sets FPSCR (the rounding mode, flush-to-zero and default-NaN bits are what matter here).
+fn set_fpscr(value: u32) {
+    // SAFETY: VMSR writes FPSCR from a core register; values from `fpscr` with the rounding
+    // field changed are valid.
+    unsafe { core::arch::asm!("vmsr fpscr, {}", in(reg) value, options(nomem, nostack)) };
+}
+
+/// Whether a greenlet's rounding mode is its own across switches: one greenlet rounds toward
+/// zero while others run and see their own (the nearest, the default).
+fn rounding_mode_is_per_greenlet() -> bool {
+    let default = fpscr();
+    let changer = spawn(move || {
+        set_fpscr(default | ROUND_TOWARD_ZERO);
+        let mut kept = true;
+        for _ in 0..3 {
+            yield_now().expect("nothing interrupts the changer");
+            kept &= fpscr() & ROUND_TOWARD_ZERO == ROUND_TOWARD_ZERO;
+        }
+        set_fpscr(default);
+        kept
+    });
+    let other = spawn(move || {
+        let mut own = true;
+        for _ in 0..3 {
+            yield_now().expect("nothing interrupts the other");
+            own &= fpscr() & ROUND_TOWARD_ZERO == default & ROUND_TOWARD_ZERO;
+        }
+        own
+    });
+    let kept = changer.get().expect("the changer finishes");
+    let own = other.get().expect("the other finishes");
+    hprintln!("rounding mode kept by its greenlet: {}, others keep theirs: {}", kept, own);
+    kept && own && fpscr() == default
+}
 
 /// A float computation with many live values, switching to other greenlets every step when
 /// `switch` is set.
@@ -66,6 +114,7 @@ fn main() -> ! {
     let workers: Vec<_> = seeds.iter().map(|&s| spawn(move || work(s, true))).collect();
     let got: Vec<f32> = workers.iter().map(|w| w.get().expect("workers finish")).collect();
     let ok = got.iter().zip(&expected).all(|(g, e)| g.to_bits() == e.to_bits());
+    let ok = rounding_mode_is_per_greenlet() && ok;
     hprintln!("float results across 1,200 switches: {:?}", got);
     hprintln!("expected (no switches):             {:?}", expected);
     hprintln!("{}", if ok { "ALL OK: FPU state survives switches" } else { "MISMATCH" });

@@ -114,7 +114,7 @@ impl Context {
 
     /// After the coroutine returned: takes its stack back for reuse.
     pub(crate) fn take_finished_stack(&self) -> PooledStack {
-        // SAFETY: called by the hub loop right after `resume` returned true; no other reference
+        // SAFETY: called by the hub loop once the greenlet has switched away for the last time (`returned`); no other reference
         // into the cell exists.
         let coroutine = unsafe { (*self.coroutine.get()).take() };
         self.returned.set(false);

@@ -17,6 +17,8 @@
 
 #[cfg(gevent_own_switch)]
 mod arch;
+#[cfg(gevent_switch_asan)]
+mod asan;
 #[cfg(not(gevent_own_switch))]
 mod coro;
 #[cfg(gevent_own_switch)]

@@ -24,22 +24,33 @@
 use core::cell::{Cell, UnsafeCell};
 
 use super::arch;
+#[cfg(gevent_switch_asan)]
+use super::asan;
 use crate::greenlet::task::TaskRef;
 use crate::stack::{PooledStack, StackRegion};
 
 /// The hub loop's context: its saved stack pointer while a greenlet runs.
 pub(crate) struct LoopContext {
     sp: Cell<usize>,
+    /// The thread's stack, which the loop runs on, for AddressSanitizer: learnt by the first
+    /// greenlet to run (the loop starts every greenlet).
+    #[cfg(gevent_switch_asan)]
+    bounds: Cell<asan::Bounds>,
 }
 
 impl LoopContext {
     pub(crate) const fn new() -> Self {
-        LoopContext { sp: Cell::new(0) }
+        LoopContext {
+            sp: Cell::new(0),
+            #[cfg(gevent_switch_asan)]
+            bounds: Cell::new(asan::Bounds::EMPTY),
+        }
     }
 }
 
-/// A suspended context's stack pointer, taken out of its context for one switch to it.
-pub(crate) struct SuspendedSp(usize);
+/// A suspended context's stack pointer, taken out of its context for one switch to it (and,
+/// for AddressSanitizer, its stack).
+pub(crate) struct SuspendedSp(usize, #[cfg(gevent_switch_asan)] Option<StackRegion>);
 
 /// A greenlet's execution context: empty until it starts, then its stack and, while it is
 /// suspended, its saved stack pointer.
@@ -107,10 +118,14 @@ impl Context {
         crate::stack::before_resume(&self.region);
         let to = self.sp.replace(0);
         assert!(to != 0, "resume of a greenlet that is not suspended");
+        #[cfg(gevent_switch_asan)]
+        let fiber = asan::start(asan::Bounds::of(self.region.get()), false);
         // SAFETY: `to` is this suspended greenlet's saved stack pointer on its live stack
         // (module invariants; a greenlet that is running, not started or ended has 0, refused
         // above), and `from.sp` is the loop's slot, which nothing else writes.
         unsafe { arch::switch(from.sp.as_ptr(), to) };
+        #[cfg(gevent_switch_asan)]
+        fiber.finish();
     }
 
     /// Switches from the running greenlet back to the hub loop, until it is resumed.
@@ -118,10 +133,15 @@ impl Context {
     pub(crate) fn suspend(&self, to: &LoopContext) {
         let loop_sp = to.sp.replace(0);
         assert!(loop_sp != 0, "suspend of a greenlet that the hub loop did not resume");
+        // A greenlet that returned switches away for good.
+        #[cfg(gevent_switch_asan)]
+        let fiber = asan::start(to.bounds.get(), self.returned.get());
         // SAFETY: the loop's saved stack pointer is set only while the loop waits in its
         // switch into a greenlet, the running one (module invariants), so it is a suspended
         // context on the main greenlet's live stack; `self.sp` is this greenlet's own slot.
         unsafe { arch::switch(self.sp.as_ptr(), loop_sp) };
+        #[cfg(gevent_switch_asan)]
+        fiber.finish();
     }
 
     /// The first half of a direct switch from the running greenlet to this one, if it is
@@ -135,18 +155,26 @@ impl Context {
             return None;
         }
         crate::stack::before_resume(&self.region);
-        Some(SuspendedSp(self.sp.replace(0)))
+        Some(SuspendedSp(
+            self.sp.replace(0),
+            #[cfg(gevent_switch_asan)]
+            self.region.get(),
+        ))
     }
 
     /// The second half: switches from this running greenlet to the context `to` was taken
     /// from, until something switches back.
     #[inline(always)]
     pub(crate) fn switch_to(&self, to: SuspendedSp) {
+        #[cfg(gevent_switch_asan)]
+        let fiber = asan::start(asan::Bounds::of(to.1), false);
         // SAFETY: `to` holds a saved stack pointer that `take_if_suspended` took out of its
         // context (which refused a 0), so it is that suspended context's, on its live stack
         // (module invariants), and since `SuspendedSp` is neither `Copy` nor `Clone` and only
         // made there, it is continued once; `self.sp` is this running greenlet's own slot.
         unsafe { arch::switch(self.sp.as_ptr(), to.0) };
+        #[cfg(gevent_switch_asan)]
+        fiber.finish();
     }
 
     /// Whether the greenlet switched away for the last time (its body returned).
@@ -160,7 +188,7 @@ impl Context {
         self.returned.set(false);
         self.sp.set(0);
         self.region.set(None);
-        // SAFETY: called by the hub loop right after `resume` returned true, no other reference
+        // SAFETY: called by the hub loop once the greenlet has switched away for the last time (`returned`), no other reference
         // into the cell exists, and the greenlet runs on it no more.
         unsafe { (*self.stack.get()).take() }.expect("a finished greenlet has its stack")
     }
@@ -186,9 +214,14 @@ impl Context {
 /// "panic in a function that cannot unwind"), never entering the trampoline; the body itself
 /// runs inside the greenlet's panic boundary.
 unsafe extern "C" fn entry(arg: usize) -> ! {
+    // The loop starts every greenlet: a first run comes from the thread's stack.
+    #[cfg(gevent_switch_asan)]
+    let loop_stack = asan::entered();
     // SAFETY: `Context::start` wrote a `TaskRef` at `arg` and nothing reads it but this call,
     // once: this stack's first frame is continued once.
     let me: TaskRef = unsafe { core::ptr::read(arg as *const TaskRef) };
+    #[cfg(gevent_switch_asan)]
+    crate::hub::hub().loop_context().bounds.set(loop_stack);
     let hub = super::run_to_end(me);
     let context: *const Context = &hub.current_task().context;
     // SAFETY: the greenlet handed its count to the loop (`run_to_end`), which keeps it, and so

@@ -3,12 +3,15 @@
 //! A suspended context's stack, from its saved stack pointer up:
 //!
 //! ```text
-//! Thumb-2 (v7-M, v7E-M, v8-M Mainline):   [s16-s31 (hard float)] r4-r11, pc
+//! Thumb-2 (v7-M, v7E-M, v8-M Mainline):   [FPSCR, s16-s31 (hard float)] r4-r11, pc
 //! Thumb-1 (v6-M, v8-M Baseline):          r8-r11, r4-r7, pc
 //! ```
 //!
 //! Thumb-1 pushes and pops only low registers, so r8-r11 pass through r4-r7. With the hard-
-//! float ABI, s16-s31 (d8-d15) are callee-saved too.
+//! float ABI, s16-s31 (d8-d15) are callee-saved too, and FPSCR's rounding mode, flush-to-zero
+//! and default-NaN bits are preserved across calls (AAPCS leaves them to functions that change
+//! the program's mode): a greenlet that changes its rounding mode must not change the
+//! others', as on x86-64 with MXCSR.
 
 use core::arch::naked_asm;
 
@@ -19,7 +22,7 @@ const ARG_SPACE: usize = 8;
 #[cfg(not(target_abi = "eabihf"))]
 const FRAME_WORDS: usize = 9;
 #[cfg(target_abi = "eabihf")]
-const FRAME_WORDS: usize = 9 + 16;
+const FRAME_WORDS: usize = 9 + 16 + 1;
 
 /// Saves the callee-saved registers and the stack pointer of the running context into
 /// `*save`, then continues the context whose saved stack pointer is `to`.
@@ -41,8 +44,12 @@ pub(crate) unsafe extern "C" fn switch(save: *mut usize, to: usize) {
         ".fpu fpv4-sp-d16",
         "push {{r4-r11, lr}}",
         "vpush {{s16-s31}}",
+        "vmrs r2, fpscr",
+        "push {{r2}}",
         "str sp, [r0]",
         "mov sp, r1",
+        "pop {{r2}}",
+        "vmsr fpscr, r2",
         "vpop {{s16-s31}}",
         "pop {{r4-r11, pc}}",
     );
@@ -104,19 +111,23 @@ pub(crate) unsafe fn init_stack(
     arg: usize,
 ) -> usize {
     let sp = top - ARG_SPACE - 4 * FRAME_WORDS;
-    // The core registers come after the floating-point ones (if any); r4 is the first of
+    // The core registers come after the floating-point state (if any); r4 is the first of
     // them on Thumb-2, the fifth on Thumb-1 (after r8-r11).
     let core_regs = FRAME_WORDS - 9;
     let r4 = if cfg!(gevent_thumb1) { core_regs + 4 } else { core_regs };
     let frame = sp as *mut usize;
-    // Only the words the trampoline needs are written, and r7 (Thumb's frame pointer, 0 to
-    // end a frame-pointer chain): the other registers the first switch pops are callee-saved
+    // Only the words the trampoline needs are written, r7 (Thumb's frame pointer, 0 to end a
+    // frame-pointer chain) and FPSCR: the other registers the first switch pops are callee-saved
     // ones that nothing reads before setting them, so whatever the stack held does no harm.
     // Zeroing them all was a `memclr` call, ~40 instructions of a ~840-instruction spawn on a
     // Cortex-M3.
     // SAFETY: the caller's promise: `[sp, top)` is writable and unused; `sp` is 4-aligned, and
     // the words written are inside the `FRAME_WORDS` words above it.
     unsafe {
+        // With hard float, the first word is a new context's FPSCR, which the switch loads:
+        // 0, its reset value (round to nearest, no flush-to-zero, no default NaN).
+        #[cfg(target_abi = "eabihf")]
+        frame.write(0);
         frame.add(r4).write(arg);
         frame.add(r4 + 1).write(entry as *const () as usize);
         frame.add(r4 + 3).write(0);

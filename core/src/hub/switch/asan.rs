@@ -1,0 +1,81 @@
+//! Tells AddressSanitizer about the stack switches of [`super::native`], under `-Zsanitizer=address`
+//! (the `gevent_switch_asan` cfg, see `build.rs`): without it, ASan takes a greenlet's stack for
+//! garbage and, once a frame unwinds on one, reports false errors.
+//!
+//! Each switch is bracketed: the context switching away calls [`start`] with the bounds of the
+//! stack it switches to, and [`Fiber::finish`] when something switches back to it; a context's
+//! first run calls [`entered`] instead. The hub loop's stack is the thread's, whose bounds ASan
+//! reports to the first greenlet that enters: they are kept in the [`super::LoopContext`].
+
+use core::ffi::c_void;
+use core::ptr;
+
+use crate::stack::StackRegion;
+
+unsafe extern "C" {
+    fn __sanitizer_start_switch_fiber(
+        fake_stack_save: *mut *mut c_void,
+        bottom: *const c_void,
+        size: usize,
+    );
+    fn __sanitizer_finish_switch_fiber(
+        fake_stack_save: *mut c_void,
+        bottom_old: *mut *const c_void,
+        size_old: *mut usize,
+    );
+}
+
+/// The bounds of a stack, as ASan takes them: its lowest usable address and its size.
+#[derive(Clone, Copy)]
+pub(super) struct Bounds {
+    bottom: usize,
+    size: usize,
+}
+
+impl Bounds {
+    pub(super) const EMPTY: Bounds = Bounds { bottom: 0, size: 0 };
+
+    /// A greenlet's stack, without its guard.
+    pub(super) fn of(region: Option<StackRegion>) -> Bounds {
+        region.map_or(Bounds::EMPTY, |r| Bounds {
+            bottom: r.bottom.get() + r.guard,
+            size: r.usable_size(),
+        })
+    }
+}
+
+/// What ASan handed the running context as it switched away: given back when it runs again.
+pub(super) struct Fiber(*mut c_void);
+
+/// Tells ASan that the running context switches to the stack `to`; `ending`: for good (ASan
+/// frees what it kept for it).
+#[inline(always)]
+pub(super) fn start(to: Bounds, ending: bool) -> Fiber {
+    let mut fake_stack = ptr::null_mut();
+    let save = if ending { ptr::null_mut() } else { &raw mut fake_stack };
+    // SAFETY: ASan's interface: `save` is null or a live local that the call writes, the
+    // bounds are those of the stack the caller's very next action switches to, and no code
+    // between this call and the switch touches the stack in a way ASan checks against them.
+    unsafe { __sanitizer_start_switch_fiber(save, to.bottom as *const c_void, to.size) };
+    Fiber(fake_stack)
+}
+
+impl Fiber {
+    /// Tells ASan that the context that called [`start`] runs again.
+    #[inline(always)]
+    pub(super) fn finish(self) {
+        // SAFETY: `self.0` is what `start` stored for this very context, given back once
+        // (`Fiber` is neither `Copy` nor `Clone`); null outputs ask for nothing back.
+        unsafe { __sanitizer_finish_switch_fiber(self.0, ptr::null_mut(), ptr::null_mut()) };
+    }
+}
+
+/// Tells ASan that a new context runs for the first time, and gives back the bounds of the
+/// stack it came from.
+#[inline(always)]
+pub(super) fn entered() -> Bounds {
+    let (mut bottom, mut size) = (ptr::null(), 0usize);
+    // SAFETY: a first run has no saved fake stack (null); the outputs are live locals.
+    unsafe { __sanitizer_finish_switch_fiber(ptr::null_mut(), &raw mut bottom, &raw mut size) };
+    Bounds { bottom: bottom as usize, size }
+}
