@@ -132,14 +132,17 @@ const STEPS: &[Step] = &[
     //   through ASan's malloc, and the generic std code our crates use (`Vec`, `RefCell`...) is
     //   compiled into them, instrumented. That catches the thread-local use-after-free
     //   at exit on the code before its fix; an instrumented std almost doubles the step's time.
-    // - `corosensei/sanitizer` tells ASan of every stack switch (`__sanitizer_start_switch_fiber`);
-    //   without it ASan takes greenlet stacks for garbage, and after a panic unwinds on one it
-    //   leaves the unwound frames poisoned ("false positive error reports may follow").
+    // - Every stack switch is told to ASan (`__sanitizer_start_switch_fiber`): by core's own
+    //   switch under `cfg(gevent_switch_asan)` (core/build.rs sets it for ASan builds), and by
+    //   `corosensei/sanitizer` where corosensei still switches (the feature is harmless here,
+    //   on x86-64, where core's own switch runs). Without it ASan takes greenlet stacks for
+    //   garbage, and after a panic unwinds on one it leaves the unwound frames poisoned.
     // - `detect_stack_use_after_return=0`: that check moves each frame to a "fake stack", one per
-    //   greenlet with the annotations, which corosensei 0.3.4 never frees when a coroutine ends
-    //   (17 GB for the cross-thread ping-pong test). It hides only reads through a pointer into
-    //   a frame that has returned; overflows of locals, use after scope and every heap error
-    //   are still reported.
+    //   greenlet with the annotations. Core's own switch frees a greenlet's when it returns (its
+    //   suite passes with the check on), but corosensei 0.3.4 never did (17 GB for the
+    //   cross-thread ping-pong test), and the hosted and acceptance suites have not been run
+    //   with it since. It hides only reads through a pointer into a frame that has returned;
+    //   overflows of locals, use after scope and every heap error are still reported.
     // - `detect_leaks=0`: greenlets still alive when their thread exits are leaked on purpose
     //   (resuming them would read freed thread-locals), as are a `kill_timeout` target that
     //   never ends and a scope's stuck children; a leak is no memory error, and every access
