@@ -36,7 +36,7 @@ use core::cell::{Cell, RefCell};
 use core::time::Duration;
 
 pub use current::{AlreadyInstalled, install, run, shutdown};
-pub(crate) use current::{current_hub_ptr, hub, try_hub};
+pub(crate) use current::{current_hub_ptr, hub, hub_of_waiter, try_hub};
 pub use io::IoRegistration;
 pub(crate) use live::LiveLinks;
 use live::LiveList;

@@ -19,7 +19,7 @@ use core::pin::{Pin, pin};
 use crate::error::Interrupted;
 use crate::greenlet::DeadlineTimer;
 use crate::greenlet::task::{TaskRef, WaitKind};
-use crate::hub::hub;
+use crate::hub::{hub, hub_of_waiter};
 use crate::sync::line::{Line, Place};
 use crate::time::Instant;
 use crate::wait_list::WaitList;
@@ -110,7 +110,7 @@ impl Waiters {
         match self.line.pop_front() {
             Some(t) => {
                 self.reserved += 1;
-                hub().notify_queued(t);
+                hub_of_waiter().notify_queued(t);
                 true
             }
             None => false,
