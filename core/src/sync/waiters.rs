@@ -107,7 +107,7 @@ impl Waiters {
 
     #[inline(never)]
     fn hand_off_to_first(&mut self) -> bool {
-        match self.line.pop_front() {
+        match self.line.pop_front_granted() {
             Some(t) => {
                 self.reserved += 1;
                 hub_of_waiter().notify_queued(t);
@@ -196,9 +196,7 @@ fn wait_turn<'a, P: Side, O>(
     finish: impl FnOnce(Result<RefMut<'a, P::State>, Refused>) -> O,
 ) -> O {
     let hub = hub();
-    let me = hub.current_task();
     let timer = DeadlineTimer::arm(deadline);
-    me.notified.set(false);
     let queued = pin!(InLine::<P> { state, place: Place::new() });
     let place = queued.as_ref().project_place();
     // SAFETY: the place is new, so in no line; it is pinned, and `InLine`'s drop takes it out
@@ -207,11 +205,8 @@ fn wait_turn<'a, P: Side, O>(
     let got = loop {
         let parked = hub.park(P::KIND);
         let mut s = state.borrow_mut();
-        // A hand-off popped it from the line and notified it: the unit is its own now. A
-        // notification that finds it still in line is no hand-off (a join that an unwind left
-        // registered, notified when its target ends): taking a unit then would take another
-        // waiter's, and return with the place still linked.
-        let granted = me.notified.replace(false) && !place.is_linked();
+        // A hand-off popped it from the line: the unit is its own now.
+        let granted = place.take_grant();
         if granted {
             P::waiters(&mut s).reserved -= 1;
             if P::RESERVATION_HOLDS && parked.is_ok() {
