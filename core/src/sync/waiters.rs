@@ -178,20 +178,19 @@ pub(crate) fn reserve_then<'a, P: Side, O>(
         Status::Closed => Err(Refused::Closed),
         Status::Unavailable => match wait {
             Wait::No => Err(Refused::Unavailable),
-            Wait::Until(deadline) => {
-                drop(s);
-                return wait_turn::<P, O>(state, deadline, finish);
-            }
+            Wait::Until(deadline) => return wait_turn::<P, O>(state, s, deadline, finish),
         },
     };
     finish(got)
 }
 
-/// The waiting part of [`reserve_then`], out of line: the fast path stays small.
+/// The waiting part of [`reserve_then`], out of line: the fast path stays small. It gets the
+/// borrow of `state` the first look took (one borrow, not two, on the way into a wait).
 #[inline(never)]
 #[allow(unsafe_code)] // see the SAFETY comment
 fn wait_turn<'a, P: Side, O>(
     state: &'a RefCell<P::State>,
+    mut s: RefMut<'a, P::State>,
     deadline: Option<Instant>,
     finish: impl FnOnce(Result<RefMut<'a, P::State>, Refused>) -> O,
 ) -> O {
@@ -201,7 +200,8 @@ fn wait_turn<'a, P: Side, O>(
     let place = queued.as_ref().project_place();
     // SAFETY: the place is new, so in no line; it is pinned, and `InLine`'s drop takes it out
     // of the line before it is dropped, on every way out of this function (an unwind included).
-    unsafe { P::waiters(&mut state.borrow_mut()).line.push_back(place, hub.current_queued()) };
+    unsafe { P::waiters(&mut s).line.push_back(place, hub.current_queued()) };
+    drop(s);
     let got = loop {
         let parked = hub.park(P::KIND);
         let mut s = state.borrow_mut();
