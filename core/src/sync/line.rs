@@ -157,7 +157,7 @@ impl Line {
         // SAFETY: the head is a place linked in this line, alive by the contract of the push
         // that linked it.
         let place = unsafe { &*self.head };
-        Some(self.unlink(place))
+        Some(self.unlink_head(place))
     }
 
     /// [`pop_front`](Self::pop_front) for a hand-off: the popped place is marked granted
@@ -170,7 +170,7 @@ impl Line {
         }
         // SAFETY: as in `pop_front`.
         let place = unsafe { &*self.head };
-        let t = self.unlink(place);
+        let t = self.unlink_head(place);
         place.next.set(place);
         Some(t)
     }
@@ -180,6 +180,25 @@ impl Line {
     #[inline]
     pub(crate) fn remove(&mut self, place: &Place) -> Option<QueuedTask> {
         if self.contains(place) { Some(self.unlink(place)) } else { None }
+    }
+
+    /// [`unlink`](Self::unlink) for the head, whose prev is null: one test fewer on the pop of
+    /// every hand-off.
+    #[inline]
+    #[allow(unsafe_code)] // see the SAFETY comment
+    fn unlink_head(&mut self, place: &Place) -> QueuedTask {
+        debug_assert!(ptr::eq(self.head, place) && place.prev.get().is_null());
+        let next = place.next.get();
+        self.head = next;
+        if next.is_null() {
+            self.tail = ptr::null();
+        } else {
+            // SAFETY: the neighbour of a place linked in this line is linked in it too, and
+            // alive by the contract of the push that linked it.
+            unsafe { &*next }.prev.set(ptr::null());
+        }
+        place.line.set(ptr::null());
+        place.task.take().expect("a linked place holds its greenlet")
     }
 
     /// Unlinks `place`, which is linked in this line.
