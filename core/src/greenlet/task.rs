@@ -141,8 +141,6 @@ pub(crate) struct Task {
     /// Set when something may interrupt the next wait (a kill, a pending timeout), so that
     /// the common case costs one test.
     pub(crate) attention: Cell<bool>,
-    /// Set by [`Hub::notify`](crate::hub::Hub::notify): the thing it waited for happened.
-    pub(crate) notified: Cell<bool>,
     pub(crate) is_main: bool,
     /// Whether the body ever ran.
     pub(crate) ran: Cell<bool>,
@@ -195,7 +193,6 @@ impl Task {
         Task {
             state: Cell::new(State::Created),
             attention: Cell::new(false),
-            notified: Cell::new(false),
             is_main,
             ran: Cell::new(false),
             killed: Cell::new(false),

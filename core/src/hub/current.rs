@@ -225,6 +225,30 @@ pub(crate) fn hub() -> &'static Hub {
     unsafe { &*ptr }
 }
 
+/// The current hub, for code that has just found a greenlet in the line of a primitive's
+/// [`Waiters`](crate::sync::waiters::Waiters): the wake-up of a put or a release. Without `std`
+/// it skips the checks of [`hub`], which that waiter has already passed.
+#[inline(always)]
+pub(crate) fn hub_of_waiter() -> &'static Hub {
+    #[cfg(feature = "std")]
+    {
+        // A thread's hub can end while a waiter is in line (the thread exits and leaks its
+        // greenlets), and a thread-local destructor can still put: the checked way.
+        hub()
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        // SAFETY: a place joins a line only in `wait_turn`, after its `hub()` found the hub
+        // installed (and, on Cortex-M, refused handler mode); the global is never cleared or
+        // freed, so the pointer is non-null and valid for good. The caller is in the thread
+        // mode that owns the hub, whatever safe code calls it: the primitive holding the line
+        // is neither `Send` nor `Sync` (the line holds raw pointers), so no interrupt handler
+        // (nor another core) reaches one made in thread mode without `unsafe`, and one made in
+        // a handler has nobody in line, as `hub()` refused that handler's wait.
+        unsafe { &*slot::get() }
+    }
+}
+
 /// The current hub if there is one; never creates one. For destructors, which may run after
 /// the thread's hub ended.
 pub(crate) fn try_hub() -> Option<&'static Hub> {

@@ -36,7 +36,7 @@ use core::cell::{Cell, RefCell};
 use core::time::Duration;
 
 pub use current::{AlreadyInstalled, install, run, shutdown};
-pub(crate) use current::{current_hub_ptr, hub, try_hub};
+pub(crate) use current::{current_hub_ptr, hub, hub_of_waiter, try_hub};
 pub use io::IoRegistration;
 pub(crate) use live::LiveLinks;
 use live::LiveList;
@@ -576,10 +576,9 @@ impl Hub {
         true
     }
 
-    /// Tells a waiter that what it waits for happened, and wakes it if it is parked.
+    /// Tells a waiter that what it waits for happened: wakes it if it is parked.
     pub(crate) fn notify(&self, t: TaskRef) {
         let task = t.task();
-        task.notified.set(true);
         if task.state.get() == State::Parked {
             task.state.set(State::Runnable);
             self.run_queue.push(QueuedTask::new(t));
@@ -590,7 +589,6 @@ impl Hub {
     #[inline]
     pub(crate) fn notify_queued(&self, t: QueuedTask) {
         let task = t.task();
-        task.notified.set(true);
         if task.state.get() == State::Parked {
             task.state.set(State::Runnable);
             self.run_queue.push(t);

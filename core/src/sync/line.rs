@@ -24,6 +24,11 @@ pub(crate) struct Place {
     /// pops it.
     task: Cell<Option<QueuedTask>>,
     prev: Cell<*const Place>,
+    /// The next place while it is linked. Out of line, pointing to itself marks the place
+    /// granted ([`Line::pop_front_granted`]): the unit reserved by the hand-off that popped it
+    /// is its waiter's. (Kept in the place, not in the greenlet, so that no other wake-up of the
+    /// greenlet, such as a join that an unwind left registered, can pass for a hand-off; and in
+    /// a link, not a field of its own, which made every wait clear one more word.)
     next: Cell<*const Place>,
     /// The line it is linked in; null while it is in none. A removal through any other line
     /// finds nothing instead of relinking a foreign one.
@@ -47,6 +52,18 @@ impl Place {
     #[inline]
     pub(crate) fn is_linked(&self) -> bool {
         !self.line.get().is_null()
+    }
+
+    /// Whether a hand-off popped it since the last call; clears the mark.
+    #[inline]
+    pub(crate) fn take_grant(&self) -> bool {
+        // A linked place's next is another place or null, and so is the stale one unlinking
+        // leaves: only the mark points to the place itself.
+        let granted = ptr::eq(self.next.get(), self);
+        if granted {
+            self.next.set(ptr::null());
+        }
+        granted
     }
 }
 
@@ -140,7 +157,22 @@ impl Line {
         // SAFETY: the head is a place linked in this line, alive by the contract of the push
         // that linked it.
         let place = unsafe { &*self.head };
-        Some(self.unlink(place))
+        Some(self.unlink_head(place))
+    }
+
+    /// [`pop_front`](Self::pop_front) for a hand-off: the popped place is marked granted
+    /// ([`Place::take_grant`]).
+    #[inline]
+    #[allow(unsafe_code)] // see the SAFETY comment
+    pub(crate) fn pop_front_granted(&mut self) -> Option<QueuedTask> {
+        if self.head.is_null() {
+            return None;
+        }
+        // SAFETY: as in `pop_front`.
+        let place = unsafe { &*self.head };
+        let t = self.unlink_head(place);
+        place.next.set(place);
+        Some(t)
     }
 
     /// Takes `place` out of the line wherever it is, giving its greenlet; `None` if it is not
@@ -148,6 +180,25 @@ impl Line {
     #[inline]
     pub(crate) fn remove(&mut self, place: &Place) -> Option<QueuedTask> {
         if self.contains(place) { Some(self.unlink(place)) } else { None }
+    }
+
+    /// [`unlink`](Self::unlink) for the head, whose prev is null: one test fewer on the pop of
+    /// every hand-off.
+    #[inline]
+    #[allow(unsafe_code)] // see the SAFETY comment
+    fn unlink_head(&mut self, place: &Place) -> QueuedTask {
+        debug_assert!(ptr::eq(self.head, place) && place.prev.get().is_null());
+        let next = place.next.get();
+        self.head = next;
+        if next.is_null() {
+            self.tail = ptr::null();
+        } else {
+            // SAFETY: the neighbour of a place linked in this line is linked in it too, and
+            // alive by the contract of the push that linked it.
+            unsafe { &*next }.prev.set(ptr::null());
+        }
+        place.line.set(ptr::null());
+        place.task.take().expect("a linked place holds its greenlet")
     }
 
     /// Unlinks `place`, which is linked in this line.
@@ -223,6 +274,36 @@ mod tests {
         assert_eq!(ids(&mut line), [1, 2, 4, 3]);
         assert!(line.is_empty() && (0..6).all(|i| !place(i).is_linked()));
         assert!(ts.iter().all(|t| t.count() == 1));
+    }
+
+    #[test]
+    #[allow(unsafe_code)] // see the SAFETY comment
+    fn only_a_granted_pop_marks_a_place_and_reading_the_mark_clears_it() {
+        let places: Vec<Pin<Box<Place>>> = (0..3).map(|_| Box::pin(Place::new())).collect();
+        let place = |i: usize| places[i].as_ref();
+        let mut line = Line::new();
+        // SAFETY: each place is new (in no line) when first pushed, and out of line (popped or
+        // removed, as asserted) when pushed again; the places outlive `line`, whose drop
+        // unlinks whatever is left.
+        unsafe {
+            for i in 0..3 {
+                line.push_back(place(i), QueuedTask::new(task(i as u64)));
+            }
+            // Linked: first, middle and last (whose next is null) read as not granted.
+            assert!((0..3).all(|i| !place(i).take_grant()));
+            assert_eq!(line.pop_front_granted().map(|t| t.task().id), Some(0));
+            assert!(!place(0).is_linked() && place(0).take_grant());
+            assert!(!place(0).take_grant(), "the mark is read once");
+            assert!(line.remove(&place(1)).is_some() && !place(1).take_grant());
+            assert_eq!(line.pop_front().map(|t| t.task().id), Some(2));
+            assert!(!place(2).take_grant());
+            // Marked, then back in line before the mark is read: the push replaces it.
+            line.push_back(place(0), QueuedTask::new(task(0)));
+            assert!(line.pop_front_granted().is_some());
+            line.push_front(place(0), QueuedTask::new(task(0)));
+            assert!(!place(0).take_grant() && line.contains(&place(0)));
+        }
+        assert_eq!(ids(&mut line), [0]);
     }
 
     #[test]

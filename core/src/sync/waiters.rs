@@ -19,7 +19,7 @@ use core::pin::{Pin, pin};
 use crate::error::Interrupted;
 use crate::greenlet::DeadlineTimer;
 use crate::greenlet::task::{TaskRef, WaitKind};
-use crate::hub::hub;
+use crate::hub::{hub, hub_of_waiter};
 use crate::sync::line::{Line, Place};
 use crate::time::Instant;
 use crate::wait_list::WaitList;
@@ -107,10 +107,10 @@ impl Waiters {
 
     #[inline(never)]
     fn hand_off_to_first(&mut self) -> bool {
-        match self.line.pop_front() {
+        match self.line.pop_front_granted() {
             Some(t) => {
                 self.reserved += 1;
-                hub().notify_queued(t);
+                hub_of_waiter().notify_queued(t);
                 true
             }
             None => false,
@@ -178,40 +178,35 @@ pub(crate) fn reserve_then<'a, P: Side, O>(
         Status::Closed => Err(Refused::Closed),
         Status::Unavailable => match wait {
             Wait::No => Err(Refused::Unavailable),
-            Wait::Until(deadline) => {
-                drop(s);
-                return wait_turn::<P, O>(state, deadline, finish);
-            }
+            Wait::Until(deadline) => return wait_turn::<P, O>(state, s, deadline, finish),
         },
     };
     finish(got)
 }
 
-/// The waiting part of [`reserve_then`], out of line: the fast path stays small.
+/// The waiting part of [`reserve_then`], out of line: the fast path stays small. It gets the
+/// borrow of `state` the first look took (one borrow, not two, on the way into a wait).
 #[inline(never)]
 #[allow(unsafe_code)] // see the SAFETY comment
 fn wait_turn<'a, P: Side, O>(
     state: &'a RefCell<P::State>,
+    mut s: RefMut<'a, P::State>,
     deadline: Option<Instant>,
     finish: impl FnOnce(Result<RefMut<'a, P::State>, Refused>) -> O,
 ) -> O {
     let hub = hub();
-    let me = hub.current_task();
     let timer = DeadlineTimer::arm(deadline);
-    me.notified.set(false);
     let queued = pin!(InLine::<P> { state, place: Place::new() });
     let place = queued.as_ref().project_place();
     // SAFETY: the place is new, so in no line; it is pinned, and `InLine`'s drop takes it out
     // of the line before it is dropped, on every way out of this function (an unwind included).
-    unsafe { P::waiters(&mut state.borrow_mut()).line.push_back(place, hub.current_queued()) };
+    unsafe { P::waiters(&mut s).line.push_back(place, hub.current_queued()) };
+    drop(s);
     let got = loop {
         let parked = hub.park(P::KIND);
         let mut s = state.borrow_mut();
-        // A hand-off popped it from the line and notified it: the unit is its own now. A
-        // notification that finds it still in line is no hand-off (a join that an unwind left
-        // registered, notified when its target ends): taking a unit then would take another
-        // waiter's, and return with the place still linked.
-        let granted = me.notified.replace(false) && !place.is_linked();
+        // A hand-off popped it from the line: the unit is its own now.
+        let granted = place.take_grant();
         if granted {
             P::waiters(&mut s).reserved -= 1;
             if P::RESERVATION_HOLDS && parked.is_ok() {
