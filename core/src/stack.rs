@@ -225,14 +225,14 @@ pub unsafe fn set_resume_hook(hook: Option<fn(&StackRegion)>) {
 /// Calls the hook [`set_resume_hook`] installed, if any, with `region`'s stack.
 #[cfg(feature = "resume-hook")]
 #[inline(always)]
-pub(crate) fn before_resume(region: &core::cell::Cell<Option<StackRegion>>) {
+pub(crate) fn before_resume(region: impl FnOnce() -> Option<StackRegion>) {
     let hook = RESUME_HOOK.load(core::sync::atomic::Ordering::Relaxed);
     if !hook.is_null() {
         // SAFETY: only `set_resume_hook` stores a non-null pointer, made from a
         // `fn(&StackRegion)`; a function pointer and a data pointer have the same size here.
         // Relaxed suffices: the pointer names code, which needs no synchronization to be read.
         let hook = unsafe { core::mem::transmute::<*mut (), fn(&StackRegion)>(hook) };
-        if let Some(region) = region.get() {
+        if let Some(region) = region() {
             hook(&region);
         }
     }
@@ -241,7 +241,7 @@ pub(crate) fn before_resume(region: &core::cell::Cell<Option<StackRegion>>) {
 /// Without the `resume-hook` feature there is no hook to call.
 #[cfg(not(feature = "resume-hook"))]
 #[inline(always)]
-pub(crate) fn before_resume(_: &core::cell::Cell<Option<StackRegion>>) {}
+pub(crate) fn before_resume(_: impl FnOnce() -> Option<StackRegion>) {}
 
 /// Tells stderr that a greenlet could not start for want of a stack: for the first such
 /// greenlet of the process only.

@@ -151,7 +151,8 @@ pub(crate) struct Hub {
     heartbeat: core::cell::OnceCell<Shared<heartbeat::Heartbeat>>,
     /// The greenlet that finished last, whose allocation the next spawn reuses if it is of the
     /// same layout and nothing else refers to it any more (see `TaskRef::new_node`). It keeps that
-    /// one finished greenlet's memory until the next spawn or finish.
+    /// one finished greenlet's memory until the next spawn or end: the loop puts a greenlet
+    /// that ran here once it took its stack back, `Hub::finish_unstarted` one that never ran.
     recycled: Cell<Option<TaskRef>>,
     /// Where new greenlets' headers come from (see [`crate::headers`]): `None` for the heap.
     header_source: Cell<Option<&'static dyn crate::headers::HeaderSource>>,
@@ -389,7 +390,7 @@ impl Hub {
         }
         // A spawn callback may have killed it, which finished it already.
         if !task.is_finished() {
-            self.finish(&t, Some(failure));
+            self.finish_unstarted(&t, failure);
         }
     }
 
@@ -727,7 +728,7 @@ impl Hub {
                 Interrupted::KilledWith(reason) => FailureKind::KilledWith(reason),
                 _ => FailureKind::Killed,
             };
-            self.finish(t, Some(failure));
+            self.finish_unstarted(t, failure);
             return;
         }
         self.interrupt(t, task.kill_error());
@@ -735,7 +736,13 @@ impl Hub {
 
     /// Records a greenlet's end and runs its link callbacks, then wakes its joiners (so that
     /// `join` returns after the links ran, as in gevent, where `join` is itself a link).
-    pub(crate) fn finish(&self, t: &TaskRef, failure: Option<FailureKind>) {
+    /// Gives back the live list's count of it (`None` if it was not listed), dropped only
+    /// after all that: a greenlet finishing itself hands it to the loop (see
+    /// [`switch::run_to_end`]), which recycles the node once it took back the stack; the
+    /// callers that finish a greenlet that never started recycle it through
+    /// [`Hub::finish_unstarted`].
+    #[must_use = "the live list's count of the greenlet is handed back"]
+    pub(crate) fn finish(&self, t: &TaskRef, failure: Option<FailureKind>) -> Option<TaskRef> {
         let task = t.task();
         task.state.set(State::Finished);
         if self.observed.get() {
@@ -744,8 +751,7 @@ impl Hub {
         #[cfg(feature = "tracing")]
         crate::events::tracing::finished(task, failure.as_ref());
         task.set_outcome(failure);
-        let entry = self.live.remove(task);
-        drop(entry); // the list is consistent again
+        let listed = self.live.remove(task);
         if task.has_links() {
             task.links_pending.set(true);
             crate::greenlet::spawn_links(t);
@@ -761,6 +767,13 @@ impl Hub {
         if self.main.task().waits_on.get() == WaitKind::Everything && self.live_count() == 0 {
             self.unpark(&self.main);
         }
+        listed
+    }
+
+    /// [`Hub::finish`] for a greenlet that never started (killed before it ran, or without a
+    /// stack or a header for its start), whose node is recycled at once.
+    fn finish_unstarted(&self, t: &TaskRef, failure: FailureKind) {
+        drop(self.finish(t, Some(failure)));
         self.recycled.set(Some(t.clone()));
     }
 
@@ -860,6 +873,9 @@ impl Hub {
             if back.task().context.returned() {
                 let stack = back.task().context.take_finished_stack();
                 self.stacks.borrow_mut().give_back(stack);
+                // The loop's count of the greenlet that ended: the next spawn may reuse its
+                // node (moved in, no count touched).
+                self.recycled.set(Some(back.into_task_ref()));
             }
         }
     }
@@ -868,12 +884,16 @@ impl Hub {
     /// it (it then finishes with that failure). Inline in the loop, the failure out of line:
     /// the call was ~20 of the ~700 instructions of a spawn and finish on a Cortex-M3.
     #[inline(always)]
+    #[allow(unsafe_code)] // the context's start: see the SAFETY comment
     fn start(&self, t: &QueuedTask) -> bool {
         let task = t.task();
         let stack = self.stacks.borrow_mut().take(task.stack_size);
         match stack {
             Ok(stack) => {
-                task.context.start(t.to_task_ref(), stack);
+                // SAFETY: `t` was just popped from the run queue and has not run: it is in
+                // this hub's live list until its finish (spawned by `schedule_new`, and
+                // only finished by itself once started).
+                unsafe { task.context.start(t.node(), stack) };
                 task.ran.set(true);
                 true
             }
@@ -892,7 +912,7 @@ impl Hub {
         crate::stack::report_no_stack(|| t.task().describe(), &e);
         let t = t.to_task_ref();
         t.discard();
-        self.finish(&t, Some(FailureKind::NoStack(e)));
+        self.finish_unstarted(&t, FailureKind::NoStack(e));
     }
 
     /// [`CurrentSlot::resume`](switch::CurrentSlot::resume) with the rare work around it that
