@@ -305,9 +305,6 @@ pub(crate) struct StackPool {
     /// are the usual pair, and the shelves' search and vector push and pop were ~30
     /// instructions of a ~750-instruction spawn and finish on a Cortex-M3.
     hot: Option<PooledStack>,
-    /// Stacks currently lent out. Only [`StackPool::take`] makes a `PooledStack` and only
-    /// [`StackPool::give_back`] consumes one, so this never goes below zero.
-    in_use: usize,
     /// Free stacks kept through [`StackPool::trim`].
     keep: usize,
     /// The last size asked for and the source's rounding of it: nearly every greenlet asks for
@@ -318,10 +315,7 @@ pub(crate) struct StackPool {
 
 impl fmt::Debug for StackPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StackPool")
-            .field("in_use", &self.in_use)
-            .field("free", &self.free_count())
-            .finish()
+        f.debug_struct("StackPool").field("free", &self.free_count()).finish()
     }
 }
 
@@ -330,14 +324,7 @@ const KEEP_FREE: usize = 64;
 
 impl StackPool {
     pub(crate) fn new(source: Box<dyn StackSource>) -> Self {
-        StackPool {
-            source,
-            shelves: Vec::new(),
-            hot: None,
-            in_use: 0,
-            keep: KEEP_FREE,
-            last_round: None,
-        }
+        StackPool { source, shelves: Vec::new(), hot: None, keep: KEEP_FREE, last_round: None }
     }
 
     pub(crate) fn free_count(&self) -> usize {
@@ -356,7 +343,6 @@ impl StackPool {
             }
         };
         if let Some(stack) = self.hot.take_if(|hot| hot.class == class) {
-            self.in_use += 1;
             return Ok(stack);
         }
         let reused = self.shelves.iter_mut().find(|(s, _)| *s == class).and_then(|(_, s)| s.pop());
@@ -364,13 +350,11 @@ impl StackPool {
             Some(region) => region,
             None => self.source.allocate(class)?,
         };
-        self.in_use += 1;
         Ok(PooledStack { region, class })
     }
 
     /// Takes back a stack that [`take`](Self::take) lent.
     pub(crate) fn give_back(&mut self, stack: PooledStack) {
-        self.in_use -= 1;
         if self.hot.is_none() {
             self.hot = Some(stack);
             return;
