@@ -108,7 +108,7 @@ pub(crate) enum TimerAction {
 pub(crate) struct Hub {
     poller: RefCell<alloc::boxed::Box<dyn Poller>>,
     clock: alloc::boxed::Box<dyn Clock>,
-    stacks: RefCell<StackPool>,
+    stacks: StackPool,
     run_queue: RunQueue,
     timers: RefCell<TimerHeap<TimerAction>>,
     pub(crate) io: RefCell<Slab<io::IoEntry>>,
@@ -178,7 +178,7 @@ impl Hub {
         let hub = Hub {
             poller: RefCell::new(platform.poller),
             clock: platform.clock,
-            stacks: RefCell::new(StackPool::new(platform.stacks)),
+            stacks: StackPool::new(platform.stacks),
             run_queue: RunQueue::new(),
             timers: RefCell::new(TimerHeap::new()),
             io: RefCell::new(Slab::new()),
@@ -872,7 +872,7 @@ impl Hub {
         if let Some(back) = back {
             if back.task().context.returned() {
                 let stack = back.task().context.take_finished_stack();
-                self.stacks.borrow_mut().give_back(stack);
+                self.stacks.give_back(stack);
                 // The loop's count of the greenlet that ended: the next spawn may reuse its
                 // node (moved in, no count touched).
                 self.recycled.set(Some(back.into_task_ref()));
@@ -887,7 +887,7 @@ impl Hub {
     #[allow(unsafe_code)] // the context's start: see the SAFETY comment
     fn start(&self, t: &QueuedTask) -> bool {
         let task = t.task();
-        let stack = self.stacks.borrow_mut().take(task.stack_size);
+        let stack = self.stacks.take(task.stack_size);
         match stack {
             Ok(stack) => {
                 // SAFETY: `t` was just popped from the run queue and has not run: it is in
@@ -1006,7 +1006,7 @@ impl Hub {
             }
             SleepCheck::Nothing | SleepCheck::Promised => {}
         }
-        self.stacks.borrow_mut().trim();
+        self.stacks.trim();
         let timeout = deadline.map(|d| d.saturating_duration_since(self.now()));
         // A hub waiting for I/O or a timer is not blocked, however long it waits.
         let beat = self.heartbeat.get();
