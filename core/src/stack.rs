@@ -13,6 +13,7 @@ use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
 use core::fmt;
 use core::num::NonZeroUsize;
 
@@ -226,14 +227,14 @@ pub unsafe fn set_resume_hook(hook: Option<fn(&StackRegion)>) {
 /// Calls the hook [`set_resume_hook`] installed, if any, with `region`'s stack.
 #[cfg(feature = "resume-hook")]
 #[inline(always)]
-pub(crate) fn before_resume(region: &core::cell::Cell<Option<StackRegion>>) {
+pub(crate) fn before_resume(region: impl FnOnce() -> Option<StackRegion>) {
     let hook = RESUME_HOOK.load(core::sync::atomic::Ordering::Relaxed);
     if !hook.is_null() {
         // SAFETY: only `set_resume_hook` stores a non-null pointer, made from a
         // `fn(&StackRegion)`; a function pointer and a data pointer have the same size here.
         // Relaxed suffices: the pointer names code, which needs no synchronization to be read.
         let hook = unsafe { core::mem::transmute::<*mut (), fn(&StackRegion)>(hook) };
-        if let Some(region) = region.get() {
+        if let Some(region) = region() {
             hook(&region);
         }
     }
@@ -242,7 +243,7 @@ pub(crate) fn before_resume(region: &core::cell::Cell<Option<StackRegion>>) {
 /// Without the `resume-hook` feature there is no hook to call.
 #[cfg(not(feature = "resume-hook"))]
 #[inline(always)]
-pub(crate) fn before_resume(_: &core::cell::Cell<Option<StackRegion>>) {}
+pub(crate) fn before_resume(_: impl FnOnce() -> Option<StackRegion>) {}
 
 /// Tells stderr that a greenlet could not start for want of a stack: for the first such
 /// greenlet of the process only.
@@ -297,32 +298,46 @@ unsafe impl corosensei::stack::Stack for PooledStack {
 }
 
 /// Stacks kept for reuse, by size class.
+///
+/// A greenlet's start and the take-back of its stack usually touch only the two cells, which
+/// are read and written whole and never held while other code runs; the rest, which calls the
+/// stack source (user code), is behind a `RefCell`, whose borrow checks were ~10 instructions
+/// of a ~690-instruction spawn and finish on a Cortex-M3. A source that reaches the pool again
+/// from one of its calls finds that `RefCell` borrowed (a panic), never a half-updated pool.
 pub(crate) struct StackPool {
-    source: Box<dyn StackSource>,
-    /// `(rounded size, free stacks)`; a handful of size classes at most, so a vector beats a map.
-    shelves: Vec<(usize, Vec<StackRegion>)>,
     /// A free stack kept off the shelves: the one given back while this was empty, which the
     /// next `take` of its class reuses first. A greenlet that ends and one that starts after it
     /// are the usual pair, and the shelves' search and vector push and pop were ~30
     /// instructions of a ~750-instruction spawn and finish on a Cortex-M3.
-    hot: Option<PooledStack>,
-    /// Stacks currently lent out. Only [`StackPool::take`] makes a `PooledStack` and only
-    /// [`StackPool::give_back`] consumes one, so this never goes below zero.
-    in_use: usize,
-    /// Free stacks kept through [`StackPool::trim`].
-    keep: usize,
+    hot: Cell<Option<PooledStack>>,
     /// The last size asked for and the source's rounding of it: nearly every greenlet asks for
     /// the default size, and asking the source (a virtual call and its checks) was ~40
     /// instructions of a ~1,400-instruction spawn on a Cortex-M3.
-    last_round: Option<(usize, usize)>,
+    last_round: Cell<Option<(usize, usize)>>,
+    shelves: RefCell<Shelves>,
+}
+
+/// The stack source, and the free stacks it lent, by size class.
+struct Shelves {
+    source: Box<dyn StackSource>,
+    /// `(rounded size, free stacks)`; a handful of size classes at most, so a vector beats a map.
+    by_class: Vec<(usize, Vec<StackRegion>)>,
+    /// Free stacks kept through [`StackPool::trim`].
+    keep: usize,
+}
+
+impl Shelves {
+    fn shelve(&mut self, stack: PooledStack) {
+        match self.by_class.iter_mut().find(|(s, _)| *s == stack.class) {
+            Some((_, shelf)) => shelf.push(stack.region),
+            None => self.by_class.push((stack.class, alloc::vec![stack.region])),
+        }
+    }
 }
 
 impl fmt::Debug for StackPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StackPool")
-            .field("in_use", &self.in_use)
-            .field("free", &self.free_count())
-            .finish()
+        f.debug_struct("StackPool").field("free", &self.free_count()).finish()
     }
 }
 
@@ -332,80 +347,95 @@ const KEEP_FREE: usize = 64;
 impl StackPool {
     pub(crate) fn new(source: Box<dyn StackSource>) -> Self {
         StackPool {
-            source,
-            shelves: Vec::new(),
-            hot: None,
-            in_use: 0,
-            keep: KEEP_FREE,
-            last_round: None,
+            hot: Cell::new(None),
+            last_round: Cell::new(None),
+            shelves: RefCell::new(Shelves { source, by_class: Vec::new(), keep: KEEP_FREE }),
         }
     }
 
     pub(crate) fn free_count(&self) -> usize {
-        self.shelves.iter().map(|(_, s)| s.len()).sum::<usize>() + usize::from(self.hot.is_some())
+        let hot = self.hot.take();
+        let hot_free = usize::from(hot.is_some());
+        self.hot.set(hot);
+        self.shelves.borrow().by_class.iter().map(|(_, s)| s.len()).sum::<usize>() + hot_free
     }
 
     /// Lends a stack of at least `size` usable bytes, reusing a free one of the same rounded
     /// size when possible.
-    pub(crate) fn take(&mut self, size: usize) -> Result<PooledStack, StackError> {
-        let class = match self.last_round {
+    #[inline]
+    pub(crate) fn take(&self, size: usize) -> Result<PooledStack, StackError> {
+        let class = match self.last_round.get() {
             Some((asked, class)) if asked == size => class,
-            _ => {
-                let class = self.source.round(size)?;
-                self.last_round = Some((size, class));
-                class
-            }
+            _ => self.round(size)?,
         };
-        if let Some(stack) = self.hot.take_if(|hot| hot.class == class) {
-            self.in_use += 1;
-            return Ok(stack);
+        match self.hot.take() {
+            Some(hot) if hot.class == class => return Ok(hot),
+            other => self.hot.set(other),
         }
-        let reused = self.shelves.iter_mut().find(|(s, _)| *s == class).and_then(|(_, s)| s.pop());
+        self.take_shelved(class)
+    }
+
+    /// The source's rounding of `size`, remembered for the next `take`.
+    #[inline(never)]
+    fn round(&self, size: usize) -> Result<usize, StackError> {
+        let class = self.shelves.borrow().source.round(size)?;
+        self.last_round.set(Some((size, class)));
+        Ok(class)
+    }
+
+    /// A free stack of the size class `class` from the shelves, or a new one from the source.
+    #[inline(never)]
+    fn take_shelved(&self, class: usize) -> Result<PooledStack, StackError> {
+        let mut shelves = self.shelves.borrow_mut();
+        let reused =
+            shelves.by_class.iter_mut().find(|(s, _)| *s == class).and_then(|(_, s)| s.pop());
         let region = match reused {
             Some(region) => region,
-            None => self.source.allocate(class)?,
+            None => shelves.source.allocate(class)?,
         };
-        self.in_use += 1;
         Ok(PooledStack { region, class })
     }
 
     /// Takes back a stack that [`take`](Self::take) lent.
-    pub(crate) fn give_back(&mut self, stack: PooledStack) {
-        self.in_use -= 1;
-        if self.hot.is_none() {
-            self.hot = Some(stack);
-            return;
+    #[inline]
+    pub(crate) fn give_back(&self, stack: PooledStack) {
+        match self.hot.take() {
+            None => self.hot.set(Some(stack)),
+            Some(hot) => {
+                self.hot.set(Some(hot));
+                self.shelve(stack);
+            }
         }
-        self.shelve(stack);
     }
 
-    fn shelve(&mut self, stack: PooledStack) {
-        match self.shelves.iter_mut().find(|(s, _)| *s == stack.class) {
-            Some((_, shelf)) => shelf.push(stack.region),
-            None => self.shelves.push((stack.class, alloc::vec![stack.region])),
-        }
+    #[inline(never)]
+    fn shelve(&self, stack: PooledStack) {
+        self.shelves.borrow_mut().shelve(stack);
     }
 
     /// Where reading `region` for its high-water mark starts, and the word its unwritten memory
     /// holds: see [`StackSource::untouched_below`] and [`StackSource::paint`].
     pub(crate) fn untouched_below(&self, region: &StackRegion) -> Option<(usize, usize)> {
-        Some((self.source.untouched_below(region)?, self.source.paint()))
+        let shelves = self.shelves.borrow();
+        Some((shelves.source.untouched_below(region)?, shelves.source.paint()))
     }
 
     /// Returns free stacks beyond a small reserve to the source; the hub calls this when it is
     /// about to sleep, so that a burst of parked greenlets does not pin its memory forever while
     /// a busy hub never pays for releasing and re-acquiring stacks.
-    pub(crate) fn trim(&mut self) {
+    pub(crate) fn trim(&self) {
+        let mut shelves = self.shelves.borrow_mut();
+        let shelves = &mut *shelves;
         if let Some(hot) = self.hot.take() {
-            self.shelve(hot);
+            shelves.shelve(hot);
         }
-        let mut budget = self.keep;
-        for (_, shelf) in &mut self.shelves {
+        let mut budget = shelves.keep;
+        for (_, shelf) in &mut shelves.by_class {
             let keep = shelf.len().min(budget);
             budget -= keep;
             for region in shelf.drain(keep..) {
                 // SAFETY: every region on a shelf came from this source and is free.
-                unsafe { self.source.release(region) };
+                unsafe { shelves.source.release(region) };
             }
         }
     }
@@ -413,7 +443,7 @@ impl StackPool {
 
 impl Drop for StackPool {
     fn drop(&mut self) {
-        self.keep = 0;
+        self.shelves.get_mut().keep = 0;
         self.trim();
     }
 }
@@ -457,7 +487,7 @@ mod tests {
 
     #[test]
     fn reuses_by_size_and_trims_to_reserve() {
-        let mut pool = StackPool::new(Box::new(CountingSource::new()));
+        let pool = StackPool::new(Box::new(CountingSource::new()));
         let a = pool.take(8192).unwrap();
         let region = a.region();
         pool.give_back(a);
@@ -488,14 +518,14 @@ mod tests {
         pool.give_back(big);
         assert_eq!(pool.free_count(), 2);
         assert_eq!(pool.take(8192).unwrap().region(), small_region);
-        pool.keep = 0;
+        pool.shelves.get_mut().keep = 0;
         pool.trim();
         assert_eq!(pool.free_count(), 0, "a trim releases the kept stack too");
     }
 
     #[test]
     fn sizes_that_round_alike_share_a_shelf() {
-        let mut pool = StackPool::new(Box::new(CountingSource::new()));
+        let pool = StackPool::new(Box::new(CountingSource::new()));
         let a = pool.take(5000).unwrap();
         let region = a.region();
         pool.give_back(a);
@@ -513,7 +543,7 @@ mod tests {
     fn the_source_is_asked_for_rounded_sizes_only() {
         let source = CountingSource::new();
         let asked = source.asked.clone();
-        let mut pool = StackPool::new(Box::new(source));
+        let pool = StackPool::new(Box::new(source));
         let lent: Vec<_> = [0, 1, 5000, 5001, 65_537].map(|size| pool.take(size).unwrap()).into();
         assert_eq!(*asked.borrow(), [MIN_STACK_SIZE, MIN_STACK_SIZE, 5008, 5008, 65_552]);
         for stack in lent {
@@ -523,7 +553,7 @@ mod tests {
 
     #[test]
     fn an_impossible_size_is_refused_not_wrapped() {
-        let mut pool = StackPool::new(Box::new(CountingSource::new()));
+        let pool = StackPool::new(Box::new(CountingSource::new()));
         for size in [usize::MAX, usize::MAX - 10, isize::MAX as usize] {
             let err = pool.take(size).unwrap_err();
             assert!(err.message.contains(&alloc::format!("{size} bytes")), "{err}");

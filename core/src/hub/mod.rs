@@ -108,7 +108,7 @@ pub(crate) enum TimerAction {
 pub(crate) struct Hub {
     poller: RefCell<alloc::boxed::Box<dyn Poller>>,
     clock: alloc::boxed::Box<dyn Clock>,
-    stacks: RefCell<StackPool>,
+    stacks: StackPool,
     run_queue: RunQueue,
     timers: RefCell<TimerHeap<TimerAction>>,
     pub(crate) io: RefCell<Slab<io::IoEntry>>,
@@ -151,7 +151,8 @@ pub(crate) struct Hub {
     heartbeat: core::cell::OnceCell<Shared<heartbeat::Heartbeat>>,
     /// The greenlet that finished last, whose allocation the next spawn reuses if it is of the
     /// same layout and nothing else refers to it any more (see `TaskRef::new_node`). It keeps that
-    /// one finished greenlet's memory until the next spawn or finish.
+    /// one finished greenlet's memory until the next spawn or end: the loop puts a greenlet
+    /// that ran here once it took its stack back, `Hub::finish_unstarted` one that never ran.
     recycled: Cell<Option<TaskRef>>,
     /// Where new greenlets' headers come from (see [`crate::headers`]): `None` for the heap.
     header_source: Cell<Option<&'static dyn crate::headers::HeaderSource>>,
@@ -177,7 +178,7 @@ impl Hub {
         let hub = Hub {
             poller: RefCell::new(platform.poller),
             clock: platform.clock,
-            stacks: RefCell::new(StackPool::new(platform.stacks)),
+            stacks: StackPool::new(platform.stacks),
             run_queue: RunQueue::new(),
             timers: RefCell::new(TimerHeap::new()),
             io: RefCell::new(Slab::new()),
@@ -389,7 +390,7 @@ impl Hub {
         }
         // A spawn callback may have killed it, which finished it already.
         if !task.is_finished() {
-            self.finish(&t, Some(failure));
+            self.finish_unstarted(&t, failure);
         }
     }
 
@@ -725,7 +726,7 @@ impl Hub {
                 Interrupted::KilledWith(reason) => FailureKind::KilledWith(reason),
                 _ => FailureKind::Killed,
             };
-            self.finish(t, Some(failure));
+            self.finish_unstarted(t, failure);
             return;
         }
         self.interrupt(t, task.kill_error());
@@ -733,7 +734,13 @@ impl Hub {
 
     /// Records a greenlet's end and runs its link callbacks, then wakes its joiners (so that
     /// `join` returns after the links ran, as in gevent, where `join` is itself a link).
-    pub(crate) fn finish(&self, t: &TaskRef, failure: Option<FailureKind>) {
+    /// Gives back the live list's count of it (`None` if it was not listed), dropped only
+    /// after all that: a greenlet finishing itself hands it to the loop (see
+    /// [`switch::run_to_end`]), which recycles the node once it took back the stack; the
+    /// callers that finish a greenlet that never started recycle it through
+    /// [`Hub::finish_unstarted`].
+    #[must_use = "the live list's count of the greenlet is handed back"]
+    pub(crate) fn finish(&self, t: &TaskRef, failure: Option<FailureKind>) -> Option<TaskRef> {
         let task = t.task();
         task.state.set(State::Finished);
         if self.observed.get() {
@@ -742,8 +749,7 @@ impl Hub {
         #[cfg(feature = "tracing")]
         crate::events::tracing::finished(task, failure.as_ref());
         task.set_outcome(failure);
-        let entry = self.live.remove(task);
-        drop(entry); // the list is consistent again
+        let listed = self.live.remove(task);
         if task.has_links() {
             task.links_pending.set(true);
             crate::greenlet::spawn_links(t);
@@ -759,6 +765,13 @@ impl Hub {
         if self.main.task().waits_on.get() == WaitKind::Everything && self.live_count() == 0 {
             self.unpark(&self.main);
         }
+        listed
+    }
+
+    /// [`Hub::finish`] for a greenlet that never started (killed before it ran, or without a
+    /// stack or a header for its start), whose node is recycled at once.
+    fn finish_unstarted(&self, t: &TaskRef, failure: FailureKind) {
+        drop(self.finish(t, Some(failure)));
         self.recycled.set(Some(t.clone()));
     }
 
@@ -857,7 +870,10 @@ impl Hub {
         if let Some(back) = back {
             if back.task().context.returned() {
                 let stack = back.task().context.take_finished_stack();
-                self.stacks.borrow_mut().give_back(stack);
+                self.stacks.give_back(stack);
+                // The loop's count of the greenlet that ended: the next spawn may reuse its
+                // node (moved in, no count touched).
+                self.recycled.set(Some(back.into_task_ref()));
             }
         }
     }
@@ -866,12 +882,16 @@ impl Hub {
     /// it (it then finishes with that failure). Inline in the loop, the failure out of line:
     /// the call was ~20 of the ~700 instructions of a spawn and finish on a Cortex-M3.
     #[inline(always)]
+    #[allow(unsafe_code)] // the context's start: see the SAFETY comment
     fn start(&self, t: &QueuedTask) -> bool {
         let task = t.task();
-        let stack = self.stacks.borrow_mut().take(task.stack_size);
+        let stack = self.stacks.take(task.stack_size);
         match stack {
             Ok(stack) => {
-                task.context.start(t.to_task_ref(), stack);
+                // SAFETY: `t` was just popped from the run queue and has not run: it is in
+                // this hub's live list until its finish (spawned by `schedule_new`, and
+                // only finished by itself once started).
+                unsafe { task.context.start(t.node(), stack) };
                 task.ran.set(true);
                 true
             }
@@ -890,7 +910,7 @@ impl Hub {
         crate::stack::report_no_stack(|| t.task().describe(), &e);
         let t = t.to_task_ref();
         t.discard();
-        self.finish(&t, Some(FailureKind::NoStack(e)));
+        self.finish_unstarted(&t, FailureKind::NoStack(e));
     }
 
     /// [`CurrentSlot::resume`](switch::CurrentSlot::resume) with the rare work around it that
@@ -984,7 +1004,7 @@ impl Hub {
             }
             SleepCheck::Nothing | SleepCheck::Promised => {}
         }
-        self.stacks.borrow_mut().trim();
+        self.stacks.trim();
         let timeout = deadline.map(|d| d.saturating_duration_since(self.now()));
         // A hub waiting for I/O or a timer is not blocked, however long it waits.
         let beat = self.heartbeat.get();

@@ -23,7 +23,7 @@ impl Hub {
     /// tell; see [`Greenlet::stack_high_water`](crate::Greenlet::stack_high_water).
     pub(crate) fn stack_high_water(&self, task: &Task) -> Option<usize> {
         let region = task.context.stack_region()?;
-        let (untouched_below, paint) = self.stacks.borrow().untouched_below(&region)?;
+        let (untouched_below, paint) = self.stacks.untouched_below(&region)?;
         if core::ptr::eq(task, self.current_task()) {
             // SAFETY: the running greenlet has a stack region only when it runs on it (the
             // main greenlet, on the thread's stack, has none).

@@ -13,11 +13,11 @@
 #![allow(unsafe_code)] // see the SAFETY comments
 
 use core::cell::{Cell, UnsafeCell};
-use core::ptr;
+use core::ptr::{self, NonNull};
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
-use crate::greenlet::task::TaskRef;
+use crate::greenlet::task::Header;
 use crate::stack::{PooledStack, StackRegion};
 
 /// The coroutine type every greenlet runs in: no values cross the switch (wake reasons travel
@@ -70,11 +70,21 @@ impl Context {
     }
 
     /// Gives the greenlet `me` (whose context this is) its coroutine, before the first resume.
-    pub(crate) fn start(&self, me: TaskRef, stack: PooledStack) {
+    ///
+    /// # Safety
+    ///
+    /// `me` is the node of this context, taken by its hub loop from the run queue and not
+    /// started before: it is in its hub's live list until its own finish (see
+    /// [`super::run_to_end`]).
+    pub(crate) unsafe fn start(&self, me: NonNull<Header>, stack: PooledStack) {
         let region = stack.region();
         let coroutine = Coroutine::with_stack(stack, move |yielder: &GreenletYielder, ()| {
-            me.task().context.yielder.set(yielder);
-            super::run_to_end(me);
+            // SAFETY: the coroutine runs the greenlet `me` (the caller's contract), which its
+            // hub's live list keeps alive until its finish, after this.
+            unsafe { me.as_ref() }.task.context.yielder.set(yielder);
+            // SAFETY: the hub loop resumed this greenlet for the first time (the caller's
+            // contract): it is the running greenlet, on its own stack.
+            unsafe { super::run_to_end(me) };
         });
         // SAFETY: only the hub loop calls this, before the first resume; no reference into the
         // cell exists (see the module invariants).
@@ -89,7 +99,7 @@ impl Context {
         // the only reference into the cell while it lives (module invariants).
         let coroutine = unsafe { &mut *self.coroutine.get() };
         let coroutine = coroutine.as_mut().expect("resume of a greenlet without a coroutine");
-        crate::stack::before_resume(&self.region);
+        crate::stack::before_resume(|| self.region.get());
         let returned =
             preserving_fp_registers(|| matches!(coroutine.resume(()), CoroutineResult::Return(())));
         self.returned.set(returned);

@@ -30,6 +30,7 @@ pub(crate) use coro::{Context, LoopContext};
 pub(crate) use native::{Context, LoopContext, SuspendedSp};
 
 use core::cell::Cell;
+use core::mem::ManuallyDrop;
 use core::ptr::NonNull;
 
 use super::run_queue::QueuedTask;
@@ -44,12 +45,13 @@ use crate::greenlet::task::{Header, Task, TaskRef};
 ///   greenlet (the loop's [`CurrentSlot::resume`], or a greenlet's direct
 ///   [`CurrentSlot::switch_to`] another) points it at that greenlet first, and the loop points
 ///   it back at main when a greenlet switches back to it. A running greenlet other than main
-///   stays alive: the entry frame at the bottom of its stack holds a count of it until its
-///   last switch, and a live greenlet is also counted by the hub's live list.
+///   stays alive: the hub's live list counts it from its spawn until its finish, which only
+///   its own [`run_to_end`] calls once it started, and which hands that count on to the loop
+///   ([`lend_back`]) for its last switch.
 /// - `lent`, when it holds a count, holds one of the greenlet the pointer names. Only a switch
 ///   into a greenlet fills it, with the count of that greenlet's run queue entry; the loop,
-///   on getting control back, takes what is left of it. A greenlet that returns lends its
-///   entry frame's count ([`lend_back`]) if the lent one is gone, so the loop always gets a
+///   on getting control back, takes what is left of it. A greenlet that returns lends the
+///   live list's count ([`lend_back`]) if the lent one is gone, so the loop always gets a
 ///   count of a greenlet that returned, and that greenlet (its stack, its context) stays
 ///   alive until the loop took its stack back.
 ///
@@ -104,10 +106,10 @@ impl CurrentSlot {
         empty
     }
 
-    /// Called by a greenlet about to return, with the count its coroutine held: lends it to
-    /// the loop (unless the loop's own count is still lent), which keeps the greenlet alive
-    /// until the loop has taken back its stack. Without it, the last count could be the
-    /// coroutine's, dropped on the coroutine's own stack as it returns.
+    /// Called by a greenlet about to return, with a count of itself (the live list's, which
+    /// its finish gave back): lends it to the loop (unless the loop's own count is still
+    /// lent), which keeps the greenlet alive until the loop has taken back its stack. Without
+    /// it, the last count could be dropped on the greenlet's own stack as it returns.
     #[inline]
     pub(crate) fn lend_back(&self, me: TaskRef) {
         match self.lent.take() {
@@ -187,12 +189,29 @@ fn drop_cold<T>(value: T) {
 }
 
 /// Runs the greenlet `me` to its end, on its own stack: its body, its `finish`, and the hand
-/// over of `me`'s count to the hub loop ([`CurrentSlot::lend_back`]). Gives back the hub.
-pub(crate) fn run_to_end(me: TaskRef) -> &'static super::Hub {
+/// over of the live list's count of it to the hub loop ([`CurrentSlot::lend_back`]). Gives
+/// back the hub.
+///
+/// The greenlet's own frames hold no count of it: the live list's keeps it alive, from its
+/// spawn until its finish, and only this function finishes a greenlet that started (a kill
+/// interrupts it instead; the hub's shutdown takes out of the list only greenlets that are
+/// suspended for good).
+///
+/// # Safety
+///
+/// `me` is the running greenlet, started by its hub's loop, and this runs on its own stack,
+/// once (its first frame).
+pub(crate) unsafe fn run_to_end(me: NonNull<Header>) -> &'static super::Hub {
+    // SAFETY: a view of the node that owns no count (so it is never dropped): the live list's
+    // count keeps the node alive until `finish` hands it over, and `listed` below holds it from
+    // there on; `me` is not used after `listed` is handed to the loop.
+    let me = ManuallyDrop::new(unsafe { TaskRef::from_raw(me) });
     let failure = me.run();
     let hub = super::hub();
-    hub.finish(&me, failure);
-    hub.returning(me);
+    let listed = hub.finish(&me, failure);
+    // A started greenlet is listed until its finish (see above); were it not, a new count
+    // keeps it alive for the loop all the same.
+    hub.returning(listed.unwrap_or_else(|| TaskRef::clone(&me)));
     hub
 }
 

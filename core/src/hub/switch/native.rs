@@ -17,16 +17,18 @@
 //! - A greenlet's stack stays owned by its `Context` (`stack`) from its start until the hub
 //!   loop takes it back after the greenlet switched away for the last time (`returned`), or
 //!   forever if it is abandoned: the stack a suspended context's `sp` points into is alive.
-//! - `stack` is touched only by the hub loop (start, take back) and by `abandon`, never while
-//!   a reference into the cell exists.
+//! - `stack` is written only by the hub loop (start, take back) and by `abandon`, never while
+//!   a reference into the cell exists, and read otherwise only by `stack_region` (a copy of
+//!   the bounds, no reference kept), which those writers never call while they write.
 #![allow(unsafe_code)] // see the SAFETY comments
 
 use core::cell::{Cell, UnsafeCell};
+use core::ptr::NonNull;
 
 use super::arch;
 #[cfg(gevent_switch_asan)]
 use super::asan;
-use crate::greenlet::task::TaskRef;
+use crate::greenlet::task::Header;
 use crate::stack::{PooledStack, StackRegion};
 
 /// The hub loop's context: its saved stack pointer while a greenlet runs.
@@ -58,28 +60,24 @@ pub(crate) struct Context {
     /// The saved stack pointer while suspended; 0 before the start and after the end.
     sp: Cell<usize>,
     stack: UnsafeCell<Option<PooledStack>>,
-    /// A copy of the stack's bounds while the greenlet holds one, for fault reports.
-    region: Cell<Option<StackRegion>>,
     /// Set by the greenlet as it switches away for the last time.
     returned: Cell<bool>,
 }
 
-// The entry's argument, a `TaskRef`, lives in the space above the first frame.
-const _: () = assert!(size_of::<TaskRef>() <= 2 * size_of::<usize>());
+// The entry's argument, the greenlet's node pointer, lives in the space above the first frame.
+const _: () = assert!(size_of::<NonNull<Header>>() <= 2 * size_of::<usize>());
 
 impl Context {
     pub(crate) const fn new() -> Self {
-        Context {
-            sp: Cell::new(0),
-            stack: UnsafeCell::new(None),
-            region: Cell::new(None),
-            returned: Cell::new(false),
-        }
+        Context { sp: Cell::new(0), stack: UnsafeCell::new(None), returned: Cell::new(false) }
     }
 
     /// The stack the greenlet runs on, while it has one.
     pub(crate) fn stack_region(&self) -> Option<StackRegion> {
-        self.region.get()
+        // SAFETY: the cell is written only by the hub loop's start and take-back and by
+        // `abandon`, none of which runs other code (nor this) while it writes it (module
+        // invariants), so no mutable reference into it exists during this read.
+        unsafe { (*self.stack.get()).as_ref() }.map(PooledStack::region)
     }
 
     /// The stack pointer at its last suspend (0 if it is not started or has ended): the
@@ -90,36 +88,41 @@ impl Context {
 
     /// Gives the greenlet `me` (whose context this is) its stack, before its first run: its
     /// first switch-in runs `me`'s body.
-    pub(crate) fn start(&self, me: TaskRef, stack: PooledStack) {
+    ///
+    /// # Safety
+    ///
+    /// `me` is the node of this context, taken by its hub loop from the run queue and not
+    /// started before: it is in its hub's live list until its own finish (see
+    /// [`super::run_to_end`]).
+    pub(crate) unsafe fn start(&self, me: NonNull<Header>, stack: PooledStack) {
         let region = stack.region();
         let top = region.top.get();
         let slot = arch::arg_slot(top);
         // SAFETY: the pool lends `stack` to this greenlet alone, 16-byte aligned and with at
         // least `MIN_STACK_SIZE` usable bytes, far more than the argument and the first frame
-        // take; the slot is aligned for a `TaskRef` (two words below a 16-aligned top, or one
-        // on 32-bit ARM where the slot is 8 bytes and a `TaskRef` needs 4-byte alignment).
+        // take; the slot is aligned for a pointer (two words below a 16-aligned top, or one
+        // on 32-bit ARM where the slot is 8 bytes and a pointer needs 4-byte alignment).
         // The context is not started (the hub starts a greenlet once), so nothing runs on
-        // the stack yet, and `entry` moves the `TaskRef` out exactly once.
+        // the stack yet.
         let sp = unsafe {
-            core::ptr::write(slot as *mut TaskRef, me);
+            core::ptr::write(slot as *mut NonNull<Header>, me);
             arch::init_stack(top, entry, slot)
         };
         self.sp.set(sp);
         // SAFETY: only the hub loop calls this, before the first switch-in; no reference into
         // the cell exists (module invariants).
         unsafe { *self.stack.get() = Some(stack) };
-        self.region.set(Some(region));
     }
 
     /// Switches from the hub loop (`from`) into the greenlet until a greenlet switches back
     /// (this one, or one it switched to directly).
     #[inline(always)]
     pub(crate) fn resume(&self, from: &LoopContext) {
-        crate::stack::before_resume(&self.region);
+        crate::stack::before_resume(|| self.stack_region());
         let to = self.sp.replace(0);
         assert!(to != 0, "resume of a greenlet that is not suspended");
         #[cfg(gevent_switch_asan)]
-        let fiber = asan::start(asan::Bounds::of(self.region.get()), false);
+        let fiber = asan::start(asan::Bounds::of(self.stack_region()), false);
         // SAFETY: `to` is this suspended greenlet's saved stack pointer on its live stack
         // (module invariants; a greenlet that is running, not started or ended has 0, refused
         // above), and `from.sp` is the loop's slot, which nothing else writes.
@@ -154,11 +157,11 @@ impl Context {
         if self.sp.get() == 0 {
             return None;
         }
-        crate::stack::before_resume(&self.region);
+        crate::stack::before_resume(|| self.stack_region());
         Some(SuspendedSp(
             self.sp.replace(0),
             #[cfg(gevent_switch_asan)]
-            self.region.get(),
+            self.stack_region(),
         ))
     }
 
@@ -187,8 +190,8 @@ impl Context {
         debug_assert!(self.returned.get());
         self.returned.set(false);
         self.sp.set(0);
-        self.region.set(None);
-        // SAFETY: called by the hub loop once the greenlet has switched away for the last time (`returned`), no other reference
+        // SAFETY: called by the hub loop once the greenlet has switched away for the last time
+        // (`returned`), no other reference
         // into the cell exists, and the greenlet runs on it no more.
         unsafe { (*self.stack.get()).take() }.expect("a finished greenlet has its stack")
     }
@@ -203,12 +206,11 @@ impl Context {
         // stay untouched.
         let _leaked: Option<PooledStack> = unsafe { (*self.stack.get()).take() };
         self.sp.set(0);
-        self.region.set(None);
     }
 }
 
 /// The first Rust code of every greenlet, called by the trampoline with the address of the
-/// greenlet's `TaskRef`, written above its first frame by [`Context::start`].
+/// greenlet's node pointer, written above its first frame by [`Context::start`].
 ///
 /// It cannot unwind: an unwind reaching an `extern "C"` function aborts the process (with
 /// "panic in a function that cannot unwind"), never entering the trampoline; the body itself
@@ -217,14 +219,16 @@ unsafe extern "C" fn entry(arg: usize) -> ! {
     // The loop starts every greenlet: a first run comes from the thread's stack.
     #[cfg(gevent_switch_asan)]
     let loop_stack = asan::entered();
-    // SAFETY: `Context::start` wrote a `TaskRef` at `arg` and nothing reads it but this call,
-    // once: this stack's first frame is continued once.
-    let me: TaskRef = unsafe { core::ptr::read(arg as *const TaskRef) };
+    // SAFETY: `Context::start` wrote the node pointer at `arg`, and nothing else writes there.
+    let me = unsafe { core::ptr::read(arg as *const NonNull<Header>) };
     #[cfg(gevent_switch_asan)]
     crate::hub::hub().loop_context().bounds.set(loop_stack);
-    let hub = super::run_to_end(me);
+    // SAFETY: `Context::start`'s caller promised a greenlet of the hub loop, which switched
+    // to it for the first time: it is the running greenlet, on its own stack, and in its
+    // hub's live list until its finish.
+    let hub = unsafe { super::run_to_end(me) };
     let context: *const Context = &hub.current_task().context;
-    // SAFETY: the greenlet handed its count to the loop (`run_to_end`), which keeps it, and so
+    // SAFETY: the greenlet handed a count of itself to the loop (`run_to_end`), which keeps it, and so
     // its context, alive until the loop has taken back its stack, after this switch. The
     // current greenlet is still this one: nothing switched since.
     let context = unsafe { &*context };
