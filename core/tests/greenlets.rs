@@ -433,6 +433,43 @@ fn a_greenlet_without_a_stack_fails_with_a_clear_error() {
 }
 
 #[test]
+fn a_capture_that_blocks_in_its_drop_when_no_stack_can_be_had_is_refused_not_run_in_the_loop() {
+    struct NoStacks;
+    // SAFETY: it never hands out a region.
+    unsafe impl gevent_core::stack::StackSource for NoStacks {
+        fn allocate(
+            &mut self,
+            _: usize,
+        ) -> Result<gevent_core::stack::StackRegion, gevent_core::stack::StackError> {
+            Err(gevent_core::stack::StackError { message: "the test's stack pool is empty".into() })
+        }
+        unsafe fn release(&mut self, _: gevent_core::stack::StackRegion) {}
+    }
+    /// Sleeps in its drop, and records what the sleep returned.
+    struct SleepsInDrop(Rc<RefCell<Option<bool>>>);
+    impl Drop for SleepsInDrop {
+        fn drop(&mut self) {
+            *self.0.borrow_mut() = Some(gevent_core::sleep(Duration::ZERO).is_ok());
+        }
+    }
+    let (mut platform, _) = sim::platform();
+    platform.stacks = Box::new(NoStacks);
+    gevent_core::hub::install(platform).unwrap();
+    let slept = Rc::new(RefCell::new(None));
+    let capture = SleepsInDrop(slept.clone());
+    let g = spawn(move || {
+        let _keep = &capture;
+        1
+    });
+    let GetError::Failed(e) = g.get().unwrap_err() else { panic!("a greenlet without a stack") };
+    assert!(matches!(e.kind, FailureKind::NoStack(_)));
+    // The drop ran in the hub loop, where switching is refused: its sleep failed at once.
+    assert_eq!(*slept.borrow(), Some(false));
+    // And the main greenlet still waits and wakes normally.
+    assert_eq!(gevent_core::sleep(Duration::from_millis(1)), Ok(()));
+}
+
+#[test]
 fn idle_waits_until_nothing_else_can_run() {
     sim::run(|| {
         let trace = log();

@@ -562,11 +562,15 @@ impl Hub {
             return false;
         }
         let Some(next) = self.run_queue.pop() else { return false };
+        // A started greenlet is queued only when it becomes runnable, and ends only by running:
+        // checked before the take, which would lose its saved stack pointer if this failed.
+        debug_assert!(
+            next.task().context.suspended_sp() == 0 || next.task().state.get() == State::Runnable
+        );
         let Some(to) = next.task().context.take_if_suspended() else {
             self.run_queue.push_front(next);
             return false;
         };
-        debug_assert_eq!(next.task().state.get(), State::Runnable);
         #[cfg(target_arch = "x86_64")]
         if self.run_queue.len() >= PREFETCH_QUEUE_LEN {
             self.prefetch_ahead(&next);
@@ -909,7 +913,12 @@ impl Hub {
         #[cfg(feature = "std")]
         crate::stack::report_no_stack(|| t.task().describe(), &e);
         let t = t.to_task_ref();
-        t.discard();
+        {
+            // The closure's captures drop here, in the loop on main's stack: a blocking call
+            // in a `Drop` would run the loop inside itself, and main's wake-up would be lost.
+            let _refusing = self.refuse_switches();
+            t.discard();
+        }
         self.finish_unstarted(&t, FailureKind::NoStack(e));
     }
 
