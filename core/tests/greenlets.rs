@@ -449,7 +449,7 @@ fn a_capture_that_blocks_in_its_drop_when_no_stack_can_be_had_is_refused_not_run
     struct SleepsInDrop(Rc<RefCell<Option<bool>>>);
     impl Drop for SleepsInDrop {
         fn drop(&mut self) {
-            *self.0.borrow_mut() = Some(gevent_core::sleep(Duration::ZERO).is_ok());
+            *self.0.borrow_mut() = Some(sleep(Duration::ZERO).is_ok());
         }
     }
     let (mut platform, _) = sim::platform();
@@ -466,7 +466,7 @@ fn a_capture_that_blocks_in_its_drop_when_no_stack_can_be_had_is_refused_not_run
     // The drop ran in the hub loop, where switching is refused: its sleep failed at once.
     assert_eq!(*slept.borrow(), Some(false));
     // And the main greenlet still waits and wakes normally.
-    assert_eq!(gevent_core::sleep(Duration::from_millis(1)), Ok(()));
+    assert_eq!(sleep(Duration::from_millis(1)), Ok(()));
 }
 
 #[test]
