@@ -66,10 +66,11 @@ pub(crate) fn join_task(target: &TaskRef, deadline: Option<Instant>) -> Result<b
     if task.is_finished() {
         return Ok(true);
     }
-    let me = hub.current();
-    if me.task().id == task.id {
-        return Err(self_join(&me));
+    // The same node is the same greenlet: `target` keeps it alive, so it was not reused.
+    if core::ptr::eq(hub.current_task(), task) {
+        return Err(self_join(target));
     }
+    let me = hub.current();
     let timer = DeadlineTimer::arm(deadline);
     let _joining = Joining { task, key: task.add_joiner(me) };
     loop {

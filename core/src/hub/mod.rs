@@ -894,8 +894,9 @@ impl Hub {
             Ok(stack) => {
                 // SAFETY: `t` was just popped from the run queue and has not run: it is in
                 // this hub's live list until its finish (spawned by `schedule_new`, and
-                // only finished by itself once started).
-                unsafe { task.context.start(t.node(), stack) };
+                // only finished by itself once started). This hub is the thread's: hubs are
+                // made only as the thread's (`current`), and reached only through `hub()`.
+                unsafe { task.context.start(t.node(), self, stack) };
                 task.ran.set(true);
                 true
             }

@@ -18,6 +18,7 @@ use core::ptr::{self, NonNull};
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use crate::greenlet::task::Header;
+use crate::hub::Hub;
 use crate::stack::{PooledStack, StackRegion};
 
 /// The coroutine type every greenlet runs in: no values cross the switch (wake reasons travel
@@ -76,15 +77,16 @@ impl Context {
     /// `me` is the node of this context, taken by its hub loop from the run queue and not
     /// started before: it is in its hub's live list until its own finish (see
     /// [`super::run_to_end`]).
-    pub(crate) unsafe fn start(&self, me: NonNull<Header>, stack: PooledStack) {
+    pub(crate) unsafe fn start(&self, me: NonNull<Header>, _: &Hub, stack: PooledStack) {
         let region = stack.region();
         let coroutine = Coroutine::with_stack(stack, move |yielder: &GreenletYielder, ()| {
             // SAFETY: the coroutine runs the greenlet `me` (the caller's contract), which its
             // hub's live list keeps alive until its finish, after this.
             unsafe { me.as_ref() }.task.context.yielder.set(yielder);
             // SAFETY: the hub loop resumed this greenlet for the first time (the caller's
-            // contract): it is the running greenlet, on its own stack.
-            unsafe { super::run_to_end(me) };
+            // contract): it is the running greenlet, on its own stack, and `hub()` is the
+            // thread's hub, whose loop that is.
+            unsafe { super::run_to_end(me, crate::hub::hub()) };
         });
         // SAFETY: only the hub loop calls this, before the first resume; no reference into the
         // cell exists (see the module invariants).

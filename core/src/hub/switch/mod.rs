@@ -112,18 +112,19 @@ impl CurrentSlot {
     /// it, the last count could be dropped on the greenlet's own stack as it returns.
     #[inline]
     pub(crate) fn lend_back(&self, me: TaskRef) {
-        match self.lent.take() {
-            Some(lent) => {
-                self.lent.set(Some(lent));
-                drop(me);
-            }
-            None => {
-                let t = QueuedTask::new(me);
-                if t.node() == self.ptr.get() {
-                    self.lent.set(Some(t));
-                } // else not the current greenlet's: `t` is just dropped
-            }
+        // Peeked, not taken and put back: the loan is usually still there (a greenlet that
+        // neither parked nor yielded kept it).
+        // SAFETY: `Cell` never hands out a reference into its value and the slot is not
+        // `Sync`, so nothing writes it during this read, which copies nothing out.
+        if unsafe { (*self.lent.as_ptr()).is_some() } {
+            drop(me);
+            return;
         }
+        let t = QueuedTask::new(me);
+        if t.node() == self.ptr.get() {
+            // Empty (checked above): nothing to drop.
+            core::mem::forget(self.lent.replace(Some(t)));
+        } // else not the current greenlet's: `t` is just dropped
     }
 
     /// Runs the greenlet `t` as the current one until a greenlet (`t` or one `t` switched to
@@ -190,7 +191,6 @@ fn drop_cold<T>(value: T) {
 
 /// Runs the greenlet `me` to its end, on its own stack: its body, its `finish`, and the hand
 /// over of the live list's count of it to the hub loop ([`CurrentSlot::lend_back`]). Gives
-/// back the hub.
 ///
 /// The greenlet's own frames hold no count of it: the live list's keeps it alive, from its
 /// spawn until its finish, and only this function finishes a greenlet that started (a kill
@@ -199,20 +199,18 @@ fn drop_cold<T>(value: T) {
 ///
 /// # Safety
 ///
-/// `me` is the running greenlet, started by its hub's loop, and this runs on its own stack,
+/// `me` is the running greenlet, started by the loop of `hub`, and this runs on its own stack,
 /// once (its first frame).
-pub(crate) unsafe fn run_to_end(me: NonNull<Header>) -> &'static super::Hub {
+pub(crate) unsafe fn run_to_end(me: NonNull<Header>, hub: &super::Hub) {
     // SAFETY: a view of the node that owns no count (so it is never dropped): the live list's
     // count keeps the node alive until `finish` hands it over, and `listed` below holds it from
     // there on; `me` is not used after `listed` is handed to the loop.
     let me = ManuallyDrop::new(unsafe { TaskRef::from_raw(me) });
     let failure = me.run();
-    let hub = super::hub();
     let listed = hub.finish(&me, failure);
     // A started greenlet is listed until its finish (see above); were it not, a new count
     // keeps it alive for the loop all the same.
     hub.returning(listed.unwrap_or_else(|| TaskRef::clone(&me)));
-    hub
 }
 
 #[cfg(target_arch = "x86_64")]

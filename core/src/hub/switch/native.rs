@@ -29,6 +29,7 @@ use super::arch;
 #[cfg(gevent_switch_asan)]
 use super::asan;
 use crate::greenlet::task::Header;
+use crate::hub::Hub;
 use crate::stack::{PooledStack, StackRegion};
 
 /// The hub loop's context: its saved stack pointer while a greenlet runs.
@@ -64,8 +65,15 @@ pub(crate) struct Context {
     returned: Cell<bool>,
 }
 
-// The entry's argument, the greenlet's node pointer, lives in the space above the first frame.
-const _: () = assert!(size_of::<NonNull<Header>>() <= 2 * size_of::<usize>());
+/// The entry's argument, in the space above the first frame: the greenlet's node and the hub
+/// whose loop starts it (which saves the entry looking the hub up).
+#[repr(C)]
+struct EntryArg {
+    me: NonNull<Header>,
+    hub: NonNull<Hub>,
+}
+
+const _: () = assert!(size_of::<EntryArg>() <= 2 * size_of::<usize>());
 
 impl Context {
     pub(crate) const fn new() -> Self {
@@ -91,21 +99,22 @@ impl Context {
     ///
     /// # Safety
     ///
-    /// `me` is the node of this context, taken by its hub loop from the run queue and not
-    /// started before: it is in its hub's live list until its own finish (see
-    /// [`super::run_to_end`]).
-    pub(crate) unsafe fn start(&self, me: NonNull<Header>, stack: PooledStack) {
+    /// `me` is the node of this context, taken by the loop of `hub` (the thread's hub) from the
+    /// run queue and not started before: it is in that hub's live list until its own finish
+    /// (see [`super::run_to_end`]).
+    pub(crate) unsafe fn start(&self, me: NonNull<Header>, hub: &Hub, stack: PooledStack) {
         let region = stack.region();
         let top = region.top.get();
         let slot = arch::arg_slot(top);
         // SAFETY: the pool lends `stack` to this greenlet alone, 16-byte aligned and with at
         // least `MIN_STACK_SIZE` usable bytes, far more than the argument and the first frame
-        // take; the slot is aligned for a pointer (two words below a 16-aligned top, or one
-        // on 32-bit ARM where the slot is 8 bytes and a pointer needs 4-byte alignment).
-        // The context is not started (the hub starts a greenlet once), so nothing runs on
-        // the stack yet.
+        // take; the slot is aligned for two pointers (two words below a 16-aligned top, or
+        // eight bytes below an 8-aligned one on 32-bit ARM, where a pointer needs 4-byte
+        // alignment), and `EntryArg` fits in it (asserted above). The context is not started
+        // (the hub starts a greenlet once), so nothing runs on the stack yet.
         let sp = unsafe {
-            core::ptr::write(slot as *mut NonNull<Header>, me);
+            let arg = EntryArg { me, hub: NonNull::from(hub) };
+            core::ptr::write(slot as *mut EntryArg, arg);
             arch::init_stack(top, entry, slot)
         };
         self.sp.set(sp);
@@ -209,8 +218,8 @@ impl Context {
     }
 }
 
-/// The first Rust code of every greenlet, called by the trampoline with the address of the
-/// greenlet's node pointer, written above its first frame by [`Context::start`].
+/// The first Rust code of every greenlet, called by the trampoline with the address of its
+/// [`EntryArg`], written above its first frame by [`Context::start`].
 ///
 /// It cannot unwind: an unwind reaching an `extern "C"` function aborts the process (with
 /// "panic in a function that cannot unwind"), never entering the trampoline; the body itself
@@ -219,14 +228,21 @@ unsafe extern "C" fn entry(arg: usize) -> ! {
     // The loop starts every greenlet: a first run comes from the thread's stack.
     #[cfg(gevent_switch_asan)]
     let loop_stack = asan::entered();
-    // SAFETY: `Context::start` wrote the node pointer at `arg`, and nothing else writes there.
-    let me = unsafe { core::ptr::read(arg as *const NonNull<Header>) };
+    // SAFETY: `Context::start` wrote an `EntryArg` at `arg`, and nothing else writes there.
+    let EntryArg { me, hub } = unsafe { core::ptr::read(arg as *const EntryArg) };
+    // SAFETY: the hub whose loop started this greenlet is the thread's (`Context::start`'s
+    // contract), which `hub()` hands out as `'static` for the same reason that holds here: it
+    // is freed only at thread exit, when no greenlet is alive, and this greenlet is alive
+    // while it runs (its hub's live list holds it until its finish, its loan after that); the
+    // greenlet runs only inside that hub's loop (every switch into it comes from the loop or
+    // from a greenlet the loop runs), and `Hub` is neither `Send` nor `Sync`.
+    let hub: &'static Hub = unsafe { hub.as_ref() };
     #[cfg(gevent_switch_asan)]
-    crate::hub::hub().loop_context().bounds.set(loop_stack);
+    hub.loop_context().bounds.set(loop_stack);
     // SAFETY: `Context::start`'s caller promised a greenlet of the hub loop, which switched
     // to it for the first time: it is the running greenlet, on its own stack, and in its
-    // hub's live list until its finish.
-    let hub = unsafe { super::run_to_end(me) };
+    // hub's live list until its finish; `hub` is that loop's hub.
+    unsafe { super::run_to_end(me, hub) };
     let context: *const Context = &hub.current_task().context;
     // SAFETY: the greenlet handed a count of itself to the loop (`run_to_end`), which keeps it, and so
     // its context, alive until the loop has taken back its stack, after this switch. The
