@@ -72,11 +72,14 @@ pub(crate) fn join_task(target: &TaskRef, deadline: Option<Instant>) -> Result<b
     }
     let me = hub.current();
     let timer = DeadlineTimer::arm(deadline);
-    let _joining = Joining { task, key: task.add_joiner(me) };
+    let joining = Joining { task, key: task.add_joiner(me) };
     loop {
         let parked = hub.park(WaitKind::Join(task.id));
         if task.is_done() {
-            return Ok(true); // being done popped us from the joiners
+            // Being done popped us from the joiners: the guard has nothing to take out, and
+            // its drop would only test that again.
+            core::mem::forget(joining);
+            return Ok(true);
         }
         let timed_out = timer.expired();
         if parked.is_err() || timed_out {

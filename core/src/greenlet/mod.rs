@@ -205,7 +205,7 @@ impl Builder {
         let body = Typed { handles: Cell::new(1), slot: RefCell::new(Slot::Body(f)) };
         let task = || Task::new(id, self.name, location, stack_size, false);
         let (inner, slot) = memory.build(task, body);
-        hub.schedule_new(inner.clone(), start_at);
+        hub.schedule_new(inner.clone(), inner.clone(), start_at);
         Greenlet { raw: Unflattened { inner, slot } }
     }
 }

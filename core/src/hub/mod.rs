@@ -395,8 +395,11 @@ impl Hub {
     }
 
     /// Schedules a new greenlet: now (back of the run queue) or when `start_at` passes.
-    pub(crate) fn schedule_new(&self, t: TaskRef, start_at: Option<Instant>) {
-        self.live.insert(t.clone());
+    /// `listed` and `t` are two counts of it, for the live list and the run queue or start
+    /// timer: made by the spawn, where they join the node's first count in one store.
+    pub(crate) fn schedule_new(&self, listed: TaskRef, t: TaskRef, start_at: Option<Instant>) {
+        debug_assert!(listed.as_ptr() == t.as_ptr(), "two counts of one greenlet");
+        self.live.insert(listed);
         let task = t.task();
         task.parent.set(self.current_task().id);
         if let Some(beat) = self.heartbeat.get() {
