@@ -306,16 +306,17 @@ impl Task {
     /// two frees per spawn + join, a third of its cost on a Cortex-M3). Being queued only
     /// when the list is empty, it is older than every listed joiner, so popping it first keeps
     /// the joiners in arrival order.
+    #[allow(unsafe_code)] // the peek: see the SAFETY comment
     pub(crate) fn add_joiner(&self, t: TaskRef) -> WaiterKey {
         let listed = self.read_extras(|x| x.is_some_and(|x| !x.joiners.is_empty()));
-        if !listed {
-            let inline = self.first_joiner.take();
-            if inline.is_none() {
-                let key = inline_joiner_key(t.task().id);
-                self.first_joiner.set(Some(t));
-                return key;
-            }
-            self.first_joiner.set(inline);
+        // Peeked, not taken and put back.
+        // SAFETY: `Cell` never hands out a reference into its value and a task is not `Sync`,
+        // so nothing writes the cell during this read, which copies nothing out.
+        if !listed && unsafe { (*self.first_joiner.as_ptr()).is_none() } {
+            let key = inline_joiner_key(t.task().id);
+            // Empty (checked above): nothing to drop, which `set` would test for.
+            core::mem::forget(self.first_joiner.replace(Some(t)));
+            return key;
         }
         self.with_extras(|x| x.joiners.push_back(Joiner { waiter: t, log: None }))
     }

@@ -82,8 +82,10 @@ impl CurrentSlot {
     /// A counted reference to the running greenlet: the lent count if it is still there.
     #[inline]
     pub(crate) fn get(&self) -> TaskRef {
-        if let Some(t) = self.lent.take() {
-            return t.into_task_ref();
+        if self.has_loan() {
+            if let Some(t) = self.lent.take() {
+                return t.into_task_ref();
+            }
         }
         // SAFETY: the pointee is a live node (the slot's invariant).
         unsafe { TaskRef::clone_raw(self.ptr.get()) }
@@ -99,11 +101,17 @@ impl CurrentSlot {
         }
     }
 
+    /// Whether `lent` holds a count: peeked, so that an empty one (main's, always) is not
+    /// taken and written back empty.
+    #[inline(always)]
+    fn has_loan(&self) -> bool {
+        // SAFETY: `Cell` never hands out a reference into its value and the slot is not
+        // `Sync`, so nothing writes it during this read, which copies nothing out.
+        unsafe { (*self.lent.as_ptr()).is_some() }
+    }
+
     fn lent_is_empty(&self) -> bool {
-        let lent = self.lent.take();
-        let empty = lent.is_none();
-        self.lent.set(lent);
-        empty
+        !self.has_loan()
     }
 
     /// Called by a greenlet about to return, with a count of itself (the live list's, which
@@ -114,9 +122,7 @@ impl CurrentSlot {
     pub(crate) fn lend_back(&self, me: TaskRef) {
         // Peeked, not taken and put back: the loan is usually still there (a greenlet that
         // neither parked nor yielded kept it).
-        // SAFETY: `Cell` never hands out a reference into its value and the slot is not
-        // `Sync`, so nothing writes it during this read, which copies nothing out.
-        if unsafe { (*self.lent.as_ptr()).is_some() } {
+        if self.has_loan() {
             drop(me);
             return;
         }
