@@ -409,19 +409,22 @@ fn a_busy_run_queue_does_not_starve_timers() {
     });
 }
 
+/// A stack source that has none.
+struct NoStacks;
+
+// SAFETY: it never hands out a region.
+unsafe impl gevent_core::stack::StackSource for NoStacks {
+    fn allocate(
+        &mut self,
+        _: usize,
+    ) -> Result<gevent_core::stack::StackRegion, gevent_core::stack::StackError> {
+        Err(gevent_core::stack::StackError { message: "the test's stack pool is empty".into() })
+    }
+    unsafe fn release(&mut self, _: gevent_core::stack::StackRegion) {}
+}
+
 #[test]
 fn a_greenlet_without_a_stack_fails_with_a_clear_error() {
-    struct NoStacks;
-    // SAFETY: it never hands out a region.
-    unsafe impl gevent_core::stack::StackSource for NoStacks {
-        fn allocate(
-            &mut self,
-            _: usize,
-        ) -> Result<gevent_core::stack::StackRegion, gevent_core::stack::StackError> {
-            Err(gevent_core::stack::StackError { message: "the test's stack pool is empty".into() })
-        }
-        unsafe fn release(&mut self, _: gevent_core::stack::StackRegion) {}
-    }
     let (mut platform, _) = sim::platform();
     platform.stacks = Box::new(NoStacks);
     gevent_core::hub::install(platform).unwrap();
@@ -434,17 +437,6 @@ fn a_greenlet_without_a_stack_fails_with_a_clear_error() {
 
 #[test]
 fn a_capture_that_blocks_in_its_drop_when_no_stack_can_be_had_is_refused_not_run_in_the_loop() {
-    struct NoStacks;
-    // SAFETY: it never hands out a region.
-    unsafe impl gevent_core::stack::StackSource for NoStacks {
-        fn allocate(
-            &mut self,
-            _: usize,
-        ) -> Result<gevent_core::stack::StackRegion, gevent_core::stack::StackError> {
-            Err(gevent_core::stack::StackError { message: "the test's stack pool is empty".into() })
-        }
-        unsafe fn release(&mut self, _: gevent_core::stack::StackRegion) {}
-    }
     /// Sleeps in its drop, and records what the sleep returned.
     struct SleepsInDrop(Rc<RefCell<Option<bool>>>);
     impl Drop for SleepsInDrop {

@@ -379,12 +379,7 @@ impl Hub {
     pub(crate) fn fail_spawn(&self, t: TaskRef, failure: FailureKind) {
         self.live.insert(t.clone());
         let task = t.task();
-        task.parent.set(self.current_task().id);
-        if let Some(beat) = self.heartbeat.get() {
-            beat.spawned(task);
-        }
-        #[cfg(feature = "tracing")]
-        crate::events::tracing::spawned(task, self.current_task().id);
+        self.note_spawned(task);
         if self.observed.get() {
             crate::events::spawned(self, &t);
         }
@@ -394,6 +389,17 @@ impl Hub {
         }
     }
 
+    /// Records a new greenlet's parent and tells the heartbeat and tracing of it.
+    #[inline(always)]
+    fn note_spawned(&self, task: &Task) {
+        task.parent.set(self.current_task().id);
+        if let Some(beat) = self.heartbeat.get() {
+            beat.spawned(task);
+        }
+        #[cfg(feature = "tracing")]
+        crate::events::tracing::spawned(task, self.current_task().id);
+    }
+
     /// Schedules a new greenlet: now (back of the run queue) or when `start_at` passes.
     /// `listed` and `t` are two counts of it, for the live list and the run queue or start
     /// timer: made by the spawn, where they join the node's first count in one store.
@@ -401,12 +407,7 @@ impl Hub {
         debug_assert!(listed.as_ptr() == t.as_ptr(), "two counts of one greenlet");
         self.live.insert(listed);
         let task = t.task();
-        task.parent.set(self.current_task().id);
-        if let Some(beat) = self.heartbeat.get() {
-            beat.spawned(task);
-        }
-        #[cfg(feature = "tracing")]
-        crate::events::tracing::spawned(task, self.current_task().id);
+        self.note_spawned(task);
         // Callbacks see it scheduled: one that kills it must find it in the run queue.
         let observed = self.observed.get().then(|| t.clone());
         match start_at {
