@@ -47,7 +47,12 @@ pub(crate) unsafe extern "C" fn switch(save: *mut usize, to: usize) {
         "pop r12",
         "pop rbx",
         "pop rbp",
-        "ret",
+        // Not `ret`: the return-stack buffer predicts the caller of this call, and a switch
+        // continues another context's call, so every `ret` here mispredicted (20.9 ns per
+        // switch on the development machine); an indirect jump's predictor learns where the
+        // switches of a workload go (7.5 ns). rax is a scratch register of the call.
+        "pop rax",
+        "jmp rax",
     )
 }
 
