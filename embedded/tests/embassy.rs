@@ -18,7 +18,7 @@ use embassy_net_driver::{Capabilities, Checksum, Driver, HardwareAddress, LinkSt
 use gevent_embedded::drivers::embassy::EmbassyDevice;
 use gevent_embedded::event::Event;
 use gevent_embedded::net::{TcpListener, TcpStream, UdpSocket};
-use gevent_embedded::{StaticStacks, TickClock, Timeout, WaitHook, spawn};
+use gevent_embedded::{TickClock, Timeout, WaitHook, spawn};
 use smoltcp::iface::{Config, Interface};
 use smoltcp::phy::{ChecksumCapabilities, Device, Medium};
 use smoltcp::wire::{
@@ -136,8 +136,7 @@ fn board<D: Driver + 'static>(driver: D, ip: Ipv4Address, wait: impl WaitHook + 
     let drive = Box::new(move |iface: &mut Interface, sockets: &mut _, now| {
         iface.poll(now, &mut device, sockets);
     });
-    let memory: &'static mut [u8] = Box::leak(vec![0u8; 4 * 128 * 1024].into_boxed_slice());
-    let stacks = StaticStacks::new(memory, 128 * 1024);
+    let stacks = common::leaked_stacks(4, 128 * 1024);
     let clock = TickClock::new(HostTicks::start());
     gevent_embedded::init_net(iface, drive, clock, stacks, wait).unwrap();
 }

@@ -3,22 +3,18 @@
 //! wait is bounded by a `Timeout`, which turns it into a failure).
 
 mod common;
-use common::HostTicks;
 
 use std::sync::mpsc;
 use std::time::Duration;
 
 use gevent_embedded::isr::{Channel, Full, Signal, WaitError};
-use gevent_embedded::{StaticStacks, TickClock, Timeout, spawn};
+use gevent_embedded::{Timeout, spawn};
 
 const STACK: usize = 16 * 1024;
 const BOUND: Duration = Duration::from_secs(20);
 
 fn install() {
-    let memory: &'static mut [u8] = Box::leak(vec![0u8; 2 * STACK].into_boxed_slice());
-    let stacks = StaticStacks::new(memory, STACK);
-    gevent_embedded::init(TickClock::new(HostTicks::start()), stacks, |_| std::thread::yield_now())
-        .expect("one hub per test thread");
+    common::plain_hub(2, STACK);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use gevent_embedded::event::Event;
 use gevent_embedded::net::{TcpListener, TcpStream, UdpSocket};
-use gevent_embedded::{StaticStacks, TickClock, joinall, spawn};
+use gevent_embedded::{TickClock, joinall, spawn};
 use smoltcp::iface::{Config, Interface};
 use smoltcp::phy::{self, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address};
@@ -96,8 +96,7 @@ fn board(mut end: LinkEnd, ip: Ipv4Address) {
     let drive = Box::new(move |iface: &mut Interface, sockets: &mut _, now| {
         iface.poll(now, &mut end, sockets);
     });
-    let memory: &'static mut [u8] = Box::leak(vec![0u8; 8 * 128 * 1024].into_boxed_slice());
-    let stacks = StaticStacks::new(memory, 128 * 1024);
+    let stacks = common::leaked_stacks(8, 128 * 1024);
     let clock = TickClock::new(HostTicks::start());
     gevent_embedded::init_net(iface, drive, clock, stacks, |_| std::thread::yield_now()).unwrap();
 }

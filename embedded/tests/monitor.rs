@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gevent_embedded::monitor::TickMonitor;
 use gevent_embedded::platform::Clock;
-use gevent_embedded::{Builder, StaticStacks, TickClock};
+use gevent_embedded::{Builder, TickClock};
 
 const STACK: usize = 16 * 1024;
 
@@ -21,8 +21,7 @@ fn a_busy_greenlet_is_reported_once_by_name() {
     static CHECKS_AFTER: AtomicUsize = AtomicUsize::new(0);
 
     let clock = TickClock::new(HostTicks::start());
-    let memory: &'static mut [u8] = Box::leak(vec![0u8; 2 * STACK].into_boxed_slice());
-    gevent_embedded::init(clock, StaticStacks::new(memory, STACK), |_| std::thread::yield_now())
+    gevent_embedded::init(clock, common::leaked_stacks(2, STACK), |_| std::thread::yield_now())
         .expect("one hub per test thread");
     MONITOR.attach().expect("the hub has no heartbeat yet");
     assert!(MONITOR.attach().is_err(), "a second heartbeat is refused");

@@ -1,21 +1,17 @@
 //! Stack high-water marks on static stacks: painted stacks show how deep each greenlet went.
 
 mod common;
-use common::HostTicks;
 
 use std::hint::black_box;
 use std::rc::Rc;
 
 use gevent_embedded::event::Event;
-use gevent_embedded::{StaticStacks, TickClock, current, spawn};
+use gevent_embedded::{current, spawn};
 
 const STACK: usize = 256 * 1024;
 
 fn install(stacks: usize) {
-    let memory: &'static mut [u8] = Box::leak(vec![0u8; stacks * STACK].into_boxed_slice());
-    let stacks = StaticStacks::new(memory, STACK);
-    gevent_embedded::init(TickClock::new(HostTicks::start()), stacks, |_| std::thread::yield_now())
-        .expect("one hub per test thread");
+    common::plain_hub(stacks, STACK);
 }
 
 /// Writes `N` bytes of its own frame, so the stack is used at least that deep.

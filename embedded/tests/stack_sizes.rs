@@ -2,17 +2,13 @@
 //! a larger one fails to start with `NoStack` naming it.
 
 mod common;
-use common::HostTicks;
 
-use gevent_embedded::{Builder, FailureKind, GetError, StaticStacks, TickClock};
+use gevent_embedded::{Builder, FailureKind, GetError};
 
 const STACK: usize = 16 * 1024;
 
 fn install(stacks: usize) {
-    let memory: &'static mut [u8] = Box::leak(vec![0u8; stacks * STACK].into_boxed_slice());
-    let stacks = StaticStacks::new(memory, STACK);
-    gevent_embedded::init(TickClock::new(HostTicks::start()), stacks, |_| std::thread::yield_now())
-        .expect("one hub per test thread");
+    common::plain_hub(stacks, STACK);
 }
 
 #[test]

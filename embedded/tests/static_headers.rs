@@ -2,7 +2,6 @@
 //! them, slots are reused, and a spawn that finds no slot fails naming why.
 
 mod common;
-use common::HostTicks;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -10,7 +9,7 @@ use std::rc::Rc;
 
 use gevent_embedded::event::Event;
 use gevent_embedded::headers::{HeaderError, use_source};
-use gevent_embedded::{FailureKind, GetError, StaticHeaders, StaticStacks, TickClock, spawn};
+use gevent_embedded::{FailureKind, GetError, StaticHeaders, spawn};
 
 /// The system allocator, counting this thread's allocations (tests run on threads side by side).
 struct Counting;
@@ -43,10 +42,7 @@ fn allocations() -> usize {
 const STACK: usize = 16 * 1024;
 
 fn install(stacks: usize) {
-    let memory: &'static mut [u8] = Box::leak(vec![0u8; stacks * STACK].into_boxed_slice());
-    let stacks = StaticStacks::new(memory, STACK);
-    gevent_embedded::init(TickClock::new(HostTicks::start()), stacks, |_| std::thread::yield_now())
-        .expect("one hub per test thread");
+    common::plain_hub(stacks, STACK);
 }
 
 #[test]

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use gevent_embedded::event::Event;
 use gevent_embedded::net::{self, TcpListener};
-use gevent_embedded::{StaticStacks, TickClock, spawn};
+use gevent_embedded::{TickClock, spawn};
 use smoltcp::iface::{Config, Interface};
 use smoltcp::phy::{Medium, TunTapInterface};
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, Ipv4Address};
@@ -93,8 +93,7 @@ fn board(name: &str, ip: Ipv4Address) {
     let drive = Box::new(move |iface: &mut Interface, sockets: &mut _, now| {
         iface.poll(now, &mut device, sockets);
     });
-    let memory: &'static mut [u8] = Box::leak(vec![0u8; 4 * 128 * 1024].into_boxed_slice());
-    let stacks = StaticStacks::new(memory, 128 * 1024);
+    let stacks = common::leaked_stacks(4, 128 * 1024);
     // Wait for a frame on the TAP (or a millisecond, for smoltcp's timers).
     let wait = move |_| {
         let _ = smoltcp::phy::wait(fd, Some(smoltcp::time::Duration::from_millis(1)));

@@ -1,4 +1,4 @@
-//! What the embedded tests share: a host clock for the hub.
+//! What the embedded tests share: a host clock for the hub, leaked stacks, hub installers.
 
 use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
 use gevent_embedded::TickSource;
@@ -23,6 +23,23 @@ impl TickSource for HostTicks {
     }
 }
 
+/// `count` static stacks of `size` bytes each, in leaked memory: a test's hub lives as long as
+/// its thread.
+#[allow(dead_code)] // not every test file makes its own stacks
+pub(crate) fn leaked_stacks(count: usize, size: usize) -> gevent_embedded::StaticStacks {
+    let memory: &'static mut [u8] = Box::leak(vec![0u8; count * size].into_boxed_slice());
+    gevent_embedded::StaticStacks::new(memory, size)
+}
+
+/// Installs a hub without a network on this thread, with `count` stacks of `size` bytes; it
+/// waits by yielding the thread.
+#[allow(dead_code)] // not every test file has a plain hub
+pub(crate) fn plain_hub(count: usize, size: usize) {
+    let clock = gevent_embedded::TickClock::new(HostTicks::start());
+    gevent_embedded::init(clock, leaked_stacks(count, size), |_| std::thread::yield_now())
+        .expect("one hub per test thread");
+}
+
 /// Installs a hub on this thread whose network stack is an IP-medium interface on `device`
 /// with `addresses`, and `stacks` greenlet stacks of 128 KiB (leaked: a test's hub lives as
 /// long as its thread). The hub waits by yielding the thread.
@@ -45,9 +62,7 @@ where
     let drive = Box::new(move |iface: &mut Interface, sockets: &mut _, now| {
         iface.poll(now, &mut device, sockets);
     });
-    const STACK: usize = 128 * 1024;
-    let memory: &'static mut [u8] = Box::leak(vec![0u8; stacks * STACK].into_boxed_slice());
-    let stacks = gevent_embedded::StaticStacks::new(memory, STACK);
+    let stacks = leaked_stacks(stacks, 128 * 1024);
     let clock = gevent_embedded::TickClock::new(HostTicks::start());
     gevent_embedded::init_net(iface, drive, clock, stacks, |_| std::thread::yield_now())
         .expect("one hub per test thread");
