@@ -394,20 +394,31 @@ mod tests {
     use super::*;
     use crate::greenlet::task::MainBody;
 
-    /// A body that records its drop, to check that the node owns it.
-    struct Probe(Rc<Cell<bool>>);
+    /// A body that holds `T` and is never started: what a node test needs of a body is its
+    /// size, its type and its drop.
+    struct Inert<T>(T);
 
-    impl Body for Probe {
+    impl<T: 'static> Body for Inert<T> {
         fn run(&self, _: &TaskRef) -> Option<FailureKind> {
             unreachable!("never started")
         }
         fn discard(&self) {}
     }
 
-    impl Drop for Probe {
+    /// Records its drop, to check that the node owns its body.
+    struct DropFlag(Rc<Cell<bool>>);
+
+    impl Drop for DropFlag {
         fn drop(&mut self) {
             self.0.set(true);
         }
+    }
+
+    /// A body that records its drop.
+    type Probe = Inert<DropFlag>;
+
+    fn probe(dropped: Rc<Cell<bool>>) -> Probe {
+        Inert(DropFlag(dropped))
     }
 
     fn task(id: u64) -> impl FnOnce() -> Task {
@@ -415,14 +426,14 @@ mod tests {
     }
 
     fn probe_node(recycled: Option<TaskRef>, id: u64, dropped: &Rc<Cell<bool>>) -> TaskRef {
-        TaskRef::new_node(None, recycled, task(id), Probe(dropped.clone())).unwrap().0
+        TaskRef::new_node(None, recycled, task(id), probe(dropped.clone())).unwrap().0
     }
 
     #[test]
     fn a_node_built_in_place_holds_its_header_and_body() {
         let dropped = Rc::new(Cell::new(false));
         let named = || Task::new(7, Some(Cow::Borrowed("probe")), Location::caller(), 4096, false);
-        let (t, body) = TaskRef::new_node(None, None, named, Probe(dropped.clone())).unwrap();
+        let (t, body) = TaskRef::new_node(None, None, named, probe(dropped.clone())).unwrap();
         assert_eq!((t.task().id, t.task().stack_size, t.task().is_main), (7, 4096, false));
         assert_eq!(t.task().name(), "probe");
         let offset = body.as_ptr() as usize - t.as_ptr().as_ptr() as usize;
@@ -518,7 +529,7 @@ mod tests {
         };
         let source: Option<&'static dyn HeaderSource> = Some(&SOURCE);
         let dropped = Rc::new(Cell::new(false));
-        let t = TaskRef::new_node(source, None, task(1), Probe(dropped.clone())).unwrap().0;
+        let t = TaskRef::new_node(source, None, task(1), probe(dropped.clone())).unwrap().0;
         assert_eq!(t.as_ptr().as_ptr().cast::<u8>(), SOURCE.slot.get().cast::<u8>());
         let refused = TaskRef::new_node(source, None, task(2), MainBody).map(|_| ()).unwrap_err();
         assert_eq!(refused, HeaderError::Exhausted { slots: 1 });
@@ -531,16 +542,7 @@ mod tests {
         assert_eq!(SOURCE.released.load(Ordering::Relaxed), 1, "the source's node went back");
         let same = TaskRef::new_node(source, Some(recycled), task(6), MainBody).unwrap().0;
         assert_eq!(same.as_ptr().as_ptr().cast::<u8>(), SOURCE.slot.get().cast::<u8>());
-        struct Big {
-            _bytes: [u8; 2048],
-        }
-        impl Body for Big {
-            fn run(&self, _: &TaskRef) -> Option<FailureKind> {
-                unreachable!("never started")
-            }
-            fn discard(&self) {}
-        }
-        let big = TaskRef::new_node(source, None, task(7), Big { _bytes: [0; 2048] }).map(|_| ());
+        let big = TaskRef::new_node(source, None, task(7), Inert([0u8; 2048])).map(|_| ());
         assert!(matches!(big, Err(HeaderError::TooBig { slot_size: 1024, .. })));
         drop(same);
         assert_eq!(SOURCE.released.load(Ordering::Relaxed), 2);
@@ -549,18 +551,12 @@ mod tests {
     #[test]
     fn a_body_that_panics_when_dropped_still_gives_the_memory_back() {
         struct Bomb;
-        impl Body for Bomb {
-            fn run(&self, _: &TaskRef) -> Option<FailureKind> {
-                unreachable!("never started")
-            }
-            fn discard(&self) {}
-        }
         impl Drop for Bomb {
             fn drop(&mut self) {
                 panic!("boom");
             }
         }
-        let t = TaskRef::new_node(None, None, task(1), Bomb).unwrap().0;
+        let t = TaskRef::new_node(None, None, task(1), Inert(Bomb)).unwrap().0;
         // Miri reports a leak if the memory is not given back.
         let caught = crate::panic::catch(move || drop(t));
         assert!(caught.is_err());
