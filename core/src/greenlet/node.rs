@@ -248,11 +248,14 @@ impl TaskRef {
     }
 }
 
-/// Whether two sources are the same one (`None`: the global allocator).
+/// Whether two sources are the same one (`None`: the global allocator), by address and type:
+/// the address alone names two sources at once when they share it (two zero-sized ones, or a
+/// source and its first field), and a block one of them gave must not go back to the other.
+/// A type's table that the compiler made twice only makes a node not recycled.
 fn same(a: Option<&'static dyn HeaderSource>, b: Option<&'static dyn HeaderSource>) -> bool {
     match (a, b) {
         (None, None) => true,
-        (Some(a), Some(b)) => core::ptr::addr_eq(a, b),
+        (Some(a), Some(b)) => core::ptr::eq(a, b),
         _ => false,
     }
 }
@@ -546,6 +549,47 @@ mod tests {
         assert!(matches!(big, Err(HeaderError::TooBig { slot_size: 1024, .. })));
         drop(same);
         assert_eq!(SOURCE.released.load(Ordering::Relaxed), 2);
+    }
+
+    /// One slot (`inner`, at the address of the whole) and another one (`outer`, which the
+    /// whole hands out): two sources at one address.
+    #[repr(C)]
+    struct Nested {
+        inner: OneSlot,
+        outer: OneSlot,
+    }
+
+    // SAFETY: `OneSlot`'s, forwarded to `outer`.
+    unsafe impl HeaderSource for Nested {
+        fn allocate(&self, layout: Layout) -> Result<NonNull<u8>, HeaderError> {
+            self.outer.allocate(layout)
+        }
+
+        unsafe fn release(&self, block: NonNull<u8>, layout: Layout) {
+            // SAFETY: the caller's contract, for `outer`'s blocks.
+            unsafe { self.outer.release(block, layout) }
+        }
+    }
+
+    #[test]
+    fn a_node_is_not_recycled_into_another_source_at_the_same_address() {
+        const fn empty() -> OneSlot {
+            OneSlot {
+                slot: core::cell::UnsafeCell::new([0; 128]),
+                taken: AtomicBool::new(false),
+                released: AtomicUsize::new(0),
+            }
+        }
+        static NESTED: Nested = Nested { inner: empty(), outer: empty() };
+        let (inner, whole): (&'static dyn HeaderSource, &'static dyn HeaderSource) =
+            (&NESTED.inner, &NESTED);
+        assert!(core::ptr::addr_eq(inner, whole), "the case under test");
+        let t = TaskRef::new_node(Some(inner), None, task(1), MainBody).unwrap().0;
+        let new = TaskRef::new_node(Some(whole), Some(t), task(2), MainBody).unwrap().0;
+        assert_eq!(NESTED.inner.released.load(Ordering::Relaxed), 1, "inner's slot went back");
+        assert_eq!(new.as_ptr().as_ptr().cast::<u8>(), NESTED.outer.slot.get().cast::<u8>());
+        drop(new);
+        assert_eq!(NESTED.outer.released.load(Ordering::Relaxed), 1);
     }
 
     #[test]
