@@ -75,11 +75,15 @@ impl fmt::Display for HeaderError {
             HeaderError::TooBig { size, align, slot_size, slot_align } => write!(
                 f,
                 "its header and body need {size} bytes aligned to {align}, and the header \
-                 slots hold {slot_size} bytes aligned to {slot_align}"
+                 slots hold {slot_size} bytes aligned to {slot_align} (make the slots larger, \
+                 or box what the closure captures or returns)"
             ),
-            HeaderError::Exhausted { slots } => {
-                write!(f, "all {slots} header slots hold greenlets that are not freed yet")
-            }
+            HeaderError::Exhausted { slots } => write!(
+                f,
+                "all {slots} header slots hold greenlets that are not freed yet (a greenlet's \
+                 slot is freed when it has finished and its last handle is dropped: drop the \
+                 handles of finished greenlets, or give the source more slots)"
+            ),
         }
     }
 }
@@ -102,4 +106,21 @@ pub fn use_source(source: &'static dyn HeaderSource) {
 /// allocator again (the default).
 pub fn use_heap() {
     crate::hub::hub().set_header_source(None);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn a_refusal_says_what_is_short_and_what_to_do() {
+        let big = HeaderError::TooBig { size: 300, align: 8, slot_size: 256, slot_align: 8 };
+        let big = big.to_string();
+        assert!(big.contains("need 300 bytes") && big.contains("hold 256 bytes"), "{big}");
+        assert!(big.contains("make the slots larger"), "{big}");
+        let full = HeaderError::Exhausted { slots: 4 }.to_string();
+        assert!(full.contains("all 4 header slots"), "{full}");
+        assert!(full.contains("drop the handles of finished greenlets"), "{full}");
+    }
 }
