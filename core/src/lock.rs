@@ -14,7 +14,7 @@ use core::time::Duration;
 use crate::error::Interrupted;
 use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::hub::hub;
-use crate::sync::waiters::{Reserve, Side, Status, Wait, Waiters, reserve_or_wait, wake_all};
+use crate::sync::waiters::{Refused, Side, Status, Wait, Waiters, reserve_then, wake_all};
 use crate::wait_list::{WaitList, WaiterKey};
 
 struct SemState {
@@ -131,14 +131,14 @@ impl Semaphore {
     }
 
     fn take_permit(&self, wait: Wait) -> Result<Option<SemaphoreGuard<'_>>, Interrupted> {
-        match reserve_or_wait::<Acquirers>(&self.state, wait) {
-            Reserve::Free(mut s) => {
+        reserve_then::<Acquirers, _>(&self.state, wait, |got| match got {
+            Ok(mut s) => {
                 s.permits -= 1;
                 Ok(Some(SemaphoreGuard { semaphore: self }))
             }
-            Reserve::Closed | Reserve::Unavailable => Ok(None),
-            Reserve::Interrupted(why) => Err(why),
-        }
+            Err(Refused::Closed | Refused::Unavailable) => Ok(None),
+            Err(Refused::Interrupted(why)) => Err(why),
+        })
     }
 
     /// Queues `t` to be woken when a permit is free; `None` if one is free now.

@@ -18,7 +18,7 @@ use crate::error::Interrupted;
 use crate::greenlet::DeadlineTimer;
 use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::hub::hub;
-use crate::sync::waiters::{Reserve, Side, Status, Wait, Waiters, reserve_or_wait};
+use crate::sync::waiters::{Refused, Side, Status, Wait, Waiters, reserve_then};
 
 /// An item offered to the getters.
 struct Offer<T> {
@@ -252,12 +252,12 @@ impl<T> Channel<T> {
     }
 
     fn get_with(&self, wait: Wait) -> Result<T, GetError> {
-        match reserve_or_wait::<Getters<T>>(&self.state, wait) {
-            Reserve::Free(mut s) => Ok(s.take().expect("an offer is there: the status says so")),
-            Reserve::Closed => Err(GetError::Closed),
-            Reserve::Unavailable => Err(GetError::Empty),
-            Reserve::Interrupted(why) => Err(GetError::Interrupted(why)),
-        }
+        reserve_then::<Getters<T>, _>(&self.state, wait, |got| match got {
+            Ok(mut s) => Ok(s.take().expect("an offer is there: the status says so")),
+            Err(Refused::Closed) => Err(GetError::Closed),
+            Err(Refused::Unavailable) => Err(GetError::Empty),
+            Err(Refused::Interrupted(why)) => Err(GetError::Interrupted(why)),
+        })
     }
 }
 

@@ -9,7 +9,7 @@
 //! taken back meanwhile (a channel's putter that was interrupted withdraws its item) waits
 //! again, first in line.
 //!
-//! A primitive describes each of its sides once, as a [`Side`]; [`reserve_or_wait`] does the
+//! A primitive describes each of its sides once, as a [`Side`]; [`reserve_then`] does the
 //! rest. The waiter's place in line (in a [`Line`]) is kept in the frame of its own blocking
 //! call, so a wait allocates nothing.
 
@@ -43,7 +43,7 @@ pub(crate) enum Status {
     Unavailable,
 }
 
-/// One side of a primitive, for [`reserve_or_wait`].
+/// One side of a primitive, for [`reserve_then`].
 pub(crate) trait Side {
     /// The primitive's state, behind a `RefCell`.
     type State;
@@ -63,18 +63,6 @@ pub(crate) trait Side {
     /// (neither a close nor the primitive takes it back), so that a woken waiter that finds
     /// its reservation takes it without looking at the state again.
     const RESERVATION_HOLDS: bool = false;
-}
-
-/// How [`reserve_or_wait`] ended.
-pub(crate) enum Reserve<'a, S> {
-    /// A unit is the caller's: it takes it with this borrow (a reserved one, or a free one).
-    Free(RefMut<'a, S>),
-    /// The primitive is closed.
-    Closed,
-    /// None was free: at once for [`Wait::No`], or by the deadline.
-    Unavailable,
-    /// The caller was interrupted (killed, timed out) while it waited.
-    Interrupted(Interrupted),
 }
 
 /// Blocked greenlets of one side, and the units reserved for those already woken.
@@ -136,21 +124,6 @@ pub(crate) fn wake_all(list: &mut WaitList<TaskRef>) {
     }
 }
 
-/// Takes a unit for side `P` of the primitive whose state is `state`: a free one at once, or,
-/// as `wait` allows, the one reserved for the caller after it waited its turn.
-#[inline]
-pub(crate) fn reserve_or_wait<P: Side>(
-    state: &RefCell<P::State>,
-    wait: Wait,
-) -> Reserve<'_, P::State> {
-    reserve_then::<P, _>(state, wait, |got| match got {
-        Ok(s) => Reserve::Free(s),
-        Err(Refused::Closed) => Reserve::Closed,
-        Err(Refused::Unavailable) => Reserve::Unavailable,
-        Err(Refused::Interrupted(why)) => Reserve::Interrupted(why),
-    })
-}
-
 /// Why [`reserve_then`] got no unit.
 pub(crate) enum Refused {
     /// The primitive is closed.
@@ -161,10 +134,11 @@ pub(crate) enum Refused {
     Interrupted(Interrupted),
 }
 
-/// [`reserve_or_wait`] that hands its outcome to `finish` (which takes the unit with the borrow
-/// it gets, or turns the refusal into the caller's error) and returns what `finish` returns:
-/// the caller's result is built once, where the outcome is known, with no `Reserve` to pass
-/// back and match again.
+/// Takes a unit for side `P` of the primitive whose state is `state` (a free one at once, or,
+/// as `wait` allows, the one reserved for the caller after it waited its turn) and hands the
+/// outcome to `finish`, which takes the unit with the borrow it gets, or turns the refusal
+/// into the caller's error; returns what `finish` returns. The caller's result is built once,
+/// where the outcome is known, with no outcome value to pass back and match again.
 #[inline]
 pub(crate) fn reserve_then<'a, P: Side, O>(
     state: &'a RefCell<P::State>,
