@@ -876,8 +876,7 @@ impl Hub {
         };
         // The greenlet that switched back: `t`, or one reached from it by direct switches.
         if let Some(back) = back {
-            if back.task().context.returned() {
-                let stack = back.task().context.take_finished_stack();
+            if let Some(stack) = back.task().context.take_stack_if_returned() {
                 self.stacks.give_back(stack);
                 // The loop's count of the greenlet that ended: the next spawn may reuse its
                 // node (moved in, no count touched).

@@ -107,11 +107,6 @@ impl Context {
         self.returned.set(returned);
     }
 
-    /// Whether the coroutine returned at its last resume.
-    pub(crate) fn returned(&self) -> bool {
-        self.returned.get()
-    }
-
     /// Switches from the running greenlet back to the hub loop.
     #[inline(always)]
     pub(crate) fn suspend(&self, _: &LoopContext) {
@@ -124,15 +119,21 @@ impl Context {
         preserving_fp_registers(|| unsafe { (*yielder).suspend(()) })
     }
 
-    /// After the coroutine returned: takes its stack back for reuse.
-    pub(crate) fn take_finished_stack(&self) -> PooledStack {
-        // SAFETY: called by the hub loop once the greenlet has switched away for the last time (`returned`); no other reference
-        // into the cell exists.
+    /// Takes the greenlet's stack back for reuse if its coroutine returned at its last resume;
+    /// `None`, changing nothing, otherwise.
+    #[inline(always)]
+    pub(crate) fn take_stack_if_returned(&self) -> Option<PooledStack> {
+        if !self.returned.replace(false) {
+            return None;
+        }
+        // SAFETY: only the hub loop touches the cell, never reentrantly, and the loop is not
+        // in `resume` while it runs this (module invariants), so no other reference into it
+        // exists.
         let coroutine = unsafe { (*self.coroutine.get()).take() };
-        self.returned.set(false);
         self.region.set(None);
         self.yielder.set(ptr::null());
-        coroutine.expect("a finished greenlet has its coroutine").into_stack()
+        // A returned coroutine is done: `into_stack` gives its stack back.
+        coroutine.map(Coroutine::into_stack)
     }
 
     /// Forgets a greenlet that could not be brought to an end at shutdown: its stack and the

@@ -189,20 +189,19 @@ impl Context {
         fiber.finish();
     }
 
-    /// Whether the greenlet switched away for the last time (its body returned).
-    pub(crate) fn returned(&self) -> bool {
-        self.returned.get()
-    }
-
-    /// After the greenlet returned: takes its stack back for reuse.
-    pub(crate) fn take_finished_stack(&self) -> PooledStack {
-        debug_assert!(self.returned.get());
-        self.returned.set(false);
+    /// Takes the greenlet's stack back for reuse if it switched away for the last time (its
+    /// body returned); `None`, changing nothing, otherwise.
+    #[inline(always)]
+    pub(crate) fn take_stack_if_returned(&self) -> Option<PooledStack> {
+        if !self.returned.replace(false) {
+            return None;
+        }
         self.sp.set(0);
-        // SAFETY: called by the hub loop once the greenlet has switched away for the last time
-        // (`returned`), no other reference
-        // into the cell exists, and the greenlet runs on it no more.
-        unsafe { (*self.stack.get()).take() }.expect("a finished greenlet has its stack")
+        // SAFETY: `returned` is set only by the greenlet's `entry`, which then only switches
+        // away for the last time; code that runs (and so calls this) is not on that stack,
+        // which holds no live frame, whoever the caller is. No reference into the cell
+        // exists (module invariants).
+        unsafe { (*self.stack.get()).take() }
     }
 
     /// Forgets a greenlet that could not be brought to an end at shutdown: its stack and the
