@@ -196,7 +196,7 @@ fn drop_cold<T>(value: T) {
 }
 
 /// Runs the greenlet `me` to its end, on its own stack: its body, its `finish`, and the hand
-/// over of the live list's count of it to the hub loop ([`CurrentSlot::lend_back`]). Gives
+/// over of the live list's count of it to the hub loop ([`CurrentSlot::lend_back`]).
 ///
 /// The greenlet's own frames hold no count of it: the live list's keeps it alive, from its
 /// spawn until its finish, and only this function finishes a greenlet that started (a kill

@@ -10,10 +10,13 @@
 //!   while that context is suspended, and 0 otherwise: only the context itself stores it, in
 //!   the switch that suspends it, and a switch *to* it takes it (leaving 0) before switching,
 //!   and refuses a 0 (a direct switch takes "not 0" as "suspended", and switches through the
-//!   loop otherwise). Greenlets are switched to from the run queue only (by the loop, or by
-//!   the running greenlet directly). The loop's context is switched to only by the running greenlet, while
-//!   the loop waits in its own switch into the first greenlet of a chain of direct switches:
-//!   exactly one greenlet of the chain switches back to it.
+//!   loop otherwise). A greenlet that returned is the exception: its last switch saves a
+//!   stack pointer that nothing continues, which the loop clears as it takes the stack back,
+//!   and meanwhile it is in no run queue. Greenlets are switched to from the run queue only
+//!   (by the loop, or by the running greenlet directly). The loop's context is switched to
+//!   only by the running greenlet, while the loop waits in its own switch into the first
+//!   greenlet of a chain of direct switches: exactly one greenlet of the chain switches back
+//!   to it.
 //! - A greenlet's stack stays owned by its `Context` (`stack`) from its start until the hub
 //!   loop takes it back after the greenlet switched away for the last time (`returned`), or
 //!   forever if it is abandoned: the stack a suspended context's `sp` points into is alive.
