@@ -134,7 +134,8 @@ impl Context {
         let to = self.sp.replace(0);
         assert!(to != 0, "resume of a greenlet that is not suspended");
         #[cfg(gevent_switch_asan)]
-        let fiber = asan::start(asan::Bounds::of(self.stack_region()), false);
+        // SAFETY: the switch below goes to this greenlet's stack, and `finish` follows it.
+        let fiber = unsafe { asan::start(asan::Bounds::of(self.stack_region()), false) };
         // SAFETY: `to` is this suspended greenlet's saved stack pointer on its live stack
         // (module invariants; a greenlet that is running, not started or ended has 0, refused
         // above), and `from.sp` is the loop's slot, which nothing else writes.
@@ -150,7 +151,9 @@ impl Context {
         assert!(loop_sp != 0, "suspend of a greenlet that the hub loop did not resume");
         // A greenlet that returned switches away for good.
         #[cfg(gevent_switch_asan)]
-        let fiber = asan::start(to.bounds.get(), self.returned.get());
+        // SAFETY: the switch below goes to the loop's stack (the thread's, learnt by `entry`),
+        // and `finish` follows it unless the greenlet returned, which is never switched back to.
+        let fiber = unsafe { asan::start(to.bounds.get(), self.returned.get()) };
         // SAFETY: the loop's saved stack pointer is set only while the loop waits in its
         // switch into a greenlet, the running one (module invariants), so it is a suspended
         // context on the main greenlet's live stack; `self.sp` is this greenlet's own slot.
@@ -182,7 +185,9 @@ impl Context {
     #[inline(always)]
     pub(crate) fn switch_to(&self, to: SuspendedSp) {
         #[cfg(gevent_switch_asan)]
-        let fiber = asan::start(asan::Bounds::of(to.1), false);
+        // SAFETY: the switch below goes to the stack of the context `to` was taken from, and
+        // `finish` follows it.
+        let fiber = unsafe { asan::start(asan::Bounds::of(to.1), false) };
         // SAFETY: `to` holds a saved stack pointer that `take_if_suspended` took out of its
         // context (which refused a 0), so it is that suspended context's, on its live stack
         // (module invariants), and since `SuspendedSp` is neither `Copy` nor `Clone` and only
@@ -229,7 +234,9 @@ impl Context {
 unsafe extern "C" fn entry(arg: usize) -> ! {
     // The loop starts every greenlet: a first run comes from the thread's stack.
     #[cfg(gevent_switch_asan)]
-    let loop_stack = asan::entered();
+    // SAFETY: this is a greenlet's first code on its first run, which the loop's `resume`
+    // switched to after its `start`.
+    let loop_stack = unsafe { asan::entered() };
     // SAFETY: `Context::start` wrote an `EntryArg` at `arg`, and nothing else writes there.
     let EntryArg { me, hub } = unsafe { core::ptr::read(arg as *const EntryArg) };
     // SAFETY: the hub whose loop started this greenlet is the thread's (`Context::start`'s
