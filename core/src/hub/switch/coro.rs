@@ -95,10 +95,15 @@ impl Context {
     }
 
     /// Runs the greenlet until it suspends or returns.
+    ///
+    /// # Safety
+    ///
+    /// The caller runs on the main greenlet's stack, the hub loop's, not inside a greenlet.
     #[inline(always)]
-    pub(crate) fn resume(&self, _: &LoopContext) {
-        // SAFETY: the hub loop is the only caller and does not call this reentrantly, so this is
-        // the only reference into the cell while it lives (module invariants).
+    pub(crate) unsafe fn resume(&self, _: &LoopContext) {
+        // SAFETY: the caller is the hub loop (its contract), which does not call this
+        // reentrantly (a greenlet cannot run the loop), so this is the only reference into the
+        // cell while it lives (module invariants).
         let coroutine = unsafe { &mut *self.coroutine.get() };
         let coroutine = coroutine.as_mut().expect("resume of a greenlet without a coroutine");
         crate::stack::before_resume(|| self.region.get());
@@ -108,14 +113,19 @@ impl Context {
     }
 
     /// Switches from the running greenlet back to the hub loop.
+    ///
+    /// # Safety
+    ///
+    /// This is the running greenlet's context: its yielder is used from the running stack.
     #[inline(always)]
-    pub(crate) fn suspend(&self, _: &LoopContext) {
+    pub(crate) unsafe fn suspend(&self, _: &LoopContext) {
         let marker = 0u8;
         self.suspended_sp.set(core::ptr::addr_of!(marker) as usize);
         let yielder = self.yielder.get();
         assert!(!yielder.is_null(), "suspend of a greenlet that is not running");
         // SAFETY: the yielder lives on this coroutine's stack for as long as the coroutine runs,
-        // and `suspend` is only called by the greenlet itself, i.e. from that stack.
+        // and this is the running greenlet's context (the caller's contract), so the call is
+        // made from that stack.
         preserving_fp_registers(|| unsafe { (*yielder).suspend(()) })
     }
 

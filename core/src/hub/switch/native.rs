@@ -128,8 +128,13 @@ impl Context {
 
     /// Switches from the hub loop (`from`) into the greenlet until a greenlet switches back
     /// (this one, or one it switched to directly).
+    ///
+    /// # Safety
+    ///
+    /// The caller runs on the main greenlet's stack, the hub loop's, whose context `from` is:
+    /// no switch saved that context, so its slot is free for this one.
     #[inline(always)]
-    pub(crate) fn resume(&self, from: &LoopContext) {
+    pub(crate) unsafe fn resume(&self, from: &LoopContext) {
         crate::stack::before_resume(|| self.stack_region());
         let to = self.sp.replace(0);
         assert!(to != 0, "resume of a greenlet that is not suspended");
@@ -138,15 +143,21 @@ impl Context {
         let fiber = unsafe { asan::start(asan::Bounds::of(self.stack_region()), false) };
         // SAFETY: `to` is this suspended greenlet's saved stack pointer on its live stack
         // (module invariants; a greenlet that is running, not started or ended has 0, refused
-        // above), and `from.sp` is the loop's slot, which nothing else writes.
+        // above), and `from.sp` is the slot of the running loop context (the caller's
+        // contract), which nothing else writes while it runs.
         unsafe { arch::switch(from.sp.as_ptr(), to) };
         #[cfg(gevent_switch_asan)]
         fiber.finish();
     }
 
     /// Switches from the running greenlet back to the hub loop, until it is resumed.
+    ///
+    /// # Safety
+    ///
+    /// This is the running greenlet's context: the switch saves the running code's stack
+    /// pointer in it.
     #[inline(always)]
-    pub(crate) fn suspend(&self, to: &LoopContext) {
+    pub(crate) unsafe fn suspend(&self, to: &LoopContext) {
         let loop_sp = to.sp.replace(0);
         assert!(loop_sp != 0, "suspend of a greenlet that the hub loop did not resume");
         // A greenlet that returned switches away for good.
@@ -156,7 +167,8 @@ impl Context {
         let fiber = unsafe { asan::start(to.bounds.get(), self.returned.get()) };
         // SAFETY: the loop's saved stack pointer is set only while the loop waits in its
         // switch into a greenlet, the running one (module invariants), so it is a suspended
-        // context on the main greenlet's live stack; `self.sp` is this greenlet's own slot.
+        // context on the main greenlet's live stack; `self.sp` is the running greenlet's own
+        // slot (the caller's contract).
         unsafe { arch::switch(self.sp.as_ptr(), loop_sp) };
         #[cfg(gevent_switch_asan)]
         fiber.finish();
@@ -182,8 +194,13 @@ impl Context {
 
     /// The second half: switches from this running greenlet to the context `to` was taken
     /// from, until something switches back.
+    ///
+    /// # Safety
+    ///
+    /// This is the running greenlet's context: the switch saves the running code's stack
+    /// pointer in it.
     #[inline(always)]
-    pub(crate) fn switch_to(&self, to: SuspendedSp) {
+    pub(crate) unsafe fn switch_to(&self, to: SuspendedSp) {
         #[cfg(gevent_switch_asan)]
         // SAFETY: the switch below goes to the stack of the context `to` was taken from, and
         // `finish` follows it.
@@ -191,7 +208,8 @@ impl Context {
         // SAFETY: `to` holds a saved stack pointer that `take_if_suspended` took out of its
         // context (which refused a 0), so it is that suspended context's, on its live stack
         // (module invariants), and since `SuspendedSp` is neither `Copy` nor `Clone` and only
-        // made there, it is continued once; `self.sp` is this running greenlet's own slot.
+        // made there, it is continued once; `self.sp` is the running greenlet's own slot (the
+        // caller's contract).
         unsafe { arch::switch(self.sp.as_ptr(), to.0) };
         #[cfg(gevent_switch_asan)]
         fiber.finish();
@@ -258,6 +276,7 @@ unsafe extern "C" fn entry(arg: usize) -> ! {
     // current greenlet is still this one: nothing switched since.
     let context = unsafe { &*context };
     context.returned.set(true);
-    context.suspend(hub.loop_context());
+    // SAFETY: the current greenlet's context, this one's (see above).
+    unsafe { context.suspend(hub.loop_context()) };
     unreachable!("a greenlet that returned was resumed")
 }
