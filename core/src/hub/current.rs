@@ -40,6 +40,7 @@
 use core::ptr;
 
 use super::Hub;
+use super::run_queue::QueuedTask;
 use crate::platform::Platform;
 
 /// A hub is already installed where [`install`] was called.
@@ -225,11 +226,13 @@ pub(crate) fn hub() -> &'static Hub {
     unsafe { &*ptr }
 }
 
-/// The current hub, for code that has just found a greenlet in the line of a primitive's
+/// The current hub, for code that has just found `waiter` in the line of a primitive's
 /// [`Waiters`](crate::sync::waiters::Waiters): the wake-up of a put or a release. Without `std`
-/// it skips the checks of [`hub`], which that waiter has already passed.
+/// it skips the checks of [`hub`], which the spawn or the hub that made `waiter` passed; the
+/// greenlet is asked for as the proof that they did.
 #[inline(always)]
-pub(crate) fn hub_of_waiter() -> &'static Hub {
+pub(crate) fn hub_of_waiter(waiter: &QueuedTask) -> &'static Hub {
+    let _ = waiter;
     #[cfg(feature = "std")]
     {
         // A thread's hub can end while a waiter is in line (the thread exits and leaks its
@@ -238,13 +241,14 @@ pub(crate) fn hub_of_waiter() -> &'static Hub {
     }
     #[cfg(not(feature = "std"))]
     {
-        // SAFETY: a place joins a line only in `wait_turn`, after its `hub()` found the hub
-        // installed (and, on Cortex-M, refused handler mode); the global is never cleared or
-        // freed, so the pointer is non-null and valid for good. The caller is in the thread
-        // mode that owns the hub, whatever safe code calls it: the primitive holding the line
-        // is neither `Send` nor `Sync` (the line holds raw pointers), so no interrupt handler
-        // (nor another core) reaches one made in thread mode without `unsafe`, and one made in
-        // a handler has nobody in line, as `hub()` refused that handler's wait.
+        // SAFETY: a greenlet (`waiter`) is made only by a hub, as its main greenlet, or by a
+        // spawn, whose `hub()` found the hub installed (and, on Cortex-M, refused handler
+        // mode); a main greenlet is in no line before its hub is installed, as joining one
+        // goes through `hub()` too. The global is never cleared or freed, so the pointer is
+        // non-null and valid for good. The caller is in the thread mode that owns the hub,
+        // whatever safe code calls it: a greenlet's counts are neither `Send` nor `Sync`, so
+        // no interrupt handler (nor another core) holds one made in thread mode without
+        // `unsafe`, and a handler cannot make one, as `hub()` refuses it.
         unsafe { &*slot::get() }
     }
 }

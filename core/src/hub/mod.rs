@@ -442,6 +442,7 @@ impl Hub {
     /// killed it may be waiting with a timeout).
     #[cold]
     #[inline(never)]
+    #[allow(unsafe_code)] // the switch out: see the SAFETY comment
     fn due_interrupt_slow(&self, task: &Task) -> Result<(), Interrupted> {
         if self.in_callback.get() {
             return Err(Interrupted::Deadlock(alloc::string::String::from(
@@ -453,7 +454,9 @@ impl Hub {
             if task.kill_delivered.get() {
                 task.state.set(State::Runnable);
                 self.run_queue.push(self.current.queued());
-                self.switch_out(task);
+                let current = self.current_task();
+                // SAFETY: the running greenlet's header.
+                unsafe { self.switch_out(current) };
             }
             return Err(self.deliver_kill(task));
         }
@@ -495,13 +498,16 @@ impl Hub {
 
     /// Parks the current greenlet until something wakes it. `Ok` means a normal wake-up (the
     /// caller re-checks what it waits for); `Err` says why the wait was interrupted.
+    #[allow(unsafe_code)] // the switch out: see the SAFETY comment
     pub(crate) fn park(&self, kind: WaitKind) -> Result<(), Interrupted> {
         let task = self.current_task();
         self.due_interrupt(task)?;
         self.refuse_while_unwinding()?;
         task.state.set(State::Parked);
         task.waits_on.set(kind);
-        self.switch_out(task);
+        // SAFETY: `task` is the running greenlet's: read above, and a switch since (in
+        // `due_interrupt`) came back to it.
+        unsafe { self.switch_out(task) };
         match task.interrupt.take() {
             None => Ok(()),
             Some(why) => Err(self.interrupted(task, why)),
@@ -521,29 +527,41 @@ impl Hub {
     // return-stack-buffer entry the other greenlets overwrote: each such `ret` mispredicts,
     // which measured at ~18 ns per switch on the development machine.
     #[inline(always)]
+    #[allow(unsafe_code)] // the switch out: see the SAFETY comment
     pub(crate) fn yield_now(&self) -> Result<(), Interrupted> {
         let task = self.current_task();
         self.due_interrupt(task)?;
         self.refuse_while_unwinding()?;
         task.state.set(State::Runnable);
         self.run_queue.push(self.current.queued());
-        self.switch_out(task);
+        // SAFETY: `task` is the running greenlet's: read above, and a switch since (in
+        // `due_interrupt`) came back to it.
+        unsafe { self.switch_out(task) };
         // A kill or timeout that came while it waited its turn is delivered here.
         self.due_interrupt(task)
     }
 
+    /// Switches away from the running greenlet until something switches back to it.
+    ///
+    /// # Safety
+    ///
+    /// `task` is the running greenlet's header.
     #[inline(always)]
-    fn switch_out(&self, task: &Task) {
+    #[allow(unsafe_code)] // the switch: see the SAFETY comments
+    unsafe fn switch_out(&self, task: &Task) {
         // Handler mode was refused on the way to the hub (`hub()`), before anything changed.
         if task.is_main {
-            self.run_until_main_runs();
+            // SAFETY: main runs (the caller's contract): this is on its stack.
+            unsafe { self.run_until_main_runs() };
             return;
         }
+        // SAFETY: the caller's contract, and `task` is not main's.
         #[cfg(gevent_own_switch)]
-        if self.switch_directly(task) {
+        if unsafe { self.switch_directly(task) } {
             return;
         }
-        task.context.suspend(&self.loop_context);
+        // SAFETY: `task` is the running greenlet's (the caller's contract).
+        unsafe { task.context.suspend(&self.loop_context) };
     }
 
     /// Switches from the running greenlet (not main) straight to the next one in the run
@@ -555,9 +573,14 @@ impl Hub {
     ///
     /// A suspended greenlet in the run queue is runnable: only a running greenlet parks, and
     /// ending a suspended one (`abandon_live`) takes its context apart first.
+    ///
+    /// # Safety
+    ///
+    /// `task` is the running greenlet's header, and not main's.
     #[cfg(gevent_own_switch)]
     #[inline(always)]
-    fn switch_directly(&self, task: &Task) -> bool {
+    #[allow(unsafe_code)] // the switch: see the SAFETY comment
+    unsafe fn switch_directly(&self, task: &Task) -> bool {
         if self.slow.get() != 0 {
             return false;
         }
@@ -581,7 +604,8 @@ impl Hub {
         }
         self.resumes_since_check.set(n);
         next.task().state.set(State::Running);
-        self.current.switch_to(&task.context, next, to);
+        // SAFETY: `task` is the running greenlet's (the caller's contract).
+        unsafe { self.current.switch_to(&task.context, next, to) };
         true
     }
 
@@ -796,8 +820,13 @@ impl Hub {
     // --- the loop -------------------------------------------------------------------------
 
     /// Runs greenlets, timers and I/O until the main greenlet is at the front of the run queue.
+    ///
+    /// # Safety
+    ///
+    /// The main greenlet runs: this is on its stack, where the hub loop runs.
     #[inline(never)]
-    fn run_until_main_runs(&self) {
+    #[allow(unsafe_code)] // the resume: see the SAFETY comment
+    unsafe fn run_until_main_runs(&self) {
         if self.observed.get() {
             crate::events::switched(self, Some(self.main.task().id), None);
         }
@@ -822,7 +851,8 @@ impl Hub {
                 }
                 return;
             }
-            self.resume(t);
+            // SAFETY: main runs (the caller's contract).
+            unsafe { self.resume(t) };
             let n = self.resumes_since_check.get() + 1;
             if n >= CHECK_EVERY {
                 self.collect_events();
@@ -859,8 +889,15 @@ impl Hub {
         next.task().context.prefetch_stack();
     }
 
+    /// Resumes `t` if it is still runnable, starting it first if it never ran, and takes back
+    /// the stack of the greenlet that switched back if it returned.
+    ///
+    /// # Safety
+    ///
+    /// The main greenlet runs: this is on its stack, where the hub loop runs.
     #[inline(always)]
-    fn resume(&self, t: QueuedTask) {
+    #[allow(unsafe_code)] // the resume: see the SAFETY comments
+    unsafe fn resume(&self, t: QueuedTask) {
         let task = t.task();
         if task.state.get() != State::Runnable {
             return; // finished while queued (killed before it started)
@@ -870,14 +907,15 @@ impl Hub {
         }
         task.state.set(State::Running);
         let back = if self.slow.get() == 0 {
-            self.current.resume(t, &self.loop_context)
+            // SAFETY: main runs, and this is its hub's loop (the caller's contract).
+            unsafe { self.current.resume(t, &self.loop_context) }
         } else {
-            self.resume_slow(t)
+            // SAFETY: as above.
+            unsafe { self.resume_slow(t) }
         };
         // The greenlet that switched back: `t`, or one reached from it by direct switches.
         if let Some(back) = back {
-            if back.task().context.returned() {
-                let stack = back.task().context.take_finished_stack();
+            if let Some(stack) = back.task().context.take_stack_if_returned() {
                 self.stacks.give_back(stack);
                 // The loop's count of the greenlet that ended: the next spawn may reuse its
                 // node (moved in, no count touched).
@@ -929,9 +967,14 @@ impl Hub {
 
     /// [`CurrentSlot::resume`](switch::CurrentSlot::resume) with the rare work around it that
     /// the [`slow`] bits ask for.
+    ///
+    /// # Safety
+    ///
+    /// The main greenlet runs: this is on its stack, where the hub loop runs.
     #[cold]
     #[inline(never)]
-    fn resume_slow(&self, t: QueuedTask) -> Option<QueuedTask> {
+    #[allow(unsafe_code)] // the resume: see the SAFETY comment
+    unsafe fn resume_slow(&self, t: QueuedTask) -> Option<QueuedTask> {
         // Kept for the work after the switch: the greenlet may have given its count away.
         let keep = t.to_task_ref();
         let task = keep.task();
@@ -941,7 +984,8 @@ impl Hub {
         }
         #[cfg(feature = "tracing")]
         crate::events::tracing::enter(task);
-        let resumed = self.current.resume(t, &self.loop_context);
+        // SAFETY: main runs, and this is its hub's loop (the caller's contract).
+        let resumed = unsafe { self.current.resume(t, &self.loop_context) };
         #[cfg(feature = "tracing")]
         crate::events::tracing::exit(task);
         if self.observed.get() {

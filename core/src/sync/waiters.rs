@@ -98,7 +98,7 @@ impl Waiters {
         match self.line.pop_front_granted() {
             Some(t) => {
                 self.reserved += 1;
-                hub_of_waiter().notify_queued(t);
+                hub_of_waiter(&t).notify_queued(t);
                 true
             }
             None => false,

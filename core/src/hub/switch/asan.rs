@@ -49,33 +49,47 @@ pub(super) struct Fiber(*mut c_void);
 
 /// Tells ASan that the running context switches to the stack `to`; `ending`: for good (ASan
 /// frees what it kept for it).
+///
+/// # Safety
+///
+/// The caller's next action is the switch to the stack `to` (no code runs in between that
+/// ASan checks against the stacks' bounds), and, unless `ending`, its first action when
+/// something switches back to it is [`Fiber::finish`] on the value returned (which only this
+/// function makes).
 #[inline(always)]
-pub(super) fn start(to: Bounds, ending: bool) -> Fiber {
+pub(super) unsafe fn start(to: Bounds, ending: bool) -> Fiber {
     let mut fake_stack = ptr::null_mut();
     let save = if ending { ptr::null_mut() } else { &raw mut fake_stack };
-    // SAFETY: ASan's interface: `save` is null or a live local that the call writes, the
-    // bounds are those of the stack the caller's very next action switches to, and no code
-    // between this call and the switch touches the stack in a way ASan checks against them.
+    // SAFETY: ASan's interface: `save` is null or a live local that the call writes, and the
+    // bounds are those of the stack the caller switches to next (the caller's contract).
     unsafe { __sanitizer_start_switch_fiber(save, to.bottom as *const c_void, to.size) };
     Fiber(fake_stack)
 }
 
 impl Fiber {
-    /// Tells ASan that the context that called [`start`] runs again.
+    /// Tells ASan that the context that called [`start`] runs again: called there, as
+    /// `start`'s contract asks.
     #[inline(always)]
     pub(super) fn finish(self) {
         // SAFETY: `self.0` is what `start` stored for this very context, given back once
-        // (`Fiber` is neither `Copy` nor `Clone`); null outputs ask for nothing back.
+        // (`Fiber` is neither `Copy` nor `Clone`) as the context runs again (`start`'s
+        // caller's contract, which made this `Fiber`); null outputs ask for nothing back.
         unsafe { __sanitizer_finish_switch_fiber(self.0, ptr::null_mut(), ptr::null_mut()) };
     }
 }
 
 /// Tells ASan that a new context runs for the first time, and gives back the bounds of the
 /// stack it came from.
+///
+/// # Safety
+///
+/// The caller is the first code of a context that runs for the first time, switched to after
+/// a [`start`] with its stack's bounds, and calls this before anything else.
 #[inline(always)]
-pub(super) fn entered() -> Bounds {
+pub(super) unsafe fn entered() -> Bounds {
     let (mut bottom, mut size) = (ptr::null(), 0usize);
-    // SAFETY: a first run has no saved fake stack (null); the outputs are live locals.
+    // SAFETY: a first run (the caller's contract) has no saved fake stack (null); the outputs
+    // are live locals.
     unsafe { __sanitizer_finish_switch_fiber(ptr::null_mut(), &raw mut bottom, &raw mut size) };
     Bounds { bottom: bottom as usize, size }
 }

@@ -95,10 +95,15 @@ impl Context {
     }
 
     /// Runs the greenlet until it suspends or returns.
+    ///
+    /// # Safety
+    ///
+    /// The caller runs on the main greenlet's stack, the hub loop's, not inside a greenlet.
     #[inline(always)]
-    pub(crate) fn resume(&self, _: &LoopContext) {
-        // SAFETY: the hub loop is the only caller and does not call this reentrantly, so this is
-        // the only reference into the cell while it lives (module invariants).
+    pub(crate) unsafe fn resume(&self, _: &LoopContext) {
+        // SAFETY: the caller is the hub loop (its contract), which does not call this
+        // reentrantly (a greenlet cannot run the loop), so this is the only reference into the
+        // cell while it lives (module invariants).
         let coroutine = unsafe { &mut *self.coroutine.get() };
         let coroutine = coroutine.as_mut().expect("resume of a greenlet without a coroutine");
         crate::stack::before_resume(|| self.region.get());
@@ -107,32 +112,38 @@ impl Context {
         self.returned.set(returned);
     }
 
-    /// Whether the coroutine returned at its last resume.
-    pub(crate) fn returned(&self) -> bool {
-        self.returned.get()
-    }
-
     /// Switches from the running greenlet back to the hub loop.
+    ///
+    /// # Safety
+    ///
+    /// This is the running greenlet's context: its yielder is used from the running stack.
     #[inline(always)]
-    pub(crate) fn suspend(&self, _: &LoopContext) {
+    pub(crate) unsafe fn suspend(&self, _: &LoopContext) {
         let marker = 0u8;
         self.suspended_sp.set(core::ptr::addr_of!(marker) as usize);
         let yielder = self.yielder.get();
         assert!(!yielder.is_null(), "suspend of a greenlet that is not running");
         // SAFETY: the yielder lives on this coroutine's stack for as long as the coroutine runs,
-        // and `suspend` is only called by the greenlet itself, i.e. from that stack.
+        // and this is the running greenlet's context (the caller's contract), so the call is
+        // made from that stack.
         preserving_fp_registers(|| unsafe { (*yielder).suspend(()) })
     }
 
-    /// After the coroutine returned: takes its stack back for reuse.
-    pub(crate) fn take_finished_stack(&self) -> PooledStack {
-        // SAFETY: called by the hub loop once the greenlet has switched away for the last time (`returned`); no other reference
-        // into the cell exists.
+    /// Takes the greenlet's stack back for reuse if its coroutine returned at its last resume;
+    /// `None`, changing nothing, otherwise.
+    #[inline(always)]
+    pub(crate) fn take_stack_if_returned(&self) -> Option<PooledStack> {
+        if !self.returned.replace(false) {
+            return None;
+        }
+        // SAFETY: only the hub loop touches the cell, never reentrantly, and the loop is not
+        // in `resume` while it runs this (module invariants), so no other reference into it
+        // exists.
         let coroutine = unsafe { (*self.coroutine.get()).take() };
-        self.returned.set(false);
         self.region.set(None);
         self.yielder.set(ptr::null());
-        coroutine.expect("a finished greenlet has its coroutine").into_stack()
+        // A returned coroutine is done: `into_stack` gives its stack back.
+        coroutine.map(Coroutine::into_stack)
     }
 
     /// Forgets a greenlet that could not be brought to an end at shutdown: its stack and the

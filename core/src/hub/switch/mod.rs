@@ -136,8 +136,13 @@ impl CurrentSlot {
     /// Runs the greenlet `t` as the current one until a greenlet (`t` or one `t` switched to
     /// directly, see [`CurrentSlot::switch_to`]) switches back to the hub loop. Gives back what
     /// is left of the count lent to that greenlet: always a count when it returned.
+    ///
+    /// # Safety
+    ///
+    /// The caller is the hub loop of this slot's hub, on the main greenlet's stack, and `from`
+    /// is that hub's loop context.
     #[inline(always)]
-    pub(crate) fn resume(&self, t: QueuedTask, from: &LoopContext) -> Option<QueuedTask> {
+    pub(crate) unsafe fn resume(&self, t: QueuedTask, from: &LoopContext) -> Option<QueuedTask> {
         /// Points the slot back at the resumer and takes the lent count back even if a panic
         /// unwinds out of the greenlet (the library catches user panics inside it; this covers
         /// its own bugs), so the slot never names a greenlet that may be freed, nor lends the
@@ -160,8 +165,9 @@ impl CurrentSlot {
         debug_assert!(self.lent_is_empty());
         core::mem::forget(self.lent.replace(Some(t)));
         // SAFETY: the greenlet is alive until the switch: `lent` holds its count, and nothing
-        // runs between here and the switch. After it, only `lent` is read.
-        unsafe { &node.as_ref().task }.context.resume(from);
+        // runs between here and the switch. After it, only `lent` is read. The resume comes
+        // from the hub loop, on main's stack (the caller's contract).
+        unsafe { node.as_ref().task.context.resume(from) };
         let back = self.lent.take();
         drop(restore);
         back
@@ -171,9 +177,13 @@ impl CurrentSlot {
     /// popped from the run queue, whose suspended context `to` was taken from. `next` becomes
     /// the current greenlet with its entry's count lent to it. Returns when something switches
     /// back to the caller.
+    ///
+    /// # Safety
+    ///
+    /// `from` is the running greenlet's context.
     #[cfg(gevent_own_switch)]
     #[inline(always)]
-    pub(crate) fn switch_to(&self, from: &Context, next: QueuedTask, to: SuspendedSp) {
+    pub(crate) unsafe fn switch_to(&self, from: &Context, next: QueuedTask, to: SuspendedSp) {
         // Not the running greenlet: that one's context is not suspended.
         self.ptr.set(next.node());
         // What is left of the running greenlet's loan: not its last count, which the live list
@@ -183,7 +193,8 @@ impl CurrentSlot {
         if left.is_some() {
             drop_cold(left);
         }
-        from.switch_to(to);
+        // SAFETY: `from` is the running greenlet's context (the caller's contract).
+        unsafe { from.switch_to(to) };
     }
 }
 
@@ -196,7 +207,7 @@ fn drop_cold<T>(value: T) {
 }
 
 /// Runs the greenlet `me` to its end, on its own stack: its body, its `finish`, and the hand
-/// over of the live list's count of it to the hub loop ([`CurrentSlot::lend_back`]). Gives
+/// over of the live list's count of it to the hub loop ([`CurrentSlot::lend_back`]).
 ///
 /// The greenlet's own frames hold no count of it: the live list's keeps it alive, from its
 /// spawn until its finish, and only this function finishes a greenlet that started (a kill

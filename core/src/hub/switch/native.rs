@@ -10,10 +10,13 @@
 //!   while that context is suspended, and 0 otherwise: only the context itself stores it, in
 //!   the switch that suspends it, and a switch *to* it takes it (leaving 0) before switching,
 //!   and refuses a 0 (a direct switch takes "not 0" as "suspended", and switches through the
-//!   loop otherwise). Greenlets are switched to from the run queue only (by the loop, or by
-//!   the running greenlet directly). The loop's context is switched to only by the running greenlet, while
-//!   the loop waits in its own switch into the first greenlet of a chain of direct switches:
-//!   exactly one greenlet of the chain switches back to it.
+//!   loop otherwise). A greenlet that returned is the exception: its last switch saves a
+//!   stack pointer that nothing continues, which the loop clears as it takes the stack back,
+//!   and meanwhile it is in no run queue. Greenlets are switched to from the run queue only
+//!   (by the loop, or by the running greenlet directly). The loop's context is switched to
+//!   only by the running greenlet, while the loop waits in its own switch into the first
+//!   greenlet of a chain of direct switches: exactly one greenlet of the chain switches back
+//!   to it.
 //! - A greenlet's stack stays owned by its `Context` (`stack`) from its start until the hub
 //!   loop takes it back after the greenlet switched away for the last time (`returned`), or
 //!   forever if it is abandoned: the stack a suspended context's `sp` points into is alive.
@@ -125,32 +128,47 @@ impl Context {
 
     /// Switches from the hub loop (`from`) into the greenlet until a greenlet switches back
     /// (this one, or one it switched to directly).
+    ///
+    /// # Safety
+    ///
+    /// The caller runs on the main greenlet's stack, the hub loop's, whose context `from` is:
+    /// no switch saved that context, so its slot is free for this one.
     #[inline(always)]
-    pub(crate) fn resume(&self, from: &LoopContext) {
+    pub(crate) unsafe fn resume(&self, from: &LoopContext) {
         crate::stack::before_resume(|| self.stack_region());
         let to = self.sp.replace(0);
         assert!(to != 0, "resume of a greenlet that is not suspended");
         #[cfg(gevent_switch_asan)]
-        let fiber = asan::start(asan::Bounds::of(self.stack_region()), false);
+        // SAFETY: the switch below goes to this greenlet's stack, and `finish` follows it.
+        let fiber = unsafe { asan::start(asan::Bounds::of(self.stack_region()), false) };
         // SAFETY: `to` is this suspended greenlet's saved stack pointer on its live stack
         // (module invariants; a greenlet that is running, not started or ended has 0, refused
-        // above), and `from.sp` is the loop's slot, which nothing else writes.
+        // above), and `from.sp` is the slot of the running loop context (the caller's
+        // contract), which nothing else writes while it runs.
         unsafe { arch::switch(from.sp.as_ptr(), to) };
         #[cfg(gevent_switch_asan)]
         fiber.finish();
     }
 
     /// Switches from the running greenlet back to the hub loop, until it is resumed.
+    ///
+    /// # Safety
+    ///
+    /// This is the running greenlet's context: the switch saves the running code's stack
+    /// pointer in it.
     #[inline(always)]
-    pub(crate) fn suspend(&self, to: &LoopContext) {
+    pub(crate) unsafe fn suspend(&self, to: &LoopContext) {
         let loop_sp = to.sp.replace(0);
         assert!(loop_sp != 0, "suspend of a greenlet that the hub loop did not resume");
         // A greenlet that returned switches away for good.
         #[cfg(gevent_switch_asan)]
-        let fiber = asan::start(to.bounds.get(), self.returned.get());
+        // SAFETY: the switch below goes to the loop's stack (the thread's, learnt by `entry`),
+        // and `finish` follows it unless the greenlet returned, which is never switched back to.
+        let fiber = unsafe { asan::start(to.bounds.get(), self.returned.get()) };
         // SAFETY: the loop's saved stack pointer is set only while the loop waits in its
         // switch into a greenlet, the running one (module invariants), so it is a suspended
-        // context on the main greenlet's live stack; `self.sp` is this greenlet's own slot.
+        // context on the main greenlet's live stack; `self.sp` is the running greenlet's own
+        // slot (the caller's contract).
         unsafe { arch::switch(self.sp.as_ptr(), loop_sp) };
         #[cfg(gevent_switch_asan)]
         fiber.finish();
@@ -176,33 +194,40 @@ impl Context {
 
     /// The second half: switches from this running greenlet to the context `to` was taken
     /// from, until something switches back.
+    ///
+    /// # Safety
+    ///
+    /// This is the running greenlet's context: the switch saves the running code's stack
+    /// pointer in it.
     #[inline(always)]
-    pub(crate) fn switch_to(&self, to: SuspendedSp) {
+    pub(crate) unsafe fn switch_to(&self, to: SuspendedSp) {
         #[cfg(gevent_switch_asan)]
-        let fiber = asan::start(asan::Bounds::of(to.1), false);
+        // SAFETY: the switch below goes to the stack of the context `to` was taken from, and
+        // `finish` follows it.
+        let fiber = unsafe { asan::start(asan::Bounds::of(to.1), false) };
         // SAFETY: `to` holds a saved stack pointer that `take_if_suspended` took out of its
         // context (which refused a 0), so it is that suspended context's, on its live stack
         // (module invariants), and since `SuspendedSp` is neither `Copy` nor `Clone` and only
-        // made there, it is continued once; `self.sp` is this running greenlet's own slot.
+        // made there, it is continued once; `self.sp` is the running greenlet's own slot (the
+        // caller's contract).
         unsafe { arch::switch(self.sp.as_ptr(), to.0) };
         #[cfg(gevent_switch_asan)]
         fiber.finish();
     }
 
-    /// Whether the greenlet switched away for the last time (its body returned).
-    pub(crate) fn returned(&self) -> bool {
-        self.returned.get()
-    }
-
-    /// After the greenlet returned: takes its stack back for reuse.
-    pub(crate) fn take_finished_stack(&self) -> PooledStack {
-        debug_assert!(self.returned.get());
-        self.returned.set(false);
+    /// Takes the greenlet's stack back for reuse if it switched away for the last time (its
+    /// body returned); `None`, changing nothing, otherwise.
+    #[inline(always)]
+    pub(crate) fn take_stack_if_returned(&self) -> Option<PooledStack> {
+        if !self.returned.replace(false) {
+            return None;
+        }
         self.sp.set(0);
-        // SAFETY: called by the hub loop once the greenlet has switched away for the last time
-        // (`returned`), no other reference
-        // into the cell exists, and the greenlet runs on it no more.
-        unsafe { (*self.stack.get()).take() }.expect("a finished greenlet has its stack")
+        // SAFETY: `returned` is set only by the greenlet's `entry`, which then only switches
+        // away for the last time; code that runs (and so calls this) is not on that stack,
+        // which holds no live frame, whoever the caller is. No reference into the cell
+        // exists (module invariants).
+        unsafe { (*self.stack.get()).take() }
     }
 
     /// Forgets a greenlet that could not be brought to an end at shutdown: its stack and the
@@ -227,7 +252,9 @@ impl Context {
 unsafe extern "C" fn entry(arg: usize) -> ! {
     // The loop starts every greenlet: a first run comes from the thread's stack.
     #[cfg(gevent_switch_asan)]
-    let loop_stack = asan::entered();
+    // SAFETY: this is a greenlet's first code on its first run, which the loop's `resume`
+    // switched to after its `start`.
+    let loop_stack = unsafe { asan::entered() };
     // SAFETY: `Context::start` wrote an `EntryArg` at `arg`, and nothing else writes there.
     let EntryArg { me, hub } = unsafe { core::ptr::read(arg as *const EntryArg) };
     // SAFETY: the hub whose loop started this greenlet is the thread's (`Context::start`'s
@@ -249,6 +276,7 @@ unsafe extern "C" fn entry(arg: usize) -> ! {
     // current greenlet is still this one: nothing switched since.
     let context = unsafe { &*context };
     context.returned.set(true);
-    context.suspend(hub.loop_context());
+    // SAFETY: the current greenlet's context, this one's (see above).
+    unsafe { context.suspend(hub.loop_context()) };
     unreachable!("a greenlet that returned was resumed")
 }
