@@ -72,8 +72,8 @@ unsafe extern "C" fn trampoline() -> ! {
 }
 
 /// Writes the first frame of a context on the stack whose top is `top`, so that switching to
-/// the stack pointer it returns calls `entry(arg)`. Gives back the stack pointer and where
-/// the `ARG_SPACE` bytes above the frame start (for the caller's argument).
+/// the stack pointer it returns calls `entry(arg)`; the `ARG_SPACE` bytes above the frame
+/// (found by [`arg_slot`]) are left for the caller's argument.
 ///
 /// # Safety
 ///
