@@ -36,8 +36,13 @@ impl Drop for Inside {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
-    /// Whatever the interleaving, a FIFO queue hands out items in the order the puts completed,
+    /// Whatever the interleaving, a FIFO queue hands out items in the order the puts completed
+    /// (each consumer receives them in that order; a single consumer receives them all in it),
     /// loses none and duplicates none, and never holds more than its bound.
+    ///
+    /// Across consumers, the order in which their gets *return* is the scheduler's: an item put
+    /// while a consumer waits is that consumer's at once, and another consumer that runs first
+    /// can return a later item before it.
     #[test]
     fn a_fifo_queue_keeps_put_order_under_random_interleavings(
         maxsize in 1usize..5,
@@ -48,6 +53,7 @@ proptest! {
             let queue = Rc::new(Queue::bounded(maxsize));
             let put_order = Rc::new(RefCell::new(Vec::new()));
             let got_order = Rc::new(RefCell::new(Vec::new()));
+            let got_by_consumer = Rc::new(RefCell::new(vec![Vec::new(); consumer_pauses.len()]));
             let most = Rc::new(Cell::new(0));
             let producer_handles: Vec<_> = producers.iter().enumerate().map(|(p, pauses)| {
                 let (queue, put_order, most) = (queue.clone(), put_order.clone(), most.clone());
@@ -61,8 +67,8 @@ proptest! {
                     }
                 })
             }).collect();
-            let consumer_handles: Vec<_> = consumer_pauses.iter().map(|pauses| {
-                let (queue, got_order) = (queue.clone(), got_order.clone());
+            let consumer_handles: Vec<_> = consumer_pauses.iter().enumerate().map(|(c, pauses)| {
+                let (queue, got_order, mine) = (queue.clone(), got_order.clone(), got_by_consumer.clone());
                 let pauses = pauses.clone();
                 spawn(move || {
                     let mut turn = 0;
@@ -70,7 +76,10 @@ proptest! {
                         pause(pauses[turn % pauses.len()]).unwrap();
                         turn += 1;
                         match queue.get() {
-                            Ok(item) => got_order.borrow_mut().push(item),
+                            Ok(item) => {
+                                got_order.borrow_mut().push(item);
+                                mine.borrow_mut()[c].push(item);
+                            }
                             Err(GetError::Closed) => return,
                             Err(e) => panic!("unexpected {e}"),
                         }
@@ -83,10 +92,17 @@ proptest! {
             let total: usize = producers.iter().map(Vec::len).sum();
             assert_eq!(got_order.borrow().len(), total);
             assert!(most.get() <= maxsize);
-            // Items leave in the order they entered: the get order is the put order.
-            let mut got_sorted_by_put = got_order.borrow().clone();
-            got_sorted_by_put.sort_by_key(|item| put_order.borrow().iter().position(|p| p == item));
-            assert_eq!(*got_order.borrow(), got_sorted_by_put);
+            // Items leave in the order they entered: each consumer's get order is the put order.
+            let put_position = |item: &(usize, usize)| put_order.borrow().iter().position(|p| p == item);
+            for got in got_by_consumer.borrow().iter() {
+                let mut sorted_by_put = got.clone();
+                sorted_by_put.sort_by_key(put_position);
+                assert_eq!(*got, sorted_by_put);
+            }
+            let mut all = got_order.borrow().clone();
+            all.sort_by_key(put_position);
+            all.dedup();
+            assert_eq!(all, *put_order.borrow(), "every item got once");
         });
     }
 

@@ -71,10 +71,77 @@ fn getters_are_served_in_arrival_order() {
         for item in ["a", "b", "c", "d"] {
             queue.put(item).unwrap();
         }
-        // A greenlet arriving now does not take an item already reserved for a waiter.
+        // A greenlet arriving now does not take an item already handed to a waiter.
         assert_eq!(queue.try_get(), Err(GetError::Empty));
         joinall(&getters).unwrap();
         assert_eq!(*order.borrow(), [(0, "a"), (1, "b"), (2, "c"), (3, "d")]);
+    });
+}
+
+#[test]
+fn an_item_put_while_a_getter_waits_is_that_getters_even_if_another_runs_first() {
+    sim::run(|| {
+        let queue = Rc::new(Queue::new());
+        let q = queue.clone();
+        let waiting = spawn(move || q.get());
+        yield_now().unwrap();
+        // Queued to run before `waiting` is woken, so it runs first.
+        let q = queue.clone();
+        let later = spawn(move || q.get());
+        queue.put(1).unwrap();
+        queue.put(2).unwrap();
+        assert_eq!(queue.len(), 1, "the first item went straight to the waiting getter");
+        assert_eq!((*later).get(), Ok(Ok(2)));
+        assert_eq!((*waiting).get(), Ok(Ok(1)), "the getter that asked first gets the first item");
+    });
+}
+
+#[test]
+fn an_item_a_killed_getter_gives_back_is_got_first_in_fifo_and_last_in_lifo_order() {
+    sim::run(|| {
+        let fifo = Rc::new(Queue::new());
+        let lifo = Rc::new(LifoQueue::new());
+        let (f, l) = (fifo.clone(), lifo.clone());
+        let getters = [spawn(move || f.get()), spawn(move || l.get())];
+        yield_now().unwrap();
+        for g in &getters {
+            g.kill_nowait();
+        }
+        // Delivered to the killed getters before they run, then more items.
+        for i in 1..=3 {
+            fifo.put(i).unwrap();
+            lifo.put(i).unwrap();
+        }
+        assert_eq!((fifo.len(), lifo.len()), (2, 2));
+        for g in &getters {
+            assert_eq!((**g).get(), Ok(Err(GetError::Interrupted(Interrupted::Killed))));
+        }
+        let fifo_out: Vec<_> = (0..3).map(|_| fifo.get().unwrap()).collect();
+        let lifo_out: Vec<_> = (0..3).map(|_| lifo.get().unwrap()).collect();
+        assert_eq!(fifo_out, [1, 2, 3], "the oldest item first");
+        assert_eq!(lifo_out, [3, 2, 1], "the oldest item last");
+    });
+}
+
+#[test]
+fn a_slot_a_putter_was_given_goes_to_the_next_putter_when_its_item_goes_to_a_getter() {
+    sim::run(|| {
+        let queue = Rc::new(Queue::bounded(1));
+        queue.put(0).unwrap();
+        let q = queue.clone();
+        let first = spawn(move || q.put(1));
+        yield_now().unwrap();
+        // The get frees the slot and gives it to `first`, which has not run yet; the getter
+        // then waits again, so `first`'s item goes straight to it and takes no slot.
+        let q = queue.clone();
+        let getter = spawn(move || (q.get().unwrap(), q.get().unwrap()));
+        yield_now().unwrap();
+        let q = queue.clone();
+        let second = spawn(move || q.put(2));
+        joinall((&first, &getter, &second)).unwrap();
+        assert_eq!(getter.get(), Ok((0, 1)));
+        assert_eq!((*second).get(), Ok(Ok(())), "the slot went on to the second putter");
+        assert_eq!(queue.get(), Ok(2));
     });
 }
 

@@ -181,6 +181,16 @@ pub(crate) struct Task {
 }
 
 impl Task {
+    /// Takes the interruption that woke it, if any. Peeked first: a normal wake-up, the usual
+    /// one, then writes nothing back.
+    #[inline(always)]
+    #[allow(unsafe_code)] // the peek: see the SAFETY comment
+    pub(crate) fn take_interrupt(&self) -> Option<Interrupted> {
+        // SAFETY: `Cell` never hands out a reference into its value and a task is not `Sync`,
+        // so nothing writes the cell during this read, which copies nothing out.
+        if unsafe { (*self.interrupt.as_ptr()).is_none() } { None } else { self.interrupt.take() }
+    }
+
     #[inline(always)]
     pub(crate) fn new(
         id: u64,

@@ -498,8 +498,16 @@ impl Hub {
 
     /// Parks the current greenlet until something wakes it. `Ok` means a normal wake-up (the
     /// caller re-checks what it waits for); `Err` says why the wait was interrupted.
-    #[allow(unsafe_code)] // the switch out: see the SAFETY comment
     pub(crate) fn park(&self, kind: WaitKind) -> Result<(), Interrupted> {
+        self.park_inline(kind)
+    }
+
+    /// [`Hub::park`] inlined into the caller, for the hot waits (a join, a queue's get): no
+    /// call, no prologue, and the wait kind and outcome stay in registers instead of passing
+    /// through memory.
+    #[inline(always)]
+    #[allow(unsafe_code)] // the switch out: see the SAFETY comment
+    pub(crate) fn park_inline(&self, kind: WaitKind) -> Result<(), Interrupted> {
         let task = self.current_task();
         self.due_interrupt(task)?;
         self.refuse_while_unwinding()?;
@@ -508,7 +516,7 @@ impl Hub {
         // SAFETY: `task` is the running greenlet's: read above, and a switch since (in
         // `due_interrupt`) came back to it.
         unsafe { self.switch_out(task) };
-        match task.interrupt.take() {
+        match task.take_interrupt() {
             None => Ok(()),
             Some(why) => Err(self.interrupted(task, why)),
         }

@@ -13,12 +13,14 @@
 //! an interruption for the end of the stream: `queue.iter().collect::<Result<Vec<_>, _>>()`
 //! is `Ok` only if the queue was closed.
 //!
-//! Blocked getters and putters are served in arrival order: an item (or a free slot) that
-//! appears while greenlets wait is reserved for the first of them before it runs, so a greenlet
-//! arriving meanwhile cannot take it. Between two greenlets a put or get that does not block is
+//! Blocked getters and putters are served in arrival order: an item put while getters wait is
+//! handed to the first of them directly (it never enters the queue), and a slot that frees
+//! while putters wait is reserved for the first of them before it runs, so a greenlet arriving
+//! meanwhile can take neither. Between two greenlets a put or get that does not block is
 //! a few pointer moves; a bounded queue allocates nothing per item after it is created.
 
 mod channel;
+mod get;
 mod order;
 
 use core::cell::{RefCell, RefMut};
@@ -35,6 +37,7 @@ use crate::error::Interrupted;
 use crate::greenlet::DeadlineTimer;
 use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::hub::hub;
+use crate::sync::takers::Takers;
 use crate::sync::waiters::{Refused, Side, Status, Wait, Waiters, reserve_then, wake_all};
 use crate::time::Instant;
 use crate::wait_list::WaitList;
@@ -128,7 +131,8 @@ impl core::error::Error for TaskDoneError {}
 struct State<T, O> {
     items: O,
     maxsize: Option<usize>,
-    getters: Waiters,
+    /// Getters wait only while the queue is empty: a put hands them its item directly.
+    getters: Takers<T>,
     putters: Waiters,
     peekers: WaitList<TaskRef>,
     closed: bool,
@@ -139,49 +143,37 @@ struct State<T, O> {
 }
 
 impl<T, O: QueueOrder<T>> State<T, O> {
-    /// Items not reserved for woken getters.
-    fn unreserved_items(&self) -> usize {
-        self.items.len() - self.getters.reserved()
+    /// Adds a put item: to the first waiting getter, or to the queue.
+    #[inline(always)]
+    fn add(&mut self, item: T) {
+        // A getter waits only while the queue is empty: it takes the item straight from the
+        // put.
+        match self.getters.deliver(item) {
+            // The item took no slot: one the put had reserved may be free for the next putter.
+            Ok(()) => Putters::hand_on(self),
+            Err(item) => {
+                self.items.push(item);
+                if !self.peekers.is_empty() {
+                    wake_all(&mut self.peekers);
+                }
+            }
+        }
+    }
+
+    /// Takes back an item delivered to a getter that was interrupted before it ran: the next
+    /// getter in line gets it, or it goes back into the queue where a get finds it first
+    /// ([`QueueOrder::unget`]). It had left the queue, so a bounded queue can hold one item
+    /// more than its bound until a get takes it; puts meanwhile wait as for a full queue.
+    fn give_back(&mut self, item: T) {
+        if let Err(item) = self.getters.deliver(item) {
+            self.items.unget(item);
+            wake_all(&mut self.peekers);
+        }
     }
 
     fn has_room(&self) -> bool {
         self.maxsize.is_none_or(|max| self.items.len() + self.putters.reserved() < max)
     }
-}
-
-/// The getters of a queue: their unit is an item.
-struct Getters<T, O>(PhantomData<(T, O)>);
-
-impl<T, O: QueueOrder<T>> Side for Getters<T, O> {
-    type State = State<T, O>;
-    const KIND: WaitKind = WaitKind::Other(&"an item in an empty queue (a get)");
-
-    fn waiters(s: &mut State<T, O>) -> &mut Waiters {
-        &mut s.getters
-    }
-
-    fn status(s: &State<T, O>) -> Status {
-        // Closing does not take the items: they are drained first.
-        if s.unreserved_items() > 0 {
-            Status::Free
-        } else if s.closed {
-            Status::Closed
-        } else {
-            Status::Unavailable
-        }
-    }
-
-    #[inline]
-    fn hand_on(s: &mut State<T, O>) {
-        // Whether anybody waits first: the usual answer (nobody) then costs one test.
-        if !s.getters.is_empty() && s.unreserved_items() > 0 {
-            s.getters.hand_off();
-        }
-    }
-
-    /// An item reserved for a getter stays in the queue for it: closing drains, it does not
-    /// take items, and nothing else takes back a put item.
-    const RESERVATION_HOLDS: bool = true;
 }
 
 /// The putters of a queue: their unit is a free slot.
@@ -265,7 +257,7 @@ impl<T, O: QueueOrder<T>> GenericQueue<T, O> {
             state: RefCell::new(State {
                 items,
                 maxsize,
-                getters: Waiters::new(),
+                getters: Takers::new(),
                 putters: Waiters::new(),
                 peekers: WaitList::new(),
                 closed: false,
@@ -421,12 +413,8 @@ impl<T, O: QueueOrder<T>> GenericQueue<T, O> {
             #[inline(always)]
             move |got| match got {
                 Ok(mut s) => {
-                    s.items.push(item);
                     s.unfinished += 1;
-                    Getters::hand_on(&mut s);
-                    if !s.peekers.is_empty() {
-                        wake_all(&mut s.peekers);
-                    }
+                    s.add(item);
                     Ok(())
                 }
                 Err(Refused::Closed) => Err(PutError::Closed(item)),
@@ -437,22 +425,24 @@ impl<T, O: QueueOrder<T>> GenericQueue<T, O> {
     }
 
     fn get_with(&self, wait: Wait) -> Result<T, GetError> {
-        reserve_then::<Getters<T, O>, _>(
-            &self.state,
-            wait,
-            #[inline(always)]
-            |got| match got {
-                Ok(s) => Ok(Self::pop(s)),
-                Err(Refused::Closed) => Err(GetError::Closed),
-                Err(Refused::Unavailable) => Err(GetError::Empty),
-                Err(Refused::Interrupted(why)) => Err(GetError::Interrupted(why)),
-            },
-        )
+        let s = self.state.borrow_mut();
+        if !s.items.is_empty() {
+            return Ok(Self::pop(s));
+        }
+        // Closing drains: only an empty queue reports it.
+        if s.closed {
+            return Err(GetError::Closed);
+        }
+        match wait {
+            Wait::No => Err(GetError::Empty),
+            Wait::Until(deadline) => get::wait_for_item(&self.state, s, deadline),
+        }
     }
 
+    /// Takes the next item of a queue that has one, and gives its slot to a waiting putter.
     #[inline]
     fn pop(mut s: RefMut<'_, State<T, O>>) -> T {
-        let item = s.items.pop().expect("an unreserved or claimed item is there");
+        let item = s.items.pop().expect("the queue has an item: tested by the caller");
         Putters::hand_on(&mut s);
         item
     }

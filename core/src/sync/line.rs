@@ -14,7 +14,7 @@
 use core::cell::Cell;
 use core::marker::PhantomPinned;
 use core::pin::Pin;
-use core::ptr;
+use core::ptr::{self, NonNull};
 
 use crate::hub::QueuedTask;
 
@@ -158,6 +158,19 @@ impl Line {
         // that linked it.
         let place = unsafe { &*self.head };
         Some(self.unlink_head(place))
+    }
+
+    /// [`pop_front`](Self::pop_front) that also gives the popped place's address, for a line
+    /// whose places are parts of larger structures that the popper fills in (a getter's slot).
+    /// The place is out of line, so the address is good only as long as its owner keeps it
+    /// alive: until the owner's greenlet runs again, while the popper does not switch.
+    #[inline]
+    #[allow(unsafe_code)] // see the SAFETY comment
+    pub(crate) fn pop_front_place(&mut self) -> Option<(NonNull<Place>, QueuedTask)> {
+        let head = NonNull::new(self.head.cast_mut())?;
+        // SAFETY: as in `pop_front`.
+        let t = self.unlink_head(unsafe { head.as_ref() });
+        Some((head, t))
     }
 
     /// [`pop_front`](Self::pop_front) for a hand-off: the popped place is marked granted

@@ -1,6 +1,6 @@
 //! The reserve-or-wait mechanism of the queues, the channel and the semaphores: one side of a
-//! primitive (the getters of a queue, its putters, the acquirers of a semaphore) takes a unit
-//! (an item, a slot, a permit) if one is free, or waits in line for one.
+//! primitive (the putters of a queue, the getters of a channel, the acquirers of a semaphore)
+//! takes a unit (a slot, an offer, a permit) if one is free, or waits in line for one.
 //!
 //! Fairness without allocation: when a unit becomes free while greenlets wait, the first waiter
 //! is popped and the unit is *reserved* for it before it runs, so a greenlet that arrives
@@ -59,10 +59,6 @@ pub(crate) trait Side {
     /// does when a unit becomes free). Called by the primitive when a unit comes free, and here
     /// when an interrupted waiter gives up the unit that was reserved for it.
     fn hand_on(s: &mut Self::State);
-    /// Whether a unit reserved for a waiter stays its own whatever happens before it runs
-    /// (neither a close nor the primitive takes it back), so that a woken waiter that finds
-    /// its reservation takes it without looking at the state again.
-    const RESERVATION_HOLDS: bool = false;
 }
 
 /// Blocked greenlets of one side, and the units reserved for those already woken.
@@ -183,9 +179,6 @@ fn wait_turn<'a, P: Side, O>(
         let granted = place.take_grant();
         if granted {
             P::waiters(&mut s).reserved -= 1;
-            if P::RESERVATION_HOLDS && parked.is_ok() {
-                break Ok(s);
-            }
         }
         if let Err(why) = parked {
             drop(P::waiters(&mut s).line.remove(&place));

@@ -1,0 +1,101 @@
+//! The waiting part of a queue's get: in line as a [`Taker`], until a put delivers an item
+//! into its slot (see [`crate::sync::takers`]), the queue closes, or the deadline passes.
+
+use core::cell::{RefCell, RefMut};
+use core::pin::{Pin, pin};
+
+use super::{GenericQueue, GetError, QueueOrder, State};
+use crate::greenlet::DeadlineTimer;
+use crate::greenlet::task::WaitKind;
+use crate::hub::hub;
+use crate::sync::takers::Taker;
+use crate::time::Instant;
+
+/// What a getter waits on, for `LoopExit` reports and greenlet dumps.
+const KIND: WaitKind = WaitKind::Other(&"an item in an empty queue (a get)");
+
+/// Waits in line for an item; `s` is the borrow of `state` that found the queue empty and
+/// open (one borrow, not two, on the way into the wait). Out of line: the get that finds an
+/// item stays small.
+#[inline(never)]
+#[allow(unsafe_code)] // see the SAFETY comments
+pub(super) fn wait_for_item<'a, T, O: QueueOrder<T>>(
+    state: &'a RefCell<State<T, O>>,
+    mut s: RefMut<'a, State<T, O>>,
+    deadline: Option<Instant>,
+) -> Result<T, GetError> {
+    let hub = hub();
+    let timer = DeadlineTimer::arm(deadline);
+    let waiting = pin!(Waiting { state, taker: Taker::new() });
+    let taker = waiting.as_ref().project_taker();
+    // SAFETY: the taker is new, so in no line; it is pinned, and `Waiting`'s drop takes it out
+    // of the line before it is dropped, on every way out of this function (an unwind included).
+    unsafe { s.getters.push_back(taker, hub.current_queued()) };
+    drop(s);
+    loop {
+        let parked = hub.park_inline(KIND);
+        // A put delivered an item, and took the taker out of line.
+        if let Some(item) = taker.take_item() {
+            return match parked {
+                Ok(()) => Ok(item),
+                Err(why) => {
+                    // Interrupted before it ran: the item goes to the next getter or back
+                    // into the queue, not down with this one.
+                    state.borrow_mut().give_back(item);
+                    Err(GetError::Interrupted(why))
+                }
+            };
+        }
+        let mut s = state.borrow_mut();
+        let end = match parked {
+            Err(why) => Err(GetError::Interrupted(why)),
+            // Closing drains: items go first.
+            Ok(()) if !s.items.is_empty() => Ok(()),
+            Ok(()) if s.closed => Err(GetError::Closed),
+            Ok(()) if timer.expired() => Err(GetError::Empty),
+            Ok(()) => {
+                if !taker.is_linked() {
+                    // Out of line with nothing delivered and the queue open: only closing
+                    // takes getters out that way, so this is defence: wait again, first.
+                    // SAFETY: the taker is in no line (tested); as for the first push.
+                    unsafe { s.getters.push_front(taker, hub.current_queued()) };
+                }
+                continue;
+            }
+        };
+        drop(s.getters.remove(&taker));
+        return end.map(|()| GenericQueue::<T, O>::pop(s));
+    }
+}
+
+/// A getter's [`Taker`] in the line of the queue whose state is `state`; its drop takes the
+/// taker out of the line if it is still in it, so that the line never points to a taker that
+/// is gone (a greenlet unwound while it waited).
+struct Waiting<'a, T, O: QueueOrder<T>> {
+    state: &'a RefCell<State<T, O>>,
+    taker: Taker<T>,
+}
+
+impl<T, O: QueueOrder<T>> Waiting<'_, T, O> {
+    fn project_taker(self: Pin<&Self>) -> Pin<&Taker<T>> {
+        // SAFETY: structural pinning of `taker`: it is never moved out of a pinned `Waiting`
+        // (no method gives it by value or `&mut`), and `Waiting` is not `Unpin` (`Taker` is
+        // not), so the taker stays pinned as long as its `Waiting` is.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.map_unchecked(|w| &w.taker)
+        }
+    }
+}
+
+impl<T, O: QueueOrder<T>> Drop for Waiting<'_, T, O> {
+    fn drop(&mut self) {
+        if self.taker.is_linked() {
+            // Every return of `wait_for_item` leaves the line first: only an unwind gets here,
+            // out of `park`, where nothing borrows the state. Should something still borrow
+            // it, aborting (a panic in a drop during an unwind) is the only way left to keep
+            // the line from pointing to a taker that is gone.
+            drop(self.state.borrow_mut().getters.remove(&self.taker));
+        }
+    }
+}
