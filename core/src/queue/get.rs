@@ -5,6 +5,7 @@ use core::cell::{RefCell, RefMut};
 use core::pin::{Pin, pin};
 
 use super::{GenericQueue, GetError, QueueOrder, State};
+use crate::error::Interrupted;
 use crate::greenlet::DeadlineTimer;
 use crate::greenlet::task::WaitKind;
 use crate::hub::hub;
@@ -34,38 +35,63 @@ pub(super) fn wait_for_item<'a, T, O: QueueOrder<T>>(
     drop(s);
     loop {
         let parked = hub.park_inline(KIND);
-        // A put delivered an item, and took the taker out of line.
-        if let Some(item) = taker.take_item() {
-            return match parked {
-                Ok(()) => Ok(item),
-                Err(why) => {
-                    // Interrupted before it ran: the item goes to the next getter or back
-                    // into the queue, not down with this one.
-                    state.borrow_mut().give_back(item);
-                    Err(GetError::Interrupted(why))
-                }
-            };
-        }
-        let mut s = state.borrow_mut();
-        let end = match parked {
-            Err(why) => Err(GetError::Interrupted(why)),
-            // Closing drains: items go first.
-            Ok(()) if !s.items.is_empty() => Ok(()),
-            Ok(()) if s.closed => Err(GetError::Closed),
-            Ok(()) if timer.expired() => Err(GetError::Empty),
-            Ok(()) => {
-                if !taker.is_linked() {
-                    // Out of line with nothing delivered and the queue open: only closing
-                    // takes getters out that way, so this is defence: wait again, first.
-                    // SAFETY: the taker is in no line (tested); as for the first push.
-                    unsafe { s.getters.push_front(taker, hub.current_queued()) };
-                }
-                continue;
+        // The usual wake-up: a put delivered an item (and took the taker out of line).
+        if parked.is_ok() {
+            if let Some(item) = taker.take_item() {
+                return Ok(item);
             }
-        };
-        drop(s.getters.remove(&taker));
-        return end.map(|()| GenericQueue::<T, O>::pop(s));
+        }
+        if let Some(end) = woken_otherwise(state, taker, parked, &timer) {
+            return end;
+        }
     }
+}
+
+/// A getter woken otherwise than with an item and no interruption: interrupted (with an item
+/// delivered or not), the queue closed, its deadline passed, or a wake-up that was not for it.
+/// Says how its get ends, or `None` to wait again. Out of line, so that the wait's loop keeps
+/// its registers for the usual wake-up.
+#[cold]
+#[inline(never)]
+#[allow(unsafe_code)] // see the SAFETY comment
+fn woken_otherwise<T, O: QueueOrder<T>>(
+    state: &RefCell<State<T, O>>,
+    taker: Pin<&Taker<T>>,
+    parked: Result<(), Interrupted>,
+    timer: &DeadlineTimer,
+) -> Option<Result<T, GetError>> {
+    let mut s = state.borrow_mut();
+    if let Some(item) = taker.take_item() {
+        return Some(match parked {
+            // Not reached: the wait returns such an item itself.
+            Ok(()) => Ok(item),
+            // Interrupted before it ran: the item goes to the next getter or back into the
+            // queue, not down with this one.
+            Err(why) => {
+                s.give_back(item);
+                Err(GetError::Interrupted(why))
+            }
+        });
+    }
+    let end = match parked {
+        Err(why) => Err(GetError::Interrupted(why)),
+        // Closing drains: items go first.
+        Ok(()) if !s.items.is_empty() => Ok(()),
+        Ok(()) if s.closed => Err(GetError::Closed),
+        Ok(()) if timer.expired() => Err(GetError::Empty),
+        Ok(()) => {
+            if !taker.is_linked() {
+                // Out of line with nothing delivered and the queue open: only closing takes
+                // getters out that way, so this is defence: wait again, first in line.
+                // SAFETY: the taker is in no line (tested); it is pinned, and `Waiting`'s drop
+                // in `wait_for_item` unlinks it, as for the first push.
+                unsafe { s.getters.push_front(taker, hub().current_queued()) };
+            }
+            return None;
+        }
+    };
+    drop(s.getters.remove(&taker));
+    Some(end.map(|()| GenericQueue::<T, O>::pop(s)))
 }
 
 /// A getter's [`Taker`] in the line of the queue whose state is `state`; its drop takes the

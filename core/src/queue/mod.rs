@@ -130,7 +130,9 @@ impl core::error::Error for TaskDoneError {}
 
 struct State<T, O> {
     items: O,
-    maxsize: Option<usize>,
+    /// The most items it holds; `usize::MAX` when unbounded (no count of items reaches it),
+    /// so that the test for room is one comparison.
+    bound: usize,
     /// Getters wait only while the queue is empty: a put hands them its item directly.
     getters: Takers<T>,
     putters: Waiters,
@@ -171,8 +173,12 @@ impl<T, O: QueueOrder<T>> State<T, O> {
         }
     }
 
+    fn maxsize(&self) -> Option<usize> {
+        (self.bound != usize::MAX).then_some(self.bound)
+    }
+
     fn has_room(&self) -> bool {
-        self.maxsize.is_none_or(|max| self.items.len() + self.putters.reserved() < max)
+        self.items.len() + self.putters.reserved() < self.bound
     }
 }
 
@@ -239,7 +245,7 @@ impl<T, O: QueueOrder<T>> fmt::Debug for GenericQueue<T, O> {
         let s = self.state.borrow();
         f.debug_struct("Queue")
             .field("len", &s.items.len())
-            .field("maxsize", &s.maxsize)
+            .field("maxsize", &s.maxsize())
             .field("closed", &s.closed)
             .finish_non_exhaustive()
     }
@@ -256,7 +262,7 @@ impl<T, O: QueueOrder<T>> GenericQueue<T, O> {
         GenericQueue {
             state: RefCell::new(State {
                 items,
-                maxsize,
+                bound: maxsize.unwrap_or(usize::MAX),
                 getters: Takers::new(),
                 putters: Waiters::new(),
                 peekers: WaitList::new(),
@@ -286,7 +292,7 @@ impl<T, O: QueueOrder<T>> GenericQueue<T, O> {
 
     /// The bound, if any.
     pub fn maxsize(&self) -> Option<usize> {
-        self.state.borrow().maxsize
+        self.state.borrow().maxsize()
     }
 
     /// Items in the queue.
