@@ -100,7 +100,7 @@ fn wait_until(deadline: Option<Instant>) -> Result<bool, Interrupted> {
         return Ok(true);
     }
     let timer = DeadlineTimer::arm_unref(deadline);
-    hub.park(WaitKind::Everything)?;
+    hub.park_main_until_all_finished()?;
     // Otherwise woken because every other greenlet finished or none can ever run again.
     Ok(!timer.expired() || hub.live_count() == 0)
 }

@@ -358,9 +358,10 @@ impl Task {
         self.first_joiner.take()
     }
 
-    /// Whether joiners other than the inline one may be waiting.
+    /// Whether it may have its extras box, where links and joiners other than the inline one
+    /// wait: false says it has none.
     #[inline]
-    pub(crate) fn may_have_more_joiners(&self) -> bool {
+    pub(crate) fn may_have_extras(&self) -> bool {
         self.has_extras.get()
     }
 

@@ -127,6 +127,9 @@ pub(crate) struct Hub {
     resumes_since_check: Cell<u32>,
     /// Whether events were collected since the main greenlet last ran.
     checked_since_main: Cell<bool>,
+    /// The main greenlet is parked in `wait()`, for every other greenlet to finish: a flag,
+    /// not a look at main's wait kind, for the test every finish makes.
+    main_waits_for_all: Cell<bool>,
     /// How many pending timers are `WakeUnref` ones.
     unref_timers: Cell<usize>,
     /// Turns of the run queue until [`Hub::prefetch_ahead`] starts its next batch.
@@ -194,6 +197,7 @@ impl Hub {
             next_timeout_id: Cell::new(1),
             resumes_since_check: Cell::new(0),
             checked_since_main: Cell::new(false),
+            main_waits_for_all: Cell::new(false),
             unref_timers: Cell::new(0),
             #[cfg(target_arch = "x86_64")]
             prefetch_turn: Cell::new(0),
@@ -496,6 +500,16 @@ impl Hub {
         Ok(())
     }
 
+    /// Parks the main greenlet until every other greenlet finished or none can ever run again
+    /// (`gevent::wait()`), or an interruption.
+    pub(crate) fn park_main_until_all_finished(&self) -> Result<(), Interrupted> {
+        debug_assert!(self.current_task().is_main);
+        self.main_waits_for_all.set(true);
+        let parked = self.park(WaitKind::Everything);
+        self.main_waits_for_all.set(false);
+        parked
+    }
+
     /// Parks the current greenlet until something wakes it. `Ok` means a normal wake-up (the
     /// caller re-checks what it waits for); `Err` says why the wait was interrupted.
     pub(crate) fn park(&self, kind: WaitKind) -> Result<(), Interrupted> {
@@ -790,7 +804,9 @@ impl Hub {
         crate::events::tracing::finished(task, failure.as_ref());
         task.set_outcome(failure);
         let listed = self.live.remove(task);
-        if task.has_links() {
+        // Read once: waking the first joiner gives no greenlet an extras box.
+        let may_have_extras = task.may_have_extras();
+        if may_have_extras && task.has_links() {
             task.links_pending.set(true);
             crate::greenlet::spawn_links(t);
         } else {
@@ -798,11 +814,12 @@ impl Hub {
             if let Some(first) = task.take_first_joiner() {
                 self.notify_queued(QueuedTask::new(first));
             }
-            if task.may_have_more_joiners() {
+            // Other joiners wait in the extras box.
+            if may_have_extras {
                 self.wake_joiners(task);
             }
         }
-        if self.main.task().waits_on.get() == WaitKind::Everything && self.live_count() == 0 {
+        if self.main_waits_for_all.get() && self.live_count() == 0 {
             self.unpark(&self.main);
         }
         listed
@@ -1059,7 +1076,7 @@ impl Hub {
                 return;
             }
             SleepCheck::Nothing if !self.has_ref_timers() && !has_io => {
-                if self.main.task().waits_on.get() == WaitKind::Everything {
+                if self.main_waits_for_all.get() {
                     // `wait()`: nothing else can ever run, which is what it waits for.
                     self.unpark(&self.main);
                     return;
