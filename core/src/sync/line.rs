@@ -110,18 +110,34 @@ impl Line {
     #[inline]
     #[allow(unsafe_code)] // see the SAFETY comment
     pub(crate) unsafe fn push_back(&mut self, place: Pin<&Place>, t: QueuedTask) {
-        let place = place.get_ref();
+        // SAFETY: the caller's contract, for a pointer made from a live reference.
+        unsafe { self.push_back_raw(NonNull::from(place.get_ref()), t) }
+    }
+
+    /// [`push_back`](Self::push_back) for a place given by a pointer, which is what the line
+    /// keeps and what [`pop_front_place`](Self::pop_front_place) gives back: a pointer made
+    /// from a reference to a larger structure that starts with the place may reach all of it.
+    ///
+    /// # Safety
+    ///
+    /// As for [`push_back`](Self::push_back), and `place` points to a live, pinned `Place`.
+    #[inline]
+    #[allow(unsafe_code)] // see the SAFETY comment
+    pub(crate) unsafe fn push_back_raw(&mut self, place: NonNull<Place>, t: QueuedTask) {
+        let raw = place.as_ptr().cast_const();
+        // SAFETY: a live place (the caller's contract).
+        let place = unsafe { place.as_ref() };
         self.enter(place, t);
         place.prev.set(self.tail);
         place.next.set(ptr::null());
         if self.tail.is_null() {
-            self.head = place;
+            self.head = raw;
         } else {
             // SAFETY: a non-null tail is a place linked in this line, alive by the contract of
             // the push that linked it.
-            unsafe { &*self.tail }.next.set(place);
+            unsafe { &*self.tail }.next.set(raw);
         }
-        self.tail = place;
+        self.tail = raw;
     }
 
     /// Puts `place`, holding the waiting greenlet `t`, at the front (a waiter that was first in
@@ -133,18 +149,33 @@ impl Line {
     #[inline]
     #[allow(unsafe_code)] // see the SAFETY comment
     pub(crate) unsafe fn push_front(&mut self, place: Pin<&Place>, t: QueuedTask) {
-        let place = place.get_ref();
+        // SAFETY: the caller's contract, for a pointer made from a live reference.
+        unsafe { self.push_front_raw(NonNull::from(place.get_ref()), t) }
+    }
+
+    /// [`push_front`](Self::push_front) for a place given by a pointer; see
+    /// [`push_back_raw`](Self::push_back_raw).
+    ///
+    /// # Safety
+    ///
+    /// As for [`push_back_raw`](Self::push_back_raw).
+    #[inline]
+    #[allow(unsafe_code)] // see the SAFETY comment
+    pub(crate) unsafe fn push_front_raw(&mut self, place: NonNull<Place>, t: QueuedTask) {
+        let raw = place.as_ptr().cast_const();
+        // SAFETY: a live place (the caller's contract).
+        let place = unsafe { place.as_ref() };
         self.enter(place, t);
         place.prev.set(ptr::null());
         place.next.set(self.head);
         if self.head.is_null() {
-            self.tail = place;
+            self.tail = raw;
         } else {
             // SAFETY: a non-null head is a place linked in this line, alive by the contract of
             // the push that linked it.
-            unsafe { &*self.head }.prev.set(place);
+            unsafe { &*self.head }.prev.set(raw);
         }
-        self.head = place;
+        self.head = raw;
     }
 
     /// Takes the first waiter out of the line, giving its greenlet.
@@ -160,10 +191,11 @@ impl Line {
         Some(self.unlink_head(place))
     }
 
-    /// [`pop_front`](Self::pop_front) that also gives the popped place's address, for a line
-    /// whose places are parts of larger structures that the popper fills in (a getter's slot).
-    /// The place is out of line, so the address is good only as long as its owner keeps it
-    /// alive: until the owner's greenlet runs again, while the popper does not switch.
+    /// [`pop_front`](Self::pop_front) that also gives the popped place as the pointer its push
+    /// gave ([`push_back_raw`](Self::push_back_raw)), for a line whose places start larger
+    /// structures that the popper fills in (a getter's slot). The place is out of line, so
+    /// the pointer is good only as long as its owner keeps it alive: until the owner's
+    /// greenlet runs again, while the popper does not switch.
     #[inline]
     #[allow(unsafe_code)] // see the SAFETY comment
     pub(crate) fn pop_front_place(&mut self) -> Option<(NonNull<Place>, QueuedTask)> {

@@ -15,6 +15,7 @@
 use core::cell::Cell;
 use core::marker::PhantomData;
 use core::pin::Pin;
+use core::ptr::NonNull;
 
 use crate::hub::{QueuedTask, hub, hub_of_waiter};
 use crate::sync::line::{Line, Place};
@@ -45,10 +46,10 @@ impl<T> Taker<T> {
         self.place.is_linked()
     }
 
-    fn project_place(self: Pin<&Self>) -> Pin<&Place> {
-        // SAFETY: structural pinning of `place`: it is never moved out of a pinned `Taker` (no
-        // method gives it by value or `&mut`), and `Taker` is not `Unpin` (`Place` is not).
-        unsafe { self.map_unchecked(|k| &k.place) }
+    /// Its place, as a pointer that reaches the whole taker (made from a reference to it, not
+    /// to the place), which is what the line keeps and a delivery casts back.
+    fn place_ptr(self: Pin<&Self>) -> NonNull<Place> {
+        NonNull::from(self.get_ref()).cast()
     }
 }
 
@@ -73,8 +74,9 @@ impl<T> Takers<T> {
     /// ([`remove`](Self::remove), or a pop) before it is dropped.
     #[inline]
     pub(crate) unsafe fn push_back(&mut self, taker: Pin<&Taker<T>>, t: QueuedTask) {
-        // SAFETY: the caller's contract is `push_back`'s, for the taker's place.
-        unsafe { self.line.push_back(taker.project_place(), t) }
+        // SAFETY: the caller's contract is `push_back_raw`'s, for the taker's place, which is
+        // pinned with it (`Taker` is not `Unpin`, and nothing moves the place out of it).
+        unsafe { self.line.push_back_raw(taker.place_ptr(), t) }
     }
 
     /// Puts `taker`, holding the waiting greenlet `t`, at the front (a getter that was first
@@ -84,8 +86,8 @@ impl<T> Takers<T> {
     ///
     /// As for [`push_back`](Self::push_back).
     pub(crate) unsafe fn push_front(&mut self, taker: Pin<&Taker<T>>, t: QueuedTask) {
-        // SAFETY: the caller's contract is `push_front`'s, for the taker's place.
-        unsafe { self.line.push_front(taker.project_place(), t) }
+        // SAFETY: as in `push_back`.
+        unsafe { self.line.push_front_raw(taker.place_ptr(), t) }
     }
 
     /// Takes `taker` out of the line if it is in it, giving its greenlet.
@@ -98,20 +100,29 @@ impl<T> Takers<T> {
     /// getter out of line and wakes it. Hands the item back if nobody waits.
     #[inline]
     pub(crate) fn deliver(&mut self, item: T) -> Result<(), T> {
+        let t = self.hand(item)?;
+        hub_of_waiter(&t).notify_queued(t);
+        Ok(())
+    }
+
+    /// The part of [`deliver`](Self::deliver) that does not wake: moves `item` into the first
+    /// getter's slot and takes the getter out of line, giving its greenlet.
+    #[inline(always)]
+    fn hand(&mut self, item: T) -> Result<QueuedTask, T> {
         let Some((place, t)) = self.line.pop_front_place() else { return Err(item) };
-        // SAFETY: every place linked in this line is the first field of a `Taker<T>` (the
-        // field's invariant), which is `repr(C)`, so the place's address is its taker's. The
-        // taker is alive: it was linked until the pop above, and its owner takes it out of
-        // line before dropping it, which it cannot have done since (its greenlet has not run:
-        // nothing here switches). Only a shared reference is made; the slot is a `Cell`.
+        // SAFETY: every place linked in this line is the first field of a `Taker<T>`, pushed
+        // as a pointer made from a reference to the whole taker (the field's invariant), and
+        // `Taker` is `repr(C)`, so the pointer is its taker's. The taker is alive: it was
+        // linked until the pop above, and its owner takes it out of line before dropping it,
+        // which it cannot have done since (its greenlet has not run: nothing here switches).
+        // Only a shared reference is made; the slot is a `Cell`.
         let taker = unsafe { place.cast::<Taker<T>>().as_ref() };
         // A taker's slot is empty while it waits: its wait takes what was delivered before it
         // could wait again. `replace` and a forget skip the drop test `set` would make.
         let old = taker.item.replace(Some(item));
         debug_assert!(old.is_none(), "an item delivered to a getter that had one");
         core::mem::forget(old);
-        hub_of_waiter(&t).notify_queued(t);
-        Ok(())
+        Ok(t)
     }
 
     /// Wakes every waiter, with nothing delivered (the queue closed): they look at the queue
@@ -121,5 +132,57 @@ impl<T> Takers<T> {
         while let Some(t) = self.line.pop_front() {
             hub.unpark(&t.into_task_ref());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::greenlet::task::TaskRef;
+    use alloc::boxed::Box;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
+    #[test]
+    #[allow(unsafe_code)] // see the SAFETY comment
+    fn a_hand_fills_the_first_takers_slot_and_takes_it_out_of_line() {
+        let ts: Vec<_> = (0..3).map(TaskRef::for_test).collect();
+        let takers: Vec<Pin<Box<Taker<String>>>> = (0..3).map(|_| Box::pin(Taker::new())).collect();
+        let taker = |i: usize| takers[i].as_ref();
+        let mut line = Takers::new();
+        // SAFETY: each taker is new (in no line); the takers outlive `line`, whose drop
+        // unlinks whatever is left.
+        unsafe {
+            line.push_back(taker(1), QueuedTask::new(ts[1].clone()));
+            line.push_back(taker(2), QueuedTask::new(ts[2].clone()));
+            line.push_front(taker(0), QueuedTask::new(ts[0].clone()));
+        }
+        let woken = line.hand(String::from("first")).ok().expect("a taker waits");
+        assert!(TaskRef::ptr_eq(&woken.into_task_ref(), &ts[0]));
+        assert!(!taker(0).is_linked());
+        assert_eq!(taker(0).take_item().as_deref(), Some("first"));
+        assert_eq!(taker(0).take_item(), None, "taken once");
+        assert!(line.remove(&taker(2)).is_some() && !taker(2).is_linked());
+        let woken = line.hand(String::from("second")).ok().expect("a taker waits");
+        assert!(TaskRef::ptr_eq(&woken.into_task_ref(), &ts[1]));
+        assert_eq!(taker(1).take_item().as_deref(), Some("second"));
+        assert_eq!(line.hand(String::from("none")).err().as_deref(), Some("none"));
+        assert!(ts.iter().all(|t| t.count() == 1));
+    }
+
+    #[test]
+    #[allow(unsafe_code)] // see the SAFETY comment
+    fn an_item_left_in_a_slot_is_dropped_with_its_taker() {
+        let t = TaskRef::for_test(0);
+        let item = alloc::rc::Rc::new(());
+        {
+            let taker = Box::pin(Taker::new());
+            let mut line = Takers::new();
+            // SAFETY: the taker is new (in no line), and outlives `line`.
+            unsafe { line.push_back(taker.as_ref(), QueuedTask::new(t.clone())) };
+            drop(line.hand(item.clone()).ok().expect("a taker waits"));
+        }
+        assert_eq!(alloc::rc::Rc::strong_count(&item), 1);
+        assert_eq!(t.count(), 1);
     }
 }
