@@ -157,13 +157,13 @@ mod tests {
             line.push_back(taker(2), QueuedTask::new(ts[2].clone()));
             line.push_front(taker(0), QueuedTask::new(ts[0].clone()));
         }
-        let woken = line.hand(String::from("first")).ok().expect("a taker waits");
+        let woken = line.hand(String::from("first")).expect("a taker waits");
         assert!(TaskRef::ptr_eq(&woken.into_task_ref(), &ts[0]));
         assert!(!taker(0).is_linked());
         assert_eq!(taker(0).take_item().as_deref(), Some("first"));
         assert_eq!(taker(0).take_item(), None, "taken once");
         assert!(line.remove(&taker(2)).is_some() && !taker(2).is_linked());
-        let woken = line.hand(String::from("second")).ok().expect("a taker waits");
+        let woken = line.hand(String::from("second")).expect("a taker waits");
         assert!(TaskRef::ptr_eq(&woken.into_task_ref(), &ts[1]));
         assert_eq!(taker(1).take_item().as_deref(), Some("second"));
         assert_eq!(line.hand(String::from("none")).err().as_deref(), Some("none"));
@@ -180,7 +180,7 @@ mod tests {
             let mut line = Takers::new();
             // SAFETY: the taker is new (in no line), and outlives `line`.
             unsafe { line.push_back(taker.as_ref(), QueuedTask::new(t.clone())) };
-            drop(line.hand(item.clone()).ok().expect("a taker waits"));
+            drop(line.hand(item.clone()).expect("a taker waits"));
         }
         assert_eq!(alloc::rc::Rc::strong_count(&item), 1);
         assert_eq!(t.count(), 1);
