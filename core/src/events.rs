@@ -413,9 +413,13 @@ pub(crate) fn switched(hub: &Hub, from: Option<u64>, to: Option<u64>) {
 
 /// The `tracing` integration: a greenlet runs inside the span that was current where it was
 /// spawned, and its spawn and end are `tracing` events.
+///
+/// A subscriber is user code called from inside the hub (a spawn's bookkeeping, a greenlet's
+/// end, the loop's resume), where a switch would leave that work half done or resume the loop
+/// from within itself: each call refuses blocking calls while it runs, as event callbacks do.
 #[cfg(feature = "tracing")]
 pub(crate) mod tracing {
-    use super::{Finish, Task};
+    use super::{Finish, Hub, Task};
     use crate::error::FailureKind;
 
     /// The span a greenlet inherits: the one current where it is spawned.
@@ -426,18 +430,21 @@ pub(crate) mod tracing {
     /// Enters the greenlet's span as it is switched to. The subscriber's `enter`/`exit` are
     /// called directly rather than through a guard, which could not live across the switch.
     #[inline]
-    pub(crate) fn enter(task: &Task) {
+    pub(crate) fn enter(hub: &Hub, task: &Task) {
+        let _refusing = hub.refuse_switches();
         task.span.with_subscriber(|(id, dispatch)| dispatch.enter(id));
     }
 
     /// Exits the greenlet's span as it is switched from.
     #[inline]
-    pub(crate) fn exit(task: &Task) {
+    pub(crate) fn exit(hub: &Hub, task: &Task) {
+        let _refusing = hub.refuse_switches();
         task.span.with_subscriber(|(id, dispatch)| dispatch.exit(id));
     }
 
     /// A TRACE event for a spawn.
-    pub(crate) fn spawned(task: &Task, parent: u64) {
+    pub(crate) fn spawned(hub: &Hub, task: &Task, parent: u64) {
+        let _refusing = hub.refuse_switches();
         ::tracing::trace!(
             target: "gevent",
             id = task.id,
@@ -449,7 +456,8 @@ pub(crate) mod tracing {
     }
 
     /// A DEBUG event for an end.
-    pub(crate) fn finished(task: &Task, failure: Option<&FailureKind>) {
+    pub(crate) fn finished(hub: &Hub, task: &Task, failure: Option<&FailureKind>) {
+        let _refusing = hub.refuse_switches();
         ::tracing::debug!(
             target: "gevent",
             id = task.id,

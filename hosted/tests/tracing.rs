@@ -95,3 +95,57 @@ fn spawns_and_ends_are_tracing_events() {
         assert_eq!(ours, [(Level::TRACE, "greenlet spawned"), (Level::DEBUG, "greenlet finished")]);
     });
 }
+
+thread_local! {
+    /// What each blocking call made by [`Blocking`] returned, by the event's message.
+    static BLOCKED: RefCell<Vec<(String, Result<(), gevent::Interrupted>)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+/// A layer that makes a blocking call from inside gevent's own events and span switches.
+struct Blocking;
+
+impl<S: Subscriber> Layer<S> for Blocking {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        if event.metadata().target() == "gevent" {
+            let result = gevent::sleep(std::time::Duration::ZERO);
+            BLOCKED.with_borrow_mut(|b| b.push((event.metadata().name().to_owned(), result)));
+        }
+    }
+
+    fn on_enter(&self, _: &tracing::span::Id, _: Context<'_, S>) {
+        let result = gevent::sleep(std::time::Duration::ZERO);
+        BLOCKED.with_borrow_mut(|b| b.push((String::from("enter"), result)));
+    }
+}
+
+#[test]
+fn a_subscriber_that_blocks_inside_the_hub_is_refused_and_the_greenlets_run_on() {
+    let subscriber = tracing_subscriber::registry().with(Blocking);
+    tracing::subscriber::with_default(subscriber, || {
+        let got = gevent::run(|| {
+            let g = tracing::info_span!("span").in_scope(|| {
+                spawn(|| {
+                    yield_now().unwrap();
+                    7
+                })
+            });
+            g.get()
+        });
+        assert_eq!(got.ok(), Some(7));
+    });
+    BLOCKED.with_borrow(|blocked| {
+        let refused = |r: &Result<(), gevent::Interrupted>| {
+            matches!(r, Err(gevent::Interrupted::Deadlock(_)))
+        };
+        let (enters, events): (Vec<_>, Vec<_>) =
+            blocked.iter().partition(|(what, _)| what == "enter");
+        // The spawn and the end, from inside the hub: refused.
+        assert_eq!(events.len(), 2, "{blocked:?}");
+        assert!(events.iter().all(|(_, r)| refused(r)), "{blocked:?}");
+        // The main greenlet's own `in_scope` entry is outside the hub and may block; the
+        // entries of the greenlet's resumes (two: it yields once) are the hub's.
+        assert_eq!(enters.iter().filter(|(_, r)| r.is_ok()).count(), 1, "{blocked:?}");
+        assert_eq!(enters.iter().filter(|(_, r)| refused(r)).count(), 2, "{blocked:?}");
+    });
+}

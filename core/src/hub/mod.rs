@@ -401,7 +401,7 @@ impl Hub {
             beat.spawned(task);
         }
         #[cfg(feature = "tracing")]
-        crate::events::tracing::spawned(task, self.current_task().id);
+        crate::events::tracing::spawned(self, task, self.current_task().id);
     }
 
     /// Schedules a new greenlet: now (back of the run queue) or when `start_at` passes.
@@ -801,7 +801,7 @@ impl Hub {
             crate::events::finished(self, task, failure.as_ref());
         }
         #[cfg(feature = "tracing")]
-        crate::events::tracing::finished(task, failure.as_ref());
+        crate::events::tracing::finished(self, task, failure.as_ref());
         task.set_outcome(failure);
         let listed = self.live.remove(task);
         // Read once: waking the first joiner gives no greenlet an extras box.
@@ -1008,11 +1008,11 @@ impl Hub {
             crate::events::switched(self, None, Some(task.id));
         }
         #[cfg(feature = "tracing")]
-        crate::events::tracing::enter(task);
+        crate::events::tracing::enter(self, task);
         // SAFETY: main runs, and this is its hub's loop (the caller's contract).
         let resumed = unsafe { self.current.resume(t, &self.loop_context) };
         #[cfg(feature = "tracing")]
-        crate::events::tracing::exit(task);
+        crate::events::tracing::exit(self, task);
         if self.observed.get() {
             crate::events::switched(self, Some(task.id), None);
         }
