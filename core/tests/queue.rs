@@ -553,3 +553,66 @@ fn a_wait_that_ends_without_a_unit_gives_back_exactly_what_ended_it() {
         assert_eq!((*closed_getter).get(), Ok(Err(GetError::Closed)));
     });
 }
+
+#[test]
+fn a_single_consumer_gets_items_in_put_order_when_a_killed_getter_gives_one_back() {
+    sim::run(|| {
+        let queue = Rc::new(Queue::new());
+        let q = queue.clone();
+        let killed = spawn(move || q.get());
+        let q = queue.clone();
+        let consumer = spawn(move || (q.get().unwrap(), q.get().unwrap()));
+        yield_now().unwrap();
+        // `killed` is woken by its kill but still first in line when the puts come.
+        killed.kill_nowait();
+        queue.put(1).unwrap();
+        queue.put(2).unwrap();
+        joinall((&killed, &consumer)).unwrap();
+        assert_eq!((*killed).get(), Ok(Err(GetError::Interrupted(Interrupted::Killed))));
+        assert_eq!(consumer.get(), Ok((1, 2)), "one consumer sees the put order");
+    });
+}
+
+#[test]
+fn items_two_killed_getters_give_back_stay_in_put_order() {
+    sim::run(|| {
+        let queue = Rc::new(Queue::new());
+        let getters: Vec<_> = (0..2)
+            .map(|_| {
+                let q = queue.clone();
+                spawn(move || q.get())
+            })
+            .collect();
+        yield_now().unwrap();
+        for g in &getters {
+            g.kill_nowait();
+        }
+        queue.put(1).unwrap();
+        queue.put(2).unwrap();
+        joinall(&getters).unwrap();
+        assert_eq!((queue.get(), queue.get()), (Ok(1), Ok(2)));
+    });
+}
+
+#[test]
+fn a_bounded_queue_holds_at_most_one_item_over_its_bound_after_give_backs() {
+    sim::run(|| {
+        let queue = Rc::new(Queue::bounded(1));
+        let getters: Vec<_> = (0..3)
+            .map(|_| {
+                let q = queue.clone();
+                spawn(move || q.get())
+            })
+            .collect();
+        yield_now().unwrap();
+        for g in &getters {
+            g.kill_nowait();
+        }
+        for i in 0..4 {
+            queue.put(i).unwrap();
+        }
+        joinall(&getters).unwrap();
+        // The module documents "one item more than its bound" at most.
+        assert!(queue.len() <= 2, "len {} with maxsize 1", queue.len());
+    });
+}
