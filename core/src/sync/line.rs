@@ -197,12 +197,36 @@ impl Line {
     /// the pointer is good only as long as its owner keeps it alive: until the owner's
     /// greenlet runs again, while the popper does not switch.
     #[inline]
-    #[allow(unsafe_code)] // see the SAFETY comment
+    #[allow(unsafe_code, dead_code)] // see the SAFETY comment; `Takers` pops with `pop_first_place`
     pub(crate) fn pop_front_place(&mut self) -> Option<(NonNull<Place>, QueuedTask)> {
         let head = NonNull::new(self.head.cast_mut())?;
         // SAFETY: as in `pop_front`.
         let t = self.unlink_head(unsafe { head.as_ref() });
         Some((head, t))
+    }
+
+    /// [`pop_front_place`](Self::pop_front_place) for the first place whose greenlet `takes`
+    /// accepts; the places before it stay in line. The usual answer is the head.
+    #[inline]
+    #[allow(unsafe_code)] // see the SAFETY comment
+    pub(crate) fn pop_first_place(
+        &mut self,
+        takes: impl Fn(&crate::greenlet::task::Task) -> bool,
+    ) -> Option<(NonNull<Place>, QueuedTask)> {
+        let mut at = self.head;
+        while !at.is_null() {
+            // SAFETY: a place linked in this line, alive by the contract of its push.
+            let place = unsafe { &*at };
+            let t = place.task.take();
+            let ok = t.as_ref().is_some_and(|t| takes(t.task()));
+            core::mem::forget(place.task.replace(t));
+            if ok {
+                let t = self.unlink(place);
+                return Some((NonNull::new(at.cast_mut()).expect("non-null"), t));
+            }
+            at = place.next.get();
+        }
+        None
     }
 
     /// [`pop_front`](Self::pop_front) for a hand-off: the popped place is marked granted

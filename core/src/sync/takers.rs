@@ -109,7 +109,17 @@ impl<T> Takers<T> {
     /// getter's slot and takes the getter out of line, giving its greenlet.
     #[inline(always)]
     fn hand(&mut self, item: T) -> Result<QueuedTask, T> {
-        let Some((place, t)) = self.line.pop_front_place() else { return Err(item) };
+        // Not to a getter already woken (killed, or its `Timeout` expired, while it waited;
+        // or abandoned at shutdown): it would only give the item back, after later puts, out
+        // of their order. It takes itself out of line when it runs.
+        let Some((place, t)) = self.line.pop_first_place(|task| {
+            !matches!(
+                task.state.get(),
+                crate::greenlet::task::State::Runnable | crate::greenlet::task::State::Finished
+            )
+        }) else {
+            return Err(item);
+        };
         // SAFETY: every place linked in this line is the first field of a `Taker<T>`, pushed
         // as a pointer made from a reference to the whole taker (the field's invariant), and
         // `Taker` is `repr(C)`, so the pointer is its taker's. The taker is alive: it was
