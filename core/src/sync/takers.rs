@@ -182,6 +182,27 @@ mod tests {
 
     #[test]
     #[allow(unsafe_code)] // see the SAFETY comment
+    fn a_hand_skips_a_taker_whose_greenlet_was_woken_already() {
+        let ts: Vec<_> = (0..2).map(TaskRef::for_test).collect();
+        ts[0].task().state.set(crate::greenlet::task::State::Runnable);
+        let takers: Vec<Pin<Box<Taker<String>>>> = (0..2).map(|_| Box::pin(Taker::new())).collect();
+        let taker = |i: usize| takers[i].as_ref();
+        let mut line = Takers::new();
+        // SAFETY: each taker is new (in no line); the takers outlive `line`.
+        unsafe {
+            line.push_back(taker(0), QueuedTask::new(ts[0].clone()));
+            line.push_back(taker(1), QueuedTask::new(ts[1].clone()));
+        }
+        let woken = line.hand(String::from("x")).expect("a parked taker waits");
+        assert!(TaskRef::ptr_eq(&woken.into_task_ref(), &ts[1]));
+        assert!(taker(0).is_linked() && !taker(1).is_linked());
+        assert_eq!(taker(1).take_item().as_deref(), Some("x"));
+        assert_eq!(line.hand(String::from("y")).err().as_deref(), Some("y"));
+        assert!(line.remove(&taker(0)).is_some());
+    }
+
+    #[test]
+    #[allow(unsafe_code)] // see the SAFETY comment
     fn an_item_left_in_a_slot_is_dropped_with_its_taker() {
         let t = TaskRef::for_test(0);
         let item = alloc::rc::Rc::new(());
