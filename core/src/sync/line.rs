@@ -13,16 +13,21 @@
 
 use core::cell::Cell;
 use core::marker::PhantomPinned;
+use core::mem::ManuallyDrop;
 use core::pin::Pin;
 use core::ptr::{self, NonNull};
 
+use crate::greenlet::task::State;
 use crate::hub::QueuedTask;
 
 /// A waiter's place in a [`Line`]: its greenlet and its links.
 pub(crate) struct Place {
     /// The waiting greenlet, while the place is linked: the count the line hands to whoever
-    /// pops it.
-    task: Cell<Option<QueuedTask>>,
+    /// pops it. Never dropped: a place is out of line when it is dropped (the pushes'
+    /// contract), and taking it out of line takes the greenlet, so there is nothing to drop,
+    /// and no test of it at the end of every wait. (Were the contract broken, a count would
+    /// leak, nothing worse.)
+    task: ManuallyDrop<Cell<Option<QueuedTask>>>,
     prev: Cell<*const Place>,
     /// The next place while it is linked. Out of line, pointing to itself marks the place
     /// granted ([`Line::pop_front_granted`]): the unit reserved by the hand-off that popped it
@@ -40,7 +45,7 @@ pub(crate) struct Place {
 impl Place {
     pub(crate) const fn new() -> Self {
         Place {
-            task: Cell::new(None),
+            task: ManuallyDrop::new(Cell::new(None)),
             prev: Cell::new(ptr::null()),
             next: Cell::new(ptr::null()),
             line: Cell::new(ptr::null()),
@@ -52,6 +57,16 @@ impl Place {
     #[inline]
     pub(crate) fn is_linked(&self) -> bool {
         !self.line.get().is_null()
+    }
+
+    /// Whether its greenlet is parked: false for a place in no line, which holds none.
+    #[inline]
+    #[allow(unsafe_code)] // the peek: see the SAFETY comment
+    fn is_parked(&self) -> bool {
+        // SAFETY: `Cell` never hands out a reference into its value and a place is not
+        // `Sync`, so nothing writes the cell during this read, which copies nothing out.
+        let t = unsafe { &*self.task.as_ptr() };
+        t.as_ref().is_some_and(|t| t.task().state.get() == State::Parked)
     }
 
     /// Whether a hand-off popped it since the last call; clears the mark.
@@ -115,7 +130,7 @@ impl Line {
     }
 
     /// [`push_back`](Self::push_back) for a place given by a pointer, which is what the line
-    /// keeps and what [`pop_front_place`](Self::pop_front_place) gives back: a pointer made
+    /// keeps and what [`pop_first_parked`](Self::pop_first_parked) gives back: a pointer made
     /// from a reference to a larger structure that starts with the place may reach all of it.
     ///
     /// # Safety
@@ -191,38 +206,44 @@ impl Line {
         Some(self.unlink_head(place))
     }
 
-    /// [`pop_front`](Self::pop_front) that also gives the popped place as the pointer its push
-    /// gave ([`push_back_raw`](Self::push_back_raw)), for a line whose places start larger
-    /// structures that the popper fills in (a getter's slot). The place is out of line, so
-    /// the pointer is good only as long as its owner keeps it alive: until the owner's
-    /// greenlet runs again, while the popper does not switch.
+    /// Takes the first place whose greenlet is parked out of the line, giving it as the
+    /// pointer its push gave ([`push_back_raw`](Self::push_back_raw)) with the greenlet, for
+    /// a line whose places start larger structures that the popper fills in (a getter's
+    /// slot). Places before it stay in line: their greenlets were woken already (interrupted
+    /// while they waited), will run, and take themselves out. The usual answer is the head.
+    ///
+    /// The place is out of line, so the pointer is good only as long as its owner keeps it
+    /// alive: until the owner's greenlet runs again, while the popper does not switch.
     #[inline]
-    #[allow(unsafe_code, dead_code)] // see the SAFETY comment; `Takers` pops with `pop_first_place`
-    pub(crate) fn pop_front_place(&mut self) -> Option<(NonNull<Place>, QueuedTask)> {
+    #[allow(unsafe_code)] // see the SAFETY comment
+    pub(crate) fn pop_first_parked(&mut self) -> Option<(NonNull<Place>, QueuedTask)> {
         let head = NonNull::new(self.head.cast_mut())?;
         // SAFETY: as in `pop_front`.
         let t = self.unlink_head(unsafe { head.as_ref() });
-        Some((head, t))
+        if t.task().state.get() == State::Parked {
+            return Some((head, t));
+        }
+        // Back where it was, then on to the others (rare: a greenlet woken while it waited).
+        // SAFETY: the place was just unlinked, so it is in no line; it is alive and pinned
+        // by the contract of the push that linked it, and `head` is the pointer that push gave.
+        unsafe { self.push_front_raw(head, t) };
+        // SAFETY: as in `pop_front`.
+        self.pop_first_parked_after(unsafe { head.as_ref() })
     }
 
-    /// [`pop_front_place`](Self::pop_front_place) for the first place whose greenlet `takes`
-    /// accepts; the places before it stay in line. The usual answer is the head.
-    #[inline]
+    /// The rest of [`pop_first_parked`](Self::pop_first_parked): the places after `first`,
+    /// whose greenlet is not parked.
+    #[cold]
+    #[inline(never)]
     #[allow(unsafe_code)] // see the SAFETY comment
-    pub(crate) fn pop_first_place(
-        &mut self,
-        takes: impl Fn(&crate::greenlet::task::Task) -> bool,
-    ) -> Option<(NonNull<Place>, QueuedTask)> {
-        let mut at = self.head;
-        while !at.is_null() {
-            // SAFETY: a place linked in this line, alive by the contract of its push.
-            let place = unsafe { &*at };
-            let t = place.task.take();
-            let ok = t.as_ref().is_some_and(|t| takes(t.task()));
-            core::mem::forget(place.task.replace(t));
-            if ok {
-                let t = self.unlink(place);
-                return Some((NonNull::new(at.cast_mut()).expect("non-null"), t));
+    fn pop_first_parked_after(&mut self, first: &Place) -> Option<(NonNull<Place>, QueuedTask)> {
+        let mut at = first.next.get();
+        while let Some(ptr) = NonNull::new(at.cast_mut()) {
+            // SAFETY: a place linked in this line (the neighbour of one), alive by the
+            // contract of the push that linked it.
+            let place = unsafe { ptr.as_ref() };
+            if place.is_parked() {
+                return Some((ptr, self.unlink(place)));
             }
             at = place.next.get();
         }

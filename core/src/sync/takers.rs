@@ -98,7 +98,7 @@ impl<T> Takers<T> {
 
     /// Gives `item` to the first getter in line: moves it into the getter's slot, takes the
     /// getter out of line and wakes it. Hands the item back if nobody waits.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn deliver(&mut self, item: T) -> Result<(), T> {
         let t = self.hand(item)?;
         hub_of_waiter(&t).notify_queued(t);
@@ -109,17 +109,10 @@ impl<T> Takers<T> {
     /// getter's slot and takes the getter out of line, giving its greenlet.
     #[inline(always)]
     fn hand(&mut self, item: T) -> Result<QueuedTask, T> {
-        // Not to a getter already woken (killed, or its `Timeout` expired, while it waited;
-        // or abandoned at shutdown): it would only give the item back, after later puts, out
-        // of their order. It takes itself out of line when it runs.
-        let Some((place, t)) = self.line.pop_first_place(|task| {
-            !matches!(
-                task.state.get(),
-                crate::greenlet::task::State::Runnable | crate::greenlet::task::State::Finished
-            )
-        }) else {
-            return Err(item);
-        };
+        // To the first getter still parked: one woken already (killed, or its `Timeout`
+        // expired, while it waited) would only give the item back after later puts, out of
+        // their order and past a bounded queue's bound. It takes itself out when it runs.
+        let Some((place, t)) = self.line.pop_first_parked() else { return Err(item) };
         // SAFETY: every place linked in this line is the first field of a `Taker<T>`, pushed
         // as a pointer made from a reference to the whole taker (the field's invariant), and
         // `Taker` is `repr(C)`, so the pointer is its taker's. The taker is alive: it was
@@ -153,10 +146,17 @@ mod tests {
     use alloc::string::String;
     use alloc::vec::Vec;
 
+    /// A greenlet as a getter in line is: parked.
+    fn parked(id: u64) -> TaskRef {
+        let t = TaskRef::for_test(id);
+        t.task().state.set(crate::greenlet::task::State::Parked);
+        t
+    }
+
     #[test]
     #[allow(unsafe_code)] // see the SAFETY comment
     fn a_hand_fills_the_first_takers_slot_and_takes_it_out_of_line() {
-        let ts: Vec<_> = (0..3).map(TaskRef::for_test).collect();
+        let ts: Vec<_> = (0..3).map(parked).collect();
         let takers: Vec<Pin<Box<Taker<String>>>> = (0..3).map(|_| Box::pin(Taker::new())).collect();
         let taker = |i: usize| takers[i].as_ref();
         let mut line = Takers::new();
@@ -183,7 +183,7 @@ mod tests {
     #[test]
     #[allow(unsafe_code)] // see the SAFETY comment
     fn a_hand_skips_a_taker_whose_greenlet_was_woken_already() {
-        let ts: Vec<_> = (0..2).map(TaskRef::for_test).collect();
+        let ts: Vec<_> = (0..2).map(parked).collect();
         ts[0].task().state.set(crate::greenlet::task::State::Runnable);
         let takers: Vec<Pin<Box<Taker<String>>>> = (0..2).map(|_| Box::pin(Taker::new())).collect();
         let taker = |i: usize| takers[i].as_ref();
@@ -204,7 +204,7 @@ mod tests {
     #[test]
     #[allow(unsafe_code)] // see the SAFETY comment
     fn an_item_left_in_a_slot_is_dropped_with_its_taker() {
-        let t = TaskRef::for_test(0);
+        let t = parked(0);
         let item = alloc::rc::Rc::new(());
         {
             let taker = Box::pin(Taker::new());
