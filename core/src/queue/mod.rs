@@ -295,7 +295,9 @@ impl<T, O: QueueOrder<T>> GenericQueue<T, O> {
         self.state.borrow().maxsize()
     }
 
-    /// Items in the queue.
+    /// Items in the queue. An item put while a getter waits goes straight to that getter and
+    /// is not counted here, even before the getter runs (gevent's `qsize()` counts it until
+    /// then).
     pub fn len(&self) -> usize {
         self.state.borrow().items.len()
     }
