@@ -259,3 +259,25 @@ fn a_bounded_semaphore_keeps_its_bound_while_guards_are_out() {
         assert_eq!(sem.available(), 1);
     });
 }
+
+#[test]
+fn a_permit_released_after_a_hub_shutdown_goes_to_a_live_waiter_not_an_abandoned_one() {
+    sim::run(|| {
+        let semaphore = Rc::new(Semaphore::new(0));
+        let s = semaphore.clone();
+        // Ignores every kill, so the shutdown abandons it while it is first in line.
+        let stuck = spawn(move || {
+            loop {
+                let _ = gevent_core::shield(|| s.acquire().map(std::mem::forget));
+            }
+        });
+        yield_now().unwrap();
+        gevent_core::hub::shutdown();
+        assert!(stuck.ready(), "abandoned");
+        let s = semaphore.clone();
+        let live = spawn(move || s.acquire().map(std::mem::forget));
+        yield_now().unwrap();
+        semaphore.release();
+        assert_eq!(live.join_timeout(Duration::from_secs(1)), Ok(true), "the permit reached it");
+    });
+}

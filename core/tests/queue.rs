@@ -616,3 +616,25 @@ fn a_bounded_queue_holds_at_most_one_item_over_its_bound_after_give_backs() {
         assert!(queue.len() <= 2, "len {} with maxsize 1", queue.len());
     });
 }
+
+#[test]
+fn an_item_put_after_a_hub_shutdown_goes_to_a_live_getter_not_an_abandoned_one() {
+    sim::run(|| {
+        let queue = Rc::new(Queue::new());
+        let q = queue.clone();
+        // Ignores every kill, so the shutdown abandons it while it is first in line.
+        let stuck = spawn(move || {
+            loop {
+                let _ = gevent_core::shield(|| q.get());
+            }
+        });
+        yield_now().unwrap();
+        gevent_core::hub::shutdown();
+        assert!(stuck.ready(), "abandoned");
+        let q = queue.clone();
+        let live = spawn(move || q.get());
+        yield_now().unwrap();
+        queue.put(5).unwrap();
+        assert_eq!((*live).get(), Ok(Ok(5)));
+    });
+}
