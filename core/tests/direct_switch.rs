@@ -246,6 +246,64 @@ mod mxcsr {
     }
 }
 
+/// The x87 FPU control word, on x86-64.
+#[cfg(all(target_arch = "x86_64", gevent_own_switch))]
+mod x87 {
+    #![allow(unsafe_code)] // reads and writes the x87 control word
+
+    /// The control word.
+    pub(crate) fn get() -> u16 {
+        let mut value = 0u16;
+        // SAFETY: FNSTCW writes the 2 bytes of `value`, which is a live local.
+        unsafe {
+            core::arch::asm!("fnstcw [{}]", in(reg) &raw mut value, options(nostack));
+        }
+        value
+    }
+
+    /// Sets the control word.
+    pub(crate) fn set(value: u16) {
+        // SAFETY: FLDCW reads the 2 bytes of `value`; the callers pass the default with other
+        // rounding bits, which leaves every exception masked.
+        unsafe {
+            core::arch::asm!("fldcw [{}]", in(reg) &raw const value, options(nostack));
+        }
+    }
+}
+
+/// The x87 control word is callee-saved too: a greenlet's x87 rounding mode is its own,
+/// whether or not its MXCSR differs from the greenlet it switches to (the switch loads each
+/// only where the two contexts differ).
+#[cfg(all(target_arch = "x86_64", gevent_own_switch))]
+#[test]
+fn a_greenlets_x87_rounding_mode_is_its_own() {
+    const ROUND_UP: u16 = 2 << 10;
+    const ROUNDING: u16 = 3 << 10;
+    sim::run(|| {
+        let default = x87::get();
+        let seen_by_other = Rc::new(Cell::new(0u16));
+        let changer = spawn(move || {
+            x87::set((default & !ROUNDING) | ROUND_UP);
+            yield_now().unwrap();
+            yield_now().unwrap();
+            let own = x87::get();
+            x87::set(default);
+            own
+        });
+        let other = {
+            let seen_by_other = seen_by_other.clone();
+            spawn(move || {
+                yield_now().unwrap();
+                seen_by_other.set(x87::get());
+            })
+        };
+        assert_eq!(changer.get().unwrap() & ROUNDING, ROUND_UP);
+        other.get().unwrap();
+        assert_eq!(seen_by_other.get() & ROUNDING, default & ROUNDING);
+        assert_eq!(x87::get(), default);
+    });
+}
+
 /// The System V ABI makes MXCSR's control bits callee-saved: a greenlet's rounding mode is its
 /// own, across switches to and from other greenlets (corosensei's switch does not keep it,
 /// so this holds on gevent-core's own switch only).
