@@ -65,6 +65,24 @@ fn recurse_then_park(depth: u32, event: &Event) -> u64 {
     recurse_then_park(depth - 1, event) + std::hint::black_box(frame[3])
 }
 
+/// Whether AddressSanitizer keeps this thread's frames on its "fake stack"
+/// (`detect_stack_use_after_return=1`): frames whose address is taken then live on the heap,
+/// not on the greenlet's stack, and its high-water mark cannot see them.
+fn frames_on_asan_fake_stack() -> bool {
+    #[cfg(gevent_asan)]
+    {
+        unsafe extern "C" {
+            fn __asan_get_current_fake_stack() -> *mut std::ffi::c_void;
+        }
+        // SAFETY: an ASan interface function, linked into every ASan build (`gevent_asan`);
+        // it reads the calling thread's state and takes no arguments.
+        #[allow(unsafe_code)]
+        return !unsafe { __asan_get_current_fake_stack() }.is_null();
+    }
+    #[allow(unreachable_code)]
+    false
+}
+
 #[test]
 fn a_greenlet_that_recursed_deeply_has_a_higher_stack_high_water_mark() {
     gevent::run(|| {
@@ -82,10 +100,12 @@ fn a_greenlet_that_recursed_deeply_has_a_higher_stack_high_water_mark() {
         let tree = GreenletTree::current_hub();
         let mark = |id| tree.get(id).unwrap().stack_high_water.expect("mmap stacks know it");
         let (deep_mark, shallow_mark) = (mark(deep.id()), mark(shallow.id()));
-        assert!(
-            deep_mark >= shallow_mark + 48 * 1024,
-            "deep {deep_mark} B, shallow {shallow_mark} B:\n{tree}"
-        );
+        if !frames_on_asan_fake_stack() {
+            assert!(
+                deep_mark >= shallow_mark + 48 * 1024,
+                "deep {deep_mark} B, shallow {shallow_mark} B:\n{tree}"
+            );
+        }
         // The running greenlet counts at least down to where it runs.
         let running = Builder::new().spawn(|| {
             let me = gevent::current().id();
