@@ -246,23 +246,24 @@ mod mxcsr {
     }
 }
 
-/// The x87 FPU control word, on x86-64.
+/// The x87 FPU control word, on x86-64, widened to `u32` like MXCSR.
 #[cfg(all(target_arch = "x86_64", gevent_own_switch))]
 mod x87 {
     #![allow(unsafe_code)] // reads and writes the x87 control word
 
     /// The control word.
-    pub(crate) fn get() -> u16 {
+    pub(crate) fn get() -> u32 {
         let mut value = 0u16;
         // SAFETY: FNSTCW writes the 2 bytes of `value`, which is a live local.
         unsafe {
             core::arch::asm!("fnstcw [{}]", in(reg) &raw mut value, options(nostack));
         }
-        value
+        u32::from(value)
     }
 
-    /// Sets the control word.
-    pub(crate) fn set(value: u16) {
+    /// Sets the control word to the low 16 bits of `value`.
+    pub(crate) fn set(value: u32) {
+        let value = value as u16;
         // SAFETY: FLDCW reads the 2 bytes of `value`; the callers pass the default with other
         // rounding bits, which leaves every exception masked.
         unsafe {
@@ -271,36 +272,33 @@ mod x87 {
     }
 }
 
-/// The x87 control word is callee-saved too: a greenlet's x87 rounding mode is its own,
-/// whether or not its MXCSR differs from the greenlet it switches to (the switch loads each
-/// only where the two contexts differ).
+/// A greenlet sets the `mask` bits of a control register (read by `get`, written by `set`)
+/// to `mode` and yields twice; another greenlet, which runs in between, must see the default
+/// bits, and the first its own, across switches to and from each other.
 #[cfg(all(target_arch = "x86_64", gevent_own_switch))]
-#[test]
-fn a_greenlets_x87_rounding_mode_is_its_own() {
-    const ROUND_UP: u16 = 2 << 10;
-    const ROUNDING: u16 = 3 << 10;
+fn each_greenlet_keeps_its_own(get: fn() -> u32, set: fn(u32), mask: u32, mode: u32) {
     sim::run(|| {
-        let default = x87::get();
-        let seen_by_other = Rc::new(Cell::new(0u16));
+        let default = get();
+        let seen_by_other = Rc::new(Cell::new(0u32));
         let changer = spawn(move || {
-            x87::set((default & !ROUNDING) | ROUND_UP);
+            set((default & !mask) | mode);
             yield_now().unwrap();
             yield_now().unwrap();
-            let own = x87::get();
-            x87::set(default);
+            let own = get();
+            set(default);
             own
         });
         let other = {
             let seen_by_other = seen_by_other.clone();
             spawn(move || {
                 yield_now().unwrap();
-                seen_by_other.set(x87::get());
+                seen_by_other.set(get());
             })
         };
-        assert_eq!(changer.get().unwrap() & ROUNDING, ROUND_UP);
+        assert_eq!(changer.get().unwrap() & mask, mode);
         other.get().unwrap();
-        assert_eq!(seen_by_other.get() & ROUNDING, default & ROUNDING);
-        assert_eq!(x87::get(), default);
+        assert_eq!(seen_by_other.get() & mask, default & mask);
+        assert_eq!(get(), default);
     });
 }
 
@@ -310,30 +308,19 @@ fn a_greenlets_x87_rounding_mode_is_its_own() {
 #[cfg(all(target_arch = "x86_64", gevent_own_switch))]
 #[test]
 fn a_greenlets_floating_point_rounding_mode_is_its_own() {
-    const ROUND_TOWARD_ZERO: u32 = 3 << 13;
-    sim::run(|| {
-        let default = mxcsr::get();
-        let seen_by_other = Rc::new(Cell::new(0u32));
-        let changer = spawn(move || {
-            mxcsr::set(default | ROUND_TOWARD_ZERO);
-            yield_now().unwrap();
-            yield_now().unwrap();
-            let own = mxcsr::get();
-            mxcsr::set(default);
-            own
-        });
-        let other = {
-            let seen_by_other = seen_by_other.clone();
-            spawn(move || {
-                yield_now().unwrap();
-                seen_by_other.set(mxcsr::get());
-            })
-        };
-        assert_eq!(changer.get().unwrap() & ROUND_TOWARD_ZERO, ROUND_TOWARD_ZERO);
-        other.get().unwrap();
-        assert_eq!(seen_by_other.get() & ROUND_TOWARD_ZERO, default & ROUND_TOWARD_ZERO);
-        assert_eq!(mxcsr::get(), default);
-    });
+    const ROUNDING: u32 = 3 << 13;
+    each_greenlet_keeps_its_own(mxcsr::get, mxcsr::set, ROUNDING, ROUNDING);
+}
+
+/// The x87 control word is callee-saved too: a greenlet's x87 rounding mode is its own,
+/// whether or not its MXCSR differs from the greenlet it switches to (the switch loads each
+/// only where the two contexts differ).
+#[cfg(all(target_arch = "x86_64", gevent_own_switch))]
+#[test]
+fn a_greenlets_x87_rounding_mode_is_its_own() {
+    const ROUNDING: u32 = 3 << 10;
+    const ROUND_UP: u32 = 2 << 10;
+    each_greenlet_keeps_its_own(x87::get, x87::set, ROUNDING, ROUND_UP);
 }
 
 /// Main joining a greenlet that returns without parking: before main resumes, the hub collects

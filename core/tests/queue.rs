@@ -11,9 +11,23 @@ use std::time::Duration;
 use gevent_core::queue::{
     Channel, GetError, JoinableQueue, LifoQueue, PriorityQueue, PutError, Queue,
 };
-use gevent_core::{Interrupted, Timeout, joinall, now, sim, sleep, spawn, yield_now};
+use gevent_core::{Greenlet, Interrupted, Timeout, joinall, now, sim, sleep, spawn, yield_now};
 
 const MS: Duration = Duration::from_millis(1);
+
+/// `n` greenlets, each calling `get` once on its own clone of `source`.
+fn spawn_each<S: 'static, T: 'static>(
+    n: usize,
+    source: &Rc<S>,
+    get: fn(&S) -> T,
+) -> Vec<Greenlet<T>> {
+    (0..n)
+        .map(|_| {
+            let source = source.clone();
+            spawn(move || get(&source))
+        })
+        .collect()
+}
 
 #[test]
 fn a_queue_of_maxsize_2_blocks_the_third_put_until_a_get() {
@@ -203,12 +217,7 @@ fn a_timeout_on_a_blocked_put_returns_the_item() {
 fn closing_ends_producers_and_consumers_cleanly() {
     sim::run(|| {
         let queue = Rc::new(Queue::new());
-        let consumers: Vec<_> = (0..2)
-            .map(|_| {
-                let q = queue.clone();
-                spawn(move || q.iter().collect::<Result<Vec<u32>, _>>())
-            })
-            .collect();
+        let consumers = spawn_each(2, &queue, |q| q.iter().collect::<Result<Vec<u32>, _>>());
         for i in 0..6 {
             queue.put(i).unwrap();
         }
@@ -410,12 +419,7 @@ fn a_getter_whose_item_is_withdrawn_by_a_killed_putter_waits_on_first_in_line() 
 fn try_put_hands_an_item_to_every_waiting_getter() {
     sim::run(|| {
         let channel = Rc::new(Channel::new());
-        let getters: Vec<_> = (0..2)
-            .map(|_| {
-                let c = channel.clone();
-                spawn(move || c.get())
-            })
-            .collect();
+        let getters = spawn_each(2, &channel, |q| q.get());
         yield_now().unwrap();
         assert_eq!(channel.try_put('a'), Ok(()));
         assert_eq!(channel.try_put('b'), Ok(()), "a second getter waits");
@@ -577,12 +581,7 @@ fn a_single_consumer_gets_items_in_put_order_when_a_killed_getter_gives_one_back
 fn items_two_killed_getters_give_back_stay_in_put_order() {
     sim::run(|| {
         let queue = Rc::new(Queue::new());
-        let getters: Vec<_> = (0..2)
-            .map(|_| {
-                let q = queue.clone();
-                spawn(move || q.get())
-            })
-            .collect();
+        let getters = spawn_each(2, &queue, |q| q.get());
         yield_now().unwrap();
         for g in &getters {
             g.kill_nowait();
@@ -598,12 +597,7 @@ fn items_two_killed_getters_give_back_stay_in_put_order() {
 fn a_bounded_queue_holds_at_most_one_item_over_its_bound_after_give_backs() {
     sim::run(|| {
         let queue = Rc::new(Queue::bounded(1));
-        let getters: Vec<_> = (0..3)
-            .map(|_| {
-                let q = queue.clone();
-                spawn(move || q.get())
-            })
-            .collect();
+        let getters = spawn_each(3, &queue, |q| q.get());
         yield_now().unwrap();
         for g in &getters {
             g.kill_nowait();
