@@ -59,14 +59,14 @@ impl Place {
         !self.line.get().is_null()
     }
 
-    /// Whether its greenlet is parked: false for a place in no line, which holds none.
+    /// Its greenlet's state; `None` for a place in no line, which holds none.
     #[inline]
     #[allow(unsafe_code)] // the peek: see the SAFETY comment
-    fn is_parked(&self) -> bool {
+    fn state(&self) -> Option<State> {
         // SAFETY: `Cell` never hands out a reference into its value and a place is not
         // `Sync`, so nothing writes the cell during this read, which copies nothing out.
         let t = unsafe { &*self.task.as_ptr() };
-        t.as_ref().is_some_and(|t| t.task().state.get() == State::Parked)
+        t.as_ref().map(|t| t.task().state.get())
     }
 
     /// Whether a hand-off popped it since the last call; clears the mark.
@@ -209,8 +209,10 @@ impl Line {
     /// Takes the first place whose greenlet is parked out of the line, giving it as the
     /// pointer its push gave ([`push_back_raw`](Self::push_back_raw)) with the greenlet, for
     /// a line whose places start larger structures that the popper fills in (a getter's
-    /// slot). Places before it stay in line: their greenlets were woken already (interrupted
-    /// while they waited), will run, and take themselves out. The usual answer is the head.
+    /// slot). Places before it whose greenlets were woken already (interrupted while they
+    /// waited) stay in line: they will run and take themselves out. Those of finished
+    /// greenlets leave it ([`pop_front_granted`](Self::pop_front_granted) says why). The usual
+    /// answer is the head.
     ///
     /// The place is out of line, so the pointer is good only as long as its owner keeps it
     /// alive: until the owner's greenlet runs again, while the popper does not switch.
@@ -223,46 +225,61 @@ impl Line {
         if t.task().state.get() == State::Parked {
             return Some((head, t));
         }
-        // Back where it was, then on to the others (rare: a greenlet woken while it waited).
-        // SAFETY: the place was just unlinked, so it is in no line; it is alive and pinned
-        // by the contract of the push that linked it, and `head` is the pointer that push gave.
-        unsafe { self.push_front_raw(head, t) };
-        // SAFETY: as in `pop_front`.
-        self.pop_first_parked_after(unsafe { head.as_ref() })
+        self.pop_first_parked_slow(head, t)
     }
 
-    /// The rest of [`pop_first_parked`](Self::pop_first_parked): the places after `first`,
-    /// whose greenlet is not parked.
+    /// The rest of [`pop_first_parked`](Self::pop_first_parked), when the head's greenlet
+    /// (`t`, just unlinked with its place `first`) is not parked.
     #[cold]
     #[inline(never)]
-    #[allow(unsafe_code)] // see the SAFETY comment
-    fn pop_first_parked_after(&mut self, first: &Place) -> Option<(NonNull<Place>, QueuedTask)> {
-        let mut at = first.next.get();
+    #[allow(unsafe_code)] // see the SAFETY comments
+    fn pop_first_parked_slow(
+        &mut self,
+        first: NonNull<Place>,
+        t: QueuedTask,
+    ) -> Option<(NonNull<Place>, QueuedTask)> {
+        if t.task().state.get() != State::Finished {
+            // Woken while it waited: back where it was.
+            // SAFETY: the place was just unlinked, so it is in no line; it is alive and pinned
+            // by the contract of the push that linked it, and `first` is the pointer that push
+            // gave.
+            unsafe { self.push_front_raw(first, t) };
+        }
+        let mut at = self.head;
         while let Some(ptr) = NonNull::new(at.cast_mut()) {
-            // SAFETY: a place linked in this line (the neighbour of one), alive by the
-            // contract of the push that linked it.
+            // SAFETY: a place linked in this line, alive by the contract of the push that
+            // linked it.
             let place = unsafe { ptr.as_ref() };
-            if place.is_parked() {
-                return Some((ptr, self.unlink(place)));
-            }
             at = place.next.get();
+            match place.state() {
+                Some(State::Parked) => return Some((ptr, self.unlink(place))),
+                Some(State::Finished) => drop(self.unlink(place)),
+                _ => {}
+            }
         }
         None
     }
 
     /// [`pop_front`](Self::pop_front) for a hand-off: the popped place is marked granted
     /// ([`Place::take_grant`]).
+    ///
+    /// A greenlet abandoned in line at a hub's shutdown (finished while it waited: a
+    /// primitive can outlive its hub) would never claim what is handed to it: its place
+    /// leaves the line here, unmarked, and the next one is popped. No other greenlet in a line
+    /// is finished: a greenlet ends by running, and leaves every line before it runs on.
     #[inline]
     #[allow(unsafe_code)] // see the SAFETY comment
     pub(crate) fn pop_front_granted(&mut self) -> Option<QueuedTask> {
-        if self.head.is_null() {
-            return None;
+        while !self.head.is_null() {
+            // SAFETY: as in `pop_front`.
+            let place = unsafe { &*self.head };
+            let t = self.unlink_head(place);
+            if t.task().state.get() != State::Finished {
+                place.next.set(place);
+                return Some(t);
+            }
         }
-        // SAFETY: as in `pop_front`.
-        let place = unsafe { &*self.head };
-        let t = self.unlink_head(place);
-        place.next.set(place);
-        Some(t)
+        None
     }
 
     /// Takes `place` out of the line wherever it is, giving its greenlet; `None` if it is not
@@ -394,6 +411,26 @@ mod tests {
             assert!(!place(0).take_grant() && line.contains(&place(0)));
         }
         assert_eq!(ids(&mut line), [0]);
+    }
+
+    #[test]
+    #[allow(unsafe_code)] // see the SAFETY comment
+    fn a_granted_pop_passes_over_a_finished_greenlet_and_takes_it_out_of_line() {
+        let ts: Vec<_> = (0..2).map(task).collect();
+        ts[0].task().state.set(State::Finished);
+        let places: Vec<Pin<Box<Place>>> = (0..2).map(|_| Box::pin(Place::new())).collect();
+        let place = |i: usize| places[i].as_ref();
+        let mut line = Line::new();
+        // SAFETY: each place is new (in no line); the places outlive `line`.
+        unsafe {
+            line.push_back(place(0), QueuedTask::new(ts[0].clone()));
+            line.push_back(place(1), QueuedTask::new(ts[1].clone()));
+        }
+        let granted = line.pop_front_granted().expect("a live waiter");
+        assert!(TaskRef::ptr_eq(&granted.into_task_ref(), &ts[1]) && place(1).take_grant());
+        assert!(!place(0).is_linked() && !place(0).take_grant(), "out of line, not granted");
+        assert!(line.is_empty() && line.pop_front_granted().is_none());
+        assert!(ts.iter().all(|t| t.count() == 1));
     }
 
     #[test]

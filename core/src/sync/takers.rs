@@ -203,6 +203,33 @@ mod tests {
 
     #[test]
     #[allow(unsafe_code)] // see the SAFETY comment
+    fn a_hand_takes_a_finished_greenlets_taker_out_of_line_and_keeps_a_woken_ones() {
+        use crate::greenlet::task::State;
+        let ts: Vec<_> = (0..4).map(parked).collect();
+        // Abandoned at a shutdown (finished in line), woken, abandoned, parked.
+        for (i, state) in [(0, State::Finished), (1, State::Runnable), (2, State::Finished)] {
+            ts[i].task().state.set(state);
+        }
+        let takers: Vec<Pin<Box<Taker<u8>>>> = (0..4).map(|_| Box::pin(Taker::new())).collect();
+        let taker = |i: usize| takers[i].as_ref();
+        let mut line = Takers::new();
+        // SAFETY: each taker is new (in no line); the takers outlive `line`.
+        unsafe {
+            for (i, t) in ts.iter().enumerate() {
+                line.push_back(taker(i), QueuedTask::new(t.clone()));
+            }
+        }
+        let woken = line.hand(7).expect("a parked taker waits");
+        assert!(TaskRef::ptr_eq(&woken.into_task_ref(), &ts[3]));
+        let linked: Vec<bool> = (0..4).map(|i| taker(i).is_linked()).collect();
+        assert_eq!(linked, [false, true, false, false], "only the woken one waits on");
+        assert_eq!(line.hand(8).err(), Some(8));
+        assert!(line.remove(&taker(1)).is_some());
+        assert!(ts.iter().all(|t| t.count() == 1), "the line gave back every count");
+    }
+
+    #[test]
+    #[allow(unsafe_code)] // see the SAFETY comment
     fn an_item_left_in_a_slot_is_dropped_with_its_taker() {
         let t = parked(0);
         let item = alloc::rc::Rc::new(());

@@ -18,7 +18,7 @@ use core::pin::{Pin, pin};
 
 use crate::error::Interrupted;
 use crate::greenlet::DeadlineTimer;
-use crate::greenlet::task::{State, TaskRef, WaitKind};
+use crate::greenlet::task::{TaskRef, WaitKind};
 use crate::hub::{hub, hub_of_waiter};
 use crate::sync::line::{Line, Place};
 use crate::time::Instant;
@@ -91,18 +91,15 @@ impl Waiters {
 
     #[inline(never)]
     fn hand_off_to_first(&mut self) -> bool {
-        while let Some(t) = self.line.pop_front_granted() {
-            // A greenlet abandoned at a hub's shutdown (finished while it waited; a primitive
-            // can outlive its hub) would never claim the unit: it is passed over. No other
-            // greenlet in a line is finished: a greenlet ends by running, out of every line.
-            if t.task().state.get() == State::Finished {
-                continue;
+        // A greenlet abandoned in line at a hub's shutdown is passed over by the pop.
+        match self.line.pop_front_granted() {
+            Some(t) => {
+                self.reserved += 1;
+                hub_of_waiter(&t).notify_queued(t);
+                true
             }
-            self.reserved += 1;
-            hub_of_waiter(&t).notify_queued(t);
-            return true;
+            None => false,
         }
-        false
     }
 
     /// Wakes every waiter without a reservation (the primitive closed): they look at its state
