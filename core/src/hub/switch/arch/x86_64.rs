@@ -10,7 +10,7 @@
 //!
 //! MXCSR's control bits and the x87 control word are callee-saved in the System V ABI: a
 //! greenlet that changes its rounding mode must not change the others'. They are saved at every
-//! switch and loaded only when the next context's differ.
+//! switch and loaded only when the next context's control bits differ.
 
 use core::arch::naked_asm;
 
@@ -39,12 +39,16 @@ pub(crate) unsafe extern "C" fn switch(save: *mut usize, to: usize) {
         "fnstcw [rsp + 4]",
         "mov [rdi], rsp",
         // Loaded only where the two contexts differ: both loads are slow (they order the
-        // floating-point units), and greenlets seldom change their rounding modes.
+        // floating-point units), and greenlets seldom change their rounding modes. Only
+        // MXCSR's control bits (6 to 15) count: its low six bits are exception flags, which
+        // the ABI does not keep across a call, and the first inexact result of a greenlet
+        // would otherwise make every later switch to or from it load the register.
         "mov eax, [rsp]",
         "movzx ecx, word ptr [rsp + 4]",
         "mov rsp, rsi",
-        "cmp eax, [rsp]",
-        "jne 3f",
+        "xor eax, [rsp]",
+        "test eax, 0xffc0",
+        "jnz 3f",
         "2:",
         "cmp cx, [rsp + 4]",
         "jne 4f",
