@@ -65,10 +65,11 @@ fn woken_otherwise<T, O: QueueOrder<T>>(
         return Some(match parked {
             // Not reached: the wait returns such an item itself.
             Ok(()) => Ok(item),
-            // Interrupted before it ran: the item goes to the next getter or back into the
-            // queue, not down with this one.
+            // Not reached either: an item goes only to a parked getter, whose wake-up then
+            // carries no interruption (one that comes later is delivered at its next wait).
+            // Should it happen, the item is put again rather than lost with this get.
             Err(why) => {
-                s.give_back(item);
+                s.add(item);
                 Err(GetError::Interrupted(why))
             }
         });

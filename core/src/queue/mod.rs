@@ -162,17 +162,6 @@ impl<T, O: QueueOrder<T>> State<T, O> {
         }
     }
 
-    /// Takes back an item delivered to a getter that was interrupted before it ran: the next
-    /// getter in line gets it, or it goes back into the queue where a get finds it first
-    /// ([`QueueOrder::unget`]). It had left the queue, so a bounded queue can hold one item
-    /// more than its bound until a get takes it; puts meanwhile wait as for a full queue.
-    fn give_back(&mut self, item: T) {
-        if let Err(item) = self.getters.deliver(item) {
-            self.items.unget(item);
-            wake_all(&mut self.peekers);
-        }
-    }
-
     fn maxsize(&self) -> Option<usize> {
         (self.bound != usize::MAX).then_some(self.bound)
     }

@@ -13,13 +13,6 @@ pub trait QueueOrder<T> {
     fn push(&mut self, item: T);
     /// Removes the next item.
     fn pop(&mut self) -> Option<T>;
-    /// Puts back an item that a get took and could not hand out (its getter was interrupted
-    /// before it ran). It is usually older than every item there now (it was put while the
-    /// queue was empty), so an order that serves the oldest first puts it first. By default as
-    /// [`push`](Self::push).
-    fn unget(&mut self, item: T) {
-        self.push(item);
-    }
     /// The next item.
     fn peek(&self) -> Option<&T>;
     /// How many items there are.
@@ -52,9 +45,6 @@ impl<T> QueueOrder<T> for Fifo<T> {
     fn pop(&mut self) -> Option<T> {
         self.0.pop_front()
     }
-    fn unget(&mut self, item: T) {
-        self.0.push_front(item);
-    }
     fn peek(&self) -> Option<&T> {
         self.0.front()
     }
@@ -73,10 +63,6 @@ impl<T> QueueOrder<T> for Lifo<T> {
     }
     fn pop(&mut self) -> Option<T> {
         self.0.pop()
-    }
-    /// At the bottom: the items there now are usually newer.
-    fn unget(&mut self, item: T) {
-        self.0.insert(0, item);
     }
     fn peek(&self) -> Option<&T> {
         self.0.last()

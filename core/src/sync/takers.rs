@@ -7,9 +7,10 @@
 //! count of reserved items on either side (Go's channels hand a value to a parked receiver the
 //! same way). No greenlet arriving meanwhile can take the item: it is in the getter's frame.
 //!
-//! A getter that finds its slot filled but was interrupted before it ran (killed, or its
-//! timeout fired first) gives the item back to the queue, which hands it to the next getter in
-//! line or keeps it first; see `GenericQueue`'s `give_back`.
+//! Only a parked getter is handed an item: one woken already (killed, or its timeout fired,
+//! while it waited) stays in line until it runs and leaves, so an item never lands with a
+//! getter that will not return it. A parked greenlet's wake-up carries no interruption: one
+//! that comes after the hand-off is delivered at its next wait.
 #![allow(unsafe_code)] // see the SAFETY comments
 
 use core::cell::Cell;
