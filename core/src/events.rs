@@ -431,6 +431,10 @@ pub(crate) mod tracing {
     /// called directly rather than through a guard, which could not live across the switch.
     #[inline]
     pub(crate) fn enter(hub: &Hub, task: &Task) {
+        // Most greenlets have no span: nothing to call, nothing to refuse.
+        if task.span.is_disabled() {
+            return;
+        }
         let _refusing = hub.refuse_switches();
         task.span.with_subscriber(|(id, dispatch)| dispatch.enter(id));
     }
@@ -438,6 +442,9 @@ pub(crate) mod tracing {
     /// Exits the greenlet's span as it is switched from.
     #[inline]
     pub(crate) fn exit(hub: &Hub, task: &Task) {
+        if task.span.is_disabled() {
+            return;
+        }
         let _refusing = hub.refuse_switches();
         task.span.with_subscriber(|(id, dispatch)| dispatch.exit(id));
     }
