@@ -111,7 +111,7 @@ fn an_item_put_while_a_getter_waits_is_that_getters_even_if_another_runs_first()
 }
 
 #[test]
-fn an_item_a_killed_getter_gives_back_is_got_first_in_fifo_and_last_in_lifo_order() {
+fn items_put_past_killed_getters_stay_in_fifo_and_lifo_order() {
     sim::run(|| {
         let fifo = Rc::new(Queue::new());
         let lifo = Rc::new(LifoQueue::new());
@@ -559,7 +559,7 @@ fn a_wait_that_ends_without_a_unit_gives_back_exactly_what_ended_it() {
 }
 
 #[test]
-fn a_single_consumer_gets_items_in_put_order_when_a_killed_getter_gives_one_back() {
+fn a_single_consumer_gets_items_in_put_order_past_a_killed_getter_ahead_of_it() {
     sim::run(|| {
         let queue = Rc::new(Queue::new());
         let q = queue.clone();
@@ -578,7 +578,7 @@ fn a_single_consumer_gets_items_in_put_order_when_a_killed_getter_gives_one_back
 }
 
 #[test]
-fn items_two_killed_getters_give_back_stay_in_put_order() {
+fn items_put_past_two_killed_getters_stay_in_put_order() {
     sim::run(|| {
         let queue = Rc::new(Queue::new());
         let getters = spawn_each(2, &queue, |q| q.get());
@@ -594,7 +594,7 @@ fn items_two_killed_getters_give_back_stay_in_put_order() {
 }
 
 #[test]
-fn a_bounded_queue_holds_at_most_one_item_over_its_bound_after_give_backs() {
+fn killed_getters_in_line_let_no_put_far_past_a_bounded_queues_bound() {
     sim::run(|| {
         let queue = Rc::new(Queue::bounded(1));
         let getters = spawn_each(3, &queue, |q| q.get());
@@ -606,7 +606,8 @@ fn a_bounded_queue_holds_at_most_one_item_over_its_bound_after_give_backs() {
             let _ = queue.try_put(i);
         }
         joinall(&getters).unwrap();
-        // The module documents "one item more than its bound" at most.
+        // No item goes to a killed getter, so none comes back into the queue later: before
+        // that was mended, each killed getter let one more item in.
         assert!(queue.len() <= 2, "len {} with maxsize 1", queue.len());
     });
 }
