@@ -193,6 +193,15 @@ impl Line {
         self.head = raw;
     }
 
+    /// Takes every waiter out of the line and wakes those that are parked (a primitive
+    /// closed: they look at its state again).
+    pub(crate) fn wake_all(&mut self) {
+        let hub = crate::hub::hub();
+        while let Some(t) = self.pop_front() {
+            hub.notify_queued(t);
+        }
+    }
+
     /// Takes the first waiter out of the line, giving its greenlet.
     #[inline]
     #[allow(unsafe_code)] // see the SAFETY comment

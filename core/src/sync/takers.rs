@@ -18,7 +18,7 @@ use core::marker::PhantomData;
 use core::pin::Pin;
 use core::ptr::NonNull;
 
-use crate::hub::{QueuedTask, hub, hub_of_waiter};
+use crate::hub::{QueuedTask, hub_of_waiter};
 use crate::sync::line::{Line, Place};
 
 /// A getter's place in line and the slot a put delivers its item to.
@@ -132,10 +132,7 @@ impl<T> Takers<T> {
     /// Wakes every waiter, with nothing delivered (the queue closed): they look at the queue
     /// again and find it closed.
     pub(crate) fn wake_all(&mut self) {
-        let hub = hub();
-        while let Some(t) = self.line.pop_front() {
-            hub.unpark(&t.into_task_ref());
-        }
+        self.line.wake_all();
     }
 }
 

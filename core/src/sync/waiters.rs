@@ -105,10 +105,7 @@ impl Waiters {
     /// Wakes every waiter without a reservation (the primitive closed): they look at its state
     /// again and find it closed.
     pub(crate) fn wake_all(&mut self) {
-        let hub = hub();
-        while let Some(t) = self.line.pop_front() {
-            hub.unpark(&t.into_task_ref());
-        }
+        self.line.wake_all();
     }
 }
 
