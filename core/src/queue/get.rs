@@ -2,13 +2,15 @@
 //! into its slot (see [`crate::sync::takers`]), the queue closes, or the deadline passes.
 
 use core::cell::{RefCell, RefMut};
+use core::marker::PhantomData;
 use core::pin::{Pin, pin};
 
 use super::{GenericQueue, GetError, QueueOrder, State};
 use crate::error::Interrupted;
 use crate::greenlet::DeadlineTimer;
 use crate::greenlet::task::WaitKind;
-use crate::hub::hub;
+use crate::hub::{QueuedTask, hub};
+use crate::sync::line::{InLine, LineIn, Place};
 use crate::sync::takers::Taker;
 use crate::time::Instant;
 
@@ -27,9 +29,9 @@ pub(super) fn wait_for_item<'a, T, O: QueueOrder<T>>(
 ) -> Result<T, GetError> {
     let hub = hub();
     let timer = DeadlineTimer::arm(deadline);
-    let waiting = pin!(Waiting { state, taker: Taker::new() });
-    let taker = waiting.as_ref().project_taker();
-    // SAFETY: the taker is new, so in no line; it is pinned, and `Waiting`'s drop takes it out
+    let waiting = pin!(InLine::<_, GetterLine<T, O>, _>::new(state, Taker::new()));
+    let taker = waiting.as_ref().waiter();
+    // SAFETY: the taker is new, so in no line; it is pinned, and `InLine`'s drop takes it out
     // of the line before it is dropped, on every way out of this function (an unwind included).
     unsafe { s.getters.push_back(taker, hub.current_queued()) };
     drop(s);
@@ -84,7 +86,7 @@ fn woken_otherwise<T, O: QueueOrder<T>>(
             if !taker.is_linked() {
                 // Out of line with nothing delivered and the queue open: only closing takes
                 // getters out that way, so this is defence: wait again, first in line.
-                // SAFETY: the taker is in no line (tested); it is pinned, and `Waiting`'s drop
+                // SAFETY: the taker is in no line (tested); it is pinned, and `InLine`'s drop
                 // in `wait_for_item` unlinks it, as for the first push.
                 unsafe { s.getters.push_front(taker, hub().current_queued()) };
             }
@@ -95,34 +97,11 @@ fn woken_otherwise<T, O: QueueOrder<T>>(
     Some(end.map(|()| GenericQueue::<T, O>::pop(s)))
 }
 
-/// A getter's [`Taker`] in the line of the queue whose state is `state`; its drop takes the
-/// taker out of the line if it is still in it, so that the line never points to a taker that
-/// is gone (a greenlet unwound while it waited).
-struct Waiting<'a, T, O: QueueOrder<T>> {
-    state: &'a RefCell<State<T, O>>,
-    taker: Taker<T>,
-}
+/// The line of a queue's getters, for [`InLine`].
+struct GetterLine<T, O>(PhantomData<(T, O)>);
 
-impl<T, O: QueueOrder<T>> Waiting<'_, T, O> {
-    fn project_taker(self: Pin<&Self>) -> Pin<&Taker<T>> {
-        // SAFETY: structural pinning of `taker`: it is never moved out of a pinned `Waiting`
-        // (no method gives it by value or `&mut`), and `Waiting` is not `Unpin` (`Taker` is
-        // not), so the taker stays pinned as long as its `Waiting` is.
-        #[allow(unsafe_code)]
-        unsafe {
-            self.map_unchecked(|w| &w.taker)
-        }
-    }
-}
-
-impl<T, O: QueueOrder<T>> Drop for Waiting<'_, T, O> {
-    fn drop(&mut self) {
-        if self.taker.is_linked() {
-            // Every return of `wait_for_item` leaves the line first: only an unwind gets here,
-            // out of `park`, where nothing borrows the state. Should something still borrow
-            // it, aborting (a panic in a drop during an unwind) is the only way left to keep
-            // the line from pointing to a taker that is gone.
-            drop(self.state.borrow_mut().getters.remove(&self.taker));
-        }
+impl<T, O: QueueOrder<T>> LineIn<State<T, O>> for GetterLine<T, O> {
+    fn remove(s: &mut State<T, O>, place: &Place) -> Option<QueuedTask> {
+        s.getters.remove_place(place)
     }
 }

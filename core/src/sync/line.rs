@@ -11,8 +11,8 @@
 //! of its line before it is dropped. Memory that is never dropped is never reused either (a
 //! greenlet abandoned at shutdown leaks its stack), so a linked place is always alive.
 
-use core::cell::Cell;
-use core::marker::PhantomPinned;
+use core::cell::{Cell, RefCell};
+use core::marker::{PhantomData, PhantomPinned};
 use core::mem::ManuallyDrop;
 use core::pin::Pin;
 use core::ptr::{self, NonNull};
@@ -337,6 +337,59 @@ impl Line {
         }
         place.line.set(ptr::null());
         place.task.take().expect("a linked place holds its greenlet")
+    }
+}
+
+/// How a waiter leaves its line in the state of its primitive, for [`InLine`].
+pub(crate) trait LineIn<S> {
+    /// Takes `place` out of its line in `s` if it is in it, giving its greenlet.
+    fn remove(s: &mut S, place: &Place) -> Option<QueuedTask>;
+}
+
+/// A waiter `W` (a [`Place`], or a structure that starts with one) of a blocking call, in the
+/// line that `L` finds in the primitive's state; its drop takes the waiter out of the line if
+/// it is still in it, so that the line never points to a place that is gone (a greenlet
+/// unwound while it waited). Pinned in the frame of the call.
+pub(crate) struct InLine<'a, S, L: LineIn<S>, W: AsRef<Place>> {
+    state: &'a RefCell<S>,
+    waiter: W,
+    _line: PhantomData<L>,
+}
+
+impl<'a, S, L: LineIn<S>, W: AsRef<Place>> InLine<'a, S, L, W> {
+    pub(crate) fn new(state: &'a RefCell<S>, waiter: W) -> Self {
+        InLine { state, waiter, _line: PhantomData }
+    }
+
+    /// The pinned waiter.
+    pub(crate) fn waiter(self: Pin<&Self>) -> Pin<&W> {
+        // SAFETY: structural pinning of `waiter`: it is never moved out of a pinned `InLine`
+        // (no method gives it by value or `&mut`), and `InLine` is not `Unpin` where `W` is
+        // not (a `Place` is not), so the waiter stays pinned as long as its `InLine` is.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.map_unchecked(|q| &q.waiter)
+        }
+    }
+}
+
+impl<S, L: LineIn<S>, W: AsRef<Place>> Drop for InLine<'_, S, L, W> {
+    fn drop(&mut self) {
+        let place = self.waiter.as_ref();
+        if place.is_linked() {
+            // Every return of a wait leaves the line first: only an unwind gets here, out of
+            // `park`, where nothing borrows the state. Should something still borrow it,
+            // aborting (a panic in a drop during an unwind) is the only way left to keep the
+            // line from pointing to a place that is gone.
+            let mut s = self.state.borrow_mut();
+            drop(L::remove(&mut s, place));
+        }
+    }
+}
+
+impl AsRef<Place> for Place {
+    fn as_ref(&self) -> &Place {
+        self
     }
 }
 

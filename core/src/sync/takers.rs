@@ -30,6 +30,12 @@ pub(crate) struct Taker<T> {
     item: Cell<Option<T>>,
 }
 
+impl<T> AsRef<Place> for Taker<T> {
+    fn as_ref(&self) -> &Place {
+        &self.place
+    }
+}
+
 impl<T> Taker<T> {
     pub(crate) const fn new() -> Self {
         Taker { place: Place::new(), item: Cell::new(None) }
@@ -94,7 +100,16 @@ impl<T> Takers<T> {
     /// Takes `taker` out of the line if it is in it, giving its greenlet.
     #[inline]
     pub(crate) fn remove(&mut self, taker: &Taker<T>) -> Option<QueuedTask> {
-        self.line.remove(&taker.place)
+        self.remove_place(&taker.place)
+    }
+
+    /// Takes `place` out of the line if it is in it, giving its greenlet (for [`InLine`],
+    /// which knows a taker by its place).
+    ///
+    /// [`InLine`]: crate::sync::line::InLine
+    #[inline]
+    pub(crate) fn remove_place(&mut self, place: &Place) -> Option<QueuedTask> {
+        self.line.remove(place)
     }
 
     /// Gives `item` to the first getter in line: moves it into the getter's slot, takes the

@@ -14,13 +14,13 @@
 //! call, so a wait allocates nothing.
 
 use core::cell::{RefCell, RefMut};
-use core::pin::{Pin, pin};
+use core::pin::pin;
 
 use crate::error::Interrupted;
 use crate::greenlet::DeadlineTimer;
 use crate::greenlet::task::{TaskRef, WaitKind};
-use crate::hub::{hub, hub_of_waiter};
-use crate::sync::line::{Line, Place};
+use crate::hub::{QueuedTask, hub, hub_of_waiter};
+use crate::sync::line::{InLine, Line, LineIn, Place};
 use crate::time::Instant;
 use crate::wait_list::WaitList;
 
@@ -164,8 +164,8 @@ fn wait_turn<'a, P: Side, O>(
 ) -> O {
     let hub = hub();
     let timer = DeadlineTimer::arm(deadline);
-    let queued = pin!(InLine::<P> { state, place: Place::new() });
-    let place = queued.as_ref().project_place();
+    let queued = pin!(InLine::<_, P, _>::new(state, Place::new()));
+    let place = queued.as_ref().waiter();
     // SAFETY: the place is new, so in no line; it is pinned, and `InLine`'s drop takes it out
     // of the line before it is dropped, on every way out of this function (an unwind included).
     unsafe { P::waiters(&mut s).line.push_back(place, hub.current_queued()) };
@@ -218,35 +218,9 @@ fn wait_turn<'a, P: Side, O>(
     finish(got)
 }
 
-/// A waiter's [`Place`] in the line of side `P` of the primitive whose state is `state`; its
-/// drop takes the place out of the line if it is still in it, so that the line never points to
-/// a place that is gone (a greenlet unwound while it waited).
-struct InLine<'a, P: Side> {
-    state: &'a RefCell<P::State>,
-    place: Place,
-}
-
-impl<P: Side> InLine<'_, P> {
-    fn project_place(self: Pin<&Self>) -> Pin<&Place> {
-        // SAFETY: structural pinning of `place`: it is never moved out of a pinned `InLine`
-        // (no method gives it by value or `&mut`), and `InLine` is not `Unpin` (`Place` is
-        // not), so the place stays pinned as long as its `InLine` is.
-        #[allow(unsafe_code)]
-        unsafe {
-            self.map_unchecked(|q| &q.place)
-        }
-    }
-}
-
-impl<P: Side> Drop for InLine<'_, P> {
-    fn drop(&mut self) {
-        if self.place.is_linked() {
-            // Every return of `wait_turn` leaves the line first: only an unwind gets here, out
-            // of `park`, where nothing borrows the state. Should something still borrow it,
-            // aborting (a panic in a drop during an unwind) is the only way left to keep the
-            // line from pointing to a place that is gone.
-            let mut s = self.state.borrow_mut();
-            drop(P::waiters(&mut s).line.remove(&self.place));
-        }
+/// A waiter of side `P` leaves the line of `P`'s waiters.
+impl<P: Side> LineIn<P::State> for P {
+    fn remove(s: &mut P::State, place: &Place) -> Option<QueuedTask> {
+        P::waiters(s).line.remove(place)
     }
 }
