@@ -516,7 +516,7 @@ impl Hub {
         self.park_inline(kind)
     }
 
-    /// [`Hub::park`] inlined into the caller, for the hot waits (a join, a queue's get): no
+    /// [`Hub::park`] inlined into the caller, for a hot wait (a queue's get): no
     /// call, no prologue, and the wait kind and outcome stay in registers instead of passing
     /// through memory.
     #[inline(always)]
