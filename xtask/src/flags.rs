@@ -7,11 +7,15 @@ pub(crate) const HELP: &str = "\
 Usage: cargo xtask <COMMAND>
 
 Commands:
-  test [--quick] [--only TEXT]
+  test [--quick] [--lean] [--only TEXT]
       Run the whole test matrix: fmt, clippy, the tests of each package, docs, miri,
       no_std and cross-target builds, the demo. Every step runs even after a failure;
       a summary follows, and the exit status is non-zero if any step failed.
       --quick      skip miri, the release-mode tests and the cross-target steps
+      --lean       remove the build directories of steps that have one of their own
+                   (miri, loom, ASan, each firmware, the fuzzer) once the last step that
+                   uses one has run, and print the free disk space after each: for
+                   machines with little disk (`.ci/run` passes it)
       --only TEXT  run only the steps whose names contain TEXT (say 'firmware')
 
   bench [--anchors] [--embedded] [--runs N] [--secs N] [--print-cmd] [WORKLOAD...]
@@ -65,6 +69,8 @@ pub(crate) enum Command {
 pub(crate) struct Test {
     /// Skip the slow steps: miri, the release-mode tests, the cross-target steps.
     pub(crate) quick: bool,
+    /// `--lean`: remove a step's own build directory once no later step uses it.
+    pub(crate) lean: bool,
     /// `--only TEXT`: run only the steps whose names contain it.
     pub(crate) only: Option<String>,
 }
@@ -207,11 +213,12 @@ pub(crate) fn parse(args: &[String]) -> Result<Command, String> {
 }
 
 fn parse_test(args: &[String]) -> Result<Test, String> {
-    let mut test = Test { quick: false, only: None };
+    let mut test = Test { quick: false, lean: false, only: None };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => test.quick = true,
+            "--lean" => test.lean = true,
             "--only" => match args.next() {
                 Some(text) => test.only = Some(text.clone()),
                 None => return Err(String::from("--only needs the text of a step's name")),
@@ -306,11 +313,21 @@ mod tests {
 
     #[test]
     fn test_command() {
-        assert_eq!(parse_str("test"), Ok(Command::Test(Test { quick: false, only: None })));
-        assert_eq!(parse_str("test --quick"), Ok(Command::Test(Test { quick: true, only: None })));
+        assert_eq!(
+            parse_str("test"),
+            Ok(Command::Test(Test { quick: false, lean: false, only: None }))
+        );
+        assert_eq!(
+            parse_str("test --quick"),
+            Ok(Command::Test(Test { quick: true, lean: false, only: None }))
+        );
         assert_eq!(
             parse_str("test --only firmware"),
-            Ok(Command::Test(Test { quick: false, only: Some("firmware".into()) }))
+            Ok(Command::Test(Test { quick: false, lean: false, only: Some("firmware".into()) }))
+        );
+        assert_eq!(
+            parse_str("test --lean --quick"),
+            Ok(Command::Test(Test { quick: true, lean: true, only: None }))
         );
         assert!(parse_str("test --only").is_err());
         assert!(parse_str("test --slow").is_err());

@@ -4,6 +4,7 @@ use std::process::Command;
 
 use crate::flags;
 
+mod lean;
 mod net_firmware;
 use crate::step::Steps;
 
@@ -112,7 +113,14 @@ const STEPS: &[Step] = &[
     // Everything in gevent-core that runs without a context switch (corosensei's inline
     // assembly is beyond Miri): the data structures' unit tests and `hub_without_switching`;
     // the other tests and the doctests are `cfg(not(miri))`.
-    ("miri", Full, CARGO, "+nightly miri test -p gevent-core", &[]),
+    // Its build directory named, so that `--lean` can remove it.
+    (
+        "miri",
+        Full,
+        CARGO,
+        "+nightly miri test -p gevent-core",
+        &[("CARGO_TARGET_DIR", "target/miri")],
+    ),
     // The cross-thread post/wake protocol under the loom model checker. `--cfg loom` changes
     // every crate's flags, so it builds in a target directory of its own rather than evicting
     // the normal build; debug, because the models are small enough that building dominates.
@@ -286,6 +294,7 @@ impl flags::Test {
                 steps.skip(name);
                 continue;
             }
+            let own_dir = own_build_dir(args, env);
             let args: Vec<_> = args.split_whitespace().collect();
             let mut command = match program {
                 CARGO if args.first().is_some_and(|arg| arg.starts_with('+')) => {
@@ -296,6 +305,10 @@ impl flags::Test {
             };
             command.args(args).envs(env.iter().copied()).current_dir(&root);
             steps.run(name, &mut command);
+            if let Some(dir) = own_dir {
+                lean::remove(&root, dir, self.lean);
+            }
+            lean::report_free(&root, self.lean);
         }
         // The firmware is its own cargo project (its target and QEMU runner are set in its
         // `.cargo/config.toml`, which cargo reads from the working directory); `timeout` stops
@@ -311,6 +324,13 @@ impl flags::Test {
             let mut command = Command::new("timeout");
             command.args(["300", "cargo", "run", "--release"]).current_dir(root.join(folder));
             steps.run(name, &mut command);
+            let used_later = FIRMWARE_FAULTS
+                .iter()
+                .any(|&(later, again, ..)| again == folder && chosen(later) && !left_out(Full));
+            if !used_later {
+                lean::remove(&root, &format!("{folder}/target"), self.lean);
+            }
+            lean::report_free(&root, self.lean);
         }
         for &(name, folder, features, message) in FIRMWARE_FAULTS {
             if !chosen(name) {
@@ -328,15 +348,29 @@ impl flags::Test {
             let mut command = Command::new("sh");
             command.args(["-c", &script]).current_dir(root.join(folder));
             steps.run(name, &mut command);
+            lean::remove(&root, &format!("{folder}/target"), self.lean);
+            lean::report_free(&root, self.lean);
         }
         if !chosen(net_firmware::NAME) {
         } else if left_out(Full) {
             steps.skip(net_firmware::NAME);
         } else {
             steps.run_check(net_firmware::NAME, || net_firmware::run(&root));
+            lean::remove(&root, &format!("{}/target", net_firmware::FOLDER), self.lean);
+            lean::report_free(&root, self.lean);
         }
         steps.finish()
     }
+}
+
+/// The build directory a step of [`STEPS`] has to itself, which `--lean` removes after it:
+/// the one its environment names, or the fuzz project's (`fuzz/target`, where `cargo fuzz`
+/// builds).
+fn own_build_dir(args: &str, env: &[(&'static str, &'static str)]) -> Option<&'static str> {
+    if args.split_whitespace().nth(1) == Some("fuzz") {
+        return Some("fuzz/target");
+    }
+    env.iter().find(|(key, _)| *key == "CARGO_TARGET_DIR").map(|&(_, dir)| dir)
 }
 
 #[cfg(test)]
@@ -350,6 +384,23 @@ mod tests {
             assert!(!names.contains(&name), "two steps named {name}");
             names.push(name);
         }
+    }
+
+    #[test]
+    fn lean_removes_only_the_build_directories_steps_have_to_themselves() {
+        let own: Vec<_> = STEPS
+            .iter()
+            .filter_map(|&(name, _, _, args, env)| Some((name, own_build_dir(args, env)?)))
+            .collect();
+        assert_eq!(
+            own,
+            [
+                ("miri", "target/miri"),
+                ("loom", "target/loom"),
+                ("asan", "target/asan"),
+                ("fuzz http_request", "fuzz/target"),
+            ]
+        );
     }
 
     #[test]

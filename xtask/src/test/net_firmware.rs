@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 /// The step's name in the summary.
 pub(crate) const NAME: &str = "firmware mps2-an386 lan9118 dhcp dns tcp under qemu";
 
-const FOLDER: &str = "examples/firmware-mps2-an386-net";
+/// The firmware's cargo project; `--lean` removes its `target` after the step.
+pub(super) const FOLDER: &str = "examples/firmware-mps2-an386-net";
 const BINARY: &str = "target/thumbv7em-none-eabihf/release/gevent-firmware-mps2-an386-net";
 
 /// The firmware's echo port in the guest.
