@@ -23,6 +23,7 @@ unsafe extern "C" {
         bottom_old: *mut *const c_void,
         size_old: *mut usize,
     );
+    fn __asan_unpoison_memory_region(addr: *const c_void, size: usize);
 }
 
 /// The bounds of a stack, as ASan takes them: its lowest usable address and its size.
@@ -42,6 +43,23 @@ impl Bounds {
             size: r.usable_size(),
         })
     }
+}
+
+/// Forgets what ASan marked on a stack for the frames that ran on it before: called as a
+/// greenlet is given a pooled stack, on which no frame lives.
+///
+/// ASan marks the redzones of a frame as its function starts and clears them as it returns.
+/// The last frames of a greenlet never return (its entry switches away for good), nor do
+/// frames a switch leaves behind, so a reused stack keeps their marks. Frames that ASan does
+/// not manage sit on that stale poison: the locals its stack-safety analysis leaves alone,
+/// and with `detect_stack_use_after_return` every instrumented local moves to a fake stack,
+/// so the real stack's marks are no longer rewritten by the frames that replace them. A
+/// `memcpy` into such a local was then reported as an overflow into a frame that was not
+/// there.
+pub(super) fn forget_frames(on: Bounds) {
+    // SAFETY: ASan's interface; `on` is the usable part of a stack that this greenlet alone
+    // is lent (the caller's), so no live frame's marks are cleared.
+    unsafe { __asan_unpoison_memory_region(on.bottom as *const c_void, on.size) };
 }
 
 /// What ASan handed the running context as it switched away: given back when it runs again.

@@ -107,6 +107,8 @@ impl Context {
     /// (see [`super::run_to_end`]).
     pub(crate) unsafe fn start(&self, me: NonNull<Header>, hub: &Hub, stack: PooledStack) {
         let region = stack.region();
+        #[cfg(gevent_switch_asan)]
+        asan::forget_frames(asan::Bounds::of(Some(region)));
         let top = region.top.get();
         let slot = arch::arg_slot(top);
         // SAFETY: the pool lends `stack` to this greenlet alone, 16-byte aligned and with at
