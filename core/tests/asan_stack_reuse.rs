@@ -1,14 +1,13 @@
 //! Under AddressSanitizer (the "asan" step of `cargo xtask test`): a pooled stack carries no
 //! marks of the greenlets that ran on it before into the next one.
 //!
-//! ASan marks a frame's redzones as its function starts and clears them as it returns.
-//! Stacks came back to the pool still marked (by a greenlet's last frames, which never
-//! return, and now and then by a whole frame deep down), and the next greenlet's locals that
-//! ASan does not manage sat on those marks: with `detect_stack_use_after_return`, a `memcpy`
-//! into one was reported as an overflow into a frame that was not there (hosted's
-//! `http_client` failed about 1 run in 30). Here the first greenlet marks the deep end of its
-//! stack by hand, as such frames leave it, and the next greenlet on the same stack must find
-//! it clear.
+//! ASan marks a frame's redzones as its function starts and clears them as it returns. A
+//! greenlet's last frames never return, so stacks came back to the pool still marked, and
+//! the next greenlet's locals that ASan does not manage sat on those marks: with
+//! `detect_stack_use_after_return`, a `memcpy` into one was reported as an overflow into a
+//! frame that was not there (hosted's `http_client` failed about 1 run in 30). Here the first
+//! greenlet marks the deep end of its stack by hand, as such frames leave it, and the next
+//! greenlet on the same stack must find it clear.
 #![cfg(all(gevent_asan, gevent_own_switch, not(miri)))]
 #![allow(unsafe_code)] // ASan's interface
 

@@ -148,9 +148,10 @@ const STEPS: &[Step] = &[
     // - `detect_stack_use_after_return=1`: each frame whose address is taken lives on a
     //   "fake stack" (one per greenlet, with the annotations), and stays poisoned after its
     //   function returns, so a pointer into a returned frame is caught. Core's switch clears
-    //   a pooled stack's marks as a greenlet is given it (`asan::forget_frames`): without
-    //   that, marks left by frames that ran there before made a `memcpy` into a local ASan
-    //   does not manage fail as an overflow, in about 1 run in 30 of hosted's `http_client`.
+    //   a stack's marks as it takes it back from a greenlet that ended
+    //   (`asan::forget_frames`): without that, marks left by its last frames made a `memcpy`
+    //   into a local ASan does not manage fail as an overflow, in about 1 run in 30 of
+    //   hosted's `http_client`.
     //   (The stack high-water test skips its comparison when frames live on a fake stack.)
     // - `detect_leaks=0`: greenlets still alive when their thread exits are leaked on purpose
     //   (resuming them would read freed thread-locals), as are a `kill_timeout` target that

@@ -45,20 +45,22 @@ impl Bounds {
     }
 }
 
-/// Forgets what ASan marked on a stack for the frames that ran on it before: called as a
-/// greenlet is given a pooled stack, on which no frame lives.
+/// Forgets what ASan marked on a stack for the frames that ran on it: called as the stack of
+/// a greenlet that has ended is taken back, when no frame lives on it.
 ///
 /// ASan marks the redzones of a frame as its function starts and clears them as it returns.
-/// Stacks came back to the pool still marked: near the top, by a greenlet's last frames,
-/// which never return (its entry switches away for good), and now and then deep down, by a
-/// whole frame (measured in hosted's `http_client`; which frame leaves those was not
-/// established). The next greenlet's locals that ASan does not manage then sat on stale
-/// marks: with `detect_stack_use_after_return`, under which instrumented locals move to a
-/// fake stack and no longer rewrite the real stack's marks, a `memcpy` into one was
-/// reported as an overflow about 1 run in 30 of that test (9 in 300; none in 450 with this).
+/// A greenlet's last frames never return (its entry switches away for good), so its stack
+/// came back to the pool still marked. The next greenlet on it, or, once the pool had given
+/// the memory back to the system, a stack of another size mapped over it, had its own locals
+/// that ASan does not manage sit on those marks (measured in hosted's `http_client`: entry's
+/// frame, 19 granules, near the top or hundreds of KiB down). With
+/// `detect_stack_use_after_return`, under which instrumented locals move to a fake stack and
+/// no longer rewrite the real stack's marks, a `memcpy` into one was reported as an overflow
+/// about 1 run in 30 of that test (9 in 300; none in 450 with the marks cleared).
 pub(super) fn forget_frames(on: Bounds) {
-    // SAFETY: ASan's interface; `on` is the usable part of a stack that this greenlet alone
-    // is lent (the caller's), so no live frame's marks are cleared.
+    // SAFETY: ASan's interface, which changes its shadow of the range and never the memory:
+    // clearing marks can only hide an error, and on a stack where no frame lives (the
+    // caller's) there are none to hide.
     unsafe { __asan_unpoison_memory_region(on.bottom as *const c_void, on.size) };
 }
 

@@ -107,8 +107,6 @@ impl Context {
     /// (see [`super::run_to_end`]).
     pub(crate) unsafe fn start(&self, me: NonNull<Header>, hub: &Hub, stack: PooledStack) {
         let region = stack.region();
-        #[cfg(gevent_switch_asan)]
-        asan::forget_frames(asan::Bounds::of(Some(region)));
         let top = region.top.get();
         let slot = arch::arg_slot(top);
         // SAFETY: the pool lends `stack` to this greenlet alone, 16-byte aligned and with at
@@ -229,7 +227,11 @@ impl Context {
         // away for the last time; code that runs (and so calls this) is not on that stack,
         // which holds no live frame, whoever the caller is. No reference into the cell
         // exists (module invariants).
-        unsafe { (*self.stack.get()).take() }
+        let stack = unsafe { (*self.stack.get()).take() };
+        // No frame lives on the stack any more (see above).
+        #[cfg(gevent_switch_asan)]
+        asan::forget_frames(asan::Bounds::of(stack.as_ref().map(PooledStack::region)));
+        stack
     }
 
     /// Forgets a greenlet that could not be brought to an end at shutdown: its stack and the
