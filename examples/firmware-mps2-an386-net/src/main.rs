@@ -5,7 +5,9 @@
 //! lease: QEMU's defaults), then serves a line echo on TCP port 7, one greenlet per
 //! connection. A client (the host, through QEMU's `hostfwd`) sends lines and reads them back;
 //! `resolve NAME [SERVER]` answers with NAME's address, asked through DNS of SERVER or, without
-//! one, of the servers the DHCP lease named; `quit` ends the run with status 0.
+//! one, of the servers the DHCP lease named; `stats` answers `sockets=N heap=BYTES` once the
+//! sockets of connections that ended have closed (what a churn of connections must leave
+//! unchanged); `quit` ends the run with status 0.
 //!
 //! It prints `READY` by semihosting once it listens: the test in `xtask/src/test/net_firmware.rs`
 //! connects only then.
@@ -75,6 +77,7 @@ fn serve(mut stream: TcpStream) -> Result<(), NetError> {
             }
             let reply = match line.strip_prefix(b"resolve ") {
                 Some(request) => resolve(request),
+                None if line == b"stats" => stats(),
                 None => String::from_utf8_lossy(&line).into_owned(),
             };
             stream.write_all(reply.as_bytes())?;
@@ -82,6 +85,28 @@ fn serve(mut stream: TcpStream) -> Result<(), NetError> {
             line.clear();
         }
     }
+}
+
+/// How long `stats` waits for the sockets of ended connections to close.
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// Answers `stats`: the sockets open (the listener and the asking connection, once the
+/// sockets of connections that ended have closed, which `stats` waits for, bounded) and the
+/// heap in use.
+fn stats() -> String {
+    // The listener and this connection.
+    const SETTLED: usize = 2;
+    let deadline = gevent_embedded::now() + SETTLE_LIMIT;
+    let mut sockets = gevent_embedded::net::open_sockets().unwrap_or(usize::MAX);
+    // Closing sockets are freed by the network poller, which raises no event a greenlet could
+    // wait for: look again every few milliseconds.
+    while sockets > SETTLED && gevent_embedded::now() < deadline {
+        if gevent_embedded::sleep(Duration::from_millis(5)).is_err() {
+            break;
+        }
+        sockets = gevent_embedded::net::open_sockets().unwrap_or(usize::MAX);
+    }
+    format!("sockets={} heap={}", sockets, board::HEAP.used())
 }
 
 /// Answers `NAME [SERVER]`: NAME's first address, or what went wrong.

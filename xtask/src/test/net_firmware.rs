@@ -3,8 +3,10 @@
 //!
 //! QEMU gets a free host port forwarded to the firmware's echo port. Once the firmware prints
 //! `READY` (it has its address by DHCP and listens), a client connects, checks that a line comes
-//! back, asks the firmware to resolve [`TEST_NAME`], checks the answer, and sends `quit`, on
-//! which the firmware exits by semihosting with status 0 if every check it made held.
+//! back, asks the firmware to resolve [`TEST_NAME`], checks the answer, churns connections
+//! (see [`churn`]) and checks that they leave the firmware's sockets and heap as they found
+//! them, and sends `quit`, on which the firmware exits by semihosting with status 0 if every
+//! check it made held.
 //!
 //! The name is answered by a small DNS server this step runs on the host's 127.0.0.1:53, which
 //! the guest reaches as 10.0.2.2:53 (QEMU's user-mode network maps its host address to the
@@ -16,7 +18,7 @@
 //! ends, however it ends.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -49,6 +51,15 @@ const HOST_AS_GUEST_SEES_IT: &str = "10.0.2.2";
 const BOOT_LIMIT: Duration = Duration::from_secs(120);
 const REPLY_LIMIT: Duration = Duration::from_secs(60);
 const EXIT_LIMIT: Duration = Duration::from_secs(60);
+
+/// The churn's clients, each opening one connection at a time: as many as the firmware's
+/// listener has listening sockets, so no connection finds none; with the control connection,
+/// fewer than the firmware's four greenlet stacks.
+const CHURN_CLIENTS: usize = 2;
+/// Connections each client opens before the firmware's figures are first taken (its tables
+/// reach their working size), and then between the two readings.
+const WARM_UP: usize = 10;
+const CHURN: usize = 500;
 
 /// Builds the firmware, runs it under QEMU and drives it; `Err` says what went wrong.
 pub(crate) fn run(root: &Path) -> Result<(), String> {
@@ -101,6 +112,20 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     if dns.queries() == 0 {
         return Err(format!("the firmware answered {resolved} without asking the DNS server"));
     }
+    churn(port, WARM_UP)?;
+    let before = exchange(&mut client, &mut reader, "stats")?;
+    churn(port, CHURN)?;
+    let after = exchange(&mut client, &mut reader, "stats")?;
+    println!("{} connections: {before} before, {after} after", CHURN_CLIENTS * CHURN);
+    if !before.starts_with("sockets=2 ") {
+        return Err(format!("the firmware holds more than its listener and one stream: {before}"));
+    }
+    if after != before {
+        return Err(format!(
+            "{} connections changed the firmware's sockets or heap: {before} before, {after} after",
+            CHURN_CLIENTS * CHURN
+        ));
+    }
     client.write_all(b"quit\n").map_err(|e| format!("sending quit: {e}"))?;
 
     // QEMU closes its output when it exits: wait for that, bounded, then for its status.
@@ -117,6 +142,43 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let status = qemu.0.wait().map_err(|e| format!("waiting for qemu: {e}"))?;
     if !status.success() {
         return Err(format!("the firmware exited with {status}"));
+    }
+    Ok(())
+}
+
+/// Opens `per_client` connections from each of [`CHURN_CLIENTS`] threads, one at a time per
+/// thread: each echoes a line, then the client closes its side and reads until the firmware
+/// closes too (its greenlet has ended by then, so a client's next connection never needs a
+/// second stack).
+fn churn(port: u16, per_client: usize) -> Result<(), String> {
+    let clients: Vec<_> = (0..CHURN_CLIENTS)
+        .map(|client| {
+            thread::spawn(move || -> Result<(), String> {
+                for i in 0..per_client {
+                    let line = format!("churn {client} {i}");
+                    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+                        .map_err(|e| format!("{line}: connecting: {e}"))?;
+                    stream.set_read_timeout(Some(REPLY_LIMIT)).map_err(|e| e.to_string())?;
+                    let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+                    let echoed = exchange(&mut stream, &mut reader, &line)?;
+                    if echoed != line {
+                        return Err(format!("sent {line:?}, the echo returned {echoed:?}"));
+                    }
+                    stream.shutdown(Shutdown::Write).map_err(|e| format!("{line}: {e}"))?;
+                    let mut rest = Vec::new();
+                    reader
+                        .read_to_end(&mut rest)
+                        .map_err(|e| format!("{line}: waiting for the firmware to close: {e}"))?;
+                    if !rest.is_empty() {
+                        return Err(format!("{line}: unexpected bytes after the echo: {rest:?}"));
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().map_err(|_| "a churn client panicked".to_owned())??;
     }
     Ok(())
 }
