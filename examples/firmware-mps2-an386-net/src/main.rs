@@ -5,7 +5,7 @@
 //! lease: QEMU's defaults), then serves a line echo on TCP port 7, one greenlet per
 //! connection. A client (the host, through QEMU's `hostfwd`) sends lines and reads them back;
 //! `resolve NAME [SERVER]` answers with NAME's address, asked through DNS of SERVER or, without
-//! one, of the servers the DHCP lease named; `stats` answers `sockets=N heap=BYTES` once the
+//! one, of the servers the DHCP lease named; `stats` answers `sockets=N greenlets=N heap=BYTES accepted=N` once the
 //! sockets of connections that ended have closed (what a churn of connections must leave
 //! unchanged); `quit` ends the run with status 0.
 //!
@@ -21,6 +21,7 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
 
 use cortex_m_rt::entry;
@@ -87,12 +88,16 @@ fn serve(mut stream: TcpStream) -> Result<(), NetError> {
     }
 }
 
+/// Connections accepted since the start.
+static ACCEPTED: AtomicUsize = AtomicUsize::new(0);
+
 /// How long `stats` waits for the sockets of ended connections to close.
 const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 
 /// Answers `stats`: the sockets open (the listener and the asking connection, once the
-/// sockets of connections that ended have closed, which `stats` waits for, bounded) and the
-/// heap in use.
+/// sockets of connections that ended have closed, which `stats` waits for, bounded), the
+/// greenlets alive (main and the asking connection's), the heap in use and the connections
+/// accepted so far.
 fn stats() -> String {
     // The listener and this connection.
     const SETTLED: usize = 2;
@@ -106,7 +111,9 @@ fn stats() -> String {
         }
         sockets = gevent_embedded::net::open_sockets().unwrap_or(usize::MAX);
     }
-    format!("sockets={} heap={}", sockets, board::HEAP.used())
+    let greenlets = gevent_embedded::tree::GreenletTree::current_hub().greenlets().len();
+    let accepted = ACCEPTED.load(Ordering::Relaxed);
+    format!("sockets={sockets} greenlets={greenlets} heap={} accepted={accepted}", board::HEAP.used())
 }
 
 /// Answers `NAME [SERVER]`: NAME's first address, or what went wrong.
@@ -192,6 +199,7 @@ fn main() -> ! {
     loop {
         match listener.accept() {
             Ok(stream) => {
+                ACCEPTED.fetch_add(1, Ordering::Relaxed);
                 spawn(move || {
                     if let Err(e) = serve(stream) {
                         hprintln!("connection ended: {}", e);

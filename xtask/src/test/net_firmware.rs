@@ -4,7 +4,7 @@
 //! QEMU gets a free host port forwarded to the firmware's echo port. Once the firmware prints
 //! `READY` (it has its address by DHCP and listens), a client connects, checks that a line comes
 //! back, asks the firmware to resolve [`TEST_NAME`], checks the answer, churns connections
-//! (see [`churn`]) and checks that they leave the firmware's sockets and heap as they found
+//! (see [`churn`] and [`abrupt`]) and checks that they leave the firmware's sockets and heap as they found
 //! them, and sends `quit`, on which the firmware exits by semihosting with status 0 if every
 //! check it made held.
 //!
@@ -60,6 +60,8 @@ const CHURN_CLIENTS: usize = 2;
 /// reach their working size), and then between the two readings.
 const WARM_UP: usize = 10;
 const CHURN: usize = 500;
+/// Connections then opened one at a time and closed by the client at once (see [`abrupt`]).
+const ABRUPT: usize = 20;
 
 /// Builds the firmware, runs it under QEMU and drives it; `Err` says what went wrong.
 pub(crate) fn run(root: &Path) -> Result<(), String> {
@@ -113,19 +115,28 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         return Err(format!("the firmware answered {resolved} without asking the DNS server"));
     }
     churn(port, WARM_UP)?;
-    let before = exchange(&mut client, &mut reader, "stats")?;
-    churn(port, CHURN)?;
-    let after = exchange(&mut client, &mut reader, "stats")?;
-    println!("{} connections: {before} before, {after} after", CHURN_CLIENTS * CHURN);
-    if !before.starts_with("sockets=2 ") {
-        return Err(format!("the firmware holds more than its listener and one stream: {before}"));
-    }
-    if after != before {
+    let before = stats(&mut client, &mut reader)?;
+    let warmed_up = 1 + CHURN_CLIENTS * WARM_UP;
+    if !before.state.starts_with("sockets=2 greenlets=2 ") || before.accepted != warmed_up {
         return Err(format!(
-            "{} connections changed the firmware's sockets or heap: {before} before, {after} after",
-            CHURN_CLIENTS * CHURN
+            "after {warmed_up} connections, the firmware holds more than its listener and one \
+             stream, or counted others: {}",
+            before.line
         ));
     }
+    churn(port, CHURN)?;
+    let after = stats(&mut client, &mut reader)?;
+    let connections = CHURN_CLIENTS * CHURN;
+    println!("{connections} connections: {} before, {} after", before.line, after.line);
+    if after.state != before.state || after.accepted != before.accepted + connections {
+        return Err(format!(
+            "{connections} connections changed the firmware's sockets, greenlets or heap, or \
+             were not all accepted: {} before, {} after",
+            before.line, after.line
+        ));
+    }
+    abrupt(port, &mut client, &mut reader, &after)?;
+    println!("{ABRUPT} connections closed at once: each left {}", before.state);
     client.write_all(b"quit\n").map_err(|e| format!("sending quit: {e}"))?;
 
     // QEMU closes its output when it exits: wait for that, bounded, then for its status.
@@ -156,22 +167,9 @@ fn churn(port: u16, per_client: usize) -> Result<(), String> {
             thread::spawn(move || -> Result<(), String> {
                 for i in 0..per_client {
                     let line = format!("churn {client} {i}");
-                    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+                    let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
                         .map_err(|e| format!("{line}: connecting: {e}"))?;
-                    stream.set_read_timeout(Some(REPLY_LIMIT)).map_err(|e| e.to_string())?;
-                    let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
-                    let echoed = exchange(&mut stream, &mut reader, &line)?;
-                    if echoed != line {
-                        return Err(format!("sent {line:?}, the echo returned {echoed:?}"));
-                    }
-                    stream.shutdown(Shutdown::Write).map_err(|e| format!("{line}: {e}"))?;
-                    let mut rest = Vec::new();
-                    reader
-                        .read_to_end(&mut rest)
-                        .map_err(|e| format!("{line}: waiting for the firmware to close: {e}"))?;
-                    if !rest.is_empty() {
-                        return Err(format!("{line}: unexpected bytes after the echo: {rest:?}"));
-                    }
+                    polite(stream, &line)?;
                 }
                 Ok(())
             })
@@ -179,6 +177,89 @@ fn churn(port: u16, per_client: usize) -> Result<(), String> {
         .collect();
     for client in clients {
         client.join().map_err(|_| "a churn client panicked".to_owned())??;
+    }
+    Ok(())
+}
+
+/// Opens [`ABRUPT`] connections one after another, each closed by the client as soon as it
+/// has sent a line, reading nothing (the firmware's echo meets a closed peer); once the
+/// firmware has accepted each, its `stats` on the control connection must read as `before`.
+fn abrupt(
+    port: u16,
+    control: &mut TcpStream,
+    reader: &mut BufReader<TcpStream>,
+    before: &Stats,
+) -> Result<(), String> {
+    for i in 0..ABRUPT {
+        let line = format!("abrupt {i}");
+        let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .map_err(|e| format!("{line}: connecting: {e}"))?;
+        (&stream).write_all(format!("{line}\n").as_bytes()).map_err(|e| format!("{line}: {e}"))?;
+        stream.shutdown(Shutdown::Both).map_err(|e| format!("{line}: {e}"))?;
+        drop(stream);
+        // QEMU takes the connection on the host at once and opens the guest's after: ask until
+        // the firmware has accepted it (each answer comes once no ended connection's socket is
+        // still closing).
+        let accepted = before.accepted + i + 1;
+        let deadline = Instant::now() + REPLY_LIMIT;
+        let after = loop {
+            let after = stats(control, reader)?;
+            if after.accepted >= accepted {
+                break after;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{line}: the firmware did not accept it: {}", after.line));
+            }
+        };
+        if after.state != before.state || after.accepted != accepted {
+            return Err(format!(
+                "{line}: a connection closed at once changed the firmware's sockets, greenlets \
+                 or heap: {} before, {} after",
+                before.line, after.line
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the firmware's `stats` answers.
+struct Stats {
+    /// The whole line.
+    line: String,
+    /// What connections that ended must leave unchanged: sockets, greenlets, heap.
+    state: String,
+    /// Connections accepted so far.
+    accepted: usize,
+}
+
+/// Asks the firmware for its [`Stats`] on the control connection.
+fn stats(control: &mut TcpStream, reader: &mut BufReader<TcpStream>) -> Result<Stats, String> {
+    let line = exchange(control, reader, "stats")?;
+    let parsed = line.split_once(" accepted=").and_then(|(state, accepted)| {
+        Some(Stats {
+            state: state.to_owned(),
+            accepted: accepted.parse().ok()?,
+            line: line.clone(),
+        })
+    });
+    parsed.ok_or_else(|| format!("the firmware's stats do not read as expected: {line:?}"))
+}
+
+/// A connection of [`churn`]: `line` comes back, then both sides close.
+fn polite(mut stream: TcpStream, line: &str) -> Result<(), String> {
+    stream.set_read_timeout(Some(REPLY_LIMIT)).map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+    let echoed = exchange(&mut stream, &mut reader, line)?;
+    if echoed != line {
+        return Err(format!("sent {line:?}, the echo returned {echoed:?}"));
+    }
+    stream.shutdown(Shutdown::Write).map_err(|e| format!("{line}: {e}"))?;
+    let mut rest = Vec::new();
+    reader
+        .read_to_end(&mut rest)
+        .map_err(|e| format!("{line}: waiting for the firmware to close: {e}"))?;
+    if !rest.is_empty() {
+        return Err(format!("{line}: unexpected bytes after the echo: {rest:?}"));
     }
     Ok(())
 }
