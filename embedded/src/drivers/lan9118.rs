@@ -1,4 +1,4 @@
-//! A polled driver for the SMSC LAN9118 (and its register-compatible LAN9220) Ethernet
+//! A driver for the SMSC LAN9118 (and its register-compatible LAN9220) Ethernet
 //! controller, the NIC QEMU emulates on the `mps2-an385`/`mps2-an386` boards (at
 //! [`MPS2_BASE`]), as a smoltcp [`Device`].
 //!
@@ -6,6 +6,11 @@
 //! 32-bit registers, so the driver needs no DMA memory: [`Device::receive`] copies the next
 //! frame out of the receive FIFO into a buffer of the driver, and a transmit token copies its
 //! frame into the transmit FIFO. Nothing is allocated.
+//!
+//! It is polled (smoltcp asks it for frames whenever the hub drives the interface) unless
+//! [`enable_receive_interrupt`](Lan9118::enable_receive_interrupt) turns on the chip's
+//! receive interrupt, whose handler's only task is to wake the hub: see that method for how
+//! a firmware wires it.
 //!
 //! Register accesses are volatile reads and writes at fixed addresses, hence this module's
 //! `unsafe`: [`Lan9118::new`] takes the base address, and its contract (the address is the
@@ -20,6 +25,10 @@ use smoltcp::time::Instant;
 
 /// Where the LAN9118 sits on the MPS2 FPGA images (AN385, AN386), QEMU's included.
 pub const MPS2_BASE: usize = 0x4020_0000;
+
+/// The interrupt line (NVIC number) of the LAN9118 on the MPS2 FPGA images (AN385, AN386),
+/// QEMU's included.
+pub const MPS2_IRQ: u16 = 13;
 
 /// The largest frame the driver passes: an Ethernet frame with a VLAN tag and its FCS fits.
 const FRAME: usize = 1536;
@@ -61,6 +70,14 @@ const TX_CFG_TXSAO: u32 = 1 << 2;
 const TX_CMD_A_FIRST: u32 = 1 << 13;
 const TX_CMD_A_LAST: u32 = 1 << 12;
 const RX_STS_ERROR: u32 = 1 << 15;
+
+/// IRQ_CFG: the interrupt pin is driven (push-pull), active high, and enabled.
+const IRQ_CFG_TYPE_PUSH_PULL: u32 = 1 << 0;
+const IRQ_CFG_POL_HIGH: u32 = 1 << 4;
+const IRQ_CFG_EN: u32 = 1 << 8;
+/// INT_STS/INT_EN: the receive status FIFO holds more statuses than its level (FIFO_INT's
+/// low byte, 0 at reset): a frame has arrived.
+const INT_RSFL: u32 = 1 << 3;
 
 const MAC_CSR_BUSY: u32 = 1 << 31;
 const MAC_CSR_READ: u32 = 1 << 30;
@@ -196,7 +213,8 @@ impl Lan9118 {
     /// Resets the controller at `base` and starts it: receive and transmit on, full duplex,
     /// frames for its MAC address (the one the chip loaded from its EEPROM, see
     /// [`mac_address`](Self::mac_address)), broadcast and multicast passed up; interrupts off
-    /// (the driver is polled).
+    /// (the driver is polled until
+    /// [`enable_receive_interrupt`](Self::enable_receive_interrupt)).
     ///
     /// # Safety
     ///
@@ -224,6 +242,31 @@ impl Lan9118 {
         let mac = [low[0], low[1], low[2], low[3], high[0], high[1]];
         regs.mac_write(MAC_CR, MAC_CR_RXEN | MAC_CR_TXEN | MAC_CR_FDPX | MAC_CR_MCPAS)?;
         Ok(Lan9118 { regs, mac, rx: [0; FRAME], tx: [0; FRAME] })
+    }
+
+    /// Turns on the chip's interrupt for received frames: its pin (on the MPS2 boards, NVIC
+    /// line [`MPS2_IRQ`]) is raised, level-triggered, while a frame has arrived that
+    /// [`acknowledge_receive_interrupt`](Self::acknowledge_receive_interrupt) has not yet been
+    /// called for.
+    ///
+    /// The handler must not touch the chip (see [`new`](Self::new)): it masks its NVIC line,
+    /// which the level would otherwise fire again at once, and wakes the hub, say by raising
+    /// a [`Signal`](crate::isr::Signal) that a greenlet waits on. Every hub turn drives the
+    /// interface, so the wake-up is all it takes. The code that drives the interface then
+    /// calls `acknowledge_receive_interrupt` *before* `iface.poll`, which reads every frame
+    /// waiting, and unmasks the line after it: a frame that arrives after the acknowledgement
+    /// raises the interrupt again, so none waits for the next wake-up of another cause.
+    pub fn enable_receive_interrupt(&mut self) {
+        self.regs.write(INT_STS, INT_RSFL);
+        self.regs.write(INT_EN, INT_RSFL);
+        self.regs.write(IRQ_CFG, IRQ_CFG_EN | IRQ_CFG_POL_HIGH | IRQ_CFG_TYPE_PUSH_PULL);
+    }
+
+    /// Lowers the receive interrupt (see
+    /// [`enable_receive_interrupt`](Self::enable_receive_interrupt)): call it before reading
+    /// the frames that raised it.
+    pub fn acknowledge_receive_interrupt(&mut self) {
+        self.regs.write(INT_STS, INT_RSFL);
     }
 
     /// The chip's identity and revision (ID_REV: `0x0118_xxxx` for a LAN9118).

@@ -5,9 +5,12 @@
 //! lease: QEMU's defaults), then serves a line echo on TCP port 7, one greenlet per
 //! connection. A client (the host, through QEMU's `hostfwd`) sends lines and reads them back;
 //! `resolve NAME [SERVER]` answers with NAME's address, asked through DNS of SERVER or, without
-//! one, of the servers the DHCP lease named; `stats` answers `sockets=N greenlets=N heap=BYTES accepted=N` once the
+//! one, of the servers the DHCP lease named; `stats` answers `sockets=N greenlets=N heap=BYTES accepted=N irqs=N` once the
 //! sockets of connections that ended have closed (what a churn of connections must leave
 //! unchanged); `quit` ends the run with status 0.
+//!
+//! The NIC's receive interrupt wakes the hub (see [`DefaultHandler`]), so a frame is read as
+//! it arrives rather than at the next tick of the clock.
 //!
 //! It prints `READY` by semihosting once it listens: the test in `xtask/src/test/net_firmware.rs`
 //! connects only then.
@@ -24,9 +27,12 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
 
-use cortex_m_rt::entry;
+use cortex_m::interrupt::InterruptNumber;
+use cortex_m::peripheral::NVIC;
+use cortex_m_rt::{entry, exception};
 use cortex_m_semihosting::hprintln;
-use gevent_embedded::drivers::lan9118::{Lan9118, MPS2_BASE};
+use gevent_embedded::drivers::lan9118::{Lan9118, MPS2_BASE, MPS2_IRQ};
+use gevent_embedded::isr::Signal;
 use gevent_embedded::net::{NetError, TcpListener, TcpStream, dhcp, dns};
 use gevent_embedded::{StaticStacks, TickClock, spawn};
 use smoltcp::iface::{Config, Interface};
@@ -91,13 +97,47 @@ fn serve(mut stream: TcpStream) -> Result<(), NetError> {
 /// Connections accepted since the start.
 static ACCEPTED: AtomicUsize = AtomicUsize::new(0);
 
+/// Raised by the NIC's interrupt; a greenlet waits on it, which is what lets the interrupt
+/// wake the hub (whose every turn drives the interface).
+static NIC_RX: Signal = Signal::new();
+
+/// The NIC's interrupts taken since the start.
+static NIC_IRQS: AtomicUsize = AtomicUsize::new(0);
+
+/// The NIC's interrupt line, for the NVIC.
+#[derive(Clone, Copy)]
+struct NicIrq;
+
+// SAFETY: `MPS2_IRQ` is the number of a device interrupt of the mps2-an386's NVIC (the
+// LAN9118's), which is all the trait asks.
+unsafe impl InterruptNumber for NicIrq {
+    fn number(self) -> u16 {
+        MPS2_IRQ
+    }
+}
+
+/// Every device interrupt (the firmware has no device crate, so none has a handler of its
+/// own): the NIC's masks its line (level-triggered, it would fire again at once; the drive
+/// unmasks it once it has read the frames) and raises [`NIC_RX`]. Any other is a fault.
+#[exception]
+unsafe fn DefaultHandler(irqn: i16) {
+    if irqn == MPS2_IRQ as i16 {
+        NVIC::mask(NicIrq);
+        NIC_IRQS.fetch_add(1, Ordering::Relaxed);
+        NIC_RX.signal();
+    } else {
+        hprintln!("FAILED: unexpected interrupt {}", irqn);
+        board::exit(false)
+    }
+}
+
 /// How long `stats` waits for the sockets of ended connections to close.
 const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 
 /// Answers `stats`: the sockets open (the listener and the asking connection, once the
 /// sockets of connections that ended have closed, which `stats` waits for, bounded), the
-/// greenlets alive (main and the asking connection's), the heap in use and the connections
-/// accepted so far.
+/// greenlets alive (main, the NIC's and the asking connection's), the heap in use, the
+/// connections accepted so far and the NIC's interrupts taken.
 fn stats() -> String {
     // The listener and this connection.
     const SETTLED: usize = 2;
@@ -113,7 +153,9 @@ fn stats() -> String {
     }
     let greenlets = gevent_embedded::tree::GreenletTree::current_hub().greenlets().len();
     let accepted = ACCEPTED.load(Ordering::Relaxed);
-    format!("sockets={sockets} greenlets={greenlets} heap={} accepted={accepted}", board::HEAP.used())
+    let irqs = NIC_IRQS.load(Ordering::Relaxed);
+    let heap = board::HEAP.used();
+    format!("sockets={sockets} greenlets={greenlets} heap={heap} accepted={accepted} irqs={irqs}")
 }
 
 /// Answers `NAME [SERVER]`: NAME's first address, or what went wrong.
@@ -143,7 +185,8 @@ fn main() -> ! {
     let mut core = cortex_m::Peripherals::take().expect("taken once");
     board::start_systick(&mut core.SYST);
 
-    static mut STACK_MEM: [u8; 4 * 8 * 1024] = [0; 4 * 8 * 1024];
+    // The NIC's greenlet, the host's control connection and two more at once.
+    static mut STACK_MEM: [u8; 5 * 8 * 1024] = [0; 5 * 8 * 1024];
     // SAFETY: the only reference ever made to this buffer, handed to the stack pool for good.
     let stacks = StaticStacks::new(unsafe { &mut *core::ptr::addr_of_mut!(STACK_MEM) }, 8 * 1024);
 
@@ -164,15 +207,29 @@ fn main() -> ! {
         if nic.link_up() == Ok(true) { "up" } else { "down" }
     );
 
+    nic.enable_receive_interrupt();
     let config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
     let iface = Interface::new(config, &mut nic, smoltcp::time::Instant::ZERO);
     let drive: gevent_embedded::net::Drive = Box::new(move |iface, sockets, now| {
+        // Before reading: a frame that arrives after this raises the interrupt again.
+        nic.acknowledge_receive_interrupt();
         iface.poll(now, &mut nic, sockets);
+        // SAFETY: the firmware's critical sections mask every interrupt (cortex-m's
+        // single-core implementation sets PRIMASK), so unmasking a line breaks none.
+        unsafe { NVIC::unmask(NicIrq) };
     });
     gevent_embedded::init_net(iface, drive, TickClock::new(SysTickSource), stacks, |_| {
         cortex_m::asm::wfi()
     })
     .expect("the hub is installed once");
+
+    // Each raise of the NIC's signal ends this greenlet's wait, a wake-up of the hub, whose
+    // turn drives the interface: that is all it is for.
+    spawn(|| {
+        while NIC_RX.wait().is_ok() {}
+        hprintln!("FAILED: the NIC's signal cannot be waited for");
+        board::exit(false)
+    });
 
     dhcp::start().expect("the hub has a network stack");
     let lease = match dhcp::wait_config_up(Some(DHCP_LIMIT)) {
