@@ -13,13 +13,14 @@
 
 use gevent as _; // links the default platform: see `[dev-dependencies]` in Cargo.toml
 
-use std::cell::RefCell;
 use std::ffi::c_void;
-use std::rc::Rc;
 
 use gevent_core::sim;
 use gevent_core::spawn;
-use gevent_core::stack::{StackError, StackRegion, StackSource};
+use gevent_core::stack::StackRegion;
+
+mod support;
+use support::RecordingStacks;
 
 unsafe extern "C" {
     fn __asan_poison_memory_region(addr: *const c_void, size: usize);
@@ -30,34 +31,6 @@ unsafe extern "C" {
 /// greenlets here, and within the smallest stack the pool hands out.
 const DEEP: usize = 4096;
 
-/// A stack source that remembers the regions it hands out, over the simulated platform's.
-struct RecordingStacks {
-    inner: Box<dyn StackSource>,
-    allocated: Rc<RefCell<Vec<StackRegion>>>,
-}
-
-// SAFETY: every region comes from `inner`, a valid source, and goes back to it.
-unsafe impl StackSource for RecordingStacks {
-    fn round(&self, size: usize) -> Result<usize, StackError> {
-        self.inner.round(size)
-    }
-    fn allocate(&mut self, size: usize) -> Result<StackRegion, StackError> {
-        let region = self.inner.allocate(size)?;
-        self.allocated.borrow_mut().push(region);
-        Ok(region)
-    }
-    fn untouched_below(&self, region: &StackRegion) -> Option<usize> {
-        self.inner.untouched_below(region)
-    }
-    fn paint(&self) -> usize {
-        self.inner.paint()
-    }
-    unsafe fn release(&mut self, region: StackRegion) {
-        // SAFETY: the caller's promise, passed on: `region` came from `inner`'s `allocate`.
-        unsafe { self.inner.release(region) }
-    }
-}
-
 /// The deep end of `region`'s usable bytes.
 fn deep_end(region: &StackRegion) -> *const c_void {
     (region.bottom.get() + region.guard) as *const c_void
@@ -66,9 +39,8 @@ fn deep_end(region: &StackRegion) -> *const c_void {
 #[test]
 fn a_greenlet_starts_on_a_reused_stack_without_the_marks_its_last_user_left() {
     let (mut platform, _) = sim::platform();
-    let allocated = Rc::new(RefCell::new(Vec::new()));
-    platform.stacks =
-        Box::new(RecordingStacks { inner: platform.stacks, allocated: allocated.clone() });
+    let (stacks, allocated) = RecordingStacks::over(platform.stacks);
+    platform.stacks = Box::new(stacks);
     gevent_core::hub::install(platform).unwrap();
     gevent_core::hub::run(|| {
         let regions = allocated.clone();

@@ -18,9 +18,11 @@ use std::time::Duration;
 use gevent_core::hub::{CHECK_EVERY, IoRegistration};
 use gevent_core::platform::{Interest, Readiness};
 use gevent_core::sim::{self, SimSource};
-use gevent_core::stack::{StackError, StackRegion, StackSource};
 use gevent_core::time::Instant;
 use gevent_core::{Interrupted, Timeout, now, sleep, spawn, yield_now};
+
+mod support;
+use support::RecordingStacks;
 
 const US: Duration = Duration::from_micros(1);
 
@@ -159,40 +161,11 @@ fn kills_and_timeouts_reach_greenlets_entered_by_direct_switches() {
     });
 }
 
-/// A stack source that counts the stacks it hands out, over the simulated platform's.
-struct CountingStacks {
-    inner: Box<dyn StackSource>,
-    allocated: Rc<Cell<u32>>,
-}
-
-// SAFETY: every region comes from `inner`, a valid source, and goes back to it.
-#[allow(unsafe_code)]
-unsafe impl StackSource for CountingStacks {
-    fn round(&self, size: usize) -> Result<usize, StackError> {
-        self.inner.round(size)
-    }
-    fn allocate(&mut self, size: usize) -> Result<StackRegion, StackError> {
-        self.allocated.set(self.allocated.get() + 1);
-        self.inner.allocate(size)
-    }
-    fn untouched_below(&self, region: &StackRegion) -> Option<usize> {
-        self.inner.untouched_below(region)
-    }
-    fn paint(&self) -> usize {
-        self.inner.paint()
-    }
-    unsafe fn release(&mut self, region: StackRegion) {
-        // SAFETY: the caller's promise, passed on: `region` came from `inner`'s `allocate`.
-        unsafe { self.inner.release(region) }
-    }
-}
-
 #[test]
 fn a_greenlet_ending_right_after_a_direct_switch_gives_its_stack_back() {
     let (mut platform, _) = sim::platform();
-    let allocated = Rc::new(Cell::new(0u32));
-    platform.stacks =
-        Box::new(CountingStacks { inner: platform.stacks, allocated: allocated.clone() });
+    let (stacks, allocated) = RecordingStacks::over(platform.stacks);
+    platform.stacks = Box::new(stacks);
     gevent_core::hub::install(platform).unwrap();
     gevent_core::hub::run(|| {
         // Each round: a long-lived yielder switches to a fresh greenlet that returns at once,
@@ -218,7 +191,7 @@ fn a_greenlet_ending_right_after_a_direct_switch_gives_its_stack_back() {
         assert_eq!(total.get(), rounds * (rounds - 1) / 2);
     });
     // The yielder's and one short greenlet's at a time.
-    assert_eq!(allocated.get(), 2, "stacks allocated for 1,001 greenlets");
+    assert_eq!(allocated.borrow().len(), 2, "stacks allocated for 1,001 greenlets");
 }
 
 /// MXCSR, the SSE control and status register, on x86-64.
