@@ -275,6 +275,7 @@ impl flags::Test {
     pub(crate) fn run(self) -> Result<(), String> {
         let root = crate::project_root();
         let mut steps = Steps::new();
+        let lean = lean::Lean::new(&root, self.lean);
         // The "fuzz http_request" step's scratch corpus: cargo-fuzz refuses a missing one.
         if let Err(e) = std::fs::create_dir_all(root.join(FUZZ_SCRATCH)) {
             return Err(format!("creating {FUZZ_SCRATCH}: {e}"));
@@ -303,10 +304,7 @@ impl flags::Test {
             };
             command.args(args).envs(env.iter().copied()).current_dir(&root);
             steps.run(name, &mut command);
-            if let Some(dir) = own_dir {
-                lean::remove(&root, dir, self.lean);
-            }
-            lean::report_free(&root, self.lean);
+            lean.after_step(own_dir);
         }
         // The firmware is its own cargo project (its target and QEMU runner are set in its
         // `.cargo/config.toml`, which cargo reads from the working directory); `timeout` stops
@@ -325,10 +323,7 @@ impl flags::Test {
             let used_later = FIRMWARE_FAULTS
                 .iter()
                 .any(|&(later, again, ..)| again == folder && chosen(later) && !left_out(Full));
-            if !used_later {
-                lean::remove(&root, &format!("{folder}/target"), self.lean);
-            }
-            lean::report_free(&root, self.lean);
+            lean.after_step((!used_later).then(|| format!("{folder}/target")).as_deref());
         }
         for &(name, folder, features, message) in FIRMWARE_FAULTS {
             if !chosen(name) {
@@ -346,16 +341,14 @@ impl flags::Test {
             let mut command = Command::new("sh");
             command.args(["-c", &script]).current_dir(root.join(folder));
             steps.run(name, &mut command);
-            lean::remove(&root, &format!("{folder}/target"), self.lean);
-            lean::report_free(&root, self.lean);
+            lean.after_step(Some(&format!("{folder}/target")));
         }
         if !chosen(net_firmware::NAME) {
         } else if left_out(Full) {
             steps.skip(net_firmware::NAME);
         } else {
             steps.run_check(net_firmware::NAME, || net_firmware::run(&root));
-            lean::remove(&root, &format!("{}/target", net_firmware::FOLDER), self.lean);
-            lean::report_free(&root, self.lean);
+            lean.after_step(Some(&format!("{}/target", net_firmware::FOLDER)));
         }
         steps.finish()
     }

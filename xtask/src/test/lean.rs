@@ -12,12 +12,37 @@ use std::path::Path;
 use std::process::Command;
 use std::{fs, io};
 
-/// Removes `dir` (relative to `root`) if `lean`, saying how much it freed; a directory that is
-/// not there (a step that failed before building) is no error.
-pub(super) fn remove(root: &Path, dir: &str, lean: bool) {
-    if !lean {
-        return;
+/// What `--lean` does after each step: nothing without the flag.
+pub(super) struct Lean<'a> {
+    root: &'a Path,
+    on: bool,
+}
+
+impl<'a> Lean<'a> {
+    /// For the steps run in `root`; `on`: whether `--lean` was given.
+    pub(super) fn new(root: &'a Path, on: bool) -> Self {
+        Lean { root, on }
     }
+
+    /// After a step: removes `own_dir` (relative to the root), the build directory no later
+    /// step needs, if any, then prints the free space.
+    pub(super) fn after_step(&self, own_dir: Option<&str>) {
+        if !self.on {
+            return;
+        }
+        if let Some(dir) = own_dir {
+            remove(self.root, dir);
+        }
+        match free_bytes(self.root) {
+            Ok(bytes) => println!("lean: {} free", in_units(bytes)),
+            Err(e) => println!("lean: could not tell the free space: {e}"),
+        }
+    }
+}
+
+/// Removes `dir` (relative to `root`), saying how much it freed; a directory that is not
+/// there (a step that failed before building) is no error.
+fn remove(root: &Path, dir: &str) {
     let path = root.join(dir);
     let bytes = size(&path);
     match fs::remove_dir_all(&path) {
@@ -25,17 +50,6 @@ pub(super) fn remove(root: &Path, dir: &str, lean: bool) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         // Not a failure of the step: the run goes on and may still fit.
         Err(e) => println!("lean: could not remove {dir}: {e}"),
-    }
-}
-
-/// Prints the free space of the file system `root` is on, if `lean`.
-pub(super) fn report_free(root: &Path, lean: bool) {
-    if !lean {
-        return;
-    }
-    match free_bytes(root) {
-        Ok(bytes) => println!("lean: {} free", in_units(bytes)),
-        Err(e) => println!("lean: could not tell the free space: {e}"),
     }
 }
 
@@ -97,11 +111,11 @@ mod tests {
         fs::write(root.join("build/a"), [0u8; 100]).unwrap();
         fs::write(root.join("build/deep/b"), [0u8; 23]).unwrap();
         assert_eq!(size(&root.join("build")), 123);
-        remove(&root, "build", false);
+        Lean::new(&root, false).after_step(Some("build"));
         assert!(root.join("build").exists(), "removed without --lean");
-        remove(&root, "build", true);
+        Lean::new(&root, true).after_step(Some("build"));
         assert!(!root.join("build").exists());
-        remove(&root, "build", true); // gone already: nothing to do, no panic
+        remove(&root, "build"); // gone already: nothing to do, no panic
         fs::remove_dir_all(&root).unwrap();
     }
 
